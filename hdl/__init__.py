@@ -1,0 +1,1 @@
+"""Amaranth hardware of the CNN accelerator: one module per hardware unit."""

@@ -1,0 +1,96 @@
+"""The accelerator's integer arithmetic, defined once.
+
+Everything that decides a bit of a result lives here: operand and accumulator
+widths, the binary (XNOR-popcount) encoding, the accumulation rule, and the
+numpy golden GEMM. The PE hardware takes its widths and mode encoding from this
+module; tests, drivers and (later) the compiler take their reference results
+from it.
+
+Rules
+-----
+* int8 mode: operands are two's-complement int8; a MAC adds ``a * w`` to a
+  32-bit accumulator that wraps modulo 2**32 (no saturation).
+* binary mode: each 8-bit lane carries 8 binary values, bit 1 = +1 and
+  bit 0 = -1. One lane-MAC adds ``sum_b a_b * w_b`` over the 8 bit positions,
+  which the hardware computes as ``2 * popcount(xnor(a, w)) - 8``.
+"""
+import enum
+
+import numpy as np
+from amaranth.lib import enum as hdl_enum
+
+__all__ = [
+    "OPERAND_BITS", "ACC_BITS", "BINARY_VALUES_PER_LANE", "ArithMode",
+    "wrap_acc", "binary_signs", "binary_lane_dot", "golden_gemm", "neutral_padding",
+    "random_operands",
+]
+
+OPERAND_BITS = 8
+ACC_BITS = 32
+BINARY_VALUES_PER_LANE = OPERAND_BITS
+
+_LANE_MASK = (1 << OPERAND_BITS) - 1
+
+
+class ArithMode(hdl_enum.Enum, shape=1):
+    """Arithmetic of one operation; the encoding the hardware decodes."""
+    INT8 = 0
+    BINARY = 1
+
+
+def wrap_acc(values) -> np.ndarray:
+    """Reduce integers to the accumulator's two's-complement range (wrap, not saturate)."""
+    values = np.asarray(values, dtype=np.int64)
+    return ((values + (1 << (ACC_BITS - 1))) % (1 << ACC_BITS) - (1 << (ACC_BITS - 1))).astype(np.int32)
+
+
+def binary_signs(lanes) -> np.ndarray:
+    """Unpack 8-bit lanes (any integer dtype, read as their low 8 bits) into +1/-1 values.
+
+    The last axis grows by a factor of 8; value ``b`` of a lane is bit ``b``.
+    """
+    lanes = np.asarray(lanes, dtype=np.int64) & _LANE_MASK
+    bits = (lanes[..., None] >> np.arange(BINARY_VALUES_PER_LANE)) & 1
+    return (2 * bits - 1).reshape(*lanes.shape[:-1], -1)
+
+
+def binary_lane_dot(a, w) -> np.ndarray:
+    """One binary lane-MAC, elementwise: ``2 * popcount(xnor(a, w)) - 8``."""
+    agree = ~(np.asarray(a, dtype=np.int64) ^ np.asarray(w, dtype=np.int64)) & _LANE_MASK
+    popcount = sum((agree >> b) & 1 for b in range(BINARY_VALUES_PER_LANE))
+    return 2 * popcount - BINARY_VALUES_PER_LANE
+
+
+def golden_gemm(a, w, mode: ArithMode) -> np.ndarray:
+    """Reference ``a @ w`` for an (M, K) by (K, N) operand pair, as int32 accumulators.
+
+    Binary mode multiplies the unpacked +1/-1 values, independently of the
+    XNOR-popcount identity the hardware uses.
+    """
+    a = np.asarray(a, dtype=np.int64)
+    w = np.asarray(w, dtype=np.int64)
+    if a.ndim != 2 or w.ndim != 2 or a.shape[1] != w.shape[0]:
+        raise ValueError(f"GEMM operands must be (M, K) and (K, N), not {a.shape} and {w.shape}")
+    if mode == ArithMode.INT8:
+        return wrap_acc(a @ w)
+    if mode == ArithMode.BINARY:
+        return wrap_acc(binary_signs(a) @ binary_signs(w.T).T)
+    raise ValueError(f"Arithmetic mode must be an ArithMode, not {mode!r}")
+
+
+def neutral_padding(mode: ArithMode) -> tuple[int, int]:
+    """An (activation, weight) lane pair whose MAC adds exactly 0.
+
+    Padding a reduction with zeros is neutral in int8 but not in binary, where
+    no lane value means 0; 0x0F against 0x00 agrees on 4 of 8 bits: 2*4-8 = 0.
+    """
+    if mode == ArithMode.INT8:
+        return 0, 0
+    return 0x0F, 0x00
+
+
+def random_operands(rng: np.random.Generator, m: int, k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random int8 operands (also valid as packed binary lanes) of shapes (M, K) and (K, N)."""
+    low, high = -(1 << (OPERAND_BITS - 1)), 1 << (OPERAND_BITS - 1)
+    return (rng.integers(low, high, size=(m, k), dtype=np.int64),
+            rng.integers(low, high, size=(k, n), dtype=np.int64))

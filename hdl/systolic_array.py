@@ -1,0 +1,237 @@
+"""An R x C systolic array with input skew and output de-skew, for WS or OS.
+
+Streams (all ``amaranth.lib.stream``, payloads are ``data.StructLayout``):
+
+``activations``
+    One beat per cycle: ``data`` holds R int8 lanes (lane i feeds row i),
+    ``last`` closes a tile, ``mode`` picks int8/binary (``both`` only).
+``weights``
+    ``data`` holds C int8 lanes (lane j feeds column j).
+``results``
+    ``data`` holds C int32 lanes, ``last`` closes a tile.
+
+Output stationary (OS)
+    A tile is K beats taken in lockstep from both streams: beat k carries
+    column k of the R x K activation tile and row k of the K x C weight tile.
+    Each PE accumulates its output in place; on ``last`` it hands the sum to a
+    result register and starts the next tile in the same cycle. The tile
+    then drains as R result beats (row 0 first) while the next tile computes.
+    Draining takes R cycles, so a tile with K < R is padded with R - K idle
+    cycles; K >= R keeps every PE busy.
+
+Weight stationary (WS)
+    A weight tile is exactly R beats on ``weights`` (row r of the R x C tile in
+    beat r; pad unused rows with ``numerics.neutral_padding``). It shifts into
+    shadow registers while the previous tile computes. The tile's M activation
+    beats (row m of the M x R activation tile in beat m, ``last`` on the final
+    one) then stream through; each yields one result beat of partial sums.
+    Loading the next tile's weights takes R cycles, so tiles with M < R are
+    padded with idle cycles; M >= R keeps every PE busy.
+
+The whole array advances only while ``results`` can accept, so back-pressure
+stalls it without losing data. ``stream_cycles`` gives the exact cycle count.
+"""
+from functools import reduce
+from operator import or_
+
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .config import ArithSupport, ArrayConfig, Dataflow
+from .numerics import ACC_BITS, OPERAND_BITS, ArithMode
+from .pe import ProcessingElement
+
+__all__ = ["SystolicArray", "activation_beat_layout", "weight_beat_layout",
+           "result_beat_layout", "stream_cycles"]
+
+
+def activation_beat_layout(config: ArrayConfig) -> data.StructLayout:
+    fields = {"data": data.ArrayLayout(signed(OPERAND_BITS), config.rows), "last": 1}
+    if config.arith == ArithSupport.BOTH:
+        fields["mode"] = ArithMode
+    return data.StructLayout(fields)
+
+
+def weight_beat_layout(config: ArrayConfig) -> data.StructLayout:
+    return data.StructLayout({"data": data.ArrayLayout(signed(OPERAND_BITS), config.cols)})
+
+
+def result_beat_layout(config: ArrayConfig) -> data.StructLayout:
+    return data.StructLayout({"data": data.ArrayLayout(signed(ACC_BITS), config.cols), "last": 1})
+
+
+def stream_cycles(config: ArrayConfig, tiles: int, beats_per_tile: int) -> int:
+    """Cycles from the first accepted input beat to the last result beat, inclusive.
+
+    Assumes every input beat is offered as soon as it can be taken and results
+    are never back-pressured. ``beats_per_tile`` is K for OS and M for WS.
+
+    OS: ``fill + stream + drain`` = ``0 + (K + (tiles-1) * max(K, R)) + (2R + C - 1)``
+        (the skew is absorbed as the inputs stream; the drain is the skew
+        across R + C - 1 PEs, R result rows and one readout register).
+    WS: ``R + (M + (tiles-1) * max(M, R)) + (R + C - 1)``
+        (the first R cycles preload weights; later preloads overlap compute).
+    """
+    rows, cols = config.rows, config.cols
+    period = max(beats_per_tile, rows)
+    stream_part = beats_per_tile + (tiles - 1) * period
+    if config.dataflow == Dataflow.OS:
+        return stream_part + 2 * rows + cols - 1
+    return rows + stream_part + rows + cols - 1
+
+
+def _delayed(m: Module, value, cycles: int, enable, name: str):
+    """``value`` through ``cycles`` registers that move while ``enable`` is high."""
+    shape = value.shape()
+    for stage in range(cycles):
+        register = Signal(shape, name=f"{name}_d{stage}")
+        with m.If(enable):
+            m.d.sync += register.eq(value)
+        value = register
+    return value
+
+
+class SystolicArray(wiring.Component):
+    """A systolic GEMM array; see the module documentation for the stream protocol.
+
+    Parameters
+    ----------
+    config : ArrayConfig
+        Shape, dataflow and arithmetic.
+
+    Members
+    -------
+    activations : In(stream.Signature(activation_beat_layout(config)))
+    weights : In(stream.Signature(weight_beat_layout(config)))
+    results : Out(stream.Signature(result_beat_layout(config)))
+    """
+
+    def __init__(self, config: ArrayConfig):
+        if not isinstance(config, ArrayConfig):
+            raise TypeError(f"Systolic array config must be an ArrayConfig, not {config!r}")
+        self.config = config
+        super().__init__({
+            "activations": In(stream.Signature(activation_beat_layout(config))),
+            "weights": In(stream.Signature(weight_beat_layout(config))),
+            "results": Out(stream.Signature(result_beat_layout(config))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols, config = self.config.rows, self.config.cols, self.config
+        acts, weights, results = self.activations, self.weights, self.results
+
+        advance = Signal()
+        m.d.comb += advance.eq(~results.valid | results.ready)
+
+        pes = [[ProcessingElement(config, row) for _ in range(cols)] for row in range(rows)]
+        for row in range(rows):
+            for col in range(cols):
+                m.submodules[f"pe_{row}_{col}"] = pe = pes[row][col]
+                m.d.comb += pe.advance.eq(advance)
+                if col > 0:
+                    m.d.comb += pe.act_in.eq(pes[row][col - 1].act_out)
+                if row > 0:
+                    m.d.comb += pe.weight_in.eq(pes[row - 1][col].weight_out)
+                    if config.dataflow == Dataflow.WS:
+                        m.d.comb += pe.psum_in.eq(pes[row - 1][col].psum_out)
+
+        act_fire = Signal()
+        weight_fire = Signal()
+        m.d.comb += [act_fire.eq(acts.valid & acts.ready), weight_fire.eq(weights.valid & weights.ready)]
+        expect_first, preload_row = self._accept(m, advance, act_fire, weight_fire)
+
+        # Input skew: lane i waits i cycles so that operands meet at PE (i, j) at t + i + j.
+        for row in range(rows):
+            lane = Signal(pes[row][0].act_in.shape(), name=f"act_lane_{row}")
+            with m.If(act_fire):
+                m.d.comb += [lane.valid.eq(1), lane.last.eq(acts.payload.last),
+                             lane.data.eq(acts.payload.data[row])]
+                if config.arith == ArithSupport.BOTH:
+                    m.d.comb += lane.mode.eq(acts.payload.mode)
+                if config.dataflow == Dataflow.WS:
+                    m.d.comb += lane.first.eq(expect_first)
+            m.d.comb += pes[row][0].act_in.eq(_delayed(m, lane, row, advance, f"act_skew_{row}"))
+        for col in range(cols):
+            lane = Signal(pes[0][col].weight_in.shape(), name=f"weight_lane_{col}")
+            if config.dataflow == Dataflow.OS:
+                m.d.comb += lane.eq(weights.payload.data[col])
+            else:
+                m.d.comb += [lane.valid.eq(weight_fire), lane.row.eq(preload_row),
+                             lane.data.eq(weights.payload.data[col])]
+            m.d.comb += pes[0][col].weight_in.eq(_delayed(m, lane, col, advance, f"weight_skew_{col}"))
+            if config.dataflow == Dataflow.WS:
+                m.d.comb += pes[0][col].psum_in.eq(0)
+
+        # Column outputs (registered), then de-skew: column j is j cycles ahead of column C-1.
+        column_layout = data.StructLayout({"valid": 1, "last": 1, "data": signed(ACC_BITS)})
+        for col in range(cols):
+            column = self._column_output(m, advance, [pes[row][col] for row in range(rows)],
+                                         column_layout, col)
+            aligned = _delayed(m, column, cols - 1 - col, advance, f"deskew_{col}")
+            m.d.comb += results.payload.data[col].eq(aligned.data)
+            if col == cols - 1:
+                m.d.comb += [results.valid.eq(aligned.valid), results.payload.last.eq(aligned.last)]
+        return m
+
+    def _accept(self, m, advance, act_fire, weight_fire):
+        """Drive the input ``ready`` signals; return WS's first-beat flag and preload row."""
+        rows = self.config.rows
+        acts, weights = self.activations, self.weights
+        if self.config.dataflow == Dataflow.OS:
+            # A tile's sums may close only once the previous tile has drained (R cycles).
+            cycles_since_last = Signal(range(rows + 1), init=rows)
+            last_allowed = ~acts.payload.last | (cycles_since_last == rows)
+            m.d.comb += [acts.ready.eq(advance & weights.valid & last_allowed),
+                         weights.ready.eq(advance & acts.valid & last_allowed)]
+            with m.If(act_fire & acts.payload.last):
+                m.d.sync += cycles_since_last.eq(1)
+            with m.Elif(advance & (cycles_since_last != rows)):
+                m.d.sync += cycles_since_last.eq(cycles_since_last + 1)
+            return None, None
+
+        # WS: a tile's first activation needs a complete preload in the shadow registers;
+        # the next preload may start in the cycle that first activation is taken.
+        expect_first = Signal(init=1)
+        shadow_full = Signal()
+        preload_row = Signal(range(rows))
+        consume = Signal()
+        m.d.comb += [
+            acts.ready.eq(advance & (~expect_first | shadow_full)),
+            consume.eq(act_fire & expect_first),
+            weights.ready.eq(advance & (~shadow_full | consume)),
+        ]
+        with m.If(act_fire):
+            m.d.sync += expect_first.eq(acts.payload.last)
+        preload_done = weight_fire & (preload_row == rows - 1)
+        with m.If(weight_fire):
+            m.d.sync += preload_row.eq(Mux(preload_done, 0, preload_row + 1))
+        with m.If(preload_done):
+            m.d.sync += shadow_full.eq(1)
+        with m.Elif(consume):
+            m.d.sync += shadow_full.eq(0)
+        return expect_first, preload_row
+
+    def _column_output(self, m, advance, column_pes, layout, col):
+        output = Signal(layout, name=f"column_{col}")
+        if self.config.dataflow == Dataflow.WS:
+            bottom = column_pes[-1]
+            m.d.comb += [output.valid.eq(bottom.act_out.valid), output.last.eq(bottom.act_out.last),
+                         output.data.eq(bottom.psum_out)]
+            return output
+        # OS drain: a one-hot token walks down the column, starting the cycle after the
+        # bottom PE closed its tile, and reads one result register per cycle.
+        rows = self.config.rows
+        bottom_in = column_pes[-1].act_in
+        token = Signal(rows, name=f"drain_token_{col}")
+        with m.If(advance):
+            m.d.sync += token.eq((token << 1) | (bottom_in.valid & bottom_in.last))
+            m.d.sync += [
+                output.valid.eq(token.any()),
+                output.last.eq(token[rows - 1]),
+                output.data.eq(reduce(or_, [Mux(token[row], pe.result, 0)
+                                            for row, pe in enumerate(column_pes)])),
+            ]
+        return output
+

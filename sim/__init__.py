@@ -1,0 +1,1 @@
+"""Simulation: the Verilator/cocotb runner and the drivers that feed generated designs."""

@@ -1,0 +1,67 @@
+"""Run GEMMs on a generated systolic array in Verilator and decode the results."""
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hdl.config import ArrayConfig
+from hdl.generate import generate_verilog
+from hdl.numerics import ArithMode
+
+from .array_stream import GemmStreams, decode_gemm, encode_gemm
+from .verilator import BUILD_ROOT, VerilatorModel
+
+__all__ = ["GemmCase", "GemmOutcome", "array_model", "run_gemms"]
+
+
+@dataclass
+class GemmCase:
+    """One GEMM to run, with optional random input gaps and output back-pressure."""
+    a: np.ndarray
+    w: np.ndarray
+    mode: ArithMode
+    seed: int = 0
+    valid_probability: float = 1.0
+    ready_probability: float = 1.0
+
+
+@dataclass
+class GemmOutcome:
+    case: GemmCase
+    streams: GemmStreams
+    product: np.ndarray
+    partials: list[np.ndarray]
+    cycles: int
+
+
+def array_model(config: ArrayConfig) -> VerilatorModel:
+    """The (cached) Verilator model of ``config``'s array."""
+    return VerilatorModel(generate_verilog(config), config.name).build()
+
+
+def run_gemms(config: ArrayConfig, cases: list[GemmCase], model: VerilatorModel | None = None) -> list[GemmOutcome]:
+    """Run ``cases`` back to back in one simulation; return the decoded outcomes."""
+    model = model or array_model(config)
+    all_streams = [encode_gemm(config, case.a, case.w, case.mode) for case in cases]
+    runs = [{
+        "inputs": {"activations": streams.activations, "weights": streams.weights},
+        "output": "results",
+        "output_beats": streams.result_beats,
+        "seed": case.seed,
+        "valid_probability": case.valid_probability,
+        "ready_probability": case.ready_probability,
+    } for case, streams in zip(cases, all_streams)]
+    (BUILD_ROOT / "runs").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=BUILD_ROOT / "runs", prefix=f"{config.name}-") as workdir:
+        workdir = Path(workdir)
+        job, result = workdir / "job.json", workdir / "result.json"
+        job.write_text(json.dumps({"runs": runs}))
+        model.run("sim.stream_player", {"STREAM_JOB": str(job), "STREAM_RESULT": str(result)}, workdir)
+        outcomes = json.loads(result.read_text())
+    decoded = []
+    for case, streams, outcome in zip(cases, all_streams, outcomes):
+        product, partials = decode_gemm(streams, outcome["outputs"])
+        decoded.append(GemmOutcome(case, streams, product, partials, outcome["cycles"]))
+    return decoded

@@ -1,0 +1,81 @@
+"""A cocotb test that plays packed beats into a design's streams and records its output.
+
+It knows nothing about GEMMs: the job (a JSON file named by ``STREAM_JOB``)
+lists runs, each with beats for some input streams, the output stream's name
+and how many output beats to wait for, plus optional random valid gaps and
+ready back-pressure. Results (output beats and cycle counts) go to the JSON
+file named by ``STREAM_RESULT``; the caller checks them against the golden model.
+
+Streams are Amaranth ports flattened as ``<name>__valid``, ``<name>__ready``
+and ``<name>__payload``. Inputs are driven after the falling clock edge and
+handshakes are sampled in the read-only phase before the rising edge.
+"""
+import json
+import os
+import random
+from pathlib import Path
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
+
+
+def _port(dut, stream: str, signal: str):
+    return getattr(dut, f"{stream}__{signal}")
+
+
+async def _play(dut, run: dict) -> dict:
+    rng = random.Random(run.get("seed", 0))
+    valid_probability = run.get("valid_probability", 1.0)
+    ready_probability = run.get("ready_probability", 1.0)
+    inputs = {name: [int(beat) for beat in beats] for name, beats in run["inputs"].items()}
+    output, expected = run["output"], run["output_beats"]
+    position = dict.fromkeys(inputs, 0)
+    offering = dict.fromkeys(inputs, False)
+    received, cycle, first_accept, last_output = [], 0, None, None
+    max_cycles = run.get("max_cycles", 100_000 + 100 * sum(map(len, inputs.values())))
+
+    while len(received) < expected:
+        await FallingEdge(dut.clk)
+        for name, beats in inputs.items():
+            # A beat once offered stays offered until taken (stream rule).
+            if not offering[name] and position[name] < len(beats):
+                offering[name] = rng.random() < valid_probability
+            _port(dut, name, "valid").value = int(offering[name])
+            if offering[name]:
+                _port(dut, name, "payload").value = beats[position[name]]
+        ready = rng.random() < ready_probability
+        _port(dut, output, "ready").value = int(ready)
+        await ReadOnly()
+        for name in inputs:
+            if offering[name] and _port(dut, name, "ready").value:
+                position[name] += 1
+                offering[name] = False
+                first_accept = cycle if first_accept is None else first_accept
+        if ready and _port(dut, output, "valid").value:
+            received.append(_port(dut, output, "payload").value.to_unsigned())
+            last_output = cycle
+        cycle += 1
+        if cycle > max_cycles:
+            raise TimeoutError(f"{len(received)} of {expected} output beats after {cycle} cycles; "
+                               f"inputs taken: {position}")
+    await FallingEdge(dut.clk)
+    for name in inputs:
+        _port(dut, name, "valid").value = 0
+    return {"outputs": received, "cycles": last_output - first_accept + 1,
+            "inputs_taken": position}
+
+
+@cocotb.test()
+async def play_streams(dut):
+    job = json.loads(Path(os.environ["STREAM_JOB"]).read_text())
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    dut.rst.value = 1
+    for run in job["runs"]:
+        for name in run["inputs"]:
+            _port(dut, name, "valid").value = 0
+        _port(dut, run["output"], "ready").value = 0
+    await ClockCycles(dut.clk, 2)
+    dut.rst.value = 0
+    outcomes = [await _play(dut, run) for run in job["runs"]]
+    Path(os.environ["STREAM_RESULT"]).write_text(json.dumps(outcomes))

