@@ -1,12 +1,13 @@
 """One processing element of the systolic array, for either dataflow."""
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import ArithSupport, ArrayConfig, Dataflow
 from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, OPERAND_BITS, ArithMode
 
-__all__ = ["ProcessingElement", "activation_lane_layout", "weight_lane_layout", "lane_product"]
+__all__ = ["ProcessingElement", "activation_lane_layout", "weight_lane_layout", "lane_product",
+           "row_tag_shape"]
 
 OPERAND = signed(OPERAND_BITS)
 ACCUMULATOR = signed(ACC_BITS)
@@ -28,6 +29,11 @@ def activation_lane_layout(config: ArrayConfig) -> data.StructLayout:
     return data.StructLayout(fields)
 
 
+def row_tag_shape(config: ArrayConfig) -> unsigned:
+    """Width of a WS preload row tag (at least 1 bit: Verilog has no zero-width vectors)."""
+    return unsigned(max(1, (config.rows - 1).bit_length()))
+
+
 def weight_lane_layout(config: ArrayConfig):
     """What travels top to bottom through a column of PEs.
 
@@ -36,7 +42,7 @@ def weight_lane_layout(config: ArrayConfig):
     """
     if config.dataflow == Dataflow.OS:
         return OPERAND
-    return data.StructLayout({"valid": 1, "row": range(config.rows), "data": OPERAND})
+    return data.StructLayout({"valid": 1, "row": row_tag_shape(config), "data": OPERAND})
 
 
 def lane_product(m: Module, config: ArrayConfig, activation, weight, mode):

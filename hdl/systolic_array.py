@@ -40,7 +40,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import ArithSupport, ArrayConfig, Dataflow
 from .numerics import ACC_BITS, OPERAND_BITS, ArithMode
-from .pe import ProcessingElement
+from .pe import ProcessingElement, row_tag_shape
 
 __all__ = ["SystolicArray", "activation_beat_layout", "weight_beat_layout",
            "result_beat_layout", "stream_cycles"]
@@ -195,7 +195,7 @@ class SystolicArray(wiring.Component):
         # the next preload may start in the cycle that first activation is taken.
         expect_first = Signal(init=1)
         shadow_full = Signal()
-        preload_row = Signal(range(rows))
+        preload_row = Signal(row_tag_shape(self.config))
         consume = Signal()
         m.d.comb += [
             acts.ready.eq(advance & (~expect_first | shadow_full)),

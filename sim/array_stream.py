@@ -57,7 +57,7 @@ def encode_gemm(config: ArrayConfig, a: np.ndarray, w: np.ndarray, mode: ArithMo
     """Tile a GEMM into packed stream beats for ``config``'s array."""
     a, w = np.asarray(a), np.asarray(w)
     if mode not in config.modes:
-        raise ValueError(f"Arithmetic mode {mode.name} is not generated in a {config.arith.value} array; "
+        raise ValueError(f"Arithmetic mode {mode.name} is not generated in this array (arith {config.arith.value}); "
                          f"allowed: {', '.join(m.name for m in config.modes)}")
     if a.ndim != 2 or w.ndim != 2 or a.shape[1] != w.shape[0] or 0 in a.shape + w.shape:
         raise ValueError(f"GEMM operands must be non-empty (M, K) and (K, N), not {a.shape} and {w.shape}")

@@ -1,0 +1,38 @@
+"""Generation parameters are validated once, with messages that say what is allowed."""
+import pytest
+
+from hdl.config import ArithSupport, ArrayConfig, Dataflow, parse_pe
+from hdl.numerics import ArithMode
+
+
+@pytest.mark.parametrize("text, shape", [("16x16", (16, 16)), ("3x5", (3, 5)), ("1X64", (1, 64)),
+                                         (" 64x1 ", (64, 1))])
+def test_parse_pe_accepts_rxc(text, shape):
+    assert parse_pe(text) == shape
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0x4", "must have R and C from 1 to 64, not '0x4'"),
+    ("65x2", "must have R and C from 1 to 64, not '65x2'"),
+    ("16", r"must be RxC with R and C from 1 to 64 \(e.g. 16x16\), not '16'"),
+    ("16x16x2", "not '16x16x2'"),
+    ("ax4", "not 'ax4'"),
+])
+def test_parse_pe_rejects(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_pe(text)
+
+
+def test_config_coerces_and_validates():
+    config = ArrayConfig(3, 5, "ws", "both")
+    assert config.dataflow is Dataflow.WS and config.arith is ArithSupport.BOTH
+    assert config.modes == (ArithMode.INT8, ArithMode.BINARY)
+    assert config.name == "systolic_3x5_ws_both"
+    with pytest.raises(ValueError, match="Array rows must be from 1 to 64, not 0"):
+        ArrayConfig(0, 4)
+    with pytest.raises(TypeError, match="Array cols must be an integer, not '4'"):
+        ArrayConfig(4, "4")
+    with pytest.raises(ValueError, match="Dataflow must be one of ws, os, not 'xs'"):
+        ArrayConfig(4, 4, "xs")
+    with pytest.raises(ValueError, match="Arithmetic must be one of int8, binary, both, not 'int4'"):
+        ArrayConfig(4, 4, "os", "int4")

@@ -1,0 +1,59 @@
+"""The shared arithmetic rules: the golden GEMM against lane-by-lane definitions."""
+import numpy as np
+import pytest
+
+from hdl.numerics import (ACC_BITS, ArithMode, binary_lane_dot, binary_signs, golden_gemm,
+                          neutral_padding, random_operands, wrap_acc)
+
+
+def lane_by_lane(a, w, mode):
+    """A deliberately naive GEMM: one MAC at a time, wrapping after each."""
+    (m, k), n = a.shape, w.shape[1]
+    out = np.zeros((m, n), dtype=np.int64)
+    for i in range(m):
+        for j in range(n):
+            acc = 0
+            for d in range(k):
+                step = a[i, d] * w[d, j] if mode == ArithMode.INT8 else binary_lane_dot(a[i, d], w[d, j])
+                acc = int(wrap_acc(acc + step))
+            out[i, j] = acc
+    return out
+
+
+@pytest.mark.parametrize("mode", list(ArithMode))
+def test_golden_gemm_matches_mac_by_mac(mode):
+    rng = np.random.default_rng(7)
+    for shape in [(1, 1, 1), (3, 5, 2), (6, 17, 4)]:
+        a, w = random_operands(rng, *shape)
+        np.testing.assert_array_equal(golden_gemm(a, w, mode), lane_by_lane(a, w, mode))
+
+
+def test_binary_encoding_bit_one_is_plus_one():
+    np.testing.assert_array_equal(binary_signs([0b0000_0101]), [1, -1, 1, -1, -1, -1, -1, -1])
+    assert binary_lane_dot(-1, -1) == 8          # 0xFF against 0xFF: all agree
+    assert binary_lane_dot(0, -1) == -8          # all disagree
+    assert golden_gemm([[0]], [[0]], ArithMode.BINARY)[0, 0] == 8
+
+
+def test_accumulator_wraps_modulo_2_to_the_32():
+    top = (1 << (ACC_BITS - 1)) - 1
+    assert wrap_acc(top + 1) == -(1 << (ACC_BITS - 1))
+    k = (1 << (ACC_BITS - 1)) // (128 * 128) + 1   # enough -128 * -128 products to overflow
+    a = np.full((1, k), -128)
+    assert golden_gemm(a, a.T, ArithMode.INT8)[0, 0] == int(wrap_acc(k * 128 * 128))
+    assert golden_gemm(a, a.T, ArithMode.INT8)[0, 0] < 0
+
+
+@pytest.mark.parametrize("mode", list(ArithMode))
+def test_neutral_padding_adds_nothing(mode):
+    act, weight = neutral_padding(mode)
+    rng = np.random.default_rng(3)
+    a, w = random_operands(rng, 4, 5, 3)
+    padded_a = np.hstack([a, np.full((4, 2), act)])
+    padded_w = np.vstack([w, np.full((2, 3), weight)])
+    np.testing.assert_array_equal(golden_gemm(padded_a, padded_w, mode), golden_gemm(a, w, mode))
+
+
+def test_golden_gemm_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match=r"must be \(M, K\) and \(K, N\), not \(2, 3\) and \(4, 1\)"):
+        golden_gemm(np.zeros((2, 3)), np.zeros((4, 1)), ArithMode.INT8)

@@ -1,0 +1,36 @@
+"""Shared command-line conventions: bad input exits with status 2 and one line."""
+import argparse
+import sys
+
+from hdl.config import ArrayConfig, parse_pe
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are a single line on stderr, exit status 2."""
+
+    def error(self, message):
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(2)
+
+
+def pe_shape(text: str) -> tuple[int, int]:
+    """``argparse`` type for ``--pe RxC``."""
+    try:
+        return parse_pe(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_array_options(parser: argparse.ArgumentParser, default_pe: str = "16x16") -> None:
+    parser.add_argument("--pe", type=pe_shape, default=default_pe, metavar="RxC",
+                        help=f"PE array rows x columns, each 1..64 (default {default_pe})")
+    parser.add_argument("--dataflow", choices=ArrayConfig.dataflow_choices(), default="os",
+                        help="ws: weight stationary; os: output stationary (default os)")
+    parser.add_argument("--arith", choices=ArrayConfig.arith_choices(), default="int8",
+                        help="int8 MACs, binary XNOR-popcount MACs, or both selected per "
+                             "operation at run time (default int8)")
+
+
+def array_config(args: argparse.Namespace) -> ArrayConfig:
+    rows, cols = args.pe
+    return ArrayConfig(rows, cols, args.dataflow, args.arith)
