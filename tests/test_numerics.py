@@ -1,6 +1,8 @@
 """The shared arithmetic rules: the golden GEMM against lane-by-lane definitions."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hdl.numerics import (ACC_BITS, ArithMode, binary_lane_dot, binary_signs, golden_gemm,
                           neutral_padding, random_operands, wrap_acc)
@@ -20,12 +22,12 @@ def lane_by_lane(a, w, mode):
     return out
 
 
-@pytest.mark.parametrize("mode", list(ArithMode))
-def test_golden_gemm_matches_mac_by_mac(mode):
-    rng = np.random.default_rng(7)
-    for shape in [(1, 1, 1), (3, 5, 2), (6, 17, 4)]:
-        a, w = random_operands(rng, *shape)
-        np.testing.assert_array_equal(golden_gemm(a, w, mode), lane_by_lane(a, w, mode))
+@settings(max_examples=60, deadline=None)
+@given(mode=st.sampled_from(list(ArithMode)), m=st.integers(1, 5), k=st.integers(1, 12),
+       n=st.integers(1, 5), seed=st.integers(0, 2**32 - 1))
+def test_golden_gemm_matches_mac_by_mac(mode, m, k, n, seed):
+    a, w = random_operands(np.random.default_rng(seed), m, k, n)
+    np.testing.assert_array_equal(golden_gemm(a, w, mode), lane_by_lane(a, w, mode))
 
 
 def test_binary_encoding_bit_one_is_plus_one():
