@@ -24,7 +24,8 @@ __all__ = [
     "wrap_acc", "binary_signs", "binary_lane_dot", "golden_gemm", "neutral_padding",
     "random_operands", "INT32_MIN", "INT32_MAX", "INT8_MIN", "INT8_MAX", "MULTIPLIER_FRACTION_BITS",
     "SHIFT_RANGE", "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
-    "multiply_by_quantized_multiplier", "quantize_multiplier", "requantize",
+    "multiply_by_quantized_multiplier", "quantize_multiplier", "requantize", "binarize", "pack_bits",
+    "store_rows",
 ]
 
 OPERAND_BITS = 8
@@ -165,6 +166,48 @@ def requantize(acc, bias, multiplier, shift, zero_point, clamp_min=INT8_MIN, cla
     ``bias``, ``multiplier`` and ``shift`` broadcast per output channel (last
     axis); ReLU is ``clamp_min = zero_point``, ReLU6 also lowers ``clamp_max``.
     """
+    if not INT8_MIN <= clamp_min <= clamp_max <= INT8_MAX:
+        raise ValueError(f"Clamp bounds must satisfy {INT8_MIN} <= clamp_min <= clamp_max <= {INT8_MAX}, "
+                         f"not {clamp_min}..{clamp_max}")
     total = wrap_acc(np.asarray(acc, dtype=np.int64) + np.asarray(bias, dtype=np.int64))
     scaled = multiply_by_quantized_multiplier(total, multiplier, shift)
     return np.clip(scaled + np.asarray(zero_point, dtype=np.int64), clamp_min, clamp_max).astype(np.int8)
+
+
+def binarize(acc, bias, flip) -> np.ndarray:
+    """Sign activation of a binary layer: bit 1 (+1) where ``wrap(acc + bias) >= 0``, inverted where ``flip``.
+
+    Batch norm folded into a binary layer is a per-channel threshold, stored
+    as ``bias = -threshold``; a negative batch-norm scale reverses the
+    comparison (``flip``).
+    """
+    total = wrap_acc(np.asarray(acc, dtype=np.int64) + np.asarray(bias, dtype=np.int64))
+    return ((total >= 0) != np.asarray(flip, dtype=bool)).astype(np.int64)
+
+
+def pack_bits(bits) -> np.ndarray:
+    """Pack 0/1 values along the last axis into int8 lanes, bit ``b`` of lane ``l`` = value ``8l + b``.
+
+    The last axis is padded with zeros to a multiple of 8.
+    """
+    bits = np.asarray(bits, dtype=np.int64)
+    pad = -bits.shape[-1] % BINARY_VALUES_PER_LANE
+    bits = np.concatenate([bits, np.zeros(bits.shape[:-1] + (pad,), dtype=np.int64)], axis=-1)
+    lanes = (bits.reshape(*bits.shape[:-1], -1, BINARY_VALUES_PER_LANE) << np.arange(BINARY_VALUES_PER_LANE)).sum(-1)
+    return ((lanes + 128) % 256 - 128).astype(np.int8)
+
+
+def store_rows(acc, bias, multiplier, shift, flip, mode: ArithMode, zero_point: int,
+               clamp_min: int = INT8_MIN, clamp_max: int = INT8_MAX) -> np.ndarray:
+    """What the store path writes for accumulator rows ``acc`` (rows, C): (rows, C) int8 lanes.
+
+    int8 mode: ``requantize``. Binary mode: ``binarize`` packed by ``pack_bits``
+    into the first ``ceil(C / 8)`` lanes, the remaining lanes 0.
+    """
+    acc = np.asarray(acc, dtype=np.int64)
+    if mode == ArithMode.INT8:
+        return requantize(acc, bias, multiplier, shift, zero_point, clamp_min, clamp_max)
+    packed = pack_bits(binarize(acc, bias, flip))
+    lanes = np.zeros(acc.shape, dtype=np.int8)
+    lanes[..., :packed.shape[-1]] = packed[..., :acc.shape[-1]]
+    return lanes

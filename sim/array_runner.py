@@ -1,8 +1,5 @@
 """Run GEMMs on a generated systolic array in Verilator and decode the results."""
-import json
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -11,7 +8,8 @@ from hdl.generate import generate_verilog
 from hdl.numerics import ArithMode
 
 from .array_stream import GemmStreams, decode_gemm, encode_gemm
-from .verilator import BUILD_ROOT, VerilatorModel
+from .play import play_streams
+from .verilator import VerilatorModel
 
 __all__ = ["GemmCase", "GemmOutcome", "array_model", "run_gemms"]
 
@@ -55,13 +53,7 @@ def run_gemms(config: ArrayConfig, cases: list[GemmCase], model: VerilatorModel 
         "valid_probability": case.valid_probability,
         "ready_probability": case.ready_probability,
     } for case, streams in zip(cases, all_streams)]
-    (BUILD_ROOT / "runs").mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=BUILD_ROOT / "runs", prefix=f"{config.name}-") as workdir:
-        workdir = Path(workdir)
-        job, result = workdir / "job.json", workdir / "result.json"
-        job.write_text(json.dumps({"runs": runs}))
-        model.run("sim.stream_player", {"STREAM_JOB": str(job), "STREAM_RESULT": str(result)}, workdir)
-        outcomes = json.loads(result.read_text())
+    outcomes = play_streams(model, runs)
     decoded = []
     for case, streams, outcome in zip(cases, all_streams, outcomes):
         product, partials = decode_gemm(streams, outcome["outputs"])

@@ -2,8 +2,9 @@
 
 It knows nothing about GEMMs: the job (a JSON file named by ``STREAM_JOB``)
 lists runs, each with beats for some input streams, the output stream's name
-and how many output beats to wait for, plus optional random valid gaps and
-ready back-pressure. Results (output beats and cycle counts) go to the JSON
+and how many output beats to wait for, plus optional values for static ports
+(held during the run), random valid gaps and ready back-pressure
+(``sim.play.play_streams`` documents the format). Results (output beats and cycle counts) go to the JSON
 file named by ``STREAM_RESULT``; the caller checks them against the golden model.
 
 Streams are Amaranth ports flattened as ``<name>__valid``, ``<name>__ready``
@@ -35,6 +36,8 @@ async def _play(dut, run: dict) -> dict:
     offering = dict.fromkeys(inputs, False)
     received, cycle, first_accept, last_output = [], 0, None, None
     max_cycles = run.get("max_cycles", 100_000 + 100 * sum(map(len, inputs.values())))
+    for port, value in run.get("static", {}).items():
+        getattr(dut, port).value = int(value)
 
     ports = {name: (_port(dut, name, "valid"), _port(dut, name, "ready"), _port(dut, name, "payload"))
              for name in inputs}

@@ -1,0 +1,141 @@
+"""The store path's post-processing: int32 accumulator rows to int8 or packed binary rows.
+
+Implements ``numerics.requantize`` and ``numerics.binarize`` + ``pack_bits``
+bit for bit, on C lanes in parallel, as a 4-stage pipeline:
+
+1. ``total = wrap32(acc + bias)``
+2. ``shifted = wrap32(total << max(shift, 0))``
+3. ``high = SaturatingRoundingDoublingHighMul(shifted, multiplier)``
+4. ``out = clamp(RoundingDivideByPOT(high, max(-shift, 0)) + zero_point)``
+
+In binary mode lane ``l`` of the output packs the sign bits of channels
+``8l .. 8l+7`` (``numerics.pack_bits``); lanes past ``ceil(C / 8)`` are 0.
+"""
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .numerics import (ACC_BITS, BINARY_VALUES_PER_LANE, MULTIPLIER_FRACTION_BITS, OPERAND_BITS,
+                       SHIFT_RANGE, ArithMode)
+
+__all__ = ["PostProcessor", "channel_params_layout", "output_params_layout",
+           "accumulator_row_layout", "output_row_layout"]
+
+SHIFT = signed(max(abs(SHIFT_RANGE.start), SHIFT_RANGE.stop).bit_length() + 1)
+
+
+def channel_params_layout() -> data.StructLayout:
+    """Per output channel: requantization bias/multiplier/shift; ``flip`` for binary layers."""
+    return data.StructLayout({"bias": signed(ACC_BITS), "multiplier": signed(ACC_BITS),
+                              "shift": SHIFT, "flip": 1})
+
+
+def output_params_layout() -> data.StructLayout:
+    """Per layer: output mode, zero point and clamp bounds (ReLU/ReLU6 are clamp bounds)."""
+    operand = signed(OPERAND_BITS)
+    return data.StructLayout({"mode": ArithMode, "zero_point": operand,
+                              "clamp_min": operand, "clamp_max": operand})
+
+
+def accumulator_row_layout(lanes: int) -> data.StructLayout:
+    return data.StructLayout({"data": data.ArrayLayout(signed(ACC_BITS), lanes), "last": 1})
+
+
+def output_row_layout(lanes: int) -> data.StructLayout:
+    return data.StructLayout({"data": data.ArrayLayout(signed(OPERAND_BITS), lanes), "last": 1})
+
+
+class PostProcessor(wiring.Component):
+    """Requantize or binarize accumulator rows; see the module documentation.
+
+    Parameters
+    ----------
+    lanes : int
+        Channels per row (the array's column count), 1 to 64.
+
+    Members
+    -------
+    rows_in : In(stream.Signature(accumulator_row_layout(lanes)))
+    rows_out : Out(stream.Signature(output_row_layout(lanes)))
+    channels : In(data.ArrayLayout(channel_params_layout(), lanes))
+        Held stable while rows are in flight.
+    params : In(output_params_layout())
+        Held stable while rows are in flight.
+    """
+
+    STAGES = 4
+
+    def __init__(self, lanes: int):
+        if not isinstance(lanes, int) or not 1 <= lanes <= 64:
+            raise ValueError(f"Post-processor lanes must be an integer from 1 to 64, not {lanes!r}")
+        self.lanes = lanes
+        super().__init__({
+            "rows_in": In(stream.Signature(accumulator_row_layout(lanes))),
+            "rows_out": Out(stream.Signature(output_row_layout(lanes))),
+            "channels": In(data.ArrayLayout(channel_params_layout(), lanes)),
+            "params": In(output_params_layout()),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes = self.lanes
+        advance = Signal()
+        m.d.comb += [advance.eq(~self.rows_out.valid | self.rows_out.ready),
+                     self.rows_in.ready.eq(advance)]
+
+        # valid and last ride along the pipeline.
+        framing = [Signal(2, name=f"framing_{stage}") for stage in range(self.STAGES)]
+        with m.If(advance):
+            m.d.sync += framing[0].eq(Cat(self.rows_in.valid, self.rows_in.payload.last))
+            m.d.sync += [framing[stage].eq(framing[stage - 1]) for stage in range(1, self.STAGES)]
+        m.d.comb += [self.rows_out.valid.eq(framing[-1][0]), self.rows_out.payload.last.eq(framing[-1][1])]
+
+        sign_bits = Signal(lanes)
+        requantized_lanes = []
+        for lane in range(lanes):
+            channel = self.channels[lane]
+            total = Signal(signed(ACC_BITS), name=f"total_{lane}")
+            shifted = Signal(signed(ACC_BITS), name=f"shifted_{lane}")
+            high = Signal(signed(ACC_BITS), name=f"high_{lane}")
+            sign_delay = [Signal(name=f"sign_{lane}_{stage}") for stage in range(self.STAGES - 1)]
+            product = Signal(signed(2 * ACC_BITS), name=f"product_{lane}")
+            nudged = Signal(signed(2 * ACC_BITS + 1), name=f"nudged_{lane}")
+            m.d.comb += [
+                product.eq(shifted * channel.multiplier),
+                nudged.eq(product + Mux(product >= 0, 1 << 30, 1 - (1 << 30))),
+            ]
+            # Truncating division by 2**31 (C++ semantics): round negative values up.
+            truncated = Mux(nudged < 0, nudged + ((1 << MULTIPLIER_FRACTION_BITS) - 1), nudged) \
+                >> MULTIPLIER_FRACTION_BITS
+            overflow = (shifted == -(1 << (ACC_BITS - 1))) & (channel.multiplier == -(1 << (ACC_BITS - 1)))
+            right = Mux(channel.shift < 0, -channel.shift, 0)[:SHIFT.width - 1]
+            mask = Signal(ACC_BITS, name=f"mask_{lane}")
+            m.d.comb += mask.eq((1 << right) - 1)
+            remainder = high.as_unsigned() & mask
+            threshold = (mask >> 1) + (high < 0)
+            rounded = (high >> right) + (remainder > threshold)
+            with_zero_point = Signal(signed(ACC_BITS + 2), name=f"with_zero_point_{lane}")
+            m.d.comb += with_zero_point.eq(rounded + self.params.zero_point)
+            clamped = Mux(with_zero_point < self.params.clamp_min, self.params.clamp_min,
+                          Mux(with_zero_point > self.params.clamp_max, self.params.clamp_max,
+                              with_zero_point))
+            left = Mux(channel.shift > 0, channel.shift, 0)[:SHIFT.width - 1]
+            requantized = Signal(signed(OPERAND_BITS), name=f"requantized_{lane}")
+            with m.If(advance):
+                m.d.sync += [
+                    total.eq(self.rows_in.payload.data[lane] + channel.bias),
+                    shifted.eq(total << left),
+                    sign_delay[0].eq((total >= 0) ^ channel.flip),
+                    high.eq(Mux(overflow, (1 << (ACC_BITS - 1)) - 1, truncated)),
+                    requantized.eq(clamped),
+                ]
+                m.d.sync += [sign_delay[stage].eq(sign_delay[stage - 1]) for stage in range(1, len(sign_delay))]
+            m.d.comb += sign_bits[lane].eq(sign_delay[-1])
+            requantized_lanes.append(requantized)
+
+        binary = Signal()
+        m.d.comb += binary.eq(self.params.mode == ArithMode.BINARY)
+        for lane in range(lanes):
+            packed = sign_bits[lane * BINARY_VALUES_PER_LANE:(lane + 1) * BINARY_VALUES_PER_LANE]
+            m.d.comb += self.rows_out.payload.data[lane].eq(Mux(binary, packed, requantized_lanes[lane]))
+        return m

@@ -1,0 +1,80 @@
+"""The post-processing unit in Verilator, bit-exact against numerics.store_rows."""
+import numpy as np
+import pytest
+from amaranth.back import verilog
+from amaranth.lib import data
+
+from hdl.numerics import (INT32_MAX, INT32_MIN, INT8_MAX, INT8_MIN, SHIFT_RANGE, ArithMode,
+                          quantize_multiplier, store_rows)
+from hdl.postprocess import (PostProcessor, accumulator_row_layout, channel_params_layout,
+                             output_params_layout, output_row_layout)
+from sim.play import play_streams
+from sim.verilator import VerilatorModel
+
+
+def random_params(rng, lanes, mode, realistic):
+    if realistic:
+        scales = rng.uniform(1e-6, 4.0, size=lanes)
+        multipliers, shifts = map(np.array, zip(*(quantize_multiplier(s) for s in scales)))
+    else:   # anything the fields can hold, including the saturating INT32_MIN * INT32_MIN
+        multipliers = rng.choice([INT32_MIN, INT32_MAX, 0, -1, 1 << 30], size=lanes)
+        multipliers = np.where(rng.random(lanes) < 0.5, multipliers, rng.integers(INT32_MIN, INT32_MAX, lanes))
+        shifts = rng.integers(SHIFT_RANGE.start, SHIFT_RANGE.stop, size=lanes)
+    low, high = sorted(int(v) for v in rng.integers(INT8_MIN, INT8_MAX + 1, size=2))
+    return {
+        "bias": rng.integers(-(1 << 24), 1 << 24, size=lanes) if realistic else rng.integers(INT32_MIN, INT32_MAX, lanes),
+        "multiplier": multipliers, "shift": shifts, "flip": rng.integers(0, 2, size=lanes),
+        "mode": mode, "zero_point": int(rng.integers(INT8_MIN, INT8_MAX + 1)),
+        "clamp_min": low if rng.random() < 0.5 else INT8_MIN, "clamp_max": high if rng.random() < 0.5 else INT8_MAX,
+    }
+
+
+def random_rows(rng, count, lanes):
+    rows = rng.integers(INT32_MIN, INT32_MAX, size=(count, lanes), endpoint=True)
+    corners = rng.random((count, lanes)) < 0.15
+    return np.where(corners, rng.choice([INT32_MIN, INT32_MAX, 0, -1, 1], size=(count, lanes)), rows)
+
+
+@pytest.mark.parametrize("lanes", [3, 8, 13])
+def test_post_processing_is_bit_exact(lanes, seed):
+    rng = np.random.default_rng(seed)
+    model = VerilatorModel(verilog.convert(PostProcessor(lanes), name=f"postprocess_{lanes}", emit_src=False),
+                           f"postprocess_{lanes}").build()
+    channels_layout = data.ArrayLayout(channel_params_layout(), lanes)
+    runs, expected = [], []
+    for index in range(8):
+        mode = ArithMode.BINARY if index % 4 == 3 else ArithMode.INT8
+        params = random_params(rng, lanes, mode, realistic=index % 2 == 0)
+        rows = random_rows(rng, 40, lanes)
+        channels = channels_layout.const([
+            {name: int(params[name][lane]) for name in ("bias", "multiplier", "shift", "flip")}
+            for lane in range(lanes)]).as_bits()
+        output_params = output_params_layout().const(
+            {name: params[name] for name in ("mode", "zero_point", "clamp_min", "clamp_max")}).as_bits()
+        in_layout = accumulator_row_layout(lanes)
+        beats = [in_layout.const({"data": [int(v) for v in row], "last": i == len(rows) - 1}).as_bits()
+                 for i, row in enumerate(rows)]
+        throttled = index >= 6
+        runs.append({"inputs": {"rows_in": beats}, "output": "rows_out", "output_beats": len(rows),
+                     "static": {"channels": channels, "params": output_params}, "seed": index,
+                     "valid_probability": 0.5 if throttled else 1.0,
+                     "ready_probability": 0.4 if throttled else 1.0})
+        expected.append((store_rows(rows, params["bias"], params["multiplier"], params["shift"], params["flip"],
+                                    mode, params["zero_point"], params["clamp_min"], params["clamp_max"]),
+                         params))
+    out_layout = output_row_layout(lanes)
+    for index, (outcome, (want, params)) in enumerate(zip(play_streams(model, runs), expected)):
+        beats = [out_layout.from_bits(bits) for bits in outcome["outputs"]]
+        got = np.array([list(beat.data) for beat in beats])
+        assert [int(beat.last) for beat in beats] == [0] * (len(beats) - 1) + [1]
+        mismatch = np.argwhere(got != want)
+        assert mismatch.size == 0, (f"run {index} (seed {seed}), {len(mismatch)} lanes differ, first at "
+                                    f"{tuple(mismatch[0])}: got {got[tuple(mismatch[0])]}, want "
+                                    f"{want[tuple(mismatch[0])]}; params {params}")
+        if index < 6:
+            assert outcome["cycles"] == len(beats) + PostProcessor.STAGES     # one row per cycle
+
+
+def test_lanes_are_validated():
+    with pytest.raises(ValueError, match="lanes must be an integer from 1 to 64, not 0"):
+        PostProcessor(0)
