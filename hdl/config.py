@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from .numerics import ArithMode
 
-__all__ = ["Dataflow", "ArithSupport", "ArrayConfig", "MAX_ARRAY_DIM", "parse_pe"]
+__all__ = ["Dataflow", "ArithSupport", "ArrayConfig", "AcceleratorConfig", "BUS_WIDTHS", "MAX_ARRAY_DIM", "parse_pe"]
 
 MAX_ARRAY_DIM = 64
 
@@ -120,3 +120,66 @@ class ArrayConfig:
     @staticmethod
     def arith_choices() -> list[str]:
         return [member.value for member in ArithSupport]
+
+
+BUS_WIDTHS = (64, 128)
+
+
+@dataclass(frozen=True)
+class AcceleratorConfig:
+    """The whole accelerator: the array plus its memories and its DRAM bus.
+
+    Parameters
+    ----------
+    array : ArrayConfig
+    spad_kib : int
+        Activation + weight scratchpad capacity in KiB (split evenly), 1 to 1024.
+    acc_kib : int
+        Accumulator SRAM capacity in KiB (int32 rows of C lanes), 1 to 1024.
+    bus_bits : int
+        AXI4 data width, 64 or 128.
+    channel_rows : int
+        Rows of the channel-parameter memory (C output channels each), 1 to 4096.
+    """
+    array: ArrayConfig
+    spad_kib: int = 64
+    acc_kib: int = 64
+    bus_bits: int = 128
+    channel_rows: int = 64
+
+    def __post_init__(self):
+        if not isinstance(self.array, ArrayConfig):
+            raise TypeError(f"Accelerator array must be an ArrayConfig, not {self.array!r}")
+        for name in ("spad_kib", "acc_kib"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1024:
+                raise ValueError(f"{name} must be an integer from 1 to 1024, not {value!r}")
+        if not isinstance(self.channel_rows, int) or not 1 <= self.channel_rows <= 4096:
+            raise ValueError(f"channel_rows must be an integer from 1 to 4096, not {self.channel_rows!r}")
+        if self.bus_bits not in BUS_WIDTHS:
+            raise ValueError(f"Bus width must be one of {', '.join(map(str, BUS_WIDTHS))} bits, "
+                             f"not {self.bus_bits!r}")
+        for name, rows in (("activation scratchpad", self.act_rows), ("weight scratchpad", self.weight_rows),
+                           ("accumulator", self.acc_rows)):
+            if not self.array.rows <= rows <= 1 << 16:
+                raise ValueError(f"The {name} holds {rows} rows with these sizes; it needs "
+                                 f"{self.array.rows} to 65536 rows (change --spad-kib/--acc-kib)")
+
+    @property
+    def bus_bytes(self) -> int:
+        return self.bus_bits // 8
+
+    @property
+    def act_rows(self) -> int:
+        """Rows of R int8 lanes in the activation scratchpad."""
+        return self.spad_kib * 512 // self.array.rows
+
+    @property
+    def weight_rows(self) -> int:
+        """Rows of C int8 lanes in the weight scratchpad."""
+        return self.spad_kib * 512 // self.array.cols
+
+    @property
+    def acc_rows(self) -> int:
+        """Rows of C int32 lanes in the accumulator SRAM."""
+        return self.acc_kib * 1024 // (4 * self.array.cols)

@@ -23,9 +23,9 @@ __all__ = [
     "OPERAND_BITS", "ACC_BITS", "BINARY_VALUES_PER_LANE", "ArithMode",
     "wrap_acc", "binary_signs", "binary_lane_dot", "golden_gemm", "neutral_padding",
     "random_operands", "INT32_MIN", "INT32_MAX", "INT8_MIN", "INT8_MAX", "MULTIPLIER_FRACTION_BITS",
-    "SHIFT_RANGE", "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
+    "SHIFT_BITS", "SHIFT_RANGE", "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
     "multiply_by_quantized_multiplier", "quantize_multiplier", "requantize", "binarize", "pack_bits",
-    "store_rows",
+    "store_rows", "stored_bytes",
 ]
 
 OPERAND_BITS = 8
@@ -104,6 +104,7 @@ def random_operands(rng: np.random.Generator, m: int, k: int, n: int) -> tuple[n
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 INT8_MIN, INT8_MAX = -(1 << (OPERAND_BITS - 1)), (1 << (OPERAND_BITS - 1)) - 1
 MULTIPLIER_FRACTION_BITS = 31          # multipliers are Q0.31 in [2**30, 2**31)
+SHIFT_BITS = 6                         # two's-complement width of the stored shift
 SHIFT_RANGE = range(-31, 31)           # power-of-two exponent applied with the multiplier
 
 
@@ -198,16 +199,25 @@ def pack_bits(bits) -> np.ndarray:
 
 
 def store_rows(acc, bias, multiplier, shift, flip, mode: ArithMode, zero_point: int,
-               clamp_min: int = INT8_MIN, clamp_max: int = INT8_MAX) -> np.ndarray:
-    """What the store path writes for accumulator rows ``acc`` (rows, C): (rows, C) int8 lanes.
+               clamp_min: int = INT8_MIN, clamp_max: int = INT8_MAX, channels: int | None = None) -> np.ndarray:
+    """What the store path makes of accumulator rows ``acc`` (rows, C): (rows, C) int8 lanes.
 
     int8 mode: ``requantize``. Binary mode: ``binarize`` packed by ``pack_bits``
-    into the first ``ceil(C / 8)`` lanes, the remaining lanes 0.
+    into the first ``ceil(C / 8)`` lanes, the remaining lanes 0. Channels from
+    ``channels`` on (default: all C) are forced to 0 (int8 0, binary bit 0),
+    so a partial block of output channels stores deterministic padding.
     """
     acc = np.asarray(acc, dtype=np.int64)
+    keep = np.arange(acc.shape[-1]) < (acc.shape[-1] if channels is None else channels)
     if mode == ArithMode.INT8:
-        return requantize(acc, bias, multiplier, shift, zero_point, clamp_min, clamp_max)
-    packed = pack_bits(binarize(acc, bias, flip))
+        return np.where(keep, requantize(acc, bias, multiplier, shift, zero_point, clamp_min, clamp_max),
+                        0).astype(np.int8)
+    packed = pack_bits(binarize(acc, bias, flip) * keep)
     lanes = np.zeros(acc.shape, dtype=np.int8)
     lanes[..., :packed.shape[-1]] = packed[..., :acc.shape[-1]]
     return lanes
+
+
+def stored_bytes(channels: int, mode: ArithMode) -> int:
+    """Bytes a store writes per row for ``channels`` output channels."""
+    return channels if mode == ArithMode.INT8 else -(-channels // BINARY_VALUES_PER_LANE)

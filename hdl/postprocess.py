@@ -10,18 +10,20 @@ bit for bit, on C lanes in parallel, as a 4-stage pipeline:
 
 In binary mode lane ``l`` of the output packs the sign bits of channels
 ``8l .. 8l+7`` (``numerics.pack_bits``); lanes past ``ceil(C / 8)`` are 0.
+Channels from ``channels`` on are forced to 0 in both modes
+(``numerics.store_rows``).
 """
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .numerics import (ACC_BITS, BINARY_VALUES_PER_LANE, MULTIPLIER_FRACTION_BITS, OPERAND_BITS,
-                       SHIFT_RANGE, ArithMode)
+                       SHIFT_BITS, ArithMode)
 
 __all__ = ["PostProcessor", "channel_params_layout", "output_params_layout",
            "accumulator_row_layout", "output_row_layout"]
 
-SHIFT = signed(max(abs(SHIFT_RANGE.start), SHIFT_RANGE.stop).bit_length() + 1)
+SHIFT = signed(SHIFT_BITS)
 
 
 def channel_params_layout() -> data.StructLayout:
@@ -57,10 +59,12 @@ class PostProcessor(wiring.Component):
     -------
     rows_in : In(stream.Signature(accumulator_row_layout(lanes)))
     rows_out : Out(stream.Signature(output_row_layout(lanes)))
-    channels : In(data.ArrayLayout(channel_params_layout(), lanes))
+    channel_params : In(data.ArrayLayout(channel_params_layout(), lanes))
         Held stable while rows are in flight.
     params : In(output_params_layout())
         Held stable while rows are in flight.
+    channels : In(range(lanes + 1))
+        Output channels kept; held stable while rows are in flight.
     """
 
     STAGES = 4
@@ -72,8 +76,9 @@ class PostProcessor(wiring.Component):
         super().__init__({
             "rows_in": In(stream.Signature(accumulator_row_layout(lanes))),
             "rows_out": Out(stream.Signature(output_row_layout(lanes))),
-            "channels": In(data.ArrayLayout(channel_params_layout(), lanes)),
+            "channel_params": In(data.ArrayLayout(channel_params_layout(), lanes)),
             "params": In(output_params_layout()),
+            "channels": In(range(lanes + 1)),
         })
 
     def elaborate(self, platform):
@@ -93,7 +98,9 @@ class PostProcessor(wiring.Component):
         sign_bits = Signal(lanes)
         requantized_lanes = []
         for lane in range(lanes):
-            channel = self.channels[lane]
+            channel = self.channel_params[lane]
+            kept = Signal(name=f"kept_{lane}")
+            m.d.comb += kept.eq(lane < self.channels)
             total = Signal(signed(ACC_BITS), name=f"total_{lane}")
             shifted = Signal(signed(ACC_BITS), name=f"shifted_{lane}")
             high = Signal(signed(ACC_BITS), name=f"high_{lane}")
@@ -125,9 +132,9 @@ class PostProcessor(wiring.Component):
                 m.d.sync += [
                     total.eq(self.rows_in.payload.data[lane] + channel.bias),
                     shifted.eq(total << left),
-                    sign_delay[0].eq((total >= 0) ^ channel.flip),
+                    sign_delay[0].eq(((total >= 0) ^ channel.flip) & kept),
                     high.eq(Mux(overflow, (1 << (ACC_BITS - 1)) - 1, truncated)),
-                    requantized.eq(clamped),
+                    requantized.eq(Mux(kept, clamped, 0)),
                 ]
                 m.d.sync += [sign_delay[stage].eq(sign_delay[stage - 1]) for stage in range(1, len(sign_delay))]
             m.d.comb += sign_bits[lane].eq(sign_delay[-1])

@@ -55,12 +55,14 @@ def test_post_processing_is_bit_exact(lanes, seed):
         beats = [in_layout.const({"data": [int(v) for v in row], "last": i == len(rows) - 1}).as_bits()
                  for i, row in enumerate(rows)]
         throttled = index >= 6
+        kept = lanes if index % 3 == 0 else int(rng.integers(0, lanes + 1))
         runs.append({"inputs": {"rows_in": beats}, "output": "rows_out", "output_beats": len(rows),
-                     "static": {"channels": channels, "params": output_params}, "seed": index,
+                     "static": {"channel_params": channels, "params": output_params, "channels": kept},
+                     "seed": index,
                      "valid_probability": 0.5 if throttled else 1.0,
                      "ready_probability": 0.4 if throttled else 1.0})
         expected.append((store_rows(rows, params["bias"], params["multiplier"], params["shift"], params["flip"],
-                                    mode, params["zero_point"], params["clamp_min"], params["clamp_max"]),
+                                    mode, params["zero_point"], params["clamp_min"], params["clamp_max"], kept),
                          params))
     out_layout = output_row_layout(lanes)
     for index, (outcome, (want, params)) in enumerate(zip(play_streams(model, runs), expected)):

@@ -1,0 +1,162 @@
+"""The accelerator's instruction set, defined once.
+
+Every instruction is ``INSTRUCTION_BITS`` wide: a header (opcode and four
+dependency-token flags) and opcode-specific fields. The same layouts decode
+instructions in hardware (``Signal(INSTRUCTION)``), encode them in the program
+builder (``encode``) and drive the Python ISA simulator (``decode``).
+
+Three units execute instructions concurrently, each from its own queue, as in
+TVM-VTA: *load* (LOAD), *compute* (COMPUTE, SYNC) and *store* (CONFIG, STORE).
+Ordering between units is by tokens: ``push_next``/``push_prev`` give a token
+to the next/previous unit in the chain load -> compute -> store, and
+``pop_next``/``pop_prev`` wait for (and take) one before the instruction runs.
+END stops fetching; the run is done when every unit has drained.
+
+Memories (rows, see ``AcceleratorConfig``): activation scratchpad (R int8),
+weight scratchpad (C int8), accumulator (C int32), channel parameters (C
+records of ``CHANNEL_RECORD_BYTES``: the requantization of C output channels).
+All DRAM row addresses are multiples of the bus width in bytes.
+"""
+from dataclasses import dataclass
+
+from amaranth.hdl import Shape, signed
+from amaranth.lib import data, enum
+
+from .numerics import ArithMode
+from .postprocess import output_params_layout
+
+__all__ = ["Opcode", "Target", "INSTRUCTION_BITS", "INSTRUCTION", "HEADER", "LOAD", "STORE",
+           "COMPUTE", "CONFIG", "Instruction", "encode", "decode", "CHANNEL_RECORD_BYTES",
+           "target_element_bytes"]
+
+INSTRUCTION_BITS = 256
+CHANNEL_RECORD_BYTES = 16     # bias int32, multiplier int32, shift int8, flip uint8, 6 bytes padding
+
+
+class Opcode(enum.Enum, shape=3):
+    LOAD = 0
+    STORE = 1
+    COMPUTE = 2
+    CONFIG = 3
+    SYNC = 4
+    END = 5
+
+
+class Target(enum.Enum, shape=2):
+    """Where a LOAD writes."""
+    ACTIVATIONS = 0
+    WEIGHTS = 1
+    ACCUMULATORS = 2
+    CHANNELS = 3
+
+
+def target_element_bytes(target: Target) -> int:
+    """Bytes per lane of a target's rows in DRAM."""
+    return {Target.ACTIVATIONS: 1, Target.WEIGHTS: 1, Target.ACCUMULATORS: 4,
+            Target.CHANNELS: CHANNEL_RECORD_BYTES}[Target(target)]
+
+
+HEADER = data.StructLayout({
+    "opcode": Opcode, "pop_prev": 1, "pop_next": 1, "push_prev": 1, "push_next": 1,
+})
+
+# A LOAD writes `blocks` x `rows` SRAM rows from sram_addr on. Row i of block b
+# comes from dram_addr + b * block_stride + (i - pad_before) * row_stride, its
+# first row_elems lanes read and the rest pad_value; the first pad_before and
+# last pad_after rows of each block are all pad_value (convolution borders).
+LOAD = data.StructLayout({
+    "target": Target, "sram_addr": 16, "dram_addr": 32, "row_elems": 7, "rows": 12,
+    "row_stride": 24, "blocks": 12, "block_stride": 32, "pad_before": 7, "pad_after": 7,
+    "pad_value": signed(8),
+})
+
+# A STORE post-processes `blocks` x `rows` accumulator rows from acc_addr on, with
+# the C channel records of channel row channel_row, keeping the first `channels`
+# channels, and writes numerics.stored_bytes(channels, mode) bytes of each row to
+# dram_addr + b * block_stride + i * row_stride.
+STORE = data.StructLayout({
+    "acc_addr": 16, "channel_row": 12, "dram_addr": 32, "channels": 7, "rows": 12,
+    "row_stride": 24, "blocks": 12, "block_stride": 32,
+})
+
+# OS: acc[acc_addr + i][j] (+)= sum_k act[act_addr + k][i] * weight[weight_addr + k][j],
+#     i < R, j < C, k < beats.
+# WS: if preload, the stationary weights become weight[weight_addr + r], r < R; then
+#     acc[acc_addr + m][j] (+)= sum_r act[act_addr + m][r] * stationary[r][j], m < beats.
+COMPUTE = data.StructLayout({
+    "act_addr": 16, "weight_addr": 16, "acc_addr": 16, "beats": 12, "accumulate": 1,
+    "mode": ArithMode, "preload": 1,
+})
+
+CONFIG = output_params_layout()
+
+INSTRUCTION = data.StructLayout({
+    "header": HEADER,
+    "fields": data.UnionLayout({"load": LOAD, "store": STORE, "compute": COMPUTE, "config": CONFIG}),
+    "reserved": INSTRUCTION_BITS - HEADER.size - max(LOAD.size, STORE.size, COMPUTE.size, CONFIG.size),
+})
+
+_FIELDS = {Opcode.LOAD: ("load", LOAD), Opcode.STORE: ("store", STORE),
+           Opcode.COMPUTE: ("compute", COMPUTE), Opcode.CONFIG: ("config", CONFIG)}
+_DEPENDENCIES = ("pop_prev", "pop_next", "push_prev", "push_next")
+
+
+@dataclass(frozen=True)
+class Instruction:
+    """One decoded instruction: opcode, dependency flags and its fields as a dict."""
+    opcode: Opcode
+    fields: dict
+    pop_prev: bool = False
+    pop_next: bool = False
+    push_prev: bool = False
+    push_next: bool = False
+
+    def __str__(self):
+        flags = [name for name in _DEPENDENCIES if getattr(self, name)]
+        body = ", ".join(f"{key}={value.name if hasattr(value, 'name') else value}"
+                         for key, value in self.fields.items())
+        return f"{self.opcode.name}({body})" + (f" [{' '.join(flags)}]" if flags else "")
+
+
+def _check_range(opcode: Opcode, field: str, shape, value) -> None:
+    if isinstance(shape, type) and issubclass(shape, enum.Enum):
+        return      # enum members are checked by the layout itself
+    shape = Shape.cast(shape)
+    low, high = (-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1) if shape.signed else (0, (1 << shape.width) - 1)
+    if not low <= value <= high:
+        raise ValueError(f"{opcode.name} field {field} must be from {low} to {high}, not {value}")
+
+
+def encode(instruction: Instruction) -> int:
+    """The instruction as an ``INSTRUCTION_BITS``-bit integer (little-endian in DRAM)."""
+    header = {"opcode": instruction.opcode, **{name: int(getattr(instruction, name)) for name in _DEPENDENCIES}}
+    value = {"header": header}
+    if instruction.opcode in _FIELDS:
+        name, layout = _FIELDS[instruction.opcode]
+        unknown = set(instruction.fields) - set(layout.members)
+        if unknown:
+            raise ValueError(f"{instruction.opcode.name} has no field(s) {', '.join(sorted(unknown))}; "
+                             f"allowed: {', '.join(layout.members)}")
+        for field, field_value in instruction.fields.items():
+            _check_range(instruction.opcode, field, layout.members[field], field_value)
+        value["fields"] = {name: instruction.fields}
+    elif instruction.fields:
+        raise ValueError(f"{instruction.opcode.name} takes no fields, not {instruction.fields}")
+    return INSTRUCTION.const(value).as_bits()
+
+
+def decode(bits: int) -> Instruction:
+    """Decode an ``INSTRUCTION_BITS``-bit integer; raises ``ValueError`` on an illegal opcode."""
+    view = INSTRUCTION.from_bits(bits)
+    raw_opcode = bits & ((1 << Opcode.as_shape().width) - 1)
+    try:
+        opcode = Opcode(raw_opcode)
+    except ValueError:
+        raise ValueError(f"Illegal opcode {raw_opcode}; allowed: "
+                         f"{', '.join(f'{op.value} ({op.name})' for op in Opcode)}") from None
+    fields = {}
+    if opcode in _FIELDS:
+        name, layout = _FIELDS[opcode]
+        record = getattr(view.fields, name)
+        fields = {field: getattr(record, field) for field in layout.members}
+    return Instruction(opcode, fields, **{name: bool(getattr(view.header, name)) for name in _DEPENDENCIES})

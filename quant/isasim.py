@@ -1,0 +1,206 @@
+"""The Python ISA simulator: the functional reference the RTL's final DRAM image must match.
+
+Instructions execute one at a time in program order, with the numerics of
+``hdl.numerics``. Dependency tokens are counted as the hardware's queues
+would; a program must be *sequentially consistent*: each pop is matched by a
+push earlier in program order (programs from ``quant.gemm`` are), so program
+order is one of the interleavings the concurrent hardware may take, and every
+correctly synchronized interleaving gives the same DRAM image.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hdl.config import AcceleratorConfig, Dataflow
+from hdl.isa import (CHANNEL_RECORD_BYTES, INSTRUCTION_BITS, Instruction, Opcode, Target, decode,
+                     target_element_bytes)
+from hdl.numerics import ArithMode, golden_gemm, store_rows, stored_bytes, wrap_acc
+
+from .memory import unpack_channel_records
+
+__all__ = ["IsaError", "IsaSimulator", "RunStats"]
+
+INSTRUCTION_BYTES = INSTRUCTION_BITS // 8
+
+# (unit, queue the flag refers to). Queues are named producer->consumer.
+_UNITS = {Opcode.LOAD: "load", Opcode.COMPUTE: "compute", Opcode.SYNC: "compute",
+          Opcode.CONFIG: "store", Opcode.STORE: "store"}
+_QUEUES = {
+    ("load", "push_next"): "load->compute", ("compute", "pop_prev"): "load->compute",
+    ("compute", "push_prev"): "compute->load", ("load", "pop_next"): "compute->load",
+    ("compute", "push_next"): "compute->store", ("store", "pop_prev"): "compute->store",
+    ("store", "push_prev"): "store->compute", ("compute", "pop_next"): "store->compute",
+}
+
+
+class IsaError(ValueError):
+    """An illegal program: the message names the instruction and what is wrong."""
+
+
+@dataclass
+class RunStats:
+    instructions: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+    macs: int = 0
+    by_opcode: dict = field(default_factory=dict)
+
+
+class IsaSimulator:
+    """Architectural state of one accelerator and an interpreter for its programs."""
+
+    def __init__(self, config: AcceleratorConfig, dram: bytearray):
+        self.config = config
+        self.dram = dram
+        rows, cols = config.array.rows, config.array.cols
+        self.activations = np.zeros((config.act_rows, rows), dtype=np.int64)
+        self.weights = np.zeros((config.weight_rows, cols), dtype=np.int64)
+        self.accumulators = np.zeros((config.acc_rows, cols), dtype=np.int64)
+        self.channels = np.zeros((config.channel_rows, cols, CHANNEL_RECORD_BYTES), dtype=np.uint8)
+        self.stationary = np.zeros((rows, cols), dtype=np.int64)
+        self.output = {"mode": ArithMode.INT8, "zero_point": 0, "clamp_min": -128, "clamp_max": 127}
+        self.tokens = dict.fromkeys(set(_QUEUES.values()), 0)
+        self.stats = RunStats()
+
+    # --- DRAM access -------------------------------------------------------------------
+    def _dram_read(self, address: int, size: int, where: str) -> bytes:
+        self._check_dram(address, size, where)
+        self.stats.bytes_read += size
+        return bytes(self.dram[address:address + size])
+
+    def _dram_write(self, address: int, payload: bytes, where: str) -> None:
+        self._check_dram(address, len(payload), where)
+        self.stats.bytes_written += len(payload)
+        self.dram[address:address + len(payload)] = payload
+
+    def _check_dram(self, address: int, size: int, where: str) -> None:
+        if address % self.config.bus_bytes:
+            raise IsaError(f"{where}: DRAM address {address:#x} is not a multiple of the "
+                           f"{self.config.bus_bytes}-byte bus width")
+        if address + size > len(self.dram):
+            raise IsaError(f"{where}: DRAM access {address:#x}+{size} is outside the {len(self.dram)}-byte memory")
+
+    @staticmethod
+    def _check_rows(memory: np.ndarray, first: int, count: int, name: str, where: str) -> None:
+        if first + count > len(memory):
+            raise IsaError(f"{where}: {name} rows {first}..{first + count - 1} are outside its {len(memory)} rows")
+
+    # --- execution ---------------------------------------------------------------------
+    def run(self, program_address: int, max_instructions: int) -> RunStats:
+        """Fetch and execute instructions until END; raise ``IsaError`` on an illegal program."""
+        for index in range(max_instructions):
+            where = f"instruction {index}"
+            raw = self._dram_read(program_address + index * INSTRUCTION_BYTES, INSTRUCTION_BYTES, where)
+            try:
+                instruction = decode(int.from_bytes(raw, "little"))
+            except ValueError as error:
+                raise IsaError(f"{where}: {error}") from None
+            where = f"instruction {index} {instruction}"
+            self.stats.instructions += 1
+            self.stats.by_opcode[instruction.opcode.name] = self.stats.by_opcode.get(instruction.opcode.name, 0) + 1
+            if instruction.opcode == Opcode.END:
+                return self.stats
+            self.execute(instruction, where)
+        raise IsaError(f"no END within the program's {max_instructions} instructions")
+
+    def execute(self, instruction: Instruction, where: str = "") -> None:
+        unit = _UNITS[instruction.opcode]
+        for flag in ("pop_prev", "pop_next"):
+            if getattr(instruction, flag):
+                queue = self._queue(unit, flag, where)
+                if self.tokens[queue] == 0:
+                    raise IsaError(f"{where}: waits for a {queue} token that no earlier instruction pushed")
+                self.tokens[queue] -= 1
+        handler = {Opcode.LOAD: self._load, Opcode.COMPUTE: self._compute, Opcode.STORE: self._store,
+                   Opcode.CONFIG: self._configure, Opcode.SYNC: lambda fields, where: None}[instruction.opcode]
+        handler(instruction.fields, where)
+        for flag in ("push_prev", "push_next"):
+            if getattr(instruction, flag):
+                self.tokens[self._queue(unit, flag, where)] += 1
+
+    @staticmethod
+    def _queue(unit: str, flag: str, where: str) -> str:
+        try:
+            return _QUEUES[unit, flag]
+        except KeyError:
+            raise IsaError(f"{where}: the {unit} unit has no {flag.split('_')[1]} neighbour for {flag}") from None
+
+    def _load(self, f: dict, where: str) -> None:
+        target = Target(f["target"])
+        element = target_element_bytes(target)
+        memory, lanes, name = {
+            Target.ACTIVATIONS: (self.activations, self.config.array.rows, "activation scratchpad"),
+            Target.WEIGHTS: (self.weights, self.config.array.cols, "weight scratchpad"),
+            Target.ACCUMULATORS: (self.accumulators, self.config.array.cols, "accumulator"),
+            Target.CHANNELS: (self.channels, self.config.array.cols, "channel memory"),
+        }[target]
+        rows, blocks = f["rows"], f["blocks"]
+        if f["row_elems"] > lanes:
+            raise IsaError(f"{where}: row_elems {f['row_elems']} exceeds the {lanes} lanes of a {name} row")
+        if f["pad_before"] + f["pad_after"] > rows:
+            raise IsaError(f"{where}: pad_before + pad_after exceed rows ({rows})")
+        if target == Target.CHANNELS and (f["pad_before"] or f["pad_after"]):
+            raise IsaError(f"{where}: channel loads take no padding rows")
+        self._check_rows(memory, f["sram_addr"], rows * blocks, name, where)
+        dtype = {1: "<i1", 4: "<i4", CHANNEL_RECORD_BYTES: "u1"}[element]
+        for block in range(blocks):
+            for row in range(rows):
+                sram_row = f["sram_addr"] + block * rows + row
+                if target == Target.CHANNELS:
+                    memory[sram_row] = 0
+                else:
+                    memory[sram_row] = f["pad_value"]
+                if row < f["pad_before"] or row >= rows - f["pad_after"]:
+                    continue
+                address = f["dram_addr"] + block * f["block_stride"] + (row - f["pad_before"]) * f["row_stride"]
+                raw = self._dram_read(address, f["row_elems"] * element, where)
+                values = np.frombuffer(raw, dtype=dtype)
+                if target == Target.CHANNELS:
+                    memory[sram_row, :f["row_elems"]] = values.reshape(-1, CHANNEL_RECORD_BYTES)
+                else:
+                    memory[sram_row, :f["row_elems"]] = values
+
+    def _compute(self, f: dict, where: str) -> None:
+        array = self.config.array
+        mode = ArithMode(f["mode"])
+        if mode not in array.modes:
+            raise IsaError(f"{where}: mode {mode.name} is not generated (arith {array.arith.value})")
+        beats = f["beats"]
+        self._check_rows(self.activations, f["act_addr"], beats, "activation scratchpad", where)
+        if array.dataflow == Dataflow.OS:
+            self._check_rows(self.weights, f["weight_addr"], beats, "weight scratchpad", where)
+            a = self.activations[f["act_addr"]:f["act_addr"] + beats].T
+            result = golden_gemm(a, self.weights[f["weight_addr"]:f["weight_addr"] + beats], mode)
+        else:
+            if f["preload"]:
+                self._check_rows(self.weights, f["weight_addr"], array.rows, "weight scratchpad", where)
+                self.stationary = self.weights[f["weight_addr"]:f["weight_addr"] + array.rows].copy()
+            result = golden_gemm(self.activations[f["act_addr"]:f["act_addr"] + beats], self.stationary, mode)
+        self._check_rows(self.accumulators, f["acc_addr"], len(result), "accumulator", where)
+        target = slice(f["acc_addr"], f["acc_addr"] + len(result))
+        self.accumulators[target] = wrap_acc(self.accumulators[target] + result) if f["accumulate"] else result
+        self.stats.macs += beats * array.rows * array.cols
+
+    def _configure(self, f: dict, where: str) -> None:
+        if not f["clamp_min"] <= f["clamp_max"]:
+            raise IsaError(f"{where}: clamp_min {f['clamp_min']} exceeds clamp_max {f['clamp_max']}")
+        self.output = dict(f)
+
+    def _store(self, f: dict, where: str) -> None:
+        cols = self.config.array.cols
+        if f["channels"] > cols:
+            raise IsaError(f"{where}: channels {f['channels']} exceeds the {cols} lanes of an output row")
+        if f["channel_row"] >= len(self.channels):
+            raise IsaError(f"{where}: channel_row {f['channel_row']} is outside the {len(self.channels)} channel rows")
+        self._check_rows(self.accumulators, f["acc_addr"], f["rows"] * f["blocks"], "accumulator", where)
+        params = unpack_channel_records(self.channels[f["channel_row"]])
+        out = self.output
+        for block in range(f["blocks"]):
+            first = f["acc_addr"] + block * f["rows"]
+            lanes = store_rows(self.accumulators[first:first + f["rows"]], params["bias"], params["multiplier"],
+                               params["shift"], params["flip"], ArithMode(out["mode"]), out["zero_point"],
+                               out["clamp_min"], out["clamp_max"], f["channels"])
+            width = stored_bytes(f["channels"], ArithMode(out["mode"]))
+            for row, values in enumerate(lanes):
+                address = f["dram_addr"] + block * f["block_stride"] + row * f["row_stride"]
+                self._dram_write(address, values[:width].astype(np.int8).tobytes(), where)

@@ -1,0 +1,109 @@
+"""DRAM memory images: where tensors, parameters and programs live, and how they are packed.
+
+The layout rules, defined once and used by the compiler, the ISA simulator,
+the simulation loaders and (later) the host driver:
+
+* every region and every row starts at a multiple of the bus width in bytes;
+* int8 rows are packed lane after lane, int32 lanes little-endian;
+* a channel record (``isa.CHANNEL_RECORD_BYTES``) is bias int32, multiplier
+  int32, shift int8, flip uint8, then zero padding;
+* instructions are ``isa.INSTRUCTION_BITS`` wide, little-endian.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hdl.isa import CHANNEL_RECORD_BYTES, INSTRUCTION_BITS, Instruction, encode
+from hdl.numerics import SHIFT_BITS
+
+__all__ = ["Region", "MemoryImage", "pack_channel_records", "unpack_channel_records", "round_up"]
+
+INSTRUCTION_BYTES = INSTRUCTION_BITS // 8
+_SHIFT_MASK = (1 << SHIFT_BITS) - 1
+_SHIFT_SIGN = 1 << (SHIFT_BITS - 1)
+
+
+def round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+@dataclass(frozen=True)
+class Region:
+    """A named, aligned byte range of the image, with how its rows are laid out."""
+    name: str
+    address: int
+    size: int
+    row_stride: int = 0
+    rows: int = 0
+
+
+def pack_channel_records(bias, multiplier, shift, flip) -> np.ndarray:
+    """Channel parameters (one entry per output channel) as (channels, CHANNEL_RECORD_BYTES) bytes."""
+    bias, multiplier, shift, flip = (np.asarray(v, dtype=np.int64) for v in (bias, multiplier, shift, flip))
+    records = np.zeros((len(bias), CHANNEL_RECORD_BYTES), dtype=np.uint8)
+    records[:, 0:4] = bias.astype("<i4").view(np.uint8).reshape(-1, 4)
+    records[:, 4:8] = multiplier.astype("<i4").view(np.uint8).reshape(-1, 4)
+    records[:, 8] = shift.astype(np.int8).view(np.uint8)
+    records[:, 9] = flip
+    return records
+
+
+def unpack_channel_records(records: np.ndarray) -> dict[str, np.ndarray]:
+    records = np.ascontiguousarray(records, dtype=np.uint8)
+    return {
+        "bias": records[:, 0:4].copy().view("<i4").reshape(-1).astype(np.int64),
+        "multiplier": records[:, 4:8].copy().view("<i4").reshape(-1).astype(np.int64),
+        # The hardware keeps the low SHIFT_BITS of the shift byte, two's complement.
+        "shift": ((records[:, 8].astype(np.int64) & _SHIFT_MASK) ^ _SHIFT_SIGN) - _SHIFT_SIGN,
+        "flip": (records[:, 9] & 1).astype(np.int64),
+    }
+
+
+@dataclass
+class MemoryImage:
+    """A growing DRAM image with a layout map of named regions."""
+    alignment: int
+    data: bytearray = field(default_factory=bytearray)
+    regions: dict[str, Region] = field(default_factory=dict)
+
+    def allocate(self, name: str, size: int, row_stride: int = 0, rows: int = 0) -> Region:
+        if name in self.regions:
+            raise ValueError(f"Memory region {name!r} is already allocated")
+        address = round_up(len(self.data), self.alignment)
+        self.data.extend(bytes(address + round_up(max(size, 1), self.alignment) - len(self.data)))
+        region = self.regions[name] = Region(name, address, size, row_stride, rows)
+        return region
+
+    def place_rows(self, name: str, rows: np.ndarray, dtype: str = "<i1") -> Region:
+        """Store a 2-D array one row per aligned slot; lanes packed as ``dtype``."""
+        rows = np.asarray(rows)
+        packed = rows.astype(dtype).view(np.uint8).reshape(rows.shape[0], -1)
+        stride = round_up(packed.shape[1], self.alignment)
+        region = self.allocate(name, stride * rows.shape[0], stride, rows.shape[0])
+        for index, row in enumerate(packed):
+            self.write(region.address + index * stride, row.tobytes())
+        return region
+
+    def place_program(self, name: str, program: list[Instruction]) -> Region:
+        region = self.allocate(name, INSTRUCTION_BYTES * len(program), INSTRUCTION_BYTES, len(program))
+        for index, instruction in enumerate(program):
+            self.write(region.address + index * INSTRUCTION_BYTES,
+                       encode(instruction).to_bytes(INSTRUCTION_BYTES, "little"))
+        return region
+
+    def write(self, address: int, payload: bytes) -> None:
+        if address < 0 or address + len(payload) > len(self.data):
+            raise ValueError(f"Write of {len(payload)} bytes at {address:#x} is outside the "
+                             f"{len(self.data)}-byte image")
+        self.data[address:address + len(payload)] = payload
+
+    def read(self, address: int, size: int) -> bytes:
+        if address < 0 or address + size > len(self.data):
+            raise ValueError(f"Read of {size} bytes at {address:#x} is outside the {len(self.data)}-byte image")
+        return bytes(self.data[address:address + size])
+
+    def read_rows(self, region: Region, lanes: int, dtype: str = "<i1") -> np.ndarray:
+        """The first ``lanes`` lanes of every row of ``region``."""
+        width = np.dtype(dtype).itemsize * lanes
+        return np.stack([np.frombuffer(self.read(region.address + i * region.row_stride, width), dtype=dtype)
+                         for i in range(region.rows)]).astype(np.int64)

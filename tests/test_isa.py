@@ -1,0 +1,45 @@
+"""The instruction set: one layout, round trips, and clear errors."""
+import pytest
+
+from hdl.isa import (COMPUTE, CONFIG, INSTRUCTION, INSTRUCTION_BITS, LOAD, STORE, Instruction, Opcode, Target,
+                     decode, encode)
+from hdl.numerics import ArithMode
+
+FIELDS = {
+    Opcode.LOAD: {"target": Target.ACCUMULATORS, "sram_addr": 65535, "dram_addr": 0xFFFF_FFF0, "row_elems": 64,
+                  "rows": 4095, "row_stride": 1 << 23, "blocks": 7, "block_stride": 123456, "pad_before": 3,
+                  "pad_after": 63, "pad_value": -128},
+    Opcode.STORE: {"acc_addr": 9, "channel_row": 4095, "dram_addr": 64, "channels": 33, "rows": 2,
+                   "row_stride": 16, "blocks": 1, "block_stride": 0},
+    Opcode.COMPUTE: {"act_addr": 1, "weight_addr": 2, "acc_addr": 3, "beats": 4095, "accumulate": 1,
+                     "mode": ArithMode.BINARY, "preload": 1},
+    Opcode.CONFIG: {"mode": ArithMode.INT8, "zero_point": -7, "clamp_min": 0, "clamp_max": 6},
+    Opcode.SYNC: {}, Opcode.END: {},
+}
+
+
+def test_layouts_fit_one_instruction():
+    assert INSTRUCTION.size == INSTRUCTION_BITS
+    assert max(layout.size for layout in (LOAD, STORE, COMPUTE, CONFIG)) + 7 <= INSTRUCTION_BITS
+
+
+@pytest.mark.parametrize("opcode", list(Opcode), ids=lambda op: op.name)
+@pytest.mark.parametrize("flags", [(0, 0, 0, 0), (1, 0, 1, 0), (0, 1, 0, 1), (1, 1, 1, 1)])
+def test_every_opcode_round_trips(opcode, flags):
+    instruction = Instruction(opcode, FIELDS[opcode], *map(bool, flags))
+    bits = encode(instruction)
+    assert 0 <= bits < 1 << INSTRUCTION_BITS
+    assert decode(bits) == instruction
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ValueError, match="Illegal opcode 7; allowed: 0 \\(LOAD\\)"):
+        decode(7)
+    with pytest.raises(ValueError, match="LOAD field rows must be from 0 to 4095, not 4096"):
+        encode(Instruction(Opcode.LOAD, {**FIELDS[Opcode.LOAD], "rows": 4096}))
+    with pytest.raises(ValueError, match="CONFIG field zero_point must be from -128 to 127, not 200"):
+        encode(Instruction(Opcode.CONFIG, {**FIELDS[Opcode.CONFIG], "zero_point": 200}))
+    with pytest.raises(ValueError, match="STORE has no field\\(s\\) bogus"):
+        encode(Instruction(Opcode.STORE, {"bogus": 1}))
+    with pytest.raises(ValueError, match="END takes no fields"):
+        encode(Instruction(Opcode.END, {"rows": 1}))

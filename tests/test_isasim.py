@@ -1,0 +1,78 @@
+"""GEMM programs (quant.gemm) on the ISA simulator agree with the golden model; illegal programs are refused."""
+import numpy as np
+import pytest
+
+from hdl.config import AcceleratorConfig, ArrayConfig
+from hdl.isa import Instruction, Opcode, Target
+from hdl.numerics import ArithMode, quantize_multiplier, random_operands
+from quant.gemm import GemmLayer, compile_gemm
+from quant.isasim import IsaError, IsaSimulator
+from quant.memory import MemoryImage
+
+
+def random_layer(rng, m, k, n, mode):
+    a, w = random_operands(rng, m, k, n)
+    multipliers, shifts = map(np.array, zip(*(quantize_multiplier(s) for s in rng.uniform(1e-4, 0.05, n))))
+    low = int(rng.integers(-128, 0))
+    return GemmLayer(a, w, rng.integers(-2000, 2000, n), multipliers, shifts, rng.integers(0, 2, n), mode,
+                     zero_point=int(rng.integers(-5, 5)), clamp_min=low, clamp_max=int(rng.integers(low, 128)))
+
+
+def run(compiled):
+    dram = bytearray(compiled.image.data)
+    stats = IsaSimulator(compiled.config, dram).run(compiled.program_region.address, len(compiled.program))
+    return dram, stats
+
+
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
+@pytest.mark.parametrize("shape", [(2, 2), (3, 5), (4, 4)])
+@pytest.mark.parametrize("bus_bits", [64, 128])
+def test_gemm_programs_match_golden(dataflow, shape, bus_bits, seed):
+    rng = np.random.default_rng(seed)
+    # Small memories force K/M chunking, many ping-pong steps and both accumulator halves.
+    config = AcceleratorConfig(ArrayConfig(*shape, dataflow, "both"), spad_kib=1, acc_kib=1, bus_bits=bus_bits)
+    for mode in ArithMode:
+        for m, k, n in [(1, 1, 1), (7, 9, 11), (23, 300, 6), (40, 17, 3)]:
+            compiled = compile_gemm(config, random_layer(rng, m, k, n, mode))
+            dram, stats = run(compiled)
+            for block, (got, want) in enumerate(zip(compiled.read_outputs(dram), compiled.expected_outputs())):
+                assert np.array_equal(got, want), f"{mode.name} {(m, k, n)} block {block}, seed {seed}"
+            assert stats.by_opcode["END"] == 1 and stats.macs >= m * k * n
+
+
+def program_on(config, program):
+    image = MemoryImage(config.bus_bytes)
+    image.allocate("data", 256)
+    region = image.place_program("program", program)
+    return IsaSimulator(config, image.data), region
+
+
+CONFIG = AcceleratorConfig(ArrayConfig(2, 2, "os", "int8"), spad_kib=1, acc_kib=1, bus_bits=64)
+LOAD = {"target": Target.ACTIVATIONS, "sram_addr": 0, "dram_addr": 0, "row_elems": 2, "rows": 1,
+        "row_stride": 8, "blocks": 1, "block_stride": 0, "pad_before": 0, "pad_after": 0, "pad_value": 0}
+
+
+@pytest.mark.parametrize("program, message", [
+    ([Instruction(Opcode.COMPUTE, {"act_addr": 0, "weight_addr": 0, "acc_addr": 0, "beats": 1, "accumulate": 0,
+                                   "mode": ArithMode.INT8, "preload": 0}, pop_prev=True)],
+     "waits for a load->compute token that no earlier instruction pushed"),
+    ([Instruction(Opcode.LOAD, {**LOAD, "sram_addr": 256})], "activation scratchpad rows 256..256 are outside its 256 rows"),
+    ([Instruction(Opcode.LOAD, {**LOAD, "dram_addr": 4})], "not a multiple of the 8-byte bus width"),
+    ([Instruction(Opcode.LOAD, {**LOAD, "row_elems": 3})], "row_elems 3 exceeds the 2 lanes"),
+    ([Instruction(Opcode.LOAD, LOAD, push_prev=True)], "the load unit has no prev neighbour"),
+    ([Instruction(Opcode.COMPUTE, {"act_addr": 0, "weight_addr": 0, "acc_addr": 0, "beats": 1, "accumulate": 0,
+                                   "mode": ArithMode.BINARY, "preload": 0})], "mode BINARY is not generated"),
+    ([Instruction(Opcode.SYNC, {})], "no END within"),
+])
+def test_illegal_programs_are_refused(program, message):
+    simulator, region = program_on(CONFIG, program)
+    with pytest.raises(IsaError, match=message):
+        simulator.run(region.address, len(program))
+
+
+def test_illegal_opcode_is_refused():
+    image = MemoryImage(8)
+    image.allocate("program", 32)
+    image.write(0, bytes([6]))
+    with pytest.raises(IsaError, match="instruction 0: Illegal opcode 6"):
+        IsaSimulator(CONFIG, image.data).run(0, 1)
