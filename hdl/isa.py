@@ -81,11 +81,12 @@ STORE = data.StructLayout({
 
 # OS: acc[acc_addr + i][j] (+)= sum_k act[act_addr + k][i] * weight[weight_addr + k][j],
 #     i < R, j < C, k < beats.
-# WS: if preload, the stationary weights become weight[weight_addr + r], r < R; then
+# WS: the stationary weights become weight[weight_addr + r], r < R (preloaded while
+#     the previous COMPUTE finishes); then
 #     acc[acc_addr + m][j] (+)= sum_r act[act_addr + m][r] * stationary[r][j], m < beats.
 COMPUTE = data.StructLayout({
     "act_addr": 16, "weight_addr": 16, "acc_addr": 16, "beats": 12, "accumulate": 1,
-    "mode": ArithMode, "preload": 1,
+    "mode": ArithMode,
 })
 
 CONFIG = output_params_layout()

@@ -181,7 +181,7 @@ def compile_gemm(config: AcceleratorConfig, layer: GemmLayer) -> CompiledGemm:
                                    weights[b].address + k_chunk.start * weights[b].row_stride,
                                    beats, weights[b].row_stride, n_block.stop - n_block.start, weight_pad)]
                     compute = {"act_addr": half * act_half, "weight_addr": half * weight_half, "acc_addr": acc_addr,
-                               "beats": beats, "accumulate": int(c > 0), "mode": layer.mode, "preload": 0}
+                               "beats": beats, "accumulate": int(c > 0), "mode": layer.mode}
                     last = c == len(k_chunks) - 1
                     scheduler.step(loads, compute, starts_tile=c == 0, ends_tile=last,
                                    store=[store(b, acc_addr, m_block.start, m_block.stop - m_block.start)] if last else [])
@@ -204,7 +204,7 @@ def compile_gemm(config: AcceleratorConfig, layer: GemmLayer) -> CompiledGemm:
                                    a_blocks[j].address + m_chunk.start * a_blocks[j].row_stride, beats,
                                    a_blocks[j].row_stride, depth, act_pad)]
                     compute = {"act_addr": half * act_half, "weight_addr": half * weight_half, "acc_addr": acc_addr,
-                               "beats": beats, "accumulate": int(j > 0), "mode": layer.mode, "preload": 1}
+                               "beats": beats, "accumulate": int(j > 0), "mode": layer.mode}
                     last = j == len(k_blocks) - 1
                     scheduler.step(loads, compute, starts_tile=j == 0, ends_tile=last,
                                    store=[store(b, acc_addr, m_chunk.start, beats)] if last else [])

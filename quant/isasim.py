@@ -57,7 +57,6 @@ class IsaSimulator:
         self.weights = np.zeros((config.weight_rows, cols), dtype=np.int64)
         self.accumulators = np.zeros((config.acc_rows, cols), dtype=np.int64)
         self.channels = np.zeros((config.channel_rows, cols, CHANNEL_RECORD_BYTES), dtype=np.uint8)
-        self.stationary = np.zeros((rows, cols), dtype=np.int64)
         self.output = {"mode": ArithMode.INT8, "zero_point": 0, "clamp_min": -128, "clamp_max": 127}
         self.tokens = dict.fromkeys(set(_QUEUES.values()), 0)
         self.stats = RunStats()
@@ -172,10 +171,9 @@ class IsaSimulator:
             a = self.activations[f["act_addr"]:f["act_addr"] + beats].T
             result = golden_gemm(a, self.weights[f["weight_addr"]:f["weight_addr"] + beats], mode)
         else:
-            if f["preload"]:
-                self._check_rows(self.weights, f["weight_addr"], array.rows, "weight scratchpad", where)
-                self.stationary = self.weights[f["weight_addr"]:f["weight_addr"] + array.rows].copy()
-            result = golden_gemm(self.activations[f["act_addr"]:f["act_addr"] + beats], self.stationary, mode)
+            self._check_rows(self.weights, f["weight_addr"], array.rows, "weight scratchpad", where)
+            stationary = self.weights[f["weight_addr"]:f["weight_addr"] + array.rows]
+            result = golden_gemm(self.activations[f["act_addr"]:f["act_addr"] + beats], stationary, mode)
         self._check_rows(self.accumulators, f["acc_addr"], len(result), "accumulator", where)
         target = slice(f["acc_addr"], f["acc_addr"] + len(result))
         self.accumulators[target] = wrap_acc(self.accumulators[target] + result) if f["accumulate"] else result

@@ -38,6 +38,9 @@ LINT_WAIVERS = {
     "UNUSEDSIGNAL": "field-alias wires and boundary pass-through outputs",
     # Registers get their reset value as a Verilog initializer (FPGA power-up state).
     "PROCASSINIT": "reset values emitted as initializers",
+    # Amaranth assigns a default before every case statement (Switch, Array
+    # indexing), so values a case does not list keep that default.
+    "CASEINCOMPLETE": "case statements preceded by a default assignment",
     # The output file name is the user's choice (gen.py -o).
     "DECLFILENAME": "file name chosen by the user, not the module",
 }

@@ -54,14 +54,14 @@ LOAD = {"target": Target.ACTIVATIONS, "sram_addr": 0, "dram_addr": 0, "row_elems
 
 @pytest.mark.parametrize("program, message", [
     ([Instruction(Opcode.COMPUTE, {"act_addr": 0, "weight_addr": 0, "acc_addr": 0, "beats": 1, "accumulate": 0,
-                                   "mode": ArithMode.INT8, "preload": 0}, pop_prev=True)],
+                                   "mode": ArithMode.INT8}, pop_prev=True)],
      "waits for a load->compute token that no earlier instruction pushed"),
     ([Instruction(Opcode.LOAD, {**LOAD, "sram_addr": 256})], "activation scratchpad rows 256..256 are outside its 256 rows"),
     ([Instruction(Opcode.LOAD, {**LOAD, "dram_addr": 4})], "not a multiple of the 8-byte bus width"),
     ([Instruction(Opcode.LOAD, {**LOAD, "row_elems": 3})], "row_elems 3 exceeds the 2 lanes"),
     ([Instruction(Opcode.LOAD, LOAD, push_prev=True)], "the load unit has no prev neighbour"),
     ([Instruction(Opcode.COMPUTE, {"act_addr": 0, "weight_addr": 0, "acc_addr": 0, "beats": 1, "accumulate": 0,
-                                   "mode": ArithMode.BINARY, "preload": 0})], "mode BINARY is not generated"),
+                                   "mode": ArithMode.BINARY})], "mode BINARY is not generated"),
     ([Instruction(Opcode.SYNC, {})], "no END within"),
 ])
 def test_illegal_programs_are_refused(program, message):

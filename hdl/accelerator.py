@@ -1,0 +1,181 @@
+"""The accelerator top level: CSRs over AXI4-Lite, an AXI4 DRAM master, and the load/compute/store units.
+
+::
+
+    s_axil -> CsrBlock --start--> FetchUnit --queues--> LoadUnit ---> scratchpads, accumulator, channels
+                                                        ComputeUnit (SystolicArray) <-> accumulator
+                                                        StoreUnit (PostProcessor) ---> m_axi writes
+
+Reads on ``m_axi`` carry ID 0 (fetch) or 1 (load); writes come from the store unit.
+Tokens between units are up/down counters (``hdl.isa`` explains the protocol).
+A run ends when END has been dispatched and every queue and unit is idle, or
+at the first error (``csr.ErrorCode``), which resets the units and queues.
+"""
+from amaranth.hdl import Module, ResetInserter, Signal
+from amaranth.lib import fifo, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from .axi import BURST_INCR, axi4_signature, axi_lite_signature
+from .compute import ComputeUnit
+from .config import AcceleratorConfig
+from .csr import COUNTERS, CsrBlock, ErrorCode
+from .fetch import FetchUnit
+from .isa import INSTRUCTION_BITS, Target
+from .load import LoadUnit, memory_shapes
+from .store import StoreUnit
+
+__all__ = ["Accelerator"]
+
+QUEUE_DEPTH = 4
+TOKEN_BITS = 8
+FETCH_ID, LOAD_ID = 0, 1
+
+
+class Accelerator(wiring.Component):
+    """The complete accelerator for ``config``.
+
+    Members
+    -------
+    m_axi : Out(axi4_signature(config.bus_bits))    DRAM
+    s_axil : In(axi_lite_signature(8))               control/status registers (``hdl.csr.REGISTERS``)
+    irq : Out(1)                                     DONE or ERROR while CONTROL.IRQ_ENABLE
+    """
+
+    def __init__(self, config: AcceleratorConfig):
+        if not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"Accelerator config must be an AcceleratorConfig, not {config!r}")
+        self.config = config
+        super().__init__({
+            "m_axi": Out(axi4_signature(config.bus_bits)),
+            "s_axil": In(axi_lite_signature(8)),
+            "irq": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self.config
+        axi = self.m_axi
+        soft_reset = Signal()
+
+        csr = m.submodules.csr = CsrBlock()
+        wiring.connect(m, wiring.flipped(self.s_axil), csr.bus)
+        fetch = m.submodules.fetch = ResetInserter(soft_reset)(FetchUnit(config))
+        load = m.submodules.load = ResetInserter(soft_reset)(LoadUnit(config))
+        compute = m.submodules.compute = ResetInserter(soft_reset)(ComputeUnit(config))
+        store = m.submodules.store = ResetInserter(soft_reset)(StoreUnit(config))
+        queues = {}
+        for name, unit, source in (("load", load, fetch.to_load), ("compute", compute, fetch.to_compute),
+                                   ("store", store, fetch.to_store)):
+            queue = queues[name] = fifo.SyncFIFOBuffered(width=INSTRUCTION_BITS, depth=QUEUE_DEPTH)
+            m.submodules[f"{name}_queue"] = ResetInserter(soft_reset)(queue)
+            m.d.comb += [queue.w_data.eq(source.payload), queue.w_en.eq(source.valid), source.ready.eq(queue.w_rdy),
+                         unit.instructions.payload.eq(queue.r_data), unit.instructions.valid.eq(queue.r_rdy),
+                         queue.r_en.eq(unit.instructions.ready)]
+
+        # Memories.
+        shapes = memory_shapes(config)
+        memories = {}
+        for target, (depth, lanes, element) in shapes.items():
+            memories[target] = m.submodules[f"{target.name.lower()}_memory"] = memory.Memory(
+                shape=lanes * element * 8, depth=depth, init=[])
+            wiring.connect(m, getattr(load, f"write_{target.name.lower()}"),
+                           memories[target].write_port(granularity=8))
+        wiring.connect(m, compute.act_read, memories[Target.ACTIVATIONS].read_port())
+        wiring.connect(m, compute.weight_read, memories[Target.WEIGHTS].read_port())
+        wiring.connect(m, compute.acc_read, memories[Target.ACCUMULATORS].read_port())
+        wiring.connect(m, compute.acc_write, memories[Target.ACCUMULATORS].write_port())
+        wiring.connect(m, store.acc_read, memories[Target.ACCUMULATORS].read_port())
+        wiring.connect(m, store.channel_read, memories[Target.CHANNELS].read_port())
+
+        # Tokens: up/down counters between neighbouring units.
+        def token_counter(name, push, pop):
+            count = Signal(TOKEN_BITS, name=f"tokens_{name}")
+            with m.If(soft_reset):
+                m.d.sync += count.eq(0)
+            with m.Else():
+                m.d.sync += count.eq(count + push - pop)
+            return count != 0
+        m.d.comb += [
+            compute.prev_token_available.eq(token_counter("load_to_compute", load.push_token, compute.pop_prev)),
+            load.token_available.eq(token_counter("compute_to_load", compute.push_prev, load.pop_token)),
+            store.token_available.eq(token_counter("compute_to_store", compute.push_next, store.pop_token)),
+            compute.next_token_available.eq(token_counter("store_to_compute", store.push_token, compute.pop_next)),
+        ]
+
+        # AXI reads: fetch and load share AR (held grant per request); R is routed by ID and always accepted.
+        grant_load = Signal()
+        granted = Signal()
+        with m.If(~granted):
+            with m.If(fetch.arvalid):
+                m.d.sync += [granted.eq(1), grant_load.eq(0)]
+            with m.Elif(load.arvalid):
+                m.d.sync += [granted.eq(1), grant_load.eq(1)]
+        with m.Elif(axi.arvalid & axi.arready):
+            m.d.sync += granted.eq(0)
+        with m.If(grant_load):
+            m.d.comb += [axi.arid.eq(LOAD_ID), axi.araddr.eq(load.araddr), axi.arlen.eq(load.arlen),
+                         axi.arvalid.eq(granted & load.arvalid), load.arready.eq(granted & axi.arready)]
+        with m.Else():
+            m.d.comb += [axi.arid.eq(FETCH_ID), axi.araddr.eq(fetch.araddr), axi.arlen.eq(fetch.arlen),
+                         axi.arvalid.eq(granted & fetch.arvalid), fetch.arready.eq(granted & axi.arready)]
+        bus_size = (config.bus_bytes - 1).bit_length()
+        m.d.comb += [axi.arsize.eq(bus_size), axi.arburst.eq(BURST_INCR), axi.rready.eq(1),
+                     axi.awsize.eq(bus_size), axi.awburst.eq(BURST_INCR), axi.awid.eq(0), axi.bready.eq(1)]
+        for unit, unit_id in ((fetch, FETCH_ID), (load, LOAD_ID)):
+            m.d.comb += [unit.rvalid.eq(axi.rvalid & (axi.rid == unit_id)), unit.rdata.eq(axi.rdata),
+                         unit.rresp.eq(axi.rresp), unit.rlast.eq(axi.rlast)]
+        m.d.comb += [axi.awvalid.eq(store.awvalid), axi.awaddr.eq(store.awaddr), axi.awlen.eq(store.awlen),
+                     store.awready.eq(axi.awready), axi.wvalid.eq(store.wvalid), axi.wdata.eq(store.wdata),
+                     axi.wstrb.eq(store.wstrb), axi.wlast.eq(store.wlast), store.wready.eq(axi.wready),
+                     store.bvalid.eq(axi.bvalid), store.bresp.eq(axi.bresp)]
+
+        # Run control, errors and status.
+        running = Signal()
+        done = Signal()
+        error = Signal()
+        error_code = Signal(ErrorCode)
+        # START first clears the units, queues and tokens, then (next cycle) starts fetching.
+        fetch_start = Signal()
+        m.d.sync += fetch_start.eq(csr.start)
+        m.d.comb += [fetch.start.eq(fetch_start), fetch.program_addr.eq(csr.program_addr),
+                     fetch.program_length.eq(csr.program_length), soft_reset.eq(csr.start)]
+        causes = [(fetch.error_opcode, ErrorCode.ILLEGAL_OPCODE), (fetch.error_read | load.error_read,
+                                                                    ErrorCode.READ_RESPONSE),
+                  (store.error_write, ErrorCode.WRITE_RESPONSE),
+                  (load.error_range | compute.error_range | store.error_range, ErrorCode.SRAM_RANGE),
+                  (fetch.error_overrun, ErrorCode.PROGRAM_OVERRUN)]
+        failing = Signal()
+        m.d.comb += failing.eq(running & sum(cause for cause, _ in causes).bool())
+        idle = (fetch.finished & ~load.busy & ~compute.busy & ~store.busy &
+                ~queues["load"].r_rdy & ~queues["compute"].r_rdy & ~queues["store"].r_rdy)
+        with m.If(csr.start):
+            m.d.sync += [running.eq(1), done.eq(0), error.eq(0), error_code.eq(ErrorCode.NONE)]
+        with m.Elif(failing):
+            m.d.sync += [running.eq(0), error.eq(1)]
+            m.d.comb += soft_reset.eq(1)
+            for cause, code in reversed(causes):
+                with m.If(cause):
+                    m.d.sync += error_code.eq(code)
+        with m.Elif(running & idle):
+            m.d.sync += [running.eq(0), done.eq(1)]
+        m.d.comb += [csr.busy.eq(running), csr.done.eq(done), csr.error.eq(error), csr.error_code.eq(error_code),
+                     self.irq.eq(csr.irq_enable & (done | error))]
+
+        # Performance counters, cleared on start, counting while running.
+        increments = {
+            "CYCLES": 1,
+            "ARRAY_BUSY": compute.array_busy,
+            "LOAD_STALL": compute.waiting_load,
+            "STORE_STALL": compute.waiting_store,
+            "BYTES_READ": (axi.rvalid & axi.rready) * config.bus_bytes,
+            "BYTES_WRITTEN": store.bytes_written,
+            "INSTRUCTIONS": load.retired + compute.retired + store.retired + fetch.retired_end,
+        }
+        for name in COUNTERS:
+            counter = Signal(32, name=f"counter_{name.lower()}")
+            with m.If(csr.start):
+                m.d.sync += counter.eq(0)
+            with m.Elif(running):
+                m.d.sync += counter.eq(counter + increments[name])
+            m.d.comb += getattr(csr, f"counter_{name.lower()}").eq(counter)
+        return m

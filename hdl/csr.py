@@ -1,0 +1,141 @@
+"""Control/status registers: the register map as data, its AXI4-Lite slave, and its JSON / C header."""
+import json
+from dataclasses import asdict, dataclass
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import enum, wiring
+from amaranth.lib.wiring import In, Out
+
+from .axi import Response, axi_lite_signature
+
+__all__ = ["Register", "REGISTERS", "ErrorCode", "COUNTERS", "CsrBlock", "register_map_json",
+           "register_map_c_header", "register"]
+
+CSR_ADDR_WIDTH = 8
+
+
+class ErrorCode(enum.Enum, shape=4):
+    """Why a run stopped with STATUS.ERROR set."""
+    NONE = 0
+    ILLEGAL_OPCODE = 1
+    READ_RESPONSE = 2        # SLVERR or DECERR on an AXI read
+    WRITE_RESPONSE = 3       # SLVERR or DECERR on an AXI write
+    SRAM_RANGE = 4           # an instruction addresses rows outside a scratchpad or the accumulator
+    PROGRAM_OVERRUN = 5      # PROGRAM_LENGTH instructions fetched without an END
+
+
+@dataclass(frozen=True)
+class Register:
+    name: str
+    offset: int
+    access: str          # "rw", "ro" or "wo"
+    description: str
+
+
+COUNTERS = ("CYCLES", "ARRAY_BUSY", "LOAD_STALL", "STORE_STALL", "BYTES_READ", "BYTES_WRITTEN",
+            "INSTRUCTIONS")
+_COUNTER_TEXT = {
+    "CYCLES": "cycles from START to done or error",
+    "ARRAY_BUSY": "cycles an activation beat entered the systolic array",
+    "LOAD_STALL": "cycles the compute unit waited for a load->compute token",
+    "STORE_STALL": "cycles the compute unit waited for a store->compute token",
+    "BYTES_READ": "bytes read over AXI (instructions and data)",
+    "BYTES_WRITTEN": "bytes written over AXI (strobed bytes)",
+    "INSTRUCTIONS": "instructions retired, END included",
+}
+
+REGISTERS = [
+    Register("CONTROL", 0x00, "rw", "bit 0 START: write 1 to start a run (reads 0); bit 1 IRQ_ENABLE"),
+    Register("STATUS", 0x04, "ro", "bit 0 BUSY; bit 1 DONE; bit 2 ERROR (DONE and ERROR clear on START)"),
+    Register("PROGRAM_ADDR", 0x08, "rw", "DRAM byte address of the first instruction (bus aligned)"),
+    Register("PROGRAM_LENGTH", 0x0C, "rw", "instructions fetched at most; no END within them is an error"),
+    Register("ERROR_CODE", 0x10, "ro", "ErrorCode of the last run: " +
+             ", ".join(f"{code.value} {code.name}" for code in ErrorCode)),
+] + [Register(name, 0x20 + 4 * index, "ro", f"performance counter: {_COUNTER_TEXT[name]} (32-bit, wraps)")
+     for index, name in enumerate(COUNTERS)]
+
+
+def register(name: str) -> Register:
+    return next(r for r in REGISTERS if r.name == name)
+
+
+def register_map_json() -> str:
+    return json.dumps({"registers": [asdict(r) for r in REGISTERS],
+                       "error_codes": {code.name: code.value for code in ErrorCode}}, indent=2) + "\n"
+
+
+def register_map_c_header(prefix: str = "ACCEL") -> str:
+    lines = ["/* Generated from hdl/csr.py; do not edit. */", f"#ifndef {prefix}_REGS_H", f"#define {prefix}_REGS_H", ""]
+    for r in REGISTERS:
+        lines.append(f"#define {prefix}_{r.name} 0x{r.offset:02x}u  /* {r.access}: {r.description} */")
+    lines += ["", f"#define {prefix}_CONTROL_START (1u << 0)", f"#define {prefix}_CONTROL_IRQ_ENABLE (1u << 1)",
+              f"#define {prefix}_STATUS_BUSY (1u << 0)", f"#define {prefix}_STATUS_DONE (1u << 1)",
+              f"#define {prefix}_STATUS_ERROR (1u << 2)", ""]
+    lines += [f"#define {prefix}_ERROR_{code.name} {code.value}u" for code in ErrorCode]
+    lines += ["", f"#endif /* {prefix}_REGS_H */", ""]
+    return "\n".join(lines)
+
+
+class CsrBlock(wiring.Component):
+    """AXI4-Lite slave for ``REGISTERS``.
+
+    Members
+    -------
+    bus : In(axi_lite_signature(8))
+    start : Out(1)               one-cycle pulse on a write of CONTROL.START
+    irq_enable, program_addr, program_length : Out
+    busy, done, error : In(1);   error_code : In(ErrorCode)
+    counters : In(32) each, named after ``COUNTERS``
+    """
+
+    def __init__(self):
+        members = {
+            "bus": In(axi_lite_signature(CSR_ADDR_WIDTH)),
+            "start": Out(1), "irq_enable": Out(1), "program_addr": Out(32), "program_length": Out(32),
+            "busy": In(1), "done": In(1), "error": In(1), "error_code": In(ErrorCode),
+        }
+        members.update({f"counter_{name.lower()}": In(32) for name in COUNTERS})
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        bus = self.bus
+        readable = {
+            register("CONTROL").offset: self.irq_enable << 1,
+            register("STATUS").offset: self.busy | (self.done << 1) | (self.error << 2),
+            register("PROGRAM_ADDR").offset: self.program_addr,
+            register("PROGRAM_LENGTH").offset: self.program_length,
+            register("ERROR_CODE").offset: self.error_code,
+        }
+        readable.update({register(name).offset: getattr(self, f"counter_{name.lower()}") for name in COUNTERS})
+
+        # Write: take address and data together, answer on B.
+        write = Signal()
+        m.d.comb += [write.eq(bus.awvalid & bus.wvalid & ~bus.bvalid),
+                     bus.awready.eq(write), bus.wready.eq(write)]
+        m.d.sync += self.start.eq(0)
+        with m.If(write):
+            m.d.sync += [bus.bvalid.eq(1), bus.bresp.eq(Response.OKAY)]
+            with m.Switch(bus.awaddr):
+                with m.Case(register("CONTROL").offset):
+                    m.d.sync += [self.start.eq(bus.wdata[0]), self.irq_enable.eq(bus.wdata[1])]
+                with m.Case(register("PROGRAM_ADDR").offset):
+                    m.d.sync += self.program_addr.eq(bus.wdata)
+                with m.Case(register("PROGRAM_LENGTH").offset):
+                    m.d.sync += self.program_length.eq(bus.wdata)
+                with m.Default():
+                    m.d.sync += bus.bresp.eq(Response.SLVERR)
+        with m.Elif(bus.bvalid & bus.bready):
+            m.d.sync += bus.bvalid.eq(0)
+
+        read = Signal()
+        m.d.comb += [read.eq(bus.arvalid & ~bus.rvalid), bus.arready.eq(read)]
+        with m.If(read):
+            m.d.sync += [bus.rvalid.eq(1), bus.rresp.eq(Response.SLVERR), bus.rdata.eq(0)]
+            with m.Switch(bus.araddr):
+                for offset, value in readable.items():
+                    with m.Case(offset):
+                        m.d.sync += [bus.rdata.eq(value), bus.rresp.eq(Response.OKAY)]
+        with m.Elif(bus.rvalid & bus.rready):
+            m.d.sync += bus.rvalid.eq(0)
+        return m

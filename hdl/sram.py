@@ -1,0 +1,59 @@
+"""Streaming reads of consecutive SRAM rows through a one-cycle-latency read port."""
+from amaranth.hdl import Module, Signal, Value
+from amaranth.lib import fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["RowReader"]
+
+
+class RowReader(wiring.Component):
+    """Read rows ``first .. first + count - 1`` and offer them as a stream, one per cycle.
+
+    Reads are issued only while the output buffer has room for every row in
+    flight, so back-pressure never loses a row.
+
+    Members
+    -------
+    start : In(1)          pulse: latch ``first`` and ``count`` and begin
+    first : In(addr_width)
+    count : In(16)
+    busy : Out(1)          rows remain to be read or delivered
+    port : In(ReadPort.Signature)   connect to the memory's read port
+    rows : Out(stream.Signature(row_shape))
+    """
+
+    DEPTH = 4
+
+    def __init__(self, *, addr_width: int, row_shape):
+        self._row_shape = row_shape
+        super().__init__({
+            "start": In(1), "first": In(addr_width), "count": In(16), "busy": Out(1),
+            "port": In(memory.ReadPort.Signature(addr_width=addr_width, shape=row_shape)),
+            "rows": Out(stream.Signature(row_shape)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        buffer = m.submodules.buffer = fifo.SyncFIFOBuffered(width=len(Value.cast(self.port.data)),
+                                                             depth=self.DEPTH)
+        address = Signal.like(self.port.addr)
+        remaining = Signal(16)
+        in_flight = Signal()
+        issue = Signal()
+        m.d.comb += [
+            issue.eq((remaining != 0) & (buffer.level + in_flight < self.DEPTH - 1)),
+            self.port.addr.eq(address),
+            self.port.en.eq(issue),
+            buffer.w_en.eq(in_flight),
+            buffer.w_data.eq(self.port.data),
+            self.rows.valid.eq(buffer.r_rdy),
+            self.rows.payload.eq(buffer.r_data),
+            buffer.r_en.eq(self.rows.ready),
+            self.busy.eq((remaining != 0) | in_flight | buffer.r_rdy),
+        ]
+        m.d.sync += in_flight.eq(issue)
+        with m.If(self.start):
+            m.d.sync += [address.eq(self.first), remaining.eq(self.count)]
+        with m.Elif(issue):
+            m.d.sync += [address.eq(address + 1), remaining.eq(remaining - 1)]
+        return m

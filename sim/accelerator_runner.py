@@ -1,0 +1,67 @@
+"""Run programs on the generated accelerator in Verilator (cocotb + cocotbext-axi) from Python."""
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from amaranth.back import verilog
+
+from hdl.accelerator import Accelerator
+from hdl.config import AcceleratorConfig
+from hdl.csr import ErrorCode
+
+from .verilator import BUILD_ROOT, VerilatorModel
+
+__all__ = ["AcceleratorRun", "RunOutcome", "accelerator_model", "run_programs", "accelerator_name"]
+
+STATUS_DONE, STATUS_ERROR = 0b010, 0b100
+
+
+@dataclass
+class AcceleratorRun:
+    program_addr: int
+    program_length: int
+    backpressure: bool = False
+    seed: int = 0
+    reset_after: int = 0
+
+
+@dataclass
+class RunOutcome:
+    finished: bool
+    done: bool
+    error: ErrorCode | None
+    counters: dict[str, int]
+    dram: bytes
+
+
+def accelerator_name(config: AcceleratorConfig) -> str:
+    return f"accel_{config.array.name.removeprefix('systolic_')}_{config.bus_bits}b"
+
+
+def accelerator_model(config: AcceleratorConfig) -> VerilatorModel:
+    name = accelerator_name(config)
+    return VerilatorModel(verilog.convert(Accelerator(config), name=name, emit_src=False), name).build()
+
+
+def run_programs(config: AcceleratorConfig, image: bytes, runs: list[AcceleratorRun],
+                 model: VerilatorModel | None = None, dram_size: int | None = None) -> list[RunOutcome]:
+    """Run each program on a fresh copy of ``image``; DRAM is ``dram_size`` bytes (default: the image, rounded up)."""
+    model = model or accelerator_model(config)
+    dram_size = dram_size or -(-len(image) // 4096) * 4096
+    (BUILD_ROOT / "runs").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=BUILD_ROOT / "runs", prefix=f"{model.toplevel}-") as workdir:
+        workdir = Path(workdir)
+        (workdir / "image.bin").write_bytes(image)
+        job = {"image": str(workdir / "image.bin"), "dram_size": dram_size, "dump": str(workdir / "dram"),
+               "runs": [vars(run) for run in runs]}
+        (workdir / "job.json").write_text(json.dumps(job))
+        model.run("sim.accelerator_tb", {"ACCEL_JOB": str(workdir / "job.json"),
+                                         "ACCEL_RESULT": str(workdir / "result.json")}, workdir)
+        outcomes = []
+        for raw in json.loads((workdir / "result.json").read_text()):
+            error = bool(raw["status"] & STATUS_ERROR)
+            outcomes.append(RunOutcome(raw["finished"], bool(raw["status"] & STATUS_DONE),
+                                       ErrorCode(raw["error_code"]) if error else None, raw["counters"],
+                                       Path(raw["dram"]).read_bytes()))
+        return outcomes
