@@ -147,7 +147,7 @@ class Accelerator(wiring.Component):
         failing = Signal()
         m.d.comb += failing.eq(running & sum(cause for cause, _ in causes).bool())
         idle = (fetch.finished & ~load.busy & ~compute.busy & ~store.busy &
-                ~queues["load"].r_rdy & ~queues["compute"].r_rdy & ~queues["store"].r_rdy)
+                (queues["load"].level == 0) & (queues["compute"].level == 0) & (queues["store"].level == 0))
         with m.If(csr.start):
             m.d.sync += [running.eq(1), done.eq(0), error.eq(0), error_code.eq(ErrorCode.NONE)]
         with m.Elif(failing):

@@ -19,11 +19,14 @@ STATUS_DONE, STATUS_ERROR = 0b010, 0b100
 
 @dataclass
 class AcceleratorRun:
+    """A program in a DRAM image, and how to run it."""
+    image: bytes
     program_addr: int
     program_length: int
-    backpressure: bool = False
+    backpressure: bool = False      # random stalls on every AXI channel of the DRAM model
     seed: int = 0
-    reset_after: int = 0
+    reset_before: bool = True       # False: START alone follows the previous run
+    reset_after: int = 0            # pulse rst this many cycles in, then run again
 
 
 @dataclass
@@ -44,17 +47,23 @@ def accelerator_model(config: AcceleratorConfig) -> VerilatorModel:
     return VerilatorModel(verilog.convert(Accelerator(config), name=name, emit_src=False), name).build()
 
 
-def run_programs(config: AcceleratorConfig, image: bytes, runs: list[AcceleratorRun],
-                 model: VerilatorModel | None = None, dram_size: int | None = None) -> list[RunOutcome]:
-    """Run each program on a fresh copy of ``image``; DRAM is ``dram_size`` bytes (default: the image, rounded up)."""
+def run_programs(config: AcceleratorConfig, runs: list[AcceleratorRun], model: VerilatorModel | None = None,
+                 dram_size: int | None = None) -> list[RunOutcome]:
+    """Run each program on a fresh copy of its image in one simulation.
+
+    DRAM is ``dram_size`` bytes (default: the largest image rounded up to 4 KiB);
+    accesses beyond it get SLVERR.
+    """
     model = model or accelerator_model(config)
-    dram_size = dram_size or -(-len(image) // 4096) * 4096
+    dram_size = dram_size or -(-max(len(run.image) for run in runs) // 4096) * 4096
     (BUILD_ROOT / "runs").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=BUILD_ROOT / "runs", prefix=f"{model.toplevel}-") as workdir:
         workdir = Path(workdir)
-        (workdir / "image.bin").write_bytes(image)
-        job = {"image": str(workdir / "image.bin"), "dram_size": dram_size, "dump": str(workdir / "dram"),
-               "runs": [vars(run) for run in runs]}
+        described = []
+        for index, run in enumerate(runs):
+            (workdir / f"image.{index}.bin").write_bytes(run.image)
+            described.append({**vars(run), "image": str(workdir / f"image.{index}.bin")})
+        job = {"dram_size": dram_size, "dump": str(workdir / "dram"), "runs": described}
         (workdir / "job.json").write_text(json.dumps(job))
         model.run("sim.accelerator_tb", {"ACCEL_JOB": str(workdir / "job.json"),
                                          "ACCEL_RESULT": str(workdir / "result.json")}, workdir)

@@ -1,0 +1,123 @@
+"""The whole accelerator in Verilator with cocotbext-axi: final DRAM bit-exact with the ISA simulator."""
+import numpy as np
+import pytest
+
+from hdl.config import AcceleratorConfig, ArrayConfig, Dataflow
+from hdl.csr import ErrorCode
+from hdl.isa import Instruction, Opcode, Target
+from hdl.numerics import ArithMode, quantize_multiplier, random_operands
+from quant.gemm import GemmLayer, compile_gemm
+from quant.isasim import IsaError, IsaSimulator
+from quant.memory import MemoryImage
+from sim.accelerator_runner import AcceleratorRun, accelerator_model, run_programs
+
+CONFIGS = [
+    AcceleratorConfig(ArrayConfig(2, 3, "os", "both"), spad_kib=1, acc_kib=1, bus_bits=64),
+    AcceleratorConfig(ArrayConfig(2, 3, "ws", "both"), spad_kib=1, acc_kib=1, bus_bits=64),
+    AcceleratorConfig(ArrayConfig(4, 4, "os", "int8"), spad_kib=1, acc_kib=1, bus_bits=128),
+    AcceleratorConfig(ArrayConfig(3, 4, "ws", "binary"), spad_kib=1, acc_kib=1, bus_bits=128),
+]
+
+
+def config_id(config):
+    return f"{config.array.name}_{config.bus_bits}b"
+
+
+def random_layer(rng, m, k, n, mode):
+    a, w = random_operands(rng, m, k, n)
+    multipliers, shifts = map(np.array, zip(*(quantize_multiplier(s) for s in rng.uniform(1e-4, 0.05, n))))
+    low = int(rng.integers(-128, 0))
+    return GemmLayer(a, w, rng.integers(-2000, 2000, n), multipliers, shifts, rng.integers(0, 2, n), mode,
+                     zero_point=int(rng.integers(-5, 5)), clamp_min=low, clamp_max=int(rng.integers(low, 128)))
+
+
+def isa_reference(config, image: bytes, program_addr: int, length: int):
+    dram = bytearray(image)
+    stats = IsaSimulator(config, dram).run(program_addr, length)
+    return bytes(dram), stats
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=config_id)
+def test_gemm_programs_match_the_isa_simulator(config, seed):
+    rng = np.random.default_rng(seed)
+    shapes = [(1, 1, 1), (5, 7, 9), (9, 300, 5), (33, 6, 7)]     # 300 > half a scratchpad: K chunks
+    compiled, runs = [], []
+    for index, (m, k, n) in enumerate(shapes):
+        mode = config.array.modes[index % len(config.array.modes)]
+        program = compile_gemm(config, random_layer(rng, m, k, n, mode))
+        compiled.append(program)
+        runs.append(AcceleratorRun(bytes(program.image.data), program.program_region.address, len(program.program),
+                                   backpressure=index % 2 == 1, seed=index))
+    for index, (program, outcome) in enumerate(zip(compiled, run_programs(config, runs, accelerator_model(config)))):
+        where = f"{config_id(config)} GEMM {shapes[index]} ({program.layer.mode.name}), seed {seed}"
+        assert outcome.finished and outcome.done and outcome.error is None, f"{where}: {outcome}"
+        expected, stats = isa_reference(config, program.image.data, program.program_region.address,
+                                        len(program.program))
+        image = outcome.dram[:len(expected)]
+        differing = [i for i in range(len(expected)) if image[i] != expected[i]]
+        assert not differing, (f"{where}: {len(differing)} DRAM bytes differ, first at {differing[0]:#x} "
+                               f"(regions {[(r.name, r.address) for r in program.image.regions.values()]})")
+        for got, want in zip(program.read_outputs(image), program.expected_outputs()):
+            assert np.array_equal(got, want), where
+        counters = outcome.counters
+        assert counters["INSTRUCTIONS"] == stats.instructions
+        assert counters["BYTES_WRITTEN"] == stats.bytes_written
+        beats = sum(i.fields["beats"] for i in program.program if i.opcode == Opcode.COMPUTE)
+        assert counters["ARRAY_BUSY"] == beats
+        assert counters["BYTES_READ"] >= stats.bytes_read and counters["CYCLES"] > beats
+
+
+def fault_image(config, program):
+    image = MemoryImage(config.bus_bytes)
+    image.allocate("data", 256)
+    region = image.place_program("program", program)
+    return bytes(image.data), region.address
+
+
+LOAD = {"target": Target.ACTIVATIONS, "sram_addr": 0, "dram_addr": 0, "row_elems": 2, "rows": 2,
+        "row_stride": 16, "blocks": 1, "block_stride": 0, "pad_before": 0, "pad_after": 0, "pad_value": 0}
+STORE = {"acc_addr": 0, "channel_row": 0, "dram_addr": 0, "channels": 3, "rows": 1, "row_stride": 16,
+         "blocks": 1, "block_stride": 0}
+END = Instruction(Opcode.END, {})
+DRAM_BYTES = 4096
+FAULTS = {
+    ErrorCode.ILLEGAL_OPCODE: None,
+    ErrorCode.READ_RESPONSE: [Instruction(Opcode.LOAD, {**LOAD, "dram_addr": DRAM_BYTES + 64}), END],
+    ErrorCode.WRITE_RESPONSE: [Instruction(Opcode.STORE, {**STORE, "dram_addr": DRAM_BYTES + 64}), END],
+    ErrorCode.SRAM_RANGE: [Instruction(Opcode.LOAD, {**LOAD, "sram_addr": 65535}), END],
+    ErrorCode.PROGRAM_OVERRUN: [Instruction(Opcode.SYNC, {}), Instruction(Opcode.SYNC, {})],
+}
+
+
+def test_faults_stop_cleanly_and_the_next_program_runs(seed):
+    config = CONFIGS[0]
+    rng = np.random.default_rng(seed)
+    good = compile_gemm(config, random_layer(rng, 3, 5, 4, ArithMode.INT8))
+    good_run = AcceleratorRun(bytes(good.image.data), good.program_region.address, len(good.program),
+                              reset_before=False)
+    runs, expected = [], []
+    for code, program in FAULTS.items():
+        if program is None:        # an opcode the ISA does not define, written as raw bytes
+            image, address = fault_image(config, [END])
+            image = bytearray(image)
+            image[address] = 7
+            image = bytes(image)
+        else:
+            image, address = fault_image(config, program)
+            with pytest.raises(IsaError):     # the reference refuses the same programs
+                isa_reference(config, image + bytes(DRAM_BYTES - len(image)), address, len(program))
+        runs += [AcceleratorRun(image, address, len(program or [END])), good_run]
+        expected += [code, None]
+    # A reset in the middle of a program, then the program again from the start.
+    runs.append(AcceleratorRun(bytes(good.image.data), good.program_region.address, len(good.program),
+                               reset_after=40))
+    expected.append(None)
+    good_dram, _ = isa_reference(config, good.image.data, good.program_region.address, len(good.program))
+    outcomes = run_programs(config, runs, accelerator_model(config), dram_size=DRAM_BYTES)
+    for index, (outcome, code) in enumerate(zip(outcomes, expected)):
+        assert outcome.finished, f"run {index}: no interrupt (hung)"
+        if code is None:
+            assert outcome.done and outcome.error is None, f"run {index}: {outcome.error}"
+            assert outcome.dram[:len(good_dram)] == good_dram, f"run {index}: DRAM differs after recovery"
+        else:
+            assert not outcome.done and outcome.error == code, f"run {index}: expected {code}, got {outcome.error}"
