@@ -149,7 +149,7 @@ def compile_gemm(config: AcceleratorConfig, layer: GemmLayer) -> CompiledGemm:
     records[:n] = pack_channel_records(layer.bias, layer.multiplier, layer.shift, layer.flip)
     channels = image.place_rows("channels", records.reshape(len(n_blocks), -1), dtype="u1")
     weights = [image.place_rows(f"w.n{b}", layer.w[:, block]) for b, block in enumerate(n_blocks)]
-    outputs = [image.allocate(f"y.n{b}", m * image.alignment, image.alignment, m) for b in range(len(n_blocks))]
+    outputs = [image.allocate_rows(f"y.n{b}", m, cols) for b in range(len(n_blocks))]
     scheduler = _Scheduler()
     scheduler.program.append(Instruction(Opcode.LOAD, {
         "target": Target.CHANNELS, "sram_addr": 0, "dram_addr": channels.address, "row_elems": cols,

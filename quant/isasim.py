@@ -16,7 +16,7 @@ from hdl.isa import (CHANNEL_RECORD_BYTES, INSTRUCTION_BITS, Instruction, Opcode
                      target_element_bytes)
 from hdl.numerics import ArithMode, golden_gemm, store_rows, stored_bytes, wrap_acc
 
-from .memory import unpack_channel_records
+from .memory import AXI_BOUNDARY, unpack_channel_records
 
 __all__ = ["IsaError", "IsaSimulator", "RunStats"]
 
@@ -76,6 +76,8 @@ class IsaSimulator:
         if address % self.config.bus_bytes:
             raise IsaError(f"{where}: DRAM address {address:#x} is not a multiple of the "
                            f"{self.config.bus_bytes}-byte bus width")
+        if address // AXI_BOUNDARY != (address + size - 1) // AXI_BOUNDARY:
+            raise IsaError(f"{where}: DRAM access {address:#x}+{size} crosses a {AXI_BOUNDARY}-byte boundary")
         if address + size > len(self.dram):
             raise IsaError(f"{where}: DRAM access {address:#x}+{size} is outside the {len(self.dram)}-byte memory")
 

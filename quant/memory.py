@@ -4,6 +4,8 @@ The layout rules, defined once and used by the compiler, the ISA simulator,
 the simulation loaders and (later) the host driver:
 
 * every region and every row starts at a multiple of the bus width in bytes;
+* a row's burst never crosses a 4 KiB boundary (an AXI rule): rows are spaced
+  by a power of two at least their size (``row_stride``) and regions aligned to it;
 * int8 rows are packed lane after lane, int32 lanes little-endian;
 * a channel record (``isa.CHANNEL_RECORD_BYTES``) is bias int32, multiplier
   int32, shift int8, flip uint8, then zero padding;
@@ -16,15 +18,26 @@ import numpy as np
 from hdl.isa import CHANNEL_RECORD_BYTES, INSTRUCTION_BITS, Instruction, encode
 from hdl.numerics import SHIFT_BITS
 
-__all__ = ["Region", "MemoryImage", "pack_channel_records", "unpack_channel_records", "round_up"]
+__all__ = ["Region", "MemoryImage", "pack_channel_records", "unpack_channel_records", "round_up", "row_stride",
+           "AXI_BOUNDARY"]
 
 INSTRUCTION_BYTES = INSTRUCTION_BITS // 8
 _SHIFT_MASK = (1 << SHIFT_BITS) - 1
 _SHIFT_SIGN = 1 << (SHIFT_BITS - 1)
 
 
+AXI_BOUNDARY = 4096
+
+
 def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
+
+
+def row_stride(row_bytes: int, alignment: int) -> int:
+    """Spacing of rows of ``row_bytes``: a power of two, at least the bus alignment."""
+    if row_bytes > AXI_BOUNDARY:
+        raise ValueError(f"A row of {row_bytes} bytes exceeds the {AXI_BOUNDARY}-byte AXI burst boundary")
+    return max(alignment, 1 << max(row_bytes - 1, 0).bit_length())
 
 
 @dataclass(frozen=True)
@@ -66,26 +79,31 @@ class MemoryImage:
     data: bytearray = field(default_factory=bytearray)
     regions: dict[str, Region] = field(default_factory=dict)
 
-    def allocate(self, name: str, size: int, row_stride: int = 0, rows: int = 0) -> Region:
+    def allocate(self, name: str, size: int, stride: int = 0, rows: int = 0) -> Region:
+        """Reserve ``size`` bytes aligned to the bus width and to ``stride`` (rows of that spacing)."""
         if name in self.regions:
             raise ValueError(f"Memory region {name!r} is already allocated")
-        address = round_up(len(self.data), self.alignment)
+        address = round_up(len(self.data), max(self.alignment, min(stride, AXI_BOUNDARY)))
         self.data.extend(bytes(address + round_up(max(size, 1), self.alignment) - len(self.data)))
-        region = self.regions[name] = Region(name, address, size, row_stride, rows)
+        region = self.regions[name] = Region(name, address, size, stride, rows)
         return region
+
+    def allocate_rows(self, name: str, rows: int, row_bytes: int) -> Region:
+        """Reserve ``rows`` rows of ``row_bytes``, spaced by ``row_stride``."""
+        stride = row_stride(row_bytes, self.alignment)
+        return self.allocate(name, stride * rows, stride, rows)
 
     def place_rows(self, name: str, rows: np.ndarray, dtype: str = "<i1") -> Region:
         """Store a 2-D array one row per aligned slot; lanes packed as ``dtype``."""
         rows = np.asarray(rows)
         packed = rows.astype(dtype).view(np.uint8).reshape(rows.shape[0], -1)
-        stride = round_up(packed.shape[1], self.alignment)
-        region = self.allocate(name, stride * rows.shape[0], stride, rows.shape[0])
+        region = self.allocate_rows(name, rows.shape[0], packed.shape[1])
         for index, row in enumerate(packed):
-            self.write(region.address + index * stride, row.tobytes())
+            self.write(region.address + index * region.row_stride, row.tobytes())
         return region
 
     def place_program(self, name: str, program: list[Instruction]) -> Region:
-        region = self.allocate(name, INSTRUCTION_BYTES * len(program), INSTRUCTION_BYTES, len(program))
+        region = self.allocate_rows(name, len(program), INSTRUCTION_BYTES)
         for index, instruction in enumerate(program):
             self.write(region.address + index * INSTRUCTION_BYTES,
                        encode(instruction).to_bytes(INSTRUCTION_BYTES, "little"))

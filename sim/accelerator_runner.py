@@ -1,7 +1,7 @@
 """Run programs on the generated accelerator in Verilator (cocotb + cocotbext-axi) from Python."""
 import json
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from amaranth.back import verilog
@@ -35,7 +35,7 @@ class RunOutcome:
     done: bool
     error: ErrorCode | None
     counters: dict[str, int]
-    dram: bytes
+    dram: bytes = field(repr=False)
 
 
 def accelerator_name(config: AcceleratorConfig) -> str:

@@ -11,6 +11,7 @@ pulses ``rst`` that many cycles into the run and then runs the program again
 from the start: the design must recover from a mid-program reset.
 """
 import json
+import logging
 import os
 import random
 from itertools import cycle
@@ -67,6 +68,8 @@ async def run_programs(dut):
     ram.read_if._read = _decode_errors(ram.read_if._read, job["dram_size"])
     ram.write_if._write = _decode_errors(ram.write_if._write, job["dram_size"])
     csr = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil", bus_separator="__"), dut.clk, dut.rst)
+    for model in (ram.write_if, ram.read_if, csr.write_if, csr.read_if):
+        model.log.setLevel(logging.WARNING)      # a line per burst would dominate the run time
     results = []
     for index, run in enumerate(job["runs"]):
         rng = random.Random(run.get("seed", index))
@@ -74,6 +77,8 @@ async def run_programs(dut):
         for channel in (ram.write_if.aw_channel, ram.write_if.w_channel, ram.write_if.b_channel,
                         ram.read_if.ar_channel, ram.read_if.r_channel):
             channel.set_pause_generator(_pauses(rng, busy) if busy else None)
+            if not busy:
+                channel.pause = False     # clearing a generator keeps its last pause state
         image = Path(run["image"]).read_bytes()
         if run.get("reset_before", True) or index == 0:
             await _reset(dut)

@@ -154,6 +154,9 @@ class VerilatorModel:
             raise SimulationError(f"Simulation of {self.toplevel} left no results: {error} "
                                   f"(see {log})") from None
         if failed:
-            tail = log.read_text().splitlines()[-40:] if log.exists() else []
+            kept = BUILD_ROOT / "runs" / f"{self.toplevel}-failed.log"
+            text = log.read_text() if log.exists() else ""
+            kept.write_text(text)
+            tail = [line for line in text.splitlines() if " INFO " not in line and "py.warnings" not in line]
             raise SimulationError(f"{failed} of {tests} cocotb tests failed on {self.toplevel} "
-                                  f"(see {log}):\n" + "\n".join(tail))
+                                  f"(log kept in {kept}):\n" + "\n".join(tail[-40:]))
