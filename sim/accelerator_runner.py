@@ -4,15 +4,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from amaranth.back import verilog
-
-from hdl.accelerator import Accelerator
 from hdl.config import AcceleratorConfig
 from hdl.csr import ErrorCode
+from hdl.generate import accelerator_name, generate_accelerator_verilog
 
 from .verilator import BUILD_ROOT, VerilatorModel
 
-__all__ = ["AcceleratorRun", "RunOutcome", "accelerator_model", "run_programs", "accelerator_name"]
+__all__ = ["AcceleratorRun", "RunOutcome", "accelerator_model", "run_programs"]
 
 STATUS_DONE, STATUS_ERROR = 0b010, 0b100
 
@@ -38,13 +36,9 @@ class RunOutcome:
     dram: bytes = field(repr=False)
 
 
-def accelerator_name(config: AcceleratorConfig) -> str:
-    return f"accel_{config.array.name.removeprefix('systolic_')}_{config.bus_bits}b"
-
-
 def accelerator_model(config: AcceleratorConfig) -> VerilatorModel:
-    name = accelerator_name(config)
-    return VerilatorModel(verilog.convert(Accelerator(config), name=name, emit_src=False), name).build()
+    """The (cached) Verilator model of ``config``'s accelerator."""
+    return VerilatorModel(generate_accelerator_verilog(config), accelerator_name(config)).build()
 
 
 def run_programs(config: AcceleratorConfig, runs: list[AcceleratorRun], model: VerilatorModel | None = None,

@@ -1,8 +1,8 @@
 """The generated Verilog passes ``verilator --lint-only -Wall`` with only the documented waivers."""
 import pytest
 
-from hdl.config import ArithSupport, ArrayConfig, Dataflow
-from hdl.generate import generate_verilog
+from hdl.config import AcceleratorConfig, ArithSupport, ArrayConfig, Dataflow
+from hdl.generate import accelerator_name, generate_accelerator_verilog, generate_verilog
 from sim.verilator import LINT_WAIVERS, lint
 
 CONFIGS = [ArrayConfig(3, 5, dataflow, arith) for dataflow in Dataflow for arith in ArithSupport]
@@ -14,6 +14,16 @@ def test_lint_clean(config, tmp_path):
     source = tmp_path / f"{config.name}.v"
     source.write_text(generate_verilog(config))
     assert lint(source, config.name) == ""
+
+
+@pytest.mark.parametrize("config", [
+    AcceleratorConfig(ArrayConfig(2, 3, "os", "both"), spad_kib=1, acc_kib=1, bus_bits=64),
+    AcceleratorConfig(ArrayConfig(3, 2, "ws", "int8"), spad_kib=1, acc_kib=1, bus_bits=128),
+], ids=accelerator_name)
+def test_accelerator_lint_clean(config, tmp_path):
+    source = tmp_path / "accelerator.v"
+    source.write_text(generate_accelerator_verilog(config))
+    assert lint(source, accelerator_name(config)) == ""
 
 
 def test_every_waiver_has_a_reason():

@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from hdl.config import ArrayConfig, parse_pe
+from hdl.config import BUS_WIDTHS, AcceleratorConfig, ArrayConfig, parse_pe
 
 
 class Parser(argparse.ArgumentParser):
@@ -34,3 +34,23 @@ def add_array_options(parser: argparse.ArgumentParser, default_pe: str = "16x16"
 def array_config(args: argparse.Namespace) -> ArrayConfig:
     rows, cols = args.pe
     return ArrayConfig(rows, cols, args.dataflow, args.arith)
+
+
+def add_memory_options(parser: argparse.ArgumentParser) -> None:
+    defaults = AcceleratorConfig(ArrayConfig(1, 1))
+    parser.add_argument("--spad-kib", type=int, default=defaults.spad_kib, metavar="KIB",
+                        help=f"activation + weight scratchpad KiB, 1..1024 (default {defaults.spad_kib})")
+    parser.add_argument("--acc-kib", type=int, default=defaults.acc_kib, metavar="KIB",
+                        help=f"accumulator SRAM KiB, 1..1024 (default {defaults.acc_kib})")
+    parser.add_argument("--bus-bits", type=int, choices=BUS_WIDTHS, default=defaults.bus_bits,
+                        help=f"AXI4 data width (default {defaults.bus_bits})")
+    parser.add_argument("--channel-rows", type=int, default=defaults.channel_rows, metavar="N",
+                        help=f"rows of C output-channel parameters, 1..4096 (default {defaults.channel_rows})")
+
+
+def accelerator_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> AcceleratorConfig:
+    """The accelerator of the parsed options; invalid combinations are reported as CLI errors."""
+    try:
+        return AcceleratorConfig(array_config(args), args.spad_kib, args.acc_kib, args.bus_bits, args.channel_rows)
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))

@@ -8,32 +8,46 @@ import sys
 import time
 from pathlib import Path
 
-from _cli import Parser, add_array_options, array_config
+from _cli import Parser, accelerator_config, add_array_options, add_memory_options, array_config
 
-from hdl.generate import generate_verilog
+from hdl.csr import register_map_c_header, register_map_json
+from hdl.generate import accelerator_name, generate_accelerator_verilog, generate_verilog
 
 
 def main(argv=None) -> int:
     parser = Parser(prog="gen.py", description=__doc__.splitlines()[0],
-                    epilog="The top module is named systolic_<R>x<C>_<dataflow>_<arith>; its "
-                           "stream protocol is documented in hdl/systolic_array.py.")
+                    epilog="The accelerator's top module is accel_<R>x<C>_<dataflow>_<arith>_<bus>b with an "
+                           "AXI4 master m_axi, an AXI4-Lite slave s_axil and irq (hdl/accelerator.py); "
+                           "--top array emits only the systolic array core (hdl/systolic_array.py).")
     add_array_options(parser)
+    add_memory_options(parser)
+    parser.add_argument("--top", choices=["accelerator", "array"], default="accelerator",
+                        help="the whole accelerator, or the systolic array core alone (default accelerator)")
     parser.add_argument("-o", "--output", type=Path, metavar="FILE",
                         help="write the Verilog to FILE instead of stdout")
+    parser.add_argument("--regmap", type=Path, metavar="PREFIX",
+                        help="also write the register map to PREFIX.json and PREFIX.h")
     args = parser.parse_args(argv)
-    config = array_config(args)
     start = time.perf_counter()
-    verilog = generate_verilog(config)
-    if args.output:
-        try:
-            args.output.write_text(verilog)
-        except OSError as error:
-            parser.error(f"cannot write -o {str(args.output)!r}: {error.strerror}")
+    if args.top == "array":
+        config = array_config(args)
+        name, verilog = config.name, generate_verilog(config)
     else:
+        config = accelerator_config(parser, args)
+        name, verilog = accelerator_name(config), generate_accelerator_verilog(config)
+    outputs = [(args.output, verilog)] if args.output else []
+    if args.regmap:
+        outputs += [(args.regmap.with_suffix(".json"), register_map_json()),
+                    (args.regmap.with_suffix(".h"), register_map_c_header())]
+    for path, text in outputs:
+        try:
+            path.write_text(text)
+        except OSError as error:
+            parser.error(f"cannot write {str(path)!r}: {error.strerror}")
+    if not args.output:
         sys.stdout.write(verilog)
-    print(f"gen.py: {config.name}: {config.rows}x{config.cols} PEs, {len(verilog.splitlines())} "
-          f"lines of Verilog in {time.perf_counter() - start:.1f} s"
-          + (f" -> {args.output}" if args.output else ""), file=sys.stderr)
+    print(f"gen.py: {name}: {len(verilog.splitlines())} lines of Verilog in {time.perf_counter() - start:.1f} s"
+          + "".join(f" -> {path}" for path, _ in outputs), file=sys.stderr)
     return 0
 
 
