@@ -63,7 +63,8 @@ HEADER = data.StructLayout({
 # A LOAD writes `blocks` x `rows` SRAM rows from sram_addr on. Row i of block b
 # comes from dram_addr + b * block_stride + (i - pad_before) * row_stride, its
 # first row_elems lanes read and the rest pad_value; the first pad_before and
-# last pad_after rows of each block are all pad_value (convolution borders).
+# last pad_after rows of each block are all pad_value (convolution borders), and
+# so is every row when row_elems is 0 (a DRAM-free fill).
 LOAD = data.StructLayout({
     "target": Target, "sram_addr": 16, "dram_addr": 32, "row_elems": 7, "rows": 12,
     "row_stride": 24, "blocks": 12, "block_stride": 32, "pad_before": 7, "pad_after": 7,

@@ -151,8 +151,8 @@ class IsaSimulator:
                     memory[sram_row] = 0
                 else:
                     memory[sram_row] = f["pad_value"]
-                if row < f["pad_before"] or row >= rows - f["pad_after"]:
-                    continue
+                if row < f["pad_before"] or row >= rows - f["pad_after"] or f["row_elems"] == 0:
+                    continue        # a padding row: no DRAM read
                 address = f["dram_addr"] + block * f["block_stride"] + (row - f["pad_before"]) * f["row_stride"]
                 raw = self._dram_read(address, f["row_elems"] * element, where)
                 values = np.frombuffer(raw, dtype=dtype)

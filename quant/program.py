@@ -1,0 +1,42 @@
+"""Program-building helpers shared by the compiler and tests."""
+from hdl.isa import Instruction, Opcode
+
+__all__ = ["unit_of", "serialized"]
+
+_UNIT = {Opcode.LOAD: 0, Opcode.COMPUTE: 1, Opcode.SYNC: 1, Opcode.CONFIG: 2, Opcode.STORE: 2}
+
+
+def unit_of(opcode: Opcode) -> int:
+    """0 load, 1 compute, 2 store: the position of the unit in the token chain."""
+    return _UNIT[opcode]
+
+
+def _with(instruction: Instruction, **flags) -> Instruction:
+    return Instruction(instruction.opcode, instruction.fields,
+                       **{name: getattr(instruction, name) or flags.get(name, False)
+                          for name in ("pop_prev", "pop_next", "push_prev", "push_next")})
+
+
+def serialized(instructions: list[Instruction]) -> list[Instruction]:
+    """The instructions with tokens (and SYNCs where needed) so each starts after the previous one ends.
+
+    Useful where overlap does not matter (tests, one-off transfers); compiled
+    layers use finer-grained tokens to overlap the units.
+    """
+    program: list[Instruction] = []
+    for instruction in instructions:
+        if not program or instruction.opcode == Opcode.END:     # END waits for every unit anyway
+            program.append(instruction)
+            continue
+        here, there = unit_of(program[-1].opcode), unit_of(instruction.opcode)
+        # Walk from the previous unit to this one through the chain, one token per hop.
+        while here != there:
+            step = 1 if there > here else -1
+            program[-1] = _with(program[-1], **{"push_next" if step > 0 else "push_prev": True})
+            here += step
+            if here != there:      # pass through the compute unit
+                program.append(Instruction(Opcode.SYNC, {}, **{"pop_prev" if step > 0 else "pop_next": True}))
+            else:
+                instruction = _with(instruction, **{"pop_prev" if step > 0 else "pop_next": True})
+        program.append(instruction)
+    return program
