@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from hdl.config import AcceleratorConfig, ArrayConfig, parse_pe
-from hdl.numerics import ArithMode, quantize_multiplier, random_operands
+from hdl.numerics import quantize_multiplier, random_operands
 from quant.gemm import GemmLayer, compile_gemm
 from quant.isasim import IsaSimulator
 from sim.accelerator_runner import AcceleratorRun, accelerator_model, run_programs

@@ -2,7 +2,7 @@
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Response", "axi4_signature", "axi_lite_signature", "ADDR_WIDTH", "ID_WIDTH"]
+__all__ = ["Response", "response_failed", "axi4_signature", "axi_lite_signature", "ADDR_WIDTH", "ID_WIDTH"]
 
 ADDR_WIDTH = 32
 ID_WIDTH = 2
@@ -14,6 +14,11 @@ class Response(enum.Enum, shape=2):
     EXOKAY = 1
     SLVERR = 2
     DECERR = 3
+
+
+def response_failed(response):
+    """True for SLVERR or DECERR."""
+    return (response == Response.SLVERR) | (response == Response.DECERR)
 
 
 def axi4_signature(data_width: int) -> wiring.Signature:

@@ -6,14 +6,10 @@ from amaranth.lib.wiring import In, Out
 from .config import AcceleratorConfig, ArithSupport, Dataflow
 from .isa import INSTRUCTION, Opcode
 from .numerics import ACC_BITS, OPERAND_BITS
-from .sram import RowReader
+from .sram import RowReader, address_width
 from .systolic_array import SystolicArray
 
 __all__ = ["ComputeUnit"]
-
-
-def _addr_width(depth: int) -> int:
-    return max(1, (depth - 1).bit_length())
 
 
 class ComputeUnit(wiring.Component):
@@ -35,13 +31,13 @@ class ComputeUnit(wiring.Component):
         rows, cols = config.array.rows, config.array.cols
         self.act_row = data.ArrayLayout(signed(OPERAND_BITS), rows)
         self.weight_row = data.ArrayLayout(signed(OPERAND_BITS), cols)
-        acc_width = _addr_width(config.acc_rows)
+        acc_width = address_width(config.acc_rows)
         super().__init__({
             "instructions": In(stream.Signature(INSTRUCTION)),
             "prev_token_available": In(1), "next_token_available": In(1),
             "pop_prev": Out(1), "pop_next": Out(1), "push_prev": Out(1), "push_next": Out(1),
-            "act_read": In(memory.ReadPort.Signature(addr_width=_addr_width(config.act_rows), shape=rows * 8)),
-            "weight_read": In(memory.ReadPort.Signature(addr_width=_addr_width(config.weight_rows), shape=cols * 8)),
+            "act_read": In(memory.ReadPort.Signature(addr_width=address_width(config.act_rows), shape=rows * 8)),
+            "weight_read": In(memory.ReadPort.Signature(addr_width=address_width(config.weight_rows), shape=cols * 8)),
             "acc_read": In(memory.ReadPort.Signature(addr_width=acc_width, shape=cols * ACC_BITS)),
             "acc_write": In(memory.WritePort.Signature(addr_width=acc_width, shape=cols * ACC_BITS)),
             "array_busy": Out(1), "waiting_load": Out(1), "waiting_store": Out(1),

@@ -3,7 +3,7 @@ from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .axi import ADDR_WIDTH, Response
+from .axi import ADDR_WIDTH, response_failed
 from .config import AcceleratorConfig
 from .isa import INSTRUCTION, INSTRUCTION_BITS, Opcode
 
@@ -65,7 +65,7 @@ class FetchUnit(wiring.Component):
                 with m.If(self.rvalid):
                     # Beats arrive low word first: shift them in from the top.
                     m.d.sync += words.eq(Cat(words[self.config.bus_bits:], self.rdata))
-                    with m.If((self.rresp == Response.SLVERR) | (self.rresp == Response.DECERR)):
+                    with m.If(response_failed(self.rresp)):
                         m.d.comb += self.error_read.eq(1)
                         m.next = "Idle"
                     with m.Elif(self.rlast):

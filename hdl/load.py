@@ -3,9 +3,10 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .axi import ADDR_WIDTH, Response
+from .axi import ADDR_WIDTH, response_failed
 from .config import AcceleratorConfig
 from .isa import INSTRUCTION, Target, target_element_bytes
+from .sram import address_width
 
 __all__ = ["LoadUnit", "memory_shapes"]
 
@@ -22,7 +23,7 @@ def memory_shapes(config: AcceleratorConfig) -> dict:
 
 
 def _write_port_signature(depth, lanes, element_bytes):
-    return memory.WritePort.Signature(addr_width=max(1, (depth - 1).bit_length()),
+    return memory.WritePort.Signature(addr_width=address_width(depth),
                                       shape=lanes * element_bytes * 8, granularity=8)
 
 
@@ -140,7 +141,7 @@ class LoadUnit(wiring.Component):
                 with m.If(self.rvalid):
                     m.d.comb += write_row.eq(1)
                     m.d.sync += beat.eq(beat + 1)
-                    with m.If((self.rresp == Response.SLVERR) | (self.rresp == Response.DECERR)):
+                    with m.If(response_failed(self.rresp)):
                         m.d.comb += self.error_read.eq(1)
                         m.next = "Idle"
                     with m.Elif(self.rlast):

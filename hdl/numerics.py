@@ -14,7 +14,6 @@ Rules
   bit 0 = -1. One lane-MAC adds ``sum_b a_b * w_b`` over the 8 bit positions,
   which the hardware computes as ``2 * popcount(xnor(a, w)) - 8``.
 """
-import enum
 
 import numpy as np
 from amaranth.lib import enum as hdl_enum

@@ -17,8 +17,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .numerics import (ACC_BITS, BINARY_VALUES_PER_LANE, MULTIPLIER_FRACTION_BITS, OPERAND_BITS,
-                       SHIFT_BITS, ArithMode)
+from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, MULTIPLIER_FRACTION_BITS, OPERAND_BITS, SHIFT_BITS, ArithMode
 
 __all__ = ["PostProcessor", "channel_params_layout", "output_params_layout",
            "accumulator_row_layout", "output_row_layout"]

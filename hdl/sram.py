@@ -3,7 +3,12 @@ from amaranth.hdl import Module, Signal, Value
 from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RowReader"]
+__all__ = ["RowReader", "address_width"]
+
+
+def address_width(depth: int) -> int:
+    """Bits to address ``depth`` rows (at least 1)."""
+    return max(1, (depth - 1).bit_length())
 
 
 class RowReader(wiring.Component):

@@ -3,18 +3,14 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .axi import ADDR_WIDTH, Response
+from .axi import ADDR_WIDTH, response_failed
 from .config import AcceleratorConfig
 from .isa import CHANNEL_RECORD_BYTES, INSTRUCTION, Opcode
 from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, SHIFT_BITS, ArithMode
 from .postprocess import PostProcessor, channel_params_layout, output_params_layout
-from .sram import RowReader
+from .sram import RowReader, address_width
 
 __all__ = ["StoreUnit"]
-
-
-def _addr_width(depth: int) -> int:
-    return max(1, (depth - 1).bit_length())
 
 
 class StoreUnit(wiring.Component):
@@ -37,9 +33,9 @@ class StoreUnit(wiring.Component):
         super().__init__({
             "instructions": In(stream.Signature(INSTRUCTION)),
             "token_available": In(1), "pop_token": Out(1), "push_token": Out(1),
-            "acc_read": In(memory.ReadPort.Signature(addr_width=_addr_width(config.acc_rows),
+            "acc_read": In(memory.ReadPort.Signature(addr_width=address_width(config.acc_rows),
                                                      shape=cols * ACC_BITS)),
-            "channel_read": In(memory.ReadPort.Signature(addr_width=_addr_width(config.channel_rows),
+            "channel_read": In(memory.ReadPort.Signature(addr_width=address_width(config.channel_rows),
                                                          shape=cols * CHANNEL_RECORD_BYTES * 8)),
             "awvalid": Out(1), "awaddr": Out(ADDR_WIDTH), "awlen": Out(8), "awready": In(1),
             "wvalid": Out(1), "wdata": Out(config.bus_bits), "wstrb": Out(config.bus_bytes), "wlast": Out(1),
@@ -100,7 +96,7 @@ class StoreUnit(wiring.Component):
         m.d.comb += [self.awaddr.eq(row_address), self.awlen.eq(beats - 1), aw_fire.eq(self.awvalid & self.awready),
                      b_fire.eq(self.bvalid)]
         m.d.sync += outstanding.eq(outstanding + aw_fire - b_fire)
-        with m.If(b_fire & ((self.bresp == Response.SLVERR) | (self.bresp == Response.DECERR))):
+        with m.If(b_fire & (response_failed(self.bresp))):
             m.d.comb += self.error_write.eq(1)
 
         retire = Signal()

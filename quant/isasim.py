@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hdl.config import AcceleratorConfig, Dataflow
-from hdl.isa import (CHANNEL_RECORD_BYTES, INSTRUCTION_BITS, Instruction, Opcode, Target, decode,
-                     target_element_bytes)
+from hdl.isa import CHANNEL_RECORD_BYTES, INSTRUCTION_BITS, Instruction, Opcode, Target, decode, target_element_bytes
 from hdl.numerics import ArithMode, golden_gemm, store_rows, stored_bytes, wrap_acc
 
 from .memory import AXI_BOUNDARY, unpack_channel_records

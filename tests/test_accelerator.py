@@ -1,12 +1,13 @@
 """The whole accelerator in Verilator with cocotbext-axi: final DRAM bit-exact with the ISA simulator."""
 import numpy as np
 import pytest
+from gemm_cases import random_layer
 
-from hdl.config import AcceleratorConfig, ArrayConfig, Dataflow
+from hdl.config import AcceleratorConfig, ArrayConfig
 from hdl.csr import ErrorCode
 from hdl.isa import Instruction, Opcode, Target
-from hdl.numerics import ArithMode, quantize_multiplier, random_operands
-from quant.gemm import GemmLayer, compile_gemm
+from hdl.numerics import ArithMode
+from quant.gemm import compile_gemm
 from quant.isasim import IsaError, IsaSimulator
 from quant.memory import MemoryImage
 from sim.accelerator_runner import AcceleratorRun, accelerator_model, run_programs
@@ -21,14 +22,6 @@ CONFIGS = [
 
 def config_id(config):
     return f"{config.array.name}_{config.bus_bits}b"
-
-
-def random_layer(rng, m, k, n, mode):
-    a, w = random_operands(rng, m, k, n)
-    multipliers, shifts = map(np.array, zip(*(quantize_multiplier(s) for s in rng.uniform(1e-4, 0.05, n))))
-    low = int(rng.integers(-128, 0))
-    return GemmLayer(a, w, rng.integers(-2000, 2000, n), multipliers, shifts, rng.integers(0, 2, n), mode,
-                     zero_point=int(rng.integers(-5, 5)), clamp_min=low, clamp_max=int(rng.integers(low, 128)))
 
 
 def isa_reference(config, image: bytes, program_addr: int, length: int):

@@ -1,8 +1,19 @@
 """The instruction set: one layout, round trips, and clear errors."""
 import pytest
 
-from hdl.isa import (COMPUTE, CONFIG, INSTRUCTION, INSTRUCTION_BITS, LOAD, STORE, Instruction, Opcode, Target,
-                     decode, encode)
+from hdl.isa import (
+    COMPUTE,
+    CONFIG,
+    INSTRUCTION,
+    INSTRUCTION_BITS,
+    LOAD,
+    STORE,
+    Instruction,
+    Opcode,
+    Target,
+    decode,
+    encode,
+)
 from hdl.numerics import ArithMode
 
 FIELDS = {

@@ -4,8 +4,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hdl.numerics import (ACC_BITS, ArithMode, binary_lane_dot, binary_signs, golden_gemm,
-                          neutral_padding, random_operands, wrap_acc)
+from hdl.numerics import (
+    ACC_BITS,
+    ArithMode,
+    binary_lane_dot,
+    binary_signs,
+    golden_gemm,
+    neutral_padding,
+    random_operands,
+    wrap_acc,
+)
 
 
 def lane_by_lane(a, w, mode):

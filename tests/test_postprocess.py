@@ -4,10 +4,23 @@ import pytest
 from amaranth.back import verilog
 from amaranth.lib import data
 
-from hdl.numerics import (INT32_MAX, INT32_MIN, INT8_MAX, INT8_MIN, SHIFT_RANGE, ArithMode,
-                          quantize_multiplier, store_rows)
-from hdl.postprocess import (PostProcessor, accumulator_row_layout, channel_params_layout,
-                             output_params_layout, output_row_layout)
+from hdl.numerics import (
+    INT8_MAX,
+    INT8_MIN,
+    INT32_MAX,
+    INT32_MIN,
+    SHIFT_RANGE,
+    ArithMode,
+    quantize_multiplier,
+    store_rows,
+)
+from hdl.postprocess import (
+    PostProcessor,
+    accumulator_row_layout,
+    channel_params_layout,
+    output_params_layout,
+    output_row_layout,
+)
 from sim.play import play_streams
 from sim.verilator import VerilatorModel
 

@@ -9,7 +9,7 @@ import pytest
 
 from hdl.config import AcceleratorConfig, ArrayConfig, Dataflow
 from hdl.isa import Instruction, Opcode, Target, target_element_bytes
-from hdl.numerics import SHIFT_RANGE, ArithMode, stored_bytes
+from hdl.numerics import SHIFT_RANGE, ArithMode
 from quant.isasim import IsaSimulator
 from quant.memory import MemoryImage, pack_channel_records
 from quant.program import serialized
