@@ -1,6 +1,6 @@
 """The load unit: executes LOAD, moving DRAM rows into a scratchpad, the accumulator or the channel memory."""
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import memory, stream, wiring
+from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import ADDR_WIDTH, response_failed
@@ -8,7 +8,9 @@ from .config import AcceleratorConfig
 from .isa import INSTRUCTION, Target, target_element_bytes
 from .sram import address_width
 
-__all__ = ["LoadUnit", "memory_shapes"]
+__all__ = ["LoadUnit", "memory_shapes", "MAX_OUTSTANDING_READS"]
+
+MAX_OUTSTANDING_READS = 4
 
 
 def memory_shapes(config: AcceleratorConfig) -> dict:
@@ -28,7 +30,8 @@ def _write_port_signature(depth, lanes, element_bytes):
 
 
 class LoadUnit(wiring.Component):
-    """Runs LOAD instructions from ``instructions``; one AXI read burst per data row.
+    """Runs LOAD instructions from ``instructions``; one AXI read burst per data row,
+    up to ``MAX_OUTSTANDING_READS`` bursts in flight.
 
     Members
     -------
@@ -70,7 +73,6 @@ class LoadUnit(wiring.Component):
         row_address = Signal(ADDR_WIDTH)
         beat = Signal(8)
         pad_row = Signal()
-        write_row = Signal()        # this cycle writes the current row (pad row or an R beat)
 
         # Per-target row geometry.
         valid_bytes = Signal(16)
@@ -84,6 +86,11 @@ class LoadUnit(wiring.Component):
         m.d.comb += pad_row.eq((row < fields.pad_before) | (row >= fields.rows - fields.pad_after) |
                                (fields.row_elems == 0))
 
+        # An R beat (for the oldest outstanding burst) has the write port; pad rows take idle cycles.
+        outstanding = m.submodules.outstanding = fifo.SyncFIFO(width=16, depth=MAX_OUTSTANDING_READS)
+        data_beat = Signal()
+        pad_write = Signal()
+        m.d.comb += data_beat.eq(self.rvalid)
         for target, (target_depth, lanes, element) in memory_shapes(self.config).items():
             port = getattr(self, f"write_{target.name.lower()}")
             row_bytes = lanes * element
@@ -97,15 +104,26 @@ class LoadUnit(wiring.Component):
                     pad_bytes.append(Mux(fields.pad_value < 0, 0xFF, 0x00))
             data_bytes, enables = [], []
             for byte in range(row_bytes):
-                in_beat = (beat == (byte >> beat_shift)) & (byte < valid_bytes) & ~pad_row
+                in_beat = data_beat & (beat == (byte >> beat_shift)) & (byte < valid_bytes)
                 beat_byte = self.rdata[(byte % bus_bytes) * 8:(byte % bus_bytes + 1) * 8]
                 data_bytes.append(Mux(in_beat, beat_byte, pad_bytes[byte]))
-                enables.append(in_beat | (beat == 0))
-            m.d.comb += [port.addr.eq(sram_row), port.data.eq(Cat(*data_bytes)),
-                         port.en.eq(Mux(write_row & (fields.target == target), Cat(*enables), 0))]
+                # The first beat of a row also fills the lanes past row_elems with padding.
+                enables.append(in_beat | ~data_beat | (beat == 0))
+            m.d.comb += [port.addr.eq(Mux(data_beat, outstanding.r_data, sram_row)), port.data.eq(Cat(*data_bytes)),
+                         port.en.eq(Mux((data_beat | pad_write) & (fields.target == target), Cat(*enables), 0))]
 
-        m.d.comb += [self.araddr.eq(row_address), self.arlen.eq(beats - 1)]
+        # Writer: R beats in order of their bursts.
+        with m.If(self.rvalid):
+            m.d.sync += beat.eq(Mux(self.rlast, 0, beat + 1))
+            m.d.comb += outstanding.r_en.eq(self.rlast)
+            with m.If(response_failed(self.rresp)):
+                m.d.comb += self.error_read.eq(1)
+
+        # Issuer: walks the rows, up to MAX_OUTSTANDING_READS bursts ahead of the writer.
+        m.d.comb += [self.araddr.eq(row_address), self.arlen.eq(beats - 1),
+                     outstanding.w_data.eq(sram_row), outstanding.w_en.eq(self.arvalid & self.arready)]
         retire = Signal()
+        advance = Signal()
         m.d.comb += [self.retired.eq(retire), self.push_token.eq(retire & header.push_next)]
 
         with m.FSM():
@@ -115,7 +133,7 @@ class LoadUnit(wiring.Component):
                     m.d.sync += [fields.eq(instruction.fields.load), header.eq(instruction.header),
                                  block.eq(0), row.eq(0), sram_row.eq(instruction.fields.load.sram_addr),
                                  block_address.eq(instruction.fields.load.dram_addr),
-                                 row_address.eq(instruction.fields.load.dram_addr), beat.eq(0)]
+                                 row_address.eq(instruction.fields.load.dram_addr)]
                     m.next = "Check"
             with m.State("Check"):
                 m.d.comb += self.busy.eq(1)
@@ -126,40 +144,29 @@ class LoadUnit(wiring.Component):
                     m.d.comb += retire.eq(1)
                     m.next = "Idle"
                 with m.Else():
-                    m.next = "Row"
-            with m.State("Row"):
+                    m.next = "Walk"
+            with m.State("Walk"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(pad_row):
-                    m.d.comb += write_row.eq(1)
-                    m.next = "Next"
+                    m.d.comb += [pad_write.eq(~data_beat), advance.eq(~data_beat)]
                 with m.Else():
-                    m.d.comb += self.arvalid.eq(1)
-                    with m.If(self.arready):
-                        m.next = "Data"
-            with m.State("Data"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(self.rvalid):
-                    m.d.comb += write_row.eq(1)
-                    m.d.sync += beat.eq(beat + 1)
-                    with m.If(response_failed(self.rresp)):
-                        m.d.comb += self.error_read.eq(1)
-                        m.next = "Idle"
-                    with m.Elif(self.rlast):
+                    m.d.comb += self.arvalid.eq(outstanding.w_rdy)
+                    with m.If(self.arvalid & self.arready):
+                        m.d.comb += advance.eq(1)
                         m.d.sync += row_address.eq(row_address + fields.row_stride)
-                        m.next = "Next"
-            with m.State("Next"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += [beat.eq(0), sram_row.eq(sram_row + 1)]
-                with m.If(row == fields.rows - 1):
-                    m.d.sync += [row.eq(0), block.eq(block + 1),
-                                 block_address.eq(block_address + fields.block_stride),
-                                 row_address.eq(block_address + fields.block_stride)]
-                    with m.If(block == fields.blocks - 1):
-                        m.d.comb += retire.eq(1)
-                        m.next = "Idle"
+                with m.If(advance):
+                    m.d.sync += sram_row.eq(sram_row + 1)
+                    with m.If(row == fields.rows - 1):
+                        m.d.sync += [row.eq(0), block.eq(block + 1),
+                                     block_address.eq(block_address + fields.block_stride),
+                                     row_address.eq(block_address + fields.block_stride)]
+                        with m.If(block == fields.blocks - 1):
+                            m.next = "Drain"
                     with m.Else():
-                        m.next = "Row"
-                with m.Else():
-                    m.d.sync += row.eq(row + 1)
-                    m.next = "Row"
+                        m.d.sync += row.eq(row + 1)
+            with m.State("Drain"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(~outstanding.r_rdy):
+                    m.d.comb += retire.eq(1)
+                    m.next = "Idle"
         return m

@@ -3,6 +3,7 @@
 
 Example: python tools/demo.py --pe 16x16 --dataflow os --gemm 64x96x48
 """
+import argparse
 import re
 import sys
 import time
@@ -16,7 +17,6 @@ from sim.array_runner import GemmCase, array_model, run_gemms
 
 
 def gemm_shape(text: str) -> tuple[int, int, int]:
-    import argparse
     match = re.fullmatch(r"(\d+)x(\d+)x(\d+)", text.strip())
     if not match or not all(1 <= int(v) <= 4096 for v in match.groups()):
         raise argparse.ArgumentTypeError(f"GEMM shape must be MxKxN with each from 1 to 4096, not {text!r}")
