@@ -168,19 +168,24 @@ def compile_gemm(config: AcceleratorConfig, layer: GemmLayer) -> CompiledGemm:
         m_blocks = _blocks(m, rows)
         a_t = [image.place_rows(f"a.m{i}", layer.a[block].T) for i, block in enumerate(m_blocks)]
         chunk = min(k, act_half, weight_half, _MAX_BEATS)
+        # When all of K fits one chunk, a block of weights stays loaded for every row block
+        # (in the weight half of its channel block's parity): only activations stream.
+        keep_weights = chunk == k
         for b, n_block in enumerate(n_blocks):
             for i, m_block in enumerate(m_blocks):
                 acc_addr = (scheduler.tiles % 2) * acc_half
                 k_chunks = _blocks(k, chunk)
                 for c, k_chunk in enumerate(k_chunks):
                     half = scheduler.steps % 2
+                    weight_addr = (b % 2 if keep_weights else half) * weight_half
                     beats = k_chunk.stop - k_chunk.start
                     loads = [_load(Target.ACTIVATIONS, half * act_half, a_t[i].address + k_chunk.start * a_t[i].row_stride,
-                                   beats, a_t[i].row_stride, m_block.stop - m_block.start, act_pad),
-                             _load(Target.WEIGHTS, half * weight_half,
-                                   weights[b].address + k_chunk.start * weights[b].row_stride,
-                                   beats, weights[b].row_stride, n_block.stop - n_block.start, weight_pad)]
-                    compute = {"act_addr": half * act_half, "weight_addr": half * weight_half, "acc_addr": acc_addr,
+                                   beats, a_t[i].row_stride, m_block.stop - m_block.start, act_pad)]
+                    if not keep_weights or i == 0:
+                        loads.append(_load(Target.WEIGHTS, weight_addr,
+                                           weights[b].address + k_chunk.start * weights[b].row_stride,
+                                           beats, weights[b].row_stride, n_block.stop - n_block.start, weight_pad))
+                    compute = {"act_addr": half * act_half, "weight_addr": weight_addr, "acc_addr": acc_addr,
                                "beats": beats, "accumulate": int(c > 0), "mode": layer.mode}
                     last = c == len(k_chunks) - 1
                     scheduler.step(loads, compute, starts_tile=c == 0, ends_tile=last,

@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The post-processing unit in Verilator, bit-exact against numerics.store_rows."""
 import numpy as np
 import pytest
