@@ -2,9 +2,11 @@
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Response", "response_failed", "axi4_signature", "axi_lite_signature", "ADDR_WIDTH", "ID_WIDTH"]
+__all__ = ["Response", "response_failed", "axi4_signature", "axi_lite_signature", "ADDR_WIDTH", "ID_WIDTH",
+           "BURST_BOUNDARY"]
 
 ADDR_WIDTH = 32
+BURST_BOUNDARY = 4096      # no AXI burst may cross a multiple of this address
 ID_WIDTH = 2
 BURST_INCR = 1
 

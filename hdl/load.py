@@ -3,14 +3,15 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .axi import ADDR_WIDTH, response_failed
+from .axi import ADDR_WIDTH, BURST_BOUNDARY, response_failed
 from .config import AcceleratorConfig
 from .isa import INSTRUCTION, Target, target_element_bytes
 from .sram import address_width
 
-__all__ = ["LoadUnit", "memory_shapes", "MAX_OUTSTANDING_READS"]
+__all__ = ["LoadUnit", "memory_shapes", "MAX_OUTSTANDING_READS", "MAX_BURST_ROWS"]
 
 MAX_OUTSTANDING_READS = 4
+MAX_BURST_ROWS = 16
 
 
 def memory_shapes(config: AcceleratorConfig) -> dict:
@@ -30,8 +31,8 @@ def _write_port_signature(depth, lanes, element_bytes):
 
 
 class LoadUnit(wiring.Component):
-    """Runs LOAD instructions from ``instructions``; one AXI read burst per data row,
-    up to ``MAX_OUTSTANDING_READS`` bursts in flight.
+    """Runs LOAD instructions from ``instructions`` with AXI read bursts, up to
+    ``MAX_OUTSTANDING_READS`` in flight; consecutive single-beat rows share a burst.
 
     Members
     -------
@@ -87,7 +88,9 @@ class LoadUnit(wiring.Component):
                                (fields.row_elems == 0))
 
         # An R beat (for the oldest outstanding burst) has the write port; pad rows take idle cycles.
+        # The first SRAM row of each burst in flight; rlast ends a burst.
         outstanding = m.submodules.outstanding = fifo.SyncFIFO(width=16, depth=MAX_OUTSTANDING_READS)
+        row_in_burst = Signal(range(MAX_BURST_ROWS))
         data_beat = Signal()
         pad_write = Signal()
         m.d.comb += data_beat.eq(self.rvalid)
@@ -109,19 +112,42 @@ class LoadUnit(wiring.Component):
                 data_bytes.append(Mux(in_beat, beat_byte, pad_bytes[byte]))
                 # The first beat of a row also fills the lanes past row_elems with padding.
                 enables.append(in_beat | ~data_beat | (beat == 0))
-            m.d.comb += [port.addr.eq(Mux(data_beat, outstanding.r_data, sram_row)), port.data.eq(Cat(*data_bytes)),
+            m.d.comb += [port.addr.eq(Mux(data_beat, outstanding.r_data + row_in_burst, sram_row)), port.data.eq(Cat(*data_bytes)),
                          port.en.eq(Mux((data_beat | pad_write) & (fields.target == target), Cat(*enables), 0))]
 
-        # Writer: R beats in order of their bursts.
+        # Writer: R beats in order of their bursts; a burst may carry several rows.
         with m.If(self.rvalid):
-            m.d.sync += beat.eq(Mux(self.rlast, 0, beat + 1))
+            row_done = beat == beats - 1
+            m.d.sync += [beat.eq(Mux(row_done, 0, beat + 1)),
+                         row_in_burst.eq(Mux(self.rlast, 0, row_in_burst + row_done))]
             m.d.comb += outstanding.r_en.eq(self.rlast)
             with m.If(response_failed(self.rresp)):
                 m.d.comb += self.error_read.eq(1)
 
         # Issuer: walks the rows, up to MAX_OUTSTANDING_READS bursts ahead of the writer.
-        m.d.comb += [self.araddr.eq(row_address), self.arlen.eq(beats - 1),
-                     outstanding.w_data.eq(sram_row), outstanding.w_en.eq(self.arvalid & self.arready)]
+        # Single-beat rows that follow each other in DRAM share one burst, up to MAX_BURST_ROWS
+        # and never across a BURST_BOUNDARY.
+        mergeable = Signal()
+        burst_rows = Signal(range(MAX_BURST_ROWS + 1))
+        data_rows_left = Signal(12)
+        page_beats_left = Signal(range((BURST_BOUNDARY >> beat_shift) + 1))
+        m.d.comb += [
+            mergeable.eq((beats == 1) & (fields.row_stride == bus_bytes)),
+            data_rows_left.eq(fields.rows - fields.pad_after - row),
+            page_beats_left.eq((BURST_BOUNDARY - row_address[:(BURST_BOUNDARY - 1).bit_length()]) >> beat_shift),
+            burst_rows.eq(1),
+        ]
+        with m.If(mergeable):
+            m.d.comb += burst_rows.eq(MAX_BURST_ROWS)
+            with m.If((data_rows_left <= page_beats_left) & (data_rows_left < MAX_BURST_ROWS)):
+                m.d.comb += burst_rows.eq(data_rows_left)
+            with m.Elif(page_beats_left < MAX_BURST_ROWS):
+                m.d.comb += burst_rows.eq(page_beats_left)
+        step = Signal(range(MAX_BURST_ROWS + 1))
+        m.d.comb += [self.araddr.eq(row_address), self.arlen.eq(Mux(mergeable, burst_rows, beats) - 1),
+                     outstanding.w_data.eq(sram_row),
+                     outstanding.w_en.eq(self.arvalid & self.arready),
+                     step.eq(Mux(pad_row, 1, burst_rows))]
         retire = Signal()
         advance = Signal()
         m.d.comb += [self.retired.eq(retire), self.push_token.eq(retire & header.push_next)]
@@ -153,17 +179,18 @@ class LoadUnit(wiring.Component):
                     m.d.comb += self.arvalid.eq(outstanding.w_rdy)
                     with m.If(self.arvalid & self.arready):
                         m.d.comb += advance.eq(1)
-                        m.d.sync += row_address.eq(row_address + fields.row_stride)
+                        m.d.sync += row_address.eq(row_address + Mux(mergeable, burst_rows << beat_shift,
+                                                                      fields.row_stride))
                 with m.If(advance):
-                    m.d.sync += sram_row.eq(sram_row + 1)
-                    with m.If(row == fields.rows - 1):
+                    m.d.sync += sram_row.eq(sram_row + step)
+                    with m.If(row + step == fields.rows):
                         m.d.sync += [row.eq(0), block.eq(block + 1),
                                      block_address.eq(block_address + fields.block_stride),
                                      row_address.eq(block_address + fields.block_stride)]
                         with m.If(block == fields.blocks - 1):
                             m.next = "Drain"
                     with m.Else():
-                        m.d.sync += row.eq(row + 1)
+                        m.d.sync += row.eq(row + step)
             with m.State("Drain"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(~outstanding.r_rdy):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hdl.axi import BURST_BOUNDARY
 from hdl.isa import CHANNEL_RECORD_BYTES, INSTRUCTION_BITS, Instruction, encode
 from hdl.numerics import SHIFT_BITS
 
@@ -26,7 +27,7 @@ _SHIFT_MASK = (1 << SHIFT_BITS) - 1
 _SHIFT_SIGN = 1 << (SHIFT_BITS - 1)
 
 
-AXI_BOUNDARY = 4096
+AXI_BOUNDARY = BURST_BOUNDARY
 
 
 def round_up(value: int, multiple: int) -> int:
