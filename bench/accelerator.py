@@ -50,7 +50,7 @@ def main() -> int:
         print(f"{model.toplevel}: build {built:.0f} s; bit-exact {exact}; {c['CYCLES']} cycles; "
               f"array busy {c['ARRAY_BUSY'] / c['CYCLES']:.1%}; MAC utilization "
               f"{m * k * n / (rows * cols * c['CYCLES']):.1%}; load stall {c['LOAD_STALL']}; "
-              f"store stall {c['STORE_STALL']}; read {c['BYTES_READ']} B, wrote {c['BYTES_WRITTEN']} B; "
+              f"store stall {c['STORE_STALL']}; compute starved {c['COMPUTE_STARVED']}; read {c['BYTES_READ']} B, wrote {c['BYTES_WRITTEN']} B; "
               f"{c['INSTRUCTIONS']} instructions; {c['CYCLES'] / seconds:,.0f} simulated cycles/s")
     return 0
 

@@ -170,6 +170,7 @@ class Accelerator(wiring.Component):
             "BYTES_READ": (axi.rvalid & axi.rready) * config.bus_bytes,
             "BYTES_WRITTEN": store.bytes_written,
             "INSTRUCTIONS": load.retired + compute.retired + store.retired + fetch.retired_end,
+            "COMPUTE_STARVED": ~compute.busy & ~compute.instructions.valid & ~fetch.finished,
         }
         for name in COUNTERS:
             counter = Signal(32, name=f"counter_{name.lower()}")

@@ -33,7 +33,7 @@ class Register:
 
 
 COUNTERS = ("CYCLES", "ARRAY_BUSY", "LOAD_STALL", "STORE_STALL", "BYTES_READ", "BYTES_WRITTEN",
-            "INSTRUCTIONS")
+            "INSTRUCTIONS", "COMPUTE_STARVED")
 _COUNTER_TEXT = {
     "CYCLES": "cycles from START to done or error",
     "ARRAY_BUSY": "cycles an activation beat entered the systolic array",
@@ -42,6 +42,7 @@ _COUNTER_TEXT = {
     "BYTES_READ": "bytes read over AXI (instructions and data)",
     "BYTES_WRITTEN": "bytes written over AXI (strobed bytes)",
     "INSTRUCTIONS": "instructions retired, END included",
+    "COMPUTE_STARVED": "cycles the compute unit was idle with no instruction fetched for it yet",
 }
 
 REGISTERS = [

@@ -46,7 +46,8 @@ class RowReader(wiring.Component):
         in_flight = Signal()
         issue = Signal()
         m.d.comb += [
-            issue.eq((remaining != 0) & (buffer.level + in_flight < self.DEPTH - 1)),
+            # Room for this row, the one in flight and everything buffered: never overflows.
+            issue.eq((remaining != 0) & (buffer.level + in_flight < self.DEPTH)),
             self.port.addr.eq(address),
             self.port.en.eq(issue),
             buffer.w_en.eq(in_flight),

@@ -58,6 +58,7 @@ def test_gemm_programs_match_the_isa_simulator(config, seed):
         beats = sum(i.fields["beats"] for i in program.program if i.opcode == Opcode.COMPUTE)
         assert counters["ARRAY_BUSY"] == beats
         assert counters["BYTES_READ"] >= stats.bytes_read and counters["CYCLES"] > beats
+        assert 0 < counters["COMPUTE_STARVED"] < counters["CYCLES"] - beats     # waits at least for the first fetch
 
 
 def fault_image(config, program):
