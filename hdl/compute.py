@@ -5,7 +5,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig, ArithSupport, Dataflow
 from .isa import INSTRUCTION, Opcode
-from .numerics import ACC_BITS, OPERAND_BITS
+from .numerics import ACC_BITS
 from .sram import RowReader, address_width
 from .systolic_array import SystolicArray
 
@@ -29,8 +29,6 @@ class ComputeUnit(wiring.Component):
     def __init__(self, config: AcceleratorConfig):
         self.config = config
         rows, cols = config.array.rows, config.array.cols
-        self.act_row = data.ArrayLayout(signed(OPERAND_BITS), rows)
-        self.weight_row = data.ArrayLayout(signed(OPERAND_BITS), cols)
         acc_width = address_width(config.acc_rows)
         super().__init__({
             "instructions": In(stream.Signature(INSTRUCTION)),

@@ -12,18 +12,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hdl.config import AcceleratorConfig, Dataflow
-from hdl.isa import CHANNEL_RECORD_BYTES, INSTRUCTION_BITS, Instruction, Opcode, Target, decode, target_element_bytes
+from hdl.isa import CHANNEL_RECORD_BYTES, Instruction, Opcode, Target, decode, target_element_bytes
 from hdl.numerics import ArithMode, golden_gemm, store_rows, stored_bytes, wrap_acc
 
-from .memory import AXI_BOUNDARY, unpack_channel_records
+from .memory import AXI_BOUNDARY, INSTRUCTION_BYTES, unpack_channel_records
+from .program import UNIT_NAMES, unit_of
 
 __all__ = ["IsaError", "IsaSimulator", "RunStats"]
 
-INSTRUCTION_BYTES = INSTRUCTION_BITS // 8
-
-# (unit, queue the flag refers to). Queues are named producer->consumer.
-_UNITS = {Opcode.LOAD: "load", Opcode.COMPUTE: "compute", Opcode.SYNC: "compute",
-          Opcode.CONFIG: "store", Opcode.STORE: "store"}
+# Queues are named producer->consumer; (unit, flag) -> the queue the flag refers to.
 _QUEUES = {
     ("load", "push_next"): "load->compute", ("compute", "pop_prev"): "load->compute",
     ("compute", "push_prev"): "compute->load", ("load", "pop_next"): "compute->load",
@@ -104,7 +101,7 @@ class IsaSimulator:
         raise IsaError(f"no END within the program's {max_instructions} instructions")
 
     def execute(self, instruction: Instruction, where: str = "") -> None:
-        unit = _UNITS[instruction.opcode]
+        unit = UNIT_NAMES[unit_of(instruction.opcode)]
         for flag in ("pop_prev", "pop_next"):
             if getattr(instruction, flag):
                 queue = self._queue(unit, flag, where)

@@ -1,8 +1,9 @@
 """Program-building helpers shared by the compiler and tests."""
 from hdl.isa import Instruction, Opcode
 
-__all__ = ["unit_of", "serialized"]
+__all__ = ["UNIT_NAMES", "unit_of", "serialized"]
 
+UNIT_NAMES = ("load", "compute", "store")      # the token chain, in order
 _UNIT = {Opcode.LOAD: 0, Opcode.COMPUTE: 1, Opcode.SYNC: 1, Opcode.CONFIG: 2, Opcode.STORE: 2}
 
 
