@@ -24,7 +24,7 @@ __all__ = [
     "random_operands", "INT32_MIN", "INT32_MAX", "INT8_MIN", "INT8_MAX", "MULTIPLIER_FRACTION_BITS",
     "SHIFT_BITS", "SHIFT_RANGE", "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
     "multiply_by_quantized_multiplier", "quantize_multiplier", "requantize", "binarize", "pack_bits",
-    "store_rows", "stored_bytes",
+    "store_rows", "stored_bytes", "Combine", "SCALE_BITS", "combine_rows",
 ]
 
 OPERAND_BITS = 8
@@ -220,3 +220,34 @@ def store_rows(acc, bias, multiplier, shift, flip, mode: ArithMode, zero_point: 
 def stored_bytes(channels: int, mode: ArithMode) -> int:
     """Bytes a store writes per row for ``channels`` output channels."""
     return channels if mode == ArithMode.INT8 else -(-channels // BINARY_VALUES_PER_LANE)
+
+
+SCALE_BITS = 16      # signed scale of an int8 row combined into the accumulator
+
+
+class Combine(hdl_enum.Enum, shape=2):
+    """How int8 rows loaded into the accumulator meet its contents (pooling, residual add).
+
+    OVERWRITE: ``acc = x * scale``; ADD: ``acc = wrap(acc + x * scale)``;
+    MAX: ``acc = max(acc, x * scale)``. A store then requantizes the result:
+    average pooling is ADD over the window taps (scale 1) with the divisor in
+    the requantization multiplier, max pooling is OVERWRITE then MAX (scale 1,
+    borders padded with ``INT8_MIN``), and a residual add is OVERWRITE of one
+    input and ADD of the other, each scaled to a common accumulator scale.
+    """
+    OVERWRITE = 0
+    ADD = 1
+    MAX = 2
+
+
+def combine_rows(acc, rows, scale, combine: Combine) -> np.ndarray:
+    """The accumulator after int8 ``rows`` are combined into it (``Combine``); ``acc`` is ignored by OVERWRITE."""
+    low, high = -(1 << (SCALE_BITS - 1)), (1 << (SCALE_BITS - 1)) - 1
+    if not low <= scale <= high:
+        raise ValueError(f"Combine scale must be from {low} to {high}, not {scale}")
+    scaled = np.asarray(rows, dtype=np.int64) * int(scale)
+    combine = Combine(combine)
+    if combine == Combine.OVERWRITE:
+        return wrap_acc(scaled)
+    acc = np.asarray(acc, dtype=np.int64)
+    return wrap_acc(acc + scaled) if combine == Combine.ADD else wrap_acc(np.maximum(acc, scaled))
