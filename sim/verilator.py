@@ -92,14 +92,24 @@ class VerilatorModel:
         Its top module.
     build_root : Path, optional
         Where the build cache lives (default ``build/``, or ``$ACCEL_BUILD_DIR``).
+    main_cpp : str, optional
+        C++ source of a ``main()`` for the Verilated class ``Vtop``: builds a standalone
+        executable (no cocotb, no VPI) that ``run_executable`` runs, instead of a cocotb model.
     """
 
-    def __init__(self, verilog: str, toplevel: str, build_root: Path | None = None):
-        digest = hashlib.sha256(verilog.encode()).hexdigest()[:16]
+    def __init__(self, verilog: str, toplevel: str, build_root: Path | None = None, *, main_cpp: str | None = None):
+        keyed = verilog if main_cpp is None else f"{verilog}\n// main.cpp\n{main_cpp}"
+        digest = hashlib.sha256(keyed.encode()).hexdigest()[:16]
         self.verilog = verilog
         self.toplevel = toplevel
+        self.main_cpp = main_cpp
         self.build_dir = (build_root or BUILD_ROOT) / "sim" / f"{toplevel}-{digest}"
         self.build_seconds = 0.0      # time spent building in this process (0 if cached)
+
+    @property
+    def executable(self) -> Path:
+        """The standalone simulator (models built with ``main_cpp``)."""
+        return self.build_dir / "Vtop"
 
     @property
     def _stamp(self) -> Path:
@@ -117,6 +127,11 @@ class VerilatorModel:
             source = self.build_dir / f"{self.toplevel}.v"
             source.write_text(self.verilog)
             log = self.build_dir / "build.log"
+            if self.main_cpp is not None:
+                self._build_executable(source, log)
+                self.build_seconds = time.perf_counter() - start
+                self._stamp.write_text(f"{self.build_seconds:.1f}\n")
+                return self
             runner = get_runner("verilator")
             try:
                 runner.build(sources=[source], hdl_toplevel=self.toplevel,
@@ -128,6 +143,31 @@ class VerilatorModel:
             self.build_seconds = time.perf_counter() - start
             self._stamp.write_text(f"{self.build_seconds:.1f}\n")
         return self
+
+    def _build_executable(self, source: Path, log: Path) -> None:
+        main = self.build_dir / "main.cpp"
+        main.write_text(self.main_cpp)
+        command = ["verilator", "--cc", "--exe", "--build", "--build-jobs", str(min(os.cpu_count() or 1, 4)),
+                   "-Mdir", str(self.build_dir), "--top-module", self.toplevel, "--prefix", "Vtop", "-o", "Vtop",
+                   *_BUILD_FLAGS, str(main), str(source)]
+        with open(log, "w") as output:
+            result = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT)
+        if result.returncode != 0:
+            tail = log.read_text().splitlines()[-20:]
+            raise SimulationError(f"Verilator build of {self.toplevel} failed (see {log}):\n" + "\n".join(tail))
+
+    def run_executable(self, args: list[str], cwd: Path, timeout: float | None = None) -> str:
+        """Run the standalone simulator with ``args`` in ``cwd``; return its output."""
+        self.build()
+        try:
+            result = subprocess.run([str(self.executable), *args], cwd=cwd, capture_output=True, text=True,
+                                    timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise SimulationError(f"Simulation of {self.toplevel} took more than {timeout} s") from None
+        if result.returncode != 0:
+            raise SimulationError(f"Simulation of {self.toplevel} exited with status {result.returncode}:\n"
+                                  f"{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        return result.stdout + result.stderr
 
     def run(self, test_module: str, env: dict[str, str], test_dir: Path) -> None:
         """Run the cocotb tests of ``test_module`` on this model in ``test_dir``."""
