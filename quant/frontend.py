@@ -79,6 +79,7 @@ class FloatAdd:
 
 
 FloatNode = FloatConv | FloatPool | FloatAdd | Concat | ChannelShuffle | Slice
+_KIND_NAMES = {FloatConv: "a convolution or linear layer", FloatAdd: "an add"}
 
 
 @dataclass
@@ -139,7 +140,7 @@ class _Builder:
         source = node.args[0]
         producer = self.producer(self.tensor(source))
         if not isinstance(producer, kinds) or len(source.users) != 1 or producer.activation != Activation.NONE:
-            self.fail(node, op, f"it must directly follow a {' or '.join(k.__name__ for k in kinds)} "
+            self.fail(node, op, f"it must directly follow {' or '.join(_KIND_NAMES[k] for k in kinds)} "
                                 f"with no other user and no activation yet")
         apply(producer)
         self.values[node.name] = producer.output
@@ -176,8 +177,9 @@ class _Builder:
         self.values[node.name] = node.name
 
     def batch_norm(self, node: fx.Node, bn: nn.BatchNorm2d) -> None:
-        gain = (bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)).numpy()
+        gain = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
         shift = (bn.bias.detach() - bn.running_mean * gain).numpy()
+        gain = gain.numpy()
 
         def fold(conv: FloatConv):
             conv.channel_scale = conv.channel_scale * gain

@@ -18,7 +18,7 @@ from hdl.numerics import INT8_MAX, INT8_MIN, ArithMode, pack_bits, quantize_mult
 from .frontend import Activation, FloatAdd, FloatConv, FloatGraph, FloatPool, run_float
 from .graph import Add, Binarize, ChannelShuffle, Concat, Conv, Graph, Pool, PoolKind, Requantize, Slice, Tensor
 
-__all__ = ["CALIBRATION_METHODS", "calibrate", "quantize", "quantize_input", "ADD_ACC_SCALE"]
+__all__ = ["CALIBRATION_METHODS", "calibrate", "quantize", "quantize_input", "binarize_thresholds", "ADD_ACC_SCALE"]
 
 CALIBRATION_METHODS = ("minmax", "percentile")
 WEIGHT_MAX = INT8_MAX                     # symmetric: -127..127, so negation never overflows
@@ -100,7 +100,7 @@ def _int32_bias(bias: np.ndarray, acc_scale: np.ndarray) -> np.ndarray:
     return np.clip(np.round(bias / acc_scale), -_THRESHOLD_LIMIT, _THRESHOLD_LIMIT).astype(np.int64)
 
 
-def _binarize(acc_scale: np.ndarray, bias: np.ndarray) -> Binarize:
+def binarize_thresholds(acc_scale: np.ndarray, bias: np.ndarray) -> Binarize:
     """Thresholds for ``sign(acc_scale * acc + bias)`` on integer ``acc`` (sign(0) = +1, as ``BinarySign``).
 
     acc_scale > 0: +1 iff ``acc >= ceil(t)`` with ``t = -bias / acc_scale``;
@@ -135,7 +135,7 @@ def _conv(node: FloatConv, scales: dict[str, float]) -> Conv:
         acc_scale = scales[node.input] * weight_scale.astype(np.float64)
         arith = ArithMode.INT8
     if node.activation == Activation.SIGN:
-        post = _binarize(acc_scale, node.bias.astype(np.float64))
+        post = binarize_thresholds(acc_scale, node.bias.astype(np.float64))
     else:
         post = _requantize(acc_scale / out_scale, _int32_bias(node.bias, acc_scale), _clamp(node.activation, out_scale))
     return Conv(node.name, node.input, node.output, np.ascontiguousarray(weight), node.stride, node.padding,

@@ -75,6 +75,13 @@ class SqueezeNet(nn.Module):
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Conv2d(cin, num_classes, 1), nn.ReLU(inplace=True),
                                         nn.AdaptiveAvgPool2d(1))
+        # The reference implementation's initialization: without batch norm, torch's default
+        # (kaiming_uniform with a = sqrt(5)) shrinks the activations layer by layer.
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+        nn.init.normal_(self.classifier[1].weight, mean=0.0, std=0.01)
 
     def forward(self, x):
         return torch.flatten(self.classifier(self.features(x)), 1)
