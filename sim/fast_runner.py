@@ -13,6 +13,7 @@ Register offsets come from ``hdl.csr`` when the top is generated; the image, the
 DRAM size are plusargs, so one build per configuration serves every program.
 ``fast_main.cpp`` toggles the clock. Models are cached like every other ``VerilatorModel``.
 """
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ _CONTROL_START_IRQ = 0b11
 class FastOutcome(RunOutcome):
     clock_cycles: int = 0        # clock cycles simulated in all (reset, CSR accesses, the run, read-back)
     seconds: float = 0.0         # wall time of the simulator process (image load and DRAM dump included)
+    loop_seconds: float = 0.0    # wall time of its clocked loop: the simulation after the image load
 
 
 def fast_top_name(config: AcceleratorConfig) -> str:
@@ -222,8 +224,10 @@ def fast_model(config: AcceleratorConfig, capacity: int = DEFAULT_CAPACITY) -> V
     """The (cached) standalone Verilator build for ``config`` with a DRAM of ``capacity`` bytes."""
     if capacity % 4096 or capacity <= 0:
         raise ValueError(f"DRAM capacity must be a positive multiple of 4096 bytes, not {capacity!r}")
-    return VerilatorModel(fast_top_verilog(config, capacity), fast_top_name(config),
-                          main_cpp=(_HERE / "fast_main.cpp").read_text()).build()
+    model = VerilatorModel(fast_top_verilog(config, capacity), fast_top_name(config),
+                           main_cpp=(_HERE / "fast_main.cpp").read_text())
+    model.dram_capacity = capacity
+    return model.build()
 
 
 def write_image_hex(path: Path, image: bytes, bus_bytes: int) -> None:
@@ -255,6 +259,10 @@ def run_fast(config: AcceleratorConfig, image: bytes, program_addr: int, program
     if dram_size % config.bus_bytes or len(image) > dram_size:
         raise ValueError(f"DRAM size must be a multiple of the bus width and hold the {len(image)}-byte image, "
                          f"not {dram_size}")
+    capacity = getattr(model, "dram_capacity", None)
+    if capacity is not None and dram_size > capacity:
+        raise ValueError(f"DRAM size {dram_size} exceeds the model's capacity of {capacity} bytes "
+                         f"(fast_model(config, capacity=...))")
     (BUILD_ROOT / "runs").mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=BUILD_ROOT / "runs", prefix=f"{model.toplevel}-") as workdir:
         workdir = Path(workdir)
@@ -268,6 +276,7 @@ def run_fast(config: AcceleratorConfig, image: bytes, program_addr: int, program
         seconds = time.perf_counter() - start
         if "capacity" in output:
             raise ValueError(f"DRAM size {dram_size} exceeds the model's capacity: {output.strip()}")
+        loop = re.search(r"loop_seconds=([0-9.]+)", output)
         values = dict(line.split() for line in (workdir / "result.txt").read_text().splitlines())
         values = {name: int(value) for name, value in values.items()}
         dram = read_dump_hex(workdir / "dram.hex", config.bus_bytes)
@@ -278,4 +287,5 @@ def run_fast(config: AcceleratorConfig, image: bytes, program_addr: int, program
     return FastOutcome(bool(values["finished"]), bool(status & STATUS_DONE),
                        ErrorCode(values["ERROR_CODE"]) if error else None,
                        {name: values[name] for name in COUNTERS}, dram,
-                       clock_cycles=values["clock_cycles"], seconds=seconds)
+                       clock_cycles=values["clock_cycles"], seconds=seconds,
+                       loop_seconds=float(loop.group(1)) if loop else seconds)

@@ -63,6 +63,7 @@ def test_gemm_programs_match_the_isa_simulator(config, seed):
         beats = sum(i.fields["beats"] for i in program.program if i.opcode == Opcode.COMPUTE)
         assert counters["ARRAY_BUSY"] == beats, where
         assert outcome.clock_cycles > counters["CYCLES"] > beats, where
+        assert 0 < outcome.loop_seconds <= outcome.seconds, where
 
 
 @pytest.mark.parametrize("code, program", [
