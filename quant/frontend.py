@@ -327,33 +327,41 @@ def _activate(y: torch.Tensor, activation: Activation) -> torch.Tensor:
     return y
 
 
-def run_float(graph: FloatGraph, images: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Every tensor of ``graph`` for NCHW ``images``, in float (the calibration and accuracy reference)."""
-    values = {graph.input: images}
-    with torch.no_grad():
-        for node in graph.nodes:
-            if isinstance(node, FloatConv):
-                x = values[node.input]
-                pad = (node.padding.left, node.padding.right, node.padding.top, node.padding.bottom)
-                x = _binary_pad(x, node.padding) if node.binary else F.pad(x, pad)
-                weight = torch.as_tensor(node.weight, dtype=x.dtype)
-                y = F.conv2d(x, weight, None, node.stride, groups=node.groups)
-                y = (y * torch.as_tensor(node.channel_scale, dtype=x.dtype).view(1, -1, 1, 1)
-                     + torch.as_tensor(node.bias, dtype=x.dtype).view(1, -1, 1, 1))
-                values[node.output] = _activate(y, node.activation)
-            elif isinstance(node, FloatPool):
-                x = values[node.input]
-                pad = (node.padding.left, node.padding.right, node.padding.top, node.padding.bottom)
-                if node.kind == PoolKind.MAX:
-                    values[node.output] = F.max_pool2d(F.pad(x, pad, value=-torch.inf), node.kernel, node.stride)
-                else:
-                    values[node.output] = F.avg_pool2d(F.pad(x, pad), node.kernel, node.stride)
-            elif isinstance(node, FloatAdd):
-                values[node.output] = _activate(values[node.inputs[0]] + values[node.inputs[1]], node.activation)
-            elif isinstance(node, Concat):
-                values[node.output] = torch.cat([values[name] for name in node.inputs], 1)
-            elif isinstance(node, ChannelShuffle):
-                values[node.output] = F.channel_shuffle(values[node.input], node.groups)
+def run_float(graph: FloatGraph, images: torch.Tensor, parameters: dict[str, tuple] | None = None,
+              on_tensor=None) -> dict[str, torch.Tensor]:
+    """Every tensor of ``graph`` for NCHW ``images``, in float (the calibration and accuracy reference).
+
+    ``parameters`` replaces the ``(weight, channel_scale, bias)`` of convolutions
+    by name, and ``on_tensor(name, value)`` may replace each tensor as it is
+    produced: quantization-aware training uses both (trainable weights, fake
+    quantization). Gradients flow unless the caller disables them.
+    """
+    parameters = parameters or {}
+    on_tensor = on_tensor or (lambda name, value: value)
+    values = {graph.input: on_tensor(graph.input, images)}
+    for node in graph.nodes:
+        if isinstance(node, FloatConv):
+            x = values[node.input]
+            pad = (node.padding.left, node.padding.right, node.padding.top, node.padding.bottom)
+            x = _binary_pad(x, node.padding) if node.binary else F.pad(x, pad)
+            weight, channel_scale, bias = (torch.as_tensor(p, dtype=x.dtype) for p in
+                                           parameters.get(node.name, (node.weight, node.channel_scale, node.bias)))
+            y = F.conv2d(x, weight, None, node.stride, groups=node.groups)
+            y = _activate(y * channel_scale.view(1, -1, 1, 1) + bias.view(1, -1, 1, 1), node.activation)
+        elif isinstance(node, FloatPool):
+            x = values[node.input]
+            pad = (node.padding.left, node.padding.right, node.padding.top, node.padding.bottom)
+            if node.kind == PoolKind.MAX:
+                y = F.max_pool2d(F.pad(x, pad, value=-torch.inf), node.kernel, node.stride)
             else:
-                values[node.output] = values[node.input][:, node.start:node.stop]
+                y = F.avg_pool2d(F.pad(x, pad), node.kernel, node.stride)
+        elif isinstance(node, FloatAdd):
+            y = _activate(values[node.inputs[0]] + values[node.inputs[1]], node.activation)
+        elif isinstance(node, Concat):
+            y = torch.cat([values[name] for name in node.inputs], 1)
+        elif isinstance(node, ChannelShuffle):
+            y = F.channel_shuffle(values[node.input], node.groups)
+        else:
+            y = values[node.input][:, node.start:node.stop]
+        values[node.output] = on_tensor(node.output, y)
     return values

@@ -18,7 +18,8 @@ from hdl.numerics import INT8_MAX, INT8_MIN, ArithMode, pack_bits, quantize_mult
 from .frontend import Activation, FloatAdd, FloatConv, FloatGraph, FloatPool, run_float
 from .graph import Add, Binarize, ChannelShuffle, Concat, Conv, Graph, Pool, PoolKind, Requantize, Slice, Tensor
 
-__all__ = ["CALIBRATION_METHODS", "calibrate", "quantize", "quantize_input", "binarize_thresholds", "ADD_ACC_SCALE"]
+__all__ = ["CALIBRATION_METHODS", "calibrate", "activation_scales", "quantize", "quantize_input", "binarize_thresholds",
+           "ADD_ACC_SCALE"]
 
 CALIBRATION_METHODS = ("minmax", "percentile")
 WEIGHT_MAX = INT8_MAX                     # symmetric: -127..127, so negation never overflows
@@ -39,7 +40,8 @@ def calibrate(graph: FloatGraph, images: torch.Tensor, method: str = "minmax", p
         raise ValueError(f"Calibration percentile must be in (0, 100], not {percentile!r}")
     batches = []
     for start in range(0, len(images), batch_size):
-        values = run_float(graph, images[start:start + batch_size])
+        with torch.no_grad():
+            values = run_float(graph, images[start:start + batch_size])
         if method == "minmax":
             batches.append({name: float(v.abs().max()) for name, v in values.items()})
         else:
@@ -70,7 +72,8 @@ def _tied_groups(graph: FloatGraph) -> dict[str, str]:
     return {name: find(name) for name in parent}
 
 
-def _scales(graph: FloatGraph, ranges: dict[str, float]) -> dict[str, float]:
+def activation_scales(graph: FloatGraph, ranges: dict[str, float]) -> dict[str, float]:
+    """The int8 scale of every tensor: its range / 127, shared within tied groups, ReLU6 outputs at most 6."""
     groups = _tied_groups(graph)
     bounded = dict(ranges)
     for node in graph.nodes:
@@ -161,9 +164,12 @@ def _add(node: FloatAdd, scales: dict[str, float], channels: int) -> Add:
     return Add(node.name, node.inputs, node.output, factors, post)
 
 
-def quantize(graph: FloatGraph, images: torch.Tensor, method: str = "minmax", percentile: float = 99.99) -> Graph:
-    """The integer graph of ``graph``, activation scales calibrated on ``images`` (NCHW float)."""
-    scales = _scales(graph, calibrate(graph, images, method, percentile))
+def quantize(graph: FloatGraph, ranges: dict[str, float]) -> Graph:
+    """The integer graph of ``graph`` for the tensor ``ranges`` that ``calibrate`` measured."""
+    missing = graph.shapes.keys() - ranges.keys()
+    if missing:
+        raise ValueError(f"Calibration ranges must cover every tensor of the graph; missing {sorted(missing)}")
+    scales = activation_scales(graph, ranges)
     tensors = {}
     for name, shape in graph.shapes.items():
         binary = graph.is_binary(name)

@@ -24,7 +24,7 @@ from quant.graph import (
     binary_padding_signs,
     conv_output_size,
 )
-from quant.ptq import quantize, quantize_input
+from quant.ptq import calibrate, quantize, quantize_input
 from quant.zoo import ZOO
 
 IDENTITY = quantize_multiplier(1.0)
@@ -47,7 +47,8 @@ def test_every_layer_within_one_lsb_of_the_fake_quant_reference(name, seed):
     torch.manual_seed(seed)
     model = ZOO[name](width=0.25, num_classes=10, in_channels=3).eval()
     images = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
-    integer = quantize(trace(model, (3, 32, 32)), images)
+    graph = trace(model, (3, 32, 32))
+    integer = quantize(graph, calibrate(graph, images))
     values = golden.run(integer, quantize_input(integer, images.numpy()))
     differing = 0
     for node in integer.nodes:
@@ -67,7 +68,8 @@ def test_golden_logits_track_the_float_net(seed):
     torch.manual_seed(seed)
     model = ZOO["squeezenext23v5"](width=0.5, num_classes=10, in_channels=1).eval()
     images = torch.rand(16, 1, 32, 32, generator=torch.Generator().manual_seed(seed))
-    integer = quantize(trace(model, (1, 32, 32)), images)
+    graph = trace(model, (1, 32, 32))
+    integer = quantize(graph, calibrate(graph, images))
     logits = golden.run(integer, quantize_input(integer, images.numpy()))[integer.output].reshape(16, -1)
     expected = model(images).detach().numpy()
     error = np.abs(logits * integer.tensors[integer.output].scale - expected)

@@ -14,7 +14,7 @@ def float_and_integer(name: str, seed: int, **kwargs):
     model = ZOO[name](width=0.25, num_classes=10, in_channels=3).eval()
     graph = trace(model, (3, 32, 32))
     images = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
-    return graph, quantize(graph, images, **kwargs), images
+    return graph, quantize(graph, calibrate(graph, images, **kwargs)), images
 
 
 def test_weights_are_per_channel_symmetric_int8_and_requantization_is_q31(seed):
