@@ -85,6 +85,8 @@ class Accelerator(wiring.Component):
         wiring.connect(m, compute.acc_read, memories[Target.ACCUMULATORS].read_port())
         wiring.connect(m, compute.acc_write, memories[Target.ACCUMULATORS].write_port())
         wiring.connect(m, store.acc_read, memories[Target.ACCUMULATORS].read_port())
+        wiring.connect(m, load.acc_read, memories[Target.ACCUMULATORS].read_port())
+        wiring.connect(m, load.weight_read, memories[Target.WEIGHTS].read_port())
         wiring.connect(m, store.channel_read, memories[Target.CHANNELS].read_port())
 
         # Tokens: up/down counters between neighbouring units.
@@ -143,7 +145,7 @@ class Accelerator(wiring.Component):
                                                                     ErrorCode.READ_RESPONSE),
                   (store.error_write, ErrorCode.WRITE_RESPONSE),
                   (load.error_range | compute.error_range | store.error_range, ErrorCode.SRAM_RANGE),
-                  (fetch.error_overrun, ErrorCode.PROGRAM_OVERRUN)]
+                  (fetch.error_overrun, ErrorCode.PROGRAM_OVERRUN), (compute.error_field | load.error_field, ErrorCode.ILLEGAL_FIELD)]
         failing = Signal()
         m.d.comb += failing.eq(running & sum(cause for cause, _ in causes).bool())
         idle = (fetch.finished & ~load.busy & ~compute.busy & ~store.busy &

@@ -1,6 +1,6 @@
 """The compute unit: executes COMPUTE (and SYNC), streaming scratchpad rows through the systolic array."""
-from amaranth.hdl import Module, Mux, Signal, signed
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig, ArithSupport, Dataflow
@@ -8,8 +8,11 @@ from .isa import INSTRUCTION, Opcode
 from .numerics import ACC_BITS
 from .sram import RowReader, address_width
 from .systolic_array import SystolicArray
+from .transposer import Transposer
 
 __all__ = ["ComputeUnit"]
+
+IN_FLIGHT = 4      # instructions in the array at once (issued, results not all written)
 
 
 class ComputeUnit(wiring.Component):
@@ -23,7 +26,13 @@ class ComputeUnit(wiring.Component):
     act_read, weight_read : scratchpad read ports;  acc_read, acc_write : accumulator ports
     array_busy : Out(1)   an activation beat enters the array this cycle
     waiting_load, waiting_store : Out(1)   stalled on a missing token
-    error_range : Out(1);  retired : Out(1);  busy : Out(1)
+    error_range : Out(1)   rows outside a memory
+    error_field : Out(1)   an OS COMPUTE whose beats are not a multiple of R
+    retired : Out(1);  busy : Out(1)
+
+    OS reads activations as NHWC rows (a pixel's R channels) in blocks of R
+    pixels and transposes each block into R beats (one channel, R pixels), so
+    both dataflows share one scratchpad layout.
     """
 
     def __init__(self, config: AcceleratorConfig):
@@ -39,7 +48,7 @@ class ComputeUnit(wiring.Component):
             "acc_read": In(memory.ReadPort.Signature(addr_width=acc_width, shape=cols * ACC_BITS)),
             "acc_write": In(memory.WritePort.Signature(addr_width=acc_width, shape=cols * ACC_BITS)),
             "array_busy": Out(1), "waiting_load": Out(1), "waiting_store": Out(1),
-            "error_range": Out(1), "retired": Out(1), "busy": Out(1),
+            "error_range": Out(1), "error_field": Out(1), "retired": Out(1), "busy": Out(1),
         })
 
     def elaborate(self, platform):
@@ -57,12 +66,19 @@ class ComputeUnit(wiring.Component):
         header = Signal.like(instruction.header)
         os = config.array.dataflow == Dataflow.OS
 
-        # Activation beats: rows from the scratchpad, framed and tagged with the mode.
+        # Activation beats: rows from the scratchpad (transposed in blocks for OS), framed and tagged with the mode.
+        activation_rows = act_reader.rows
+        if os:
+            transposer = m.submodules.transposer = Transposer(rows)
+            m.d.comb += [transposer.rows_in.valid.eq(act_reader.rows.valid),
+                         transposer.rows_in.payload.eq(act_reader.rows.payload),
+                         act_reader.rows.ready.eq(transposer.rows_in.ready)]
+            activation_rows = transposer.columns
         sent = Signal(12)
-        m.d.comb += [array.activations.valid.eq(act_reader.rows.valid),
-                     array.activations.payload.data.eq(act_reader.rows.payload),
+        m.d.comb += [array.activations.valid.eq(activation_rows.valid),
+                     array.activations.payload.data.eq(activation_rows.payload),
                      array.activations.payload.last.eq(sent == fields.beats - 1),
-                     act_reader.rows.ready.eq(array.activations.ready),
+                     activation_rows.ready.eq(array.activations.ready),
                      array.weights.valid.eq(weight_reader.rows.valid),
                      array.weights.payload.data.eq(weight_reader.rows.payload),
                      weight_reader.rows.ready.eq(array.weights.ready),
@@ -72,66 +88,103 @@ class ComputeUnit(wiring.Component):
         with m.If(array.activations.valid & array.activations.ready):
             m.d.sync += sent.eq(sent + 1)
 
-        # Results: read-modify-write into the accumulator, one row per cycle.
-        received = Signal(12)
+        # In flight: instructions whose inputs have entered the array, oldest first. Each
+        # retires (pushing its tokens) once its result rows are in the accumulator, so the
+        # next COMPUTE streams in while the previous one drains.
+        record_layout = data.StructLayout({"acc_addr": len(self.acc_write.addr), "rows": 13, "accumulate": 1,
+                                           "push_prev": 1, "push_next": 1})
+        in_flight = m.submodules.in_flight = fifo.SyncFIFOBuffered(width=record_layout.size, depth=IN_FLIGHT)
+        head = record_layout(in_flight.r_data)
+        record = Signal(record_layout)
+        m.d.comb += in_flight.w_data.eq(record)
+
+        # Results: read-modify-write into the accumulator, one row per cycle. A row written in
+        # the previous cycle is forwarded (back-to-back instructions may accumulate into it).
+        acc_row = data.ArrayLayout(signed(ACC_BITS), cols)
+        received = Signal(13)
         pending = Signal()
-        pending_row = Signal(data.ArrayLayout(signed(ACC_BITS), cols))
+        pending_accumulate = Signal()
+        pending_row = Signal(acc_row)
         pending_address = Signal.like(self.acc_write.addr)
-        result_address = Signal.like(self.acc_write.addr)
-        m.d.comb += [array.results.ready.eq(1), self.acc_read.addr.eq(result_address),
+        written = Signal()
+        written_row = Signal(acc_row)
+        written_address = Signal.like(self.acc_write.addr)
+        m.d.comb += [array.results.ready.eq(1), self.acc_read.addr.eq(head.acc_addr + received),
                      self.acc_read.en.eq(array.results.valid)]
-        m.d.sync += pending.eq(array.results.valid)
+        m.d.sync += [pending.eq(array.results.valid), written.eq(pending), written_address.eq(pending_address)]
+        head_done = Signal()
         with m.If(array.results.valid):
-            m.d.sync += [pending_row.eq(array.results.payload.data), pending_address.eq(result_address),
-                         result_address.eq(result_address + 1), received.eq(received + 1)]
-        old_row = data.ArrayLayout(signed(ACC_BITS), cols)(self.acc_read.data)
-        new_row = Signal(data.ArrayLayout(signed(ACC_BITS), cols))
+            m.d.sync += [pending_row.eq(array.results.payload.data), pending_address.eq(head.acc_addr + received),
+                         pending_accumulate.eq(head.accumulate), received.eq(received + 1)]
+            with m.If(received + 1 == head.rows):
+                m.d.comb += head_done.eq(1)
+                m.d.sync += received.eq(0)
+        forward = written & (written_address == pending_address)
+        old_row = Mux(forward, written_row, self.acc_read.data)
+        new_row = Signal(acc_row)
         for lane in range(cols):
-            m.d.comb += new_row[lane].eq(Mux(fields.accumulate, old_row[lane] + pending_row[lane], pending_row[lane]))
+            m.d.comb += new_row[lane].eq(Mux(pending_accumulate, acc_row(old_row)[lane] + pending_row[lane],
+                                             pending_row[lane]))
+        m.d.sync += written_row.eq(new_row)
         m.d.comb += [self.acc_write.addr.eq(pending_address), self.acc_write.data.eq(new_row),
                      self.acc_write.en.eq(pending)]
 
-        result_rows = rows if os else fields.beats
+        # Retirement: the cycle after the last result row (as it is written), or at once for a
+        # record without results (SYNC, no beats) unless another retirement takes that cycle.
+        retiring = Signal()
+        retiring_flags = Signal(2)
         retire = Signal()
-        m.d.comb += [self.retired.eq(retire), self.push_prev.eq(retire & header.push_prev),
-                     self.push_next.eq(retire & header.push_next)]
+        flags = Signal(2)
+        m.d.sync += [retiring.eq(head_done), retiring_flags.eq(Cat(head.push_prev, head.push_next))]
+        with m.If(retiring):
+            m.d.comb += [retire.eq(1), flags.eq(retiring_flags)]
+        with m.Elif(in_flight.r_rdy & (head.rows == 0)):
+            m.d.comb += [retire.eq(1), flags.eq(Cat(head.push_prev, head.push_next)), in_flight.r_en.eq(1)]
+        with m.If(head_done):
+            m.d.comb += in_flight.r_en.eq(1)
+        m.d.comb += [self.retired.eq(retire), self.push_prev.eq(retire & flags[0]), self.push_next.eq(retire & flags[1])]
+
+        result_rows = rows if os else fields.beats
+        weight_rows = fields.beats if os else rows
+        m.d.comb += [record.acc_addr.eq(fields.acc_addr), record.rows.eq(Mux(fields.beats == 0, 0, result_rows)),
+                     record.accumulate.eq(fields.accumulate), record.push_prev.eq(header.push_prev),
+                     record.push_next.eq(header.push_next)]
+        feeding = Signal()
+        m.d.comb += self.busy.eq(feeding | in_flight.r_rdy | retiring | pending)
         with m.FSM():
             with m.State("Idle"):
                 blocked_prev = instruction.header.pop_prev & ~self.prev_token_available
                 blocked_next = instruction.header.pop_next & ~self.next_token_available
                 m.d.comb += [self.waiting_load.eq(self.instructions.valid & blocked_prev),
                              self.waiting_store.eq(self.instructions.valid & blocked_next)]
-                with m.If(self.instructions.valid & ~blocked_prev & ~blocked_next):
+                with m.If(self.instructions.valid & ~blocked_prev & ~blocked_next & in_flight.w_rdy):
                     m.d.comb += [self.instructions.ready.eq(1),
                                  self.pop_prev.eq(instruction.header.pop_prev),
                                  self.pop_next.eq(instruction.header.pop_next)]
-                    m.d.sync += [fields.eq(instruction.fields.compute), header.eq(instruction.header),
-                                 sent.eq(0), received.eq(0),
-                                 result_address.eq(instruction.fields.compute.acc_addr)]
+                    m.d.sync += [fields.eq(instruction.fields.compute), header.eq(instruction.header), sent.eq(0)]
                     with m.If(instruction.header.opcode == Opcode.SYNC):
-                        m.next = "Retire"
-                    with m.Else():
-                        m.next = "Check"
+                        m.d.sync += fields.eq(0)      # no inputs and no results: only tokens
+                    m.next = "Check"
             with m.State("Check"):
-                m.d.comb += self.busy.eq(1)
-                weight_rows = fields.beats if os else rows
-                with m.If((fields.act_addr + fields.beats > config.act_rows) |
-                          (fields.weight_addr + weight_rows > config.weight_rows) |
-                          (fields.acc_addr + result_rows > config.acc_rows)):
-                    m.d.comb += self.error_range.eq(1)
+                m.d.comb += feeding.eq(1)
+                out_of_range = ((fields.act_addr + fields.beats > config.act_rows) |
+                                (fields.weight_addr + weight_rows > config.weight_rows) |
+                                (fields.acc_addr + result_rows > config.acc_rows))
+                partial_block = (fields.beats % rows != 0) if os else 0
+                with m.If(out_of_range | partial_block):
+                    m.d.comb += [self.error_range.eq(out_of_range), self.error_field.eq(~out_of_range)]
                     m.next = "Idle"
                 with m.Elif(fields.beats == 0):
-                    m.next = "Retire"
+                    m.d.comb += in_flight.w_en.eq(1)
+                    m.next = "Idle"
                 with m.Else():
                     m.d.comb += [act_reader.first.eq(fields.act_addr), act_reader.count.eq(fields.beats),
                                  act_reader.start.eq(1), weight_reader.first.eq(fields.weight_addr),
-                                 weight_reader.count.eq(weight_rows), weight_reader.start.eq(1)]
-                    m.next = "Run"
-            with m.State("Run"):
-                m.d.comb += self.busy.eq(1)
-                with m.If((received == result_rows) & ~pending):
-                    m.next = "Retire"
-            with m.State("Retire"):
-                m.d.comb += [self.busy.eq(1), retire.eq(1)]
-                m.next = "Idle"
+                                 weight_reader.count.eq(weight_rows), weight_reader.start.eq(1),
+                                 in_flight.w_en.eq(1)]
+                    m.next = "Feed"
+            with m.State("Feed"):
+                m.d.comb += feeding.eq(1)
+                with m.If((sent == fields.beats) & ~weight_reader.busy):
+                    m.next = "Idle"
         return m

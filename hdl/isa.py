@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from amaranth.hdl import Shape, signed
 from amaranth.lib import data, enum
 
-from .numerics import ArithMode
+from .numerics import SCALE_BITS, ArithMode, Combine
 from .postprocess import output_params_layout
+from .walker import DESCRIPTOR_FIELDS, PADDING_FIELDS
 
 __all__ = ["Opcode", "Target", "INSTRUCTION_BITS", "INSTRUCTION", "HEADER", "LOAD", "STORE",
            "COMPUTE", "CONFIG", "Instruction", "encode", "decode", "CHANNEL_RECORD_BYTES",
-           "target_element_bytes"]
+           "target_element_bytes", "FIELD_DEFAULTS"]
 
 INSTRUCTION_BITS = 256
 CHANNEL_RECORD_BYTES = 16     # bias int32, multiplier int32, shift int8, flip uint8, 6 bytes padding
@@ -42,46 +43,47 @@ class Opcode(enum.Enum, shape=3):
     END = 5
 
 
-class Target(enum.Enum, shape=2):
-    """Where a LOAD writes."""
+class Target(enum.Enum, shape=3):
+    """Where a LOAD writes. COMBINE: int8 rows combined into the accumulator (``numerics.Combine``)."""
     ACTIVATIONS = 0
     WEIGHTS = 1
     ACCUMULATORS = 2
     CHANNELS = 3
+    COMBINE = 4
 
 
 def target_element_bytes(target: Target) -> int:
     """Bytes per lane of a target's rows in DRAM."""
     return {Target.ACTIVATIONS: 1, Target.WEIGHTS: 1, Target.ACCUMULATORS: 4,
-            Target.CHANNELS: CHANNEL_RECORD_BYTES}[Target(target)]
+            Target.CHANNELS: CHANNEL_RECORD_BYTES, Target.COMBINE: 1}[Target(target)]
 
 
 HEADER = data.StructLayout({
     "opcode": Opcode, "pop_prev": 1, "pop_next": 1, "push_prev": 1, "push_next": 1,
 })
 
-# A LOAD writes `blocks` x `rows` SRAM rows from sram_addr on. Row i of block b
-# comes from dram_addr + b * block_stride + (i - pad_before) * row_stride, its
-# first row_elems lanes read and the rest pad_value; the first pad_before and
-# last pad_after rows of each block are all pad_value (convolution borders), and
-# so is every row when row_elems is 0 (a DRAM-free fill).
+# A LOAD writes the groups x blocks x rows SRAM rows of its descriptor (``hdl.walker``:
+# strides, and padding rows and blocks for convolution borders) from sram_addr on. A data
+# row's first row_elems lanes come from DRAM, the rest are pad_value; padding rows are all
+# pad_value, and so is every row when row_elems is 0 (a DRAM-free fill). COMBINE rows (C
+# int8 lanes) go into the accumulator by ``numerics.combine_rows`` with ``combine`` and a
+# scale: ``scale`` for every lane, or with lane_scales the int8 lanes of weight scratchpad
+# row scale_row (per-channel weights: the depthwise path).
 LOAD = data.StructLayout({
-    "target": Target, "sram_addr": 16, "dram_addr": 32, "row_elems": 7, "rows": 12,
-    "row_stride": 24, "blocks": 12, "block_stride": 32, "pad_before": 7, "pad_after": 7,
-    "pad_value": signed(8),
+    "target": Target, "sram_addr": 16, **DESCRIPTOR_FIELDS, "row_elems": 7, **PADDING_FIELDS,
+    "pad_value": signed(8), "combine": Combine, "scale": signed(SCALE_BITS), "lane_scales": 1, "scale_row": 16,
 })
 
-# A STORE post-processes `blocks` x `rows` accumulator rows from acc_addr on, with
-# the C channel records of channel row channel_row, keeping the first `channels`
-# channels, and writes numerics.stored_bytes(channels, mode) bytes of each row to
-# dram_addr + b * block_stride + i * row_stride.
-STORE = data.StructLayout({
-    "acc_addr": 16, "channel_row": 12, "dram_addr": 32, "channels": 7, "rows": 12,
-    "row_stride": 24, "blocks": 12, "block_stride": 32,
-})
+# A STORE post-processes the groups x blocks x rows accumulator rows from acc_addr on,
+# with the C channel records of channel row channel_row, keeping the first `channels`
+# channels, and writes numerics.stored_bytes(channels, mode) bytes of each row to its
+# descriptor address (``hdl.walker``, no padding).
+STORE = data.StructLayout({"acc_addr": 16, "channel_row": 12, **DESCRIPTOR_FIELDS, "channels": 7})
 
-# OS: acc[acc_addr + i][j] (+)= sum_k act[act_addr + k][i] * weight[weight_addr + k][j],
-#     i < R, j < C, k < beats.
+# OS: acc[acc_addr + i][j] (+)= sum_k A[i][k] * weight[weight_addr + k][j], i < R, j < C, k < beats,
+#     where A[i][b * R + t] = act[act_addr + b * R + i][t]: the activation rows are NHWC
+#     (a pixel's R channels), in blocks of R pixels per R reduction steps; beats is a
+#     multiple of R.
 # WS: the stationary weights become weight[weight_addr + r], r < R (preloaded while
 #     the previous COMPUTE finishes); then
 #     acc[acc_addr + m][j] (+)= sum_r act[act_addr + m][r] * stationary[r][j], m < beats.
@@ -97,6 +99,9 @@ INSTRUCTION = data.StructLayout({
     "fields": data.UnionLayout({"load": LOAD, "store": STORE, "compute": COMPUTE, "config": CONFIG}),
     "reserved": INSTRUCTION_BITS - HEADER.size - max(LOAD.size, STORE.size, COMPUTE.size, CONFIG.size),
 })
+
+# Fields an instruction leaves out take these values (every other field: 0).
+FIELD_DEFAULTS = {Opcode.LOAD: {"blocks": 1, "groups": 1}, Opcode.STORE: {"blocks": 1, "groups": 1}}
 
 _FIELDS = {Opcode.LOAD: ("load", LOAD), Opcode.STORE: ("store", STORE),
            Opcode.COMPUTE: ("compute", COMPUTE), Opcode.CONFIG: ("config", CONFIG)}
@@ -130,7 +135,10 @@ def _check_range(opcode: Opcode, field: str, shape, value) -> None:
 
 
 def encode(instruction: Instruction) -> int:
-    """The instruction as an ``INSTRUCTION_BITS``-bit integer (little-endian in DRAM)."""
+    """The instruction as an ``INSTRUCTION_BITS``-bit integer (little-endian in DRAM).
+
+    Fields not given take ``FIELD_DEFAULTS`` (or 0).
+    """
     header = {"opcode": instruction.opcode, **{name: int(getattr(instruction, name)) for name in _DEPENDENCIES}}
     value = {"header": header}
     if instruction.opcode in _FIELDS:
@@ -141,7 +149,7 @@ def encode(instruction: Instruction) -> int:
                              f"allowed: {', '.join(layout.members)}")
         for field, field_value in instruction.fields.items():
             _check_range(instruction.opcode, field, layout.members[field], field_value)
-        value["fields"] = {name: instruction.fields}
+        value["fields"] = {name: FIELD_DEFAULTS.get(instruction.opcode, {}) | instruction.fields}
     elif instruction.fields:
         raise ValueError(f"{instruction.opcode.name} takes no fields, not {instruction.fields}")
     return INSTRUCTION.const(value).as_bits()
@@ -160,5 +168,10 @@ def decode(bits: int) -> Instruction:
     if opcode in _FIELDS:
         name, layout = _FIELDS[opcode]
         record = getattr(view.fields, name)
-        fields = {field: getattr(record, field) for field in layout.members}
+        for field, shape in layout.members.items():
+            try:
+                fields[field] = getattr(record, field)
+            except ValueError:      # an enum field holding a value its enum does not define
+                raise ValueError(f"{opcode.name} field {field} holds an undefined value; allowed: "
+                                 f"{', '.join(f'{m.value} ({m.name})' for m in shape)}") from None
     return Instruction(opcode, fields, **{name: bool(getattr(view.header, name)) for name in _DEPENDENCIES})

@@ -1,12 +1,14 @@
 """The load unit: executes LOAD, moving DRAM rows into a scratchpad, the accumulator or the channel memory."""
-from amaranth.hdl import Cat, Const, Module, Mux, Signal
-from amaranth.lib import fifo, memory, stream, wiring
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import ADDR_WIDTH, BURST_BOUNDARY, response_failed
 from .config import AcceleratorConfig
 from .isa import INSTRUCTION, Target, target_element_bytes
+from .numerics import ACC_BITS, OPERAND_BITS, Combine
 from .sram import address_width
+from .walker import DESCRIPTOR_FIELDS, PADDING_FIELDS, RowWalker
 
 __all__ = ["LoadUnit", "memory_shapes", "MAX_OUTSTANDING_READS", "MAX_BURST_ROWS"]
 
@@ -15,7 +17,7 @@ MAX_BURST_ROWS = 16
 
 
 def memory_shapes(config: AcceleratorConfig) -> dict:
-    """(depth, lanes, bytes per lane) of each LOAD target's memory."""
+    """(depth, lanes, bytes per lane) of each memory a LOAD writes directly (COMBINE goes through the accumulator)."""
     rows, cols = config.array.rows, config.array.cols
     return {
         Target.ACTIVATIONS: (config.act_rows, rows, target_element_bytes(Target.ACTIVATIONS)),
@@ -34,26 +36,38 @@ class LoadUnit(wiring.Component):
     """Runs LOAD instructions from ``instructions`` with AXI read bursts, up to
     ``MAX_OUTSTANDING_READS`` in flight; consecutive single-beat rows share a burst.
 
+    COMBINE rows pass a one-row read-modify-write stage into the accumulator
+    (``numerics.combine_rows``). Writes in consecutive cycles to one row (the
+    beats of a multi-beat row) enable disjoint lanes, so the stage needs no
+    forwarding.
+
     Members
     -------
     instructions : In(stream.Signature(INSTRUCTION))
     token_available : In(1)       a compute->load token exists (for pop_next)
     pop_token, push_token : Out(1) one-cycle pulses (compute->load pop, load->compute push)
     arvalid, araddr, arlen, arready, rvalid, rdata, rresp, rlast : the AXI read channels it uses
-    write_<target> : one write port per target memory (byte granularity)
+    write_<target> : one write port per memory of ``memory_shapes`` (byte granularity)
+    acc_read, weight_read : read ports for COMBINE (old accumulator rows, per-lane scales)
     error_read, error_range : Out(1) pulses: a bad read response, an out-of-range SRAM row
+    error_field : Out(1)           pulse: an undefined target or COMBINE operation
     retired : Out(1)               pulse per finished instruction
     busy : Out(1)
     """
 
     def __init__(self, config: AcceleratorConfig):
         self.config = config
+        cols = config.array.cols
         members = {
             "instructions": In(stream.Signature(INSTRUCTION)),
             "token_available": In(1), "pop_token": Out(1), "push_token": Out(1),
             "arvalid": Out(1), "araddr": Out(ADDR_WIDTH), "arlen": Out(8), "arready": In(1),
             "rvalid": In(1), "rdata": In(config.bus_bits), "rresp": In(2), "rlast": In(1),
-            "error_read": Out(1), "error_range": Out(1), "retired": Out(1), "busy": Out(1),
+            "acc_read": In(memory.ReadPort.Signature(addr_width=address_width(config.acc_rows),
+                                                     shape=cols * ACC_BITS)),
+            "weight_read": In(memory.ReadPort.Signature(addr_width=address_width(config.weight_rows),
+                                                        shape=cols * OPERAND_BITS)),
+            "error_read": Out(1), "error_range": Out(1), "error_field": Out(1), "retired": Out(1), "busy": Out(1),
         }
         for target, shape in memory_shapes(config).items():
             members[f"write_{target.name.lower()}"] = In(_write_port_signature(*shape))
@@ -61,31 +75,32 @@ class LoadUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        bus_bytes = self.config.bus_bytes
+        config, cols = self.config, self.config.array.cols
+        bus_bytes = config.bus_bytes
         beat_shift = (bus_bytes - 1).bit_length()
         instruction = self.instructions.payload
         fields = Signal.like(instruction.fields.load)
         header = Signal.like(instruction.header)
+        walker = m.submodules.walker = RowWalker()
+        m.d.comb += [getattr(walker, name).eq(getattr(fields, name)) for name in {**DESCRIPTOR_FIELDS, **PADDING_FIELDS}]
 
-        block = Signal(12)
-        row = Signal(12)
         sram_row = Signal(16)
-        block_address = Signal(ADDR_WIDTH)
-        row_address = Signal(ADDR_WIDTH)
         beat = Signal(8)
         pad_row = Signal()
 
         # Per-target row geometry.
+        geometry = {target: (shape[0], shape[1] * shape[2]) for target, shape in memory_shapes(config).items()}
+        geometry[Target.COMBINE] = (config.acc_rows, cols * target_element_bytes(Target.COMBINE))
         valid_bytes = Signal(16)
         beats = Signal(8)
         depth = Signal(17)
-        for target, (target_depth, lanes, element) in memory_shapes(self.config).items():
+        for target, (target_depth, _) in geometry.items():
+            element = target_element_bytes(target)
             with m.If(fields.target == target):
                 m.d.comb += [valid_bytes.eq(fields.row_elems * element),
                              beats.eq((fields.row_elems * element + bus_bytes - 1) >> beat_shift),
                              depth.eq(target_depth)]
-        m.d.comb += pad_row.eq((row < fields.pad_before) | (row >= fields.rows - fields.pad_after) |
-                               (fields.row_elems == 0))
+        m.d.comb += pad_row.eq(walker.pad | (fields.row_elems == 0))
 
         # An R beat (for the oldest outstanding burst) has the write port; pad rows take idle cycles.
         # The first SRAM row of each burst in flight; rlast ends a burst.
@@ -93,27 +108,69 @@ class LoadUnit(wiring.Component):
         row_in_burst = Signal(range(MAX_BURST_ROWS))
         data_beat = Signal()
         pad_write = Signal()
-        m.d.comb += data_beat.eq(self.rvalid)
-        for target, (target_depth, lanes, element) in memory_shapes(self.config).items():
-            port = getattr(self, f"write_{target.name.lower()}")
-            row_bytes = lanes * element
-            pad_bytes = []
-            for byte in range(row_bytes):
-                if target == Target.CHANNELS:
-                    pad_bytes.append(Const(0, 8))
-                elif byte % element == 0:
-                    pad_bytes.append(fields.pad_value.as_unsigned())
-                else:     # sign extension of an int32 pad lane
-                    pad_bytes.append(Mux(fields.pad_value < 0, 0xFF, 0x00))
+        write_address = Signal(16)
+        m.d.comb += [data_beat.eq(self.rvalid),
+                     write_address.eq(Mux(data_beat, outstanding.r_data + row_in_burst, sram_row))]
+
+        def row_bytes(row_length, element, pad_byte):
+            """The bytes of a row as written this cycle, and their write enables."""
             data_bytes, enables = [], []
-            for byte in range(row_bytes):
+            for byte in range(row_length):
                 in_beat = data_beat & (beat == (byte >> beat_shift)) & (byte < valid_bytes)
                 beat_byte = self.rdata[(byte % bus_bytes) * 8:(byte % bus_bytes + 1) * 8]
-                data_bytes.append(Mux(in_beat, beat_byte, pad_bytes[byte]))
+                data_bytes.append(Mux(in_beat, beat_byte, pad_byte(byte)))
                 # The first beat of a row also fills the lanes past row_elems with padding.
-                enables.append(in_beat | ~data_beat | (beat == 0))
-            m.d.comb += [port.addr.eq(Mux(data_beat, outstanding.r_data + row_in_burst, sram_row)), port.data.eq(Cat(*data_bytes)),
-                         port.en.eq(Mux((data_beat | pad_write) & (fields.target == target), Cat(*enables), 0))]
+                enables.append(in_beat | ~data_beat | ((beat == 0) & (byte >= valid_bytes)))
+            return Cat(*data_bytes), Cat(*enables)
+
+        writing = data_beat | pad_write
+        combine_write = Signal(cols * ACC_BITS // 8)
+        combine_data = Signal(cols * ACC_BITS)
+        stage_address = Signal(16)
+        for target, (target_depth, lanes, element) in memory_shapes(config).items():
+            port = getattr(self, f"write_{target.name.lower()}")
+            if target == Target.CHANNELS:
+                def pad_byte(byte):
+                    return Const(0, 8)
+            else:
+                def pad_byte(byte, element=element):     # int32 pad lanes are sign-extended
+                    return fields.pad_value.as_unsigned() if byte % element == 0 else \
+                        Mux(fields.pad_value < 0, 0xFF, 0x00)
+            row, enables = row_bytes(lanes * element, element, pad_byte)
+            m.d.comb += [port.addr.eq(write_address), port.data.eq(row),
+                         port.en.eq(Mux(writing & (fields.target == target), enables, 0))]
+            if target == Target.ACCUMULATORS:
+                with m.If(combine_write.any()):
+                    m.d.comb += [port.addr.eq(stage_address), port.data.eq(combine_data),
+                                 port.en.eq(combine_write)]
+
+        # COMBINE: this cycle's row is staged while the old accumulator row is read, and combined next cycle.
+        lanes_layout = data.ArrayLayout(signed(OPERAND_BITS), cols)
+        acc_layout = data.ArrayLayout(signed(ACC_BITS), cols)
+        incoming, incoming_enables = row_bytes(cols, 1, lambda byte: fields.pad_value.as_unsigned())
+        stage_valid = Signal()
+        stage_lanes = Signal(lanes_layout)
+        stage_enables = Signal(cols)
+        m.d.sync += [stage_valid.eq(writing & (fields.target == Target.COMBINE)), stage_address.eq(write_address),
+                     stage_lanes.eq(incoming), stage_enables.eq(incoming_enables)]
+        m.d.comb += [self.acc_read.addr.eq(write_address), self.acc_read.en.eq(1),
+                     self.weight_read.addr.eq(fields.scale_row), self.weight_read.en.eq(1)]
+        combined = Signal(acc_layout)
+        old_row = acc_layout(self.acc_read.data)
+        lane_scales = lanes_layout(self.weight_read.data)
+        for lane in range(cols):
+            old = old_row[lane]
+            product = stage_lanes[lane] * Mux(fields.lane_scales, lane_scales[lane], fields.scale)
+            with m.Switch(fields.combine):
+                with m.Case(Combine.OVERWRITE):
+                    m.d.comb += combined[lane].eq(product)
+                with m.Case(Combine.ADD):
+                    m.d.comb += combined[lane].eq(old + product)
+                with m.Case(Combine.MAX):
+                    m.d.comb += combined[lane].eq(Mux(product > old, product, old))
+        m.d.comb += [combine_data.eq(combined),
+                     combine_write.eq(Mux(stage_valid, Cat(enable.replicate(ACC_BITS // 8)
+                                                           for enable in stage_enables), 0))]
 
         # Writer: R beats in order of their bursts; a burst may carry several rows.
         with m.If(self.rvalid):
@@ -129,12 +186,11 @@ class LoadUnit(wiring.Component):
         # and never across a BURST_BOUNDARY.
         mergeable = Signal()
         burst_rows = Signal(range(MAX_BURST_ROWS + 1))
-        data_rows_left = Signal(12)
         page_beats_left = Signal(range((BURST_BOUNDARY >> beat_shift) + 1))
+        data_rows_left = walker.data_rows_left
         m.d.comb += [
             mergeable.eq((beats == 1) & (fields.row_stride == bus_bytes)),
-            data_rows_left.eq(fields.rows - fields.pad_after - row),
-            page_beats_left.eq((BURST_BOUNDARY - row_address[:(BURST_BOUNDARY - 1).bit_length()]) >> beat_shift),
+            page_beats_left.eq((BURST_BOUNDARY - walker.address[:(BURST_BOUNDARY - 1).bit_length()]) >> beat_shift),
             burst_rows.eq(1),
         ]
         with m.If(mergeable):
@@ -144,32 +200,39 @@ class LoadUnit(wiring.Component):
             with m.Elif(page_beats_left < MAX_BURST_ROWS):
                 m.d.comb += burst_rows.eq(page_beats_left)
         step = Signal(range(MAX_BURST_ROWS + 1))
-        m.d.comb += [self.araddr.eq(row_address), self.arlen.eq(Mux(mergeable, burst_rows, beats) - 1),
+        m.d.comb += [self.araddr.eq(walker.address), self.arlen.eq(Mux(mergeable, burst_rows, beats) - 1),
                      outstanding.w_data.eq(sram_row),
                      outstanding.w_en.eq(self.arvalid & self.arready),
-                     step.eq(Mux(pad_row, 1, burst_rows))]
+                     step.eq(Mux(pad_row, 1, burst_rows)),
+                     walker.step.eq(step),
+                     walker.step_bytes.eq(Mux(mergeable, burst_rows << beat_shift, fields.row_stride))]
         retire = Signal()
         advance = Signal()
-        m.d.comb += [self.retired.eq(retire), self.push_token.eq(retire & header.push_next)]
+        m.d.comb += [self.retired.eq(retire), self.push_token.eq(retire & header.push_next), walker.advance.eq(advance)]
 
         with m.FSM():
             with m.State("Idle"):
                 with m.If(self.instructions.valid & (~instruction.header.pop_next | self.token_available)):
                     m.d.comb += [self.instructions.ready.eq(1), self.pop_token.eq(instruction.header.pop_next)]
                     m.d.sync += [fields.eq(instruction.fields.load), header.eq(instruction.header),
-                                 block.eq(0), row.eq(0), sram_row.eq(instruction.fields.load.sram_addr),
-                                 block_address.eq(instruction.fields.load.dram_addr),
-                                 row_address.eq(instruction.fields.load.dram_addr)]
+                                 sram_row.eq(instruction.fields.load.sram_addr)]
                     m.next = "Check"
             with m.State("Check"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(fields.sram_addr + fields.rows * fields.blocks > depth):
-                    m.d.comb += self.error_range.eq(1)
+                bad_scale_row = ((fields.target == Target.COMBINE) & fields.lane_scales &
+                                 (fields.scale_row >= config.weight_rows))
+                undefined = ((fields.target.as_value() > max(t.value for t in Target)) |
+                             ((fields.target == Target.COMBINE) &
+                              (fields.combine.as_value() > max(c.value for c in Combine))))
+                out_of_range = (fields.sram_addr + fields.rows * fields.blocks * fields.groups > depth) | bad_scale_row
+                with m.If(undefined | out_of_range):
+                    m.d.comb += [self.error_field.eq(undefined), self.error_range.eq(~undefined)]
                     m.next = "Idle"
-                with m.Elif((fields.rows == 0) | (fields.blocks == 0)):
+                with m.Elif((fields.rows == 0) | (fields.blocks == 0) | (fields.groups == 0)):
                     m.d.comb += retire.eq(1)
                     m.next = "Idle"
                 with m.Else():
+                    m.d.comb += walker.start.eq(1)
                     m.next = "Walk"
             with m.State("Walk"):
                 m.d.comb += self.busy.eq(1)
@@ -179,18 +242,10 @@ class LoadUnit(wiring.Component):
                     m.d.comb += self.arvalid.eq(outstanding.w_rdy)
                     with m.If(self.arvalid & self.arready):
                         m.d.comb += advance.eq(1)
-                        m.d.sync += row_address.eq(row_address + Mux(mergeable, burst_rows << beat_shift,
-                                                                      fields.row_stride))
                 with m.If(advance):
                     m.d.sync += sram_row.eq(sram_row + step)
-                    with m.If(row + step == fields.rows):
-                        m.d.sync += [row.eq(0), block.eq(block + 1),
-                                     block_address.eq(block_address + fields.block_stride),
-                                     row_address.eq(block_address + fields.block_stride)]
-                        with m.If(block == fields.blocks - 1):
-                            m.next = "Drain"
-                    with m.Else():
-                        m.d.sync += row.eq(row + step)
+                    with m.If(walker.last):
+                        m.next = "Drain"
             with m.State("Drain"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(~outstanding.r_rdy):

@@ -241,11 +241,16 @@ class Combine(hdl_enum.Enum, shape=2):
 
 
 def combine_rows(acc, rows, scale, combine: Combine) -> np.ndarray:
-    """The accumulator after int8 ``rows`` are combined into it (``Combine``); ``acc`` is ignored by OVERWRITE."""
+    """The accumulator after int8 ``rows`` are combined into it (``Combine``); ``acc`` is ignored by OVERWRITE.
+
+    ``scale`` is one integer or one per lane (last axis): per-channel weights make
+    ADD a depthwise multiply-accumulate.
+    """
+    scale = np.asarray(scale, dtype=np.int64)
     low, high = -(1 << (SCALE_BITS - 1)), (1 << (SCALE_BITS - 1)) - 1
-    if not low <= scale <= high:
-        raise ValueError(f"Combine scale must be from {low} to {high}, not {scale}")
-    scaled = np.asarray(rows, dtype=np.int64) * int(scale)
+    if scale.size and not (low <= scale.min() and scale.max() <= high):
+        raise ValueError(f"Combine scale must be from {low} to {high}, not {scale.min()}..{scale.max()}")
+    scaled = np.asarray(rows, dtype=np.int64) * scale
     combine = Combine(combine)
     if combine == Combine.OVERWRITE:
         return wrap_acc(scaled)

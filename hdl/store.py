@@ -9,6 +9,7 @@ from .isa import CHANNEL_RECORD_BYTES, INSTRUCTION, Opcode
 from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, SHIFT_BITS, ArithMode
 from .postprocess import PostProcessor, channel_params_layout, output_params_layout
 from .sram import RowReader, address_width
+from .walker import DESCRIPTOR_FIELDS, RowWalker
 
 __all__ = ["StoreUnit"]
 
@@ -86,15 +87,14 @@ class StoreUnit(wiring.Component):
         m.d.comb += [self.wdata.eq(beat_words[beat]), self.wstrb.eq(strobes), self.wlast.eq(beat == beats - 1),
                      self.bytes_written.eq(Mux(self.wvalid & self.wready, sum(strobes), 0))]
 
-        block = Signal(12)
-        row = Signal(12)
-        block_address = Signal(ADDR_WIDTH)
-        row_address = Signal(ADDR_WIDTH)
+        walker = m.submodules.walker = RowWalker(padding=False)
+        m.d.comb += [getattr(walker, name).eq(getattr(fields, name)) for name in DESCRIPTOR_FIELDS]
+        m.d.comb += [walker.step.eq(1), walker.step_bytes.eq(fields.row_stride)]
         outstanding = Signal(8)
         aw_fire = Signal()
         b_fire = Signal()
-        m.d.comb += [self.awaddr.eq(row_address), self.awlen.eq(beats - 1), aw_fire.eq(self.awvalid & self.awready),
-                     b_fire.eq(self.bvalid)]
+        m.d.comb += [self.awaddr.eq(walker.address), self.awlen.eq(beats - 1),
+                     aw_fire.eq(self.awvalid & self.awready), b_fire.eq(self.bvalid)]
         m.d.sync += outstanding.eq(outstanding + aw_fire - b_fire)
         with m.If(b_fire & (response_failed(self.bresp))):
             m.d.comb += self.error_write.eq(1)
@@ -110,8 +110,6 @@ class StoreUnit(wiring.Component):
                     with m.If(is_store):
                         m.d.comb += [self.channel_read.addr.eq(instruction.fields.store.channel_row),
                                      self.channel_read.en.eq(1)]
-                        m.d.sync += [block.eq(0), row.eq(0), block_address.eq(instruction.fields.store.dram_addr),
-                                     row_address.eq(instruction.fields.store.dram_addr)]
                         m.next = "Check"
                     with m.Else():
                         m.d.sync += output.eq(instruction.fields.config)
@@ -119,7 +117,7 @@ class StoreUnit(wiring.Component):
             with m.State("Check"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += channel_params.eq(decoded)
-                total_rows = fields.rows * fields.blocks
+                total_rows = fields.rows * fields.blocks * fields.groups
                 with m.If((fields.acc_addr + total_rows > config.acc_rows) |
                           (fields.channel_row >= config.channel_rows) | (fields.channels > cols)):
                     m.d.comb += self.error_range.eq(1)
@@ -127,7 +125,8 @@ class StoreUnit(wiring.Component):
                 with m.Elif(total_rows == 0):
                     m.next = "Retire"
                 with m.Else():
-                    m.d.comb += [reader.first.eq(fields.acc_addr), reader.count.eq(total_rows), reader.start.eq(1)]
+                    m.d.comb += [reader.first.eq(fields.acc_addr), reader.count.eq(total_rows), reader.start.eq(1),
+                                 walker.start.eq(1)]
                     m.next = "Address"
             with m.State("Address"):
                 m.d.comb += self.busy.eq(1)
@@ -141,17 +140,10 @@ class StoreUnit(wiring.Component):
                 with m.If(self.wready):
                     m.d.sync += beat.eq(beat + 1)
                     with m.If(beat == beats - 1):
-                        m.d.comb += post.rows_out.ready.eq(1)
-                        with m.If(row == fields.rows - 1):
-                            m.d.sync += [row.eq(0), block.eq(block + 1),
-                                         block_address.eq(block_address + fields.block_stride),
-                                         row_address.eq(block_address + fields.block_stride)]
-                            with m.If(block == fields.blocks - 1):
-                                m.next = "Drain"
-                            with m.Else():
-                                m.next = "Address"
+                        m.d.comb += [post.rows_out.ready.eq(1), walker.advance.eq(1)]
+                        with m.If(walker.last):
+                            m.next = "Drain"
                         with m.Else():
-                            m.d.sync += [row.eq(row + 1), row_address.eq(row_address + fields.row_stride)]
                             m.next = "Address"
             with m.State("Drain"):
                 m.d.comb += self.busy.eq(1)

@@ -2,10 +2,11 @@
 
 ``y = post(a @ w)``, with ``post`` the store path of ``numerics.store_rows``.
 DRAM layouts are blocked so that every scratchpad row is one aligned DRAM
-row (``quant.memory``): for OS, ``a`` is stored transposed in blocks of R
-output rows; for WS, in blocks of R reduction rows; ``w`` in blocks of C
-output columns; the output in blocks of C channels (``y.n<b>``, one row per
-output row, the first ``ceil(C/8)`` bytes in binary mode).
+row (``quant.memory``), the same for both dataflows: ``a`` in blocks of R
+reduction columns (``a.k``: block j is M rows of R lanes, K padded to a
+multiple of R with neutral values), ``w`` in blocks of C output columns, the
+output in blocks of C channels (``y.n<b>``, one row per output row, the first
+``ceil(C/8)`` bytes in binary mode).
 
 Schedule: the scratchpads and the accumulator are split in halves used
 alternately (ping-pong); loads run one step ahead of compute, and stores of
@@ -164,35 +165,46 @@ def compile_gemm(config: AcceleratorConfig, layer: GemmLayer) -> CompiledGemm:
                 "channels": _block_channels(layer, cols, b),
                 "rows": count, "row_stride": outputs[b].row_stride, "blocks": 1, "block_stride": 0}
 
+    k_blocks = _blocks(k, rows)
+    a_padded = np.full((m, len(k_blocks) * rows), act_pad, dtype=np.int64)
+    a_padded[:, :k] = layer.a
+    a_blocks = image.place_rows("a.k", a_padded.reshape(m, -1, rows).transpose(1, 0, 2).reshape(-1, rows))
+    a_block_stride = m * a_blocks.row_stride
+
     if array.dataflow == Dataflow.OS:
-        m_blocks = _blocks(m, rows)
-        a_t = [image.place_rows(f"a.m{i}", layer.a[block].T) for i, block in enumerate(m_blocks)]
-        chunk = min(k, act_half, weight_half, _MAX_BEATS)
+        # A COMPUTE takes R rows (pixels) of each of its reduction blocks; beats cover whole blocks.
+        chunk_blocks = min(len(k_blocks), min(act_half, weight_half, _MAX_BEATS) // rows)
         # When all of K fits one chunk, a block of weights stays loaded for every row block
         # (in the weight half of its channel block's parity): only activations stream.
-        keep_weights = chunk == k
+        keep_weights = chunk_blocks == len(k_blocks)
         for b, n_block in enumerate(n_blocks):
-            for i, m_block in enumerate(m_blocks):
+            for m_block in _blocks(m, rows):
                 acc_addr = (scheduler.tiles % 2) * acc_half
-                k_chunks = _blocks(k, chunk)
-                for c, k_chunk in enumerate(k_chunks):
+                chunks = _blocks(len(k_blocks), chunk_blocks)
+                for c, chunk in enumerate(chunks):
                     half = scheduler.steps % 2
                     weight_addr = (b % 2 if keep_weights else half) * weight_half
-                    beats = k_chunk.stop - k_chunk.start
-                    loads = [_load(Target.ACTIVATIONS, half * act_half, a_t[i].address + k_chunk.start * a_t[i].row_stride,
-                                   beats, a_t[i].row_stride, m_block.stop - m_block.start, act_pad)]
-                    if not keep_weights or i == 0:
+                    beats = (chunk.stop - chunk.start) * rows
+                    first_k = chunk.start * rows
+                    real_k = min(k, first_k + beats) - first_k
+                    pixels = m_block.stop - m_block.start
+                    loads = [(Opcode.LOAD, {
+                        "target": Target.ACTIVATIONS, "sram_addr": half * act_half,
+                        "dram_addr": a_blocks.address + chunk.start * a_block_stride + m_block.start * a_blocks.row_stride,
+                        "row_elems": rows, "rows": rows, "row_stride": a_blocks.row_stride,
+                        "blocks": chunk.stop - chunk.start, "block_stride": a_block_stride, "pad_before": 0,
+                        "pad_after": rows - pixels, "pad_value": act_pad})]
+                    if not keep_weights or m_block.start == 0:
                         loads.append(_load(Target.WEIGHTS, weight_addr,
-                                           weights[b].address + k_chunk.start * weights[b].row_stride,
-                                           beats, weights[b].row_stride, n_block.stop - n_block.start, weight_pad))
+                                           weights[b].address + first_k * weights[b].row_stride, beats,
+                                           weights[b].row_stride, n_block.stop - n_block.start, weight_pad,
+                                           pad_after=beats - real_k))
                     compute = {"act_addr": half * act_half, "weight_addr": weight_addr, "acc_addr": acc_addr,
                                "beats": beats, "accumulate": int(c > 0), "mode": layer.mode}
-                    last = c == len(k_chunks) - 1
+                    last = c == len(chunks) - 1
                     scheduler.step(loads, compute, starts_tile=c == 0, ends_tile=last,
-                                   store=[store(b, acc_addr, m_block.start, m_block.stop - m_block.start)] if last else [])
+                                   store=[store(b, acc_addr, m_block.start, pixels)] if last else [])
     else:
-        k_blocks = _blocks(k, rows)
-        a_blocks = [image.place_rows(f"a.k{j}", layer.a[:, block]) for j, block in enumerate(k_blocks)]
         chunk = min(m, act_half, acc_half, _MAX_BEATS)
         for b, n_block in enumerate(n_blocks):
             for m_chunk in _blocks(m, chunk):
@@ -206,8 +218,8 @@ def compile_gemm(config: AcceleratorConfig, layer: GemmLayer) -> CompiledGemm:
                                    weights[b].row_stride, n_block.stop - n_block.start, weight_pad,
                                    pad_after=rows - depth),
                              _load(Target.ACTIVATIONS, half * act_half,
-                                   a_blocks[j].address + m_chunk.start * a_blocks[j].row_stride, beats,
-                                   a_blocks[j].row_stride, depth, act_pad)]
+                                   a_blocks.address + j * a_block_stride + m_chunk.start * a_blocks.row_stride,
+                                   beats, a_blocks.row_stride, rows, act_pad)]
                     compute = {"act_addr": half * act_half, "weight_addr": half * weight_half, "acc_addr": acc_addr,
                                "beats": beats, "accumulate": int(j > 0), "mode": layer.mode}
                     last = j == len(k_blocks) - 1

@@ -13,7 +13,8 @@ import numpy as np
 
 from hdl.config import AcceleratorConfig, Dataflow
 from hdl.isa import CHANNEL_RECORD_BYTES, Instruction, Opcode, Target, decode, target_element_bytes
-from hdl.numerics import ArithMode, golden_gemm, store_rows, stored_bytes, wrap_acc
+from hdl.numerics import ArithMode, combine_rows, golden_gemm, store_rows, stored_bytes, wrap_acc
+from hdl.walker import row_addresses
 
 from .memory import AXI_BOUNDARY, INSTRUCTION_BYTES, unpack_channel_records
 from .program import UNIT_NAMES, unit_of
@@ -130,32 +131,35 @@ class IsaSimulator:
             Target.WEIGHTS: (self.weights, self.config.array.cols, "weight scratchpad"),
             Target.ACCUMULATORS: (self.accumulators, self.config.array.cols, "accumulator"),
             Target.CHANNELS: (self.channels, self.config.array.cols, "channel memory"),
+            Target.COMBINE: (self.accumulators, self.config.array.cols, "accumulator"),
         }[target]
         rows, blocks = f["rows"], f["blocks"]
         if f["row_elems"] > lanes:
             raise IsaError(f"{where}: row_elems {f['row_elems']} exceeds the {lanes} lanes of a {name} row")
         if f["pad_before"] + f["pad_after"] > rows:
             raise IsaError(f"{where}: pad_before + pad_after exceed rows ({rows})")
-        if target == Target.CHANNELS and (f["pad_before"] or f["pad_after"]):
+        if f["pad_blocks_before"] + f["pad_blocks_after"] > blocks:
+            raise IsaError(f"{where}: pad_blocks_before + pad_blocks_after exceed blocks ({blocks})")
+        padded = f["pad_before"] or f["pad_after"] or f["pad_blocks_before"] or f["pad_blocks_after"]
+        if target == Target.CHANNELS and padded:
             raise IsaError(f"{where}: channel loads take no padding rows")
-        self._check_rows(memory, f["sram_addr"], rows * blocks, name, where)
+        self._check_rows(memory, f["sram_addr"], rows * blocks * f["groups"], name, where)
+        if target == Target.COMBINE and f["lane_scales"]:
+            self._check_rows(self.weights, f["scale_row"], 1, "weight scratchpad", where)
         dtype = {1: "<i1", 4: "<i4", CHANNEL_RECORD_BYTES: "u1"}[element]
-        for block in range(blocks):
-            for row in range(rows):
-                sram_row = f["sram_addr"] + block * rows + row
-                if target == Target.CHANNELS:
-                    memory[sram_row] = 0
-                else:
-                    memory[sram_row] = f["pad_value"]
-                if row < f["pad_before"] or row >= rows - f["pad_after"] or f["row_elems"] == 0:
-                    continue        # a padding row: no DRAM read
-                address = f["dram_addr"] + block * f["block_stride"] + (row - f["pad_before"]) * f["row_stride"]
-                raw = self._dram_read(address, f["row_elems"] * element, where)
-                values = np.frombuffer(raw, dtype=dtype)
-                if target == Target.CHANNELS:
-                    memory[sram_row, :f["row_elems"]] = values.reshape(-1, CHANNEL_RECORD_BYTES)
-                else:
-                    memory[sram_row, :f["row_elems"]] = values
+        for index, address in enumerate(row_addresses(f)):
+            row = np.zeros(memory.shape[1:], dtype=np.int64) if target == Target.CHANNELS else \
+                np.full(lanes, f["pad_value"], dtype=np.int64)
+            if address is not None and f["row_elems"]:
+                values = np.frombuffer(self._dram_read(address, f["row_elems"] * element, where), dtype=dtype)
+                row[:f["row_elems"]] = values.reshape(-1, CHANNEL_RECORD_BYTES) if target == Target.CHANNELS \
+                    else values
+            sram_row = f["sram_addr"] + index
+            if target == Target.COMBINE:
+                scale = self.weights[f["scale_row"]] if f["lane_scales"] else f["scale"]
+                memory[sram_row] = combine_rows(memory[sram_row], row, scale, f["combine"])
+            else:
+                memory[sram_row] = row
 
     def _compute(self, f: dict, where: str) -> None:
         array = self.config.array
@@ -165,8 +169,11 @@ class IsaSimulator:
         beats = f["beats"]
         self._check_rows(self.activations, f["act_addr"], beats, "activation scratchpad", where)
         if array.dataflow == Dataflow.OS:
+            if beats % array.rows:
+                raise IsaError(f"{where}: OS beats {beats} is not a multiple of the array's {array.rows} rows")
             self._check_rows(self.weights, f["weight_addr"], beats, "weight scratchpad", where)
-            a = self.activations[f["act_addr"]:f["act_addr"] + beats].T
+            blocks = self.activations[f["act_addr"]:f["act_addr"] + beats].reshape(-1, array.rows, array.rows)
+            a = blocks.transpose(1, 0, 2).reshape(array.rows, beats)
             result = golden_gemm(a, self.weights[f["weight_addr"]:f["weight_addr"] + beats], mode)
         else:
             self._check_rows(self.weights, f["weight_addr"], array.rows, "weight scratchpad", where)
@@ -188,15 +195,13 @@ class IsaSimulator:
             raise IsaError(f"{where}: channels {f['channels']} exceeds the {cols} lanes of an output row")
         if f["channel_row"] >= len(self.channels):
             raise IsaError(f"{where}: channel_row {f['channel_row']} is outside the {len(self.channels)} channel rows")
-        self._check_rows(self.accumulators, f["acc_addr"], f["rows"] * f["blocks"], "accumulator", where)
+        addresses = row_addresses(f)
+        self._check_rows(self.accumulators, f["acc_addr"], len(addresses), "accumulator", where)
         params = unpack_channel_records(self.channels[f["channel_row"]])
         out = self.output
-        for block in range(f["blocks"]):
-            first = f["acc_addr"] + block * f["rows"]
-            lanes = store_rows(self.accumulators[first:first + f["rows"]], params["bias"], params["multiplier"],
-                               params["shift"], params["flip"], ArithMode(out["mode"]), out["zero_point"],
-                               out["clamp_min"], out["clamp_max"], f["channels"])
-            width = stored_bytes(f["channels"], ArithMode(out["mode"]))
-            for row, values in enumerate(lanes):
-                address = f["dram_addr"] + block * f["block_stride"] + row * f["row_stride"]
-                self._dram_write(address, values[:width].astype(np.int8).tobytes(), where)
+        lanes = store_rows(self.accumulators[f["acc_addr"]:f["acc_addr"] + len(addresses)], params["bias"],
+                           params["multiplier"], params["shift"], params["flip"], ArithMode(out["mode"]),
+                           out["zero_point"], out["clamp_min"], out["clamp_max"], f["channels"])
+        width = stored_bytes(f["channels"], ArithMode(out["mode"]))
+        for address, values in zip(addresses, lanes):
+            self._dram_write(address, values[:width].astype(np.int8).tobytes(), where)

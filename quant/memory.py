@@ -9,7 +9,10 @@ the simulation loaders and (later) the host driver:
 * int8 rows are packed lane after lane, int32 lanes little-endian;
 * a channel record (``isa.CHANNEL_RECORD_BYTES``) is bias int32, multiplier
   int32, shift int8, flip uint8, then zero padding;
-* instructions are ``isa.INSTRUCTION_BITS`` wide, little-endian.
+* instructions are ``isa.INSTRUCTION_BITS`` wide, little-endian;
+* a feature map (H, W, C) is NHWC in channel blocks (``FeatureMap``): block
+  ``cb`` holds channels ``cb*lanes ..`` of every pixel, one row per pixel in
+  raster order, so convolution windows and pooling taps are whole rows.
 """
 from dataclasses import dataclass, field
 
@@ -19,7 +22,7 @@ from hdl.axi import BURST_BOUNDARY
 from hdl.isa import CHANNEL_RECORD_BYTES, INSTRUCTION_BITS, Instruction, encode
 from hdl.numerics import SHIFT_BITS
 
-__all__ = ["Region", "MemoryImage", "pack_channel_records", "unpack_channel_records", "round_up", "row_stride",
+__all__ = ["Region", "FeatureMap", "MemoryImage", "pack_channel_records", "unpack_channel_records", "round_up", "row_stride",
            "AXI_BOUNDARY"]
 
 INSTRUCTION_BYTES = INSTRUCTION_BITS // 8
@@ -49,6 +52,33 @@ class Region:
     size: int
     row_stride: int = 0
     rows: int = 0
+
+
+@dataclass(frozen=True)
+class FeatureMap:
+    """Where an (H, W, C) int8 tensor lives: channel blocks of ``lanes``, a row per pixel."""
+    name: str
+    address: int
+    height: int
+    width: int
+    channels: int
+    lanes: int
+    row_stride: int
+
+    @property
+    def channel_blocks(self) -> int:
+        return -(-self.channels // self.lanes)
+
+    @property
+    def block_stride(self) -> int:
+        return self.height * self.width * self.row_stride
+
+    def block_channels(self, block: int) -> int:
+        """Channels stored in channel block ``block`` (the last may be partial)."""
+        return min(self.lanes, self.channels - block * self.lanes)
+
+    def pixel_address(self, block: int, y: int, x: int) -> int:
+        return self.address + block * self.block_stride + (y * self.width + x) * self.row_stride
 
 
 def pack_channel_records(bias, multiplier, shift, flip) -> np.ndarray:
@@ -102,6 +132,33 @@ class MemoryImage:
         for index, row in enumerate(packed):
             self.write(region.address + index * region.row_stride, row.tobytes())
         return region
+
+    def allocate_feature_map(self, name: str, height: int, width: int, channels: int, lanes: int) -> FeatureMap:
+        """Reserve an (H, W, C) feature map in channel blocks of ``lanes``."""
+        stride = row_stride(lanes, self.alignment)
+        blocks = -(-channels // lanes)
+        region = self.allocate(name, blocks * height * width * stride, stride, blocks * height * width)
+        return FeatureMap(name, region.address, height, width, channels, lanes, stride)
+
+    def place_feature_map(self, name: str, values: np.ndarray, lanes: int) -> FeatureMap:
+        """Store an (H, W, C) int8 array as a feature map."""
+        height, width, channels = values.shape
+        fmap = self.allocate_feature_map(name, height, width, channels, lanes)
+        for block in range(fmap.channel_blocks):
+            lanes_here = values[:, :, block * lanes:block * lanes + fmap.block_channels(block)]
+            for index, row in enumerate(lanes_here.reshape(height * width, -1).astype(np.int8)):
+                self.write(fmap.pixel_address(block, 0, 0) + index * fmap.row_stride, row.tobytes())
+        return fmap
+
+    def read_feature_map(self, fmap: FeatureMap) -> np.ndarray:
+        """The (H, W, C) int8 values of ``fmap``."""
+        values = np.zeros((fmap.height * fmap.width, fmap.channels), dtype=np.int64)
+        for block in range(fmap.channel_blocks):
+            width = fmap.block_channels(block)
+            for index in range(fmap.height * fmap.width):
+                raw = self.read(fmap.pixel_address(block, 0, 0) + index * fmap.row_stride, width)
+                values[index, block * fmap.lanes:block * fmap.lanes + width] = np.frombuffer(raw, dtype=np.int8)
+        return values.reshape(fmap.height, fmap.width, fmap.channels)
 
     def place_program(self, name: str, program: list[Instruction]) -> Region:
         region = self.allocate_rows(name, len(program), INSTRUCTION_BYTES)

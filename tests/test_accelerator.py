@@ -5,11 +5,12 @@ from gemm_cases import random_layer
 
 from hdl.config import AcceleratorConfig, ArrayConfig
 from hdl.csr import ErrorCode
-from hdl.isa import Instruction, Opcode, Target
+from hdl.isa import HEADER, Instruction, Opcode, Target
+from hdl.isa import LOAD as LOAD_LAYOUT
 from hdl.numerics import ArithMode
 from quant.gemm import compile_gemm
 from quant.isasim import IsaError, IsaSimulator
-from quant.memory import MemoryImage
+from quant.memory import INSTRUCTION_BYTES, MemoryImage
 from sim.accelerator_runner import AcceleratorRun, accelerator_model, run_programs
 
 CONFIGS = [
@@ -74,13 +75,28 @@ STORE = {"acc_addr": 0, "channel_row": 0, "dram_addr": 0, "channels": 3, "rows":
          "blocks": 1, "block_stride": 0}
 END = Instruction(Opcode.END, {})
 DRAM_BYTES = 4096
-FAULTS = {
-    ErrorCode.ILLEGAL_OPCODE: None,
-    ErrorCode.READ_RESPONSE: [Instruction(Opcode.LOAD, {**LOAD, "dram_addr": DRAM_BYTES + 64}), END],
-    ErrorCode.WRITE_RESPONSE: [Instruction(Opcode.STORE, {**STORE, "dram_addr": DRAM_BYTES + 64}), END],
-    ErrorCode.SRAM_RANGE: [Instruction(Opcode.LOAD, {**LOAD, "sram_addr": 65535}), END],
-    ErrorCode.PROGRAM_OVERRUN: [Instruction(Opcode.SYNC, {}), Instruction(Opcode.SYNC, {})],
-}
+FAULTS = [
+    (ErrorCode.ILLEGAL_OPCODE, None),
+    (ErrorCode.READ_RESPONSE, [Instruction(Opcode.LOAD, {**LOAD, "dram_addr": DRAM_BYTES + 64}), END]),
+    (ErrorCode.WRITE_RESPONSE, [Instruction(Opcode.STORE, {**STORE, "dram_addr": DRAM_BYTES + 64}), END]),
+    (ErrorCode.SRAM_RANGE, [Instruction(Opcode.LOAD, {**LOAD, "sram_addr": 65535}), END]),
+    (ErrorCode.SRAM_RANGE, [Instruction(Opcode.LOAD, {**LOAD, "target": Target.COMBINE, "lane_scales": 1,
+                                                      "scale_row": 4000}), END]),
+    (ErrorCode.PROGRAM_OVERRUN, [Instruction(Opcode.SYNC, {}), Instruction(Opcode.SYNC, {})]),
+    (ErrorCode.ILLEGAL_FIELD, [Instruction(Opcode.COMPUTE, {"act_addr": 0, "weight_addr": 0, "acc_addr": 0,
+                                                            "beats": 3, "accumulate": 0, "mode": ArithMode.INT8}),
+                               END]),      # CONFIGS[0] is OS with R = 2: beats must be a multiple of 2
+    (ErrorCode.ILLEGAL_FIELD, "undefined combine"),
+]
+
+
+def undefined_combine_image(config):
+    """A COMBINE LOAD whose combine field holds 3, which ``Combine`` does not define."""
+    image, address = fault_image(config, [Instruction(Opcode.LOAD, {**LOAD, "target": Target.COMBINE}), END])
+    bits = int.from_bytes(image[address:address + INSTRUCTION_BYTES], "little")
+    offset = HEADER.size + LOAD_LAYOUT["combine"].offset
+    bits |= 3 << offset
+    return image[:address] + bits.to_bytes(INSTRUCTION_BYTES, "little") + image[address + INSTRUCTION_BYTES:], address
 
 
 def test_faults_stop_cleanly_and_the_next_program_runs(seed):
@@ -90,12 +106,17 @@ def test_faults_stop_cleanly_and_the_next_program_runs(seed):
     good_run = AcceleratorRun(bytes(good.image.data), good.program_region.address, len(good.program),
                               reset_before=False)
     runs, expected = [], []
-    for code, program in FAULTS.items():
+    for code, program in FAULTS:
         if program is None:        # an opcode the ISA does not define, written as raw bytes
             image, address = fault_image(config, [END])
             image = bytearray(image)
             image[address] = 7
             image = bytes(image)
+        elif isinstance(program, str):
+            image, address = undefined_combine_image(config)
+            program = [None, END]
+            with pytest.raises(IsaError, match="combine holds an undefined value"):
+                isa_reference(config, image + bytes(DRAM_BYTES - len(image)), address, len(program))
         else:
             image, address = fault_image(config, program)
             with pytest.raises(IsaError):     # the reference refuses the same programs

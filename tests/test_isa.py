@@ -14,14 +14,16 @@ from hdl.isa import (
     decode,
     encode,
 )
-from hdl.numerics import ArithMode
+from hdl.numerics import ArithMode, Combine
 
 FIELDS = {
-    Opcode.LOAD: {"target": Target.ACCUMULATORS, "sram_addr": 65535, "dram_addr": 0xFFFF_FFF0, "row_elems": 64,
-                  "rows": 4095, "row_stride": 1 << 23, "blocks": 7, "block_stride": 123456, "pad_before": 3,
-                  "pad_after": 63, "pad_value": -128},
+    Opcode.LOAD: {"target": Target.COMBINE, "sram_addr": 65535, "dram_addr": 0xFFFF_FFF0, "row_elems": 64,
+                  "rows": 4095, "row_stride": 1 << 23, "blocks": 7, "block_stride": 123456, "groups": 4095,
+                  "group_stride": (1 << 24) - 16, "pad_before": 3, "pad_after": 63, "pad_blocks_before": 127,
+                  "pad_blocks_after": 1, "pad_value": -128, "combine": Combine.MAX, "scale": -32768,
+                  "lane_scales": 1, "scale_row": 511},
     Opcode.STORE: {"acc_addr": 9, "channel_row": 4095, "dram_addr": 64, "channels": 33, "rows": 2,
-                   "row_stride": 16, "blocks": 1, "block_stride": 0},
+                   "row_stride": 16, "blocks": 1, "block_stride": 0, "groups": 3, "group_stride": 4096},
     Opcode.COMPUTE: {"act_addr": 1, "weight_addr": 2, "acc_addr": 3, "beats": 4095, "accumulate": 1,
                      "mode": ArithMode.BINARY},
     Opcode.CONFIG: {"mode": ArithMode.INT8, "zero_point": -7, "clamp_min": 0, "clamp_max": 6},
@@ -41,6 +43,12 @@ def test_every_opcode_round_trips(opcode, flags):
     bits = encode(instruction)
     assert 0 <= bits < 1 << INSTRUCTION_BITS
     assert decode(bits) == instruction
+
+
+def test_omitted_fields_take_the_defaults():
+    decoded = decode(encode(Instruction(Opcode.LOAD, {"target": Target.WEIGHTS, "rows": 5})))
+    assert decoded.fields["blocks"] == decoded.fields["groups"] == 1 and decoded.fields["rows"] == 5
+    assert decoded.fields["pad_blocks_before"] == decoded.fields["scale"] == 0
 
 
 def test_errors_name_the_problem():

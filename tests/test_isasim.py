@@ -56,6 +56,8 @@ LOAD = {"target": Target.ACTIVATIONS, "sram_addr": 0, "dram_addr": 0, "row_elems
     ([Instruction(Opcode.COMPUTE, {"act_addr": 0, "weight_addr": 0, "acc_addr": 0, "beats": 1, "accumulate": 0,
                                    "mode": ArithMode.BINARY})], "mode BINARY is not generated"),
     ([Instruction(Opcode.SYNC, {})], "no END within"),
+    ([Instruction(Opcode.COMPUTE, {"act_addr": 0, "weight_addr": 0, "acc_addr": 0, "beats": 3, "accumulate": 0,
+                                   "mode": ArithMode.INT8})], "OS beats 3 is not a multiple of the array's 2 rows"),
 ])
 def test_illegal_programs_are_refused(program, message):
     simulator, region = program_on(CONFIG, program)

@@ -9,21 +9,23 @@ import pytest
 
 from hdl.config import AcceleratorConfig, ArrayConfig, Dataflow
 from hdl.isa import Instruction, Opcode, Target, target_element_bytes
-from hdl.numerics import SHIFT_RANGE, ArithMode
+from hdl.numerics import SHIFT_RANGE, ArithMode, Combine
 from quant.isasim import IsaSimulator
 from quant.memory import MemoryImage, pack_channel_records
 from quant.program import serialized
 from sim.accelerator_runner import AcceleratorRun, accelerator_model, run_programs
 
 PROGRAMS = 150
-CONFIGS = [AcceleratorConfig(ArrayConfig(2, 3, dataflow, "both"), spad_kib=1, acc_kib=1, bus_bits=64)
-           for dataflow in ("os", "ws")]
+# 10 columns on a 64-bit bus: COMBINE and weight rows take two beats, accumulator rows five.
+CONFIGS = [AcceleratorConfig(ArrayConfig(2, 10, "os", "both"), spad_kib=1, acc_kib=1, bus_bits=64),
+           AcceleratorConfig(ArrayConfig(2, 3, "ws", "both"), spad_kib=1, acc_kib=1, bus_bits=64)]
 PAGE = 4096
 
 
 def depth(config, target):
     return {Target.ACTIVATIONS: config.act_rows, Target.WEIGHTS: config.weight_rows,
-            Target.ACCUMULATORS: config.acc_rows, Target.CHANNELS: config.channel_rows}[target]
+            Target.ACCUMULATORS: config.acc_rows, Target.CHANNELS: config.channel_rows,
+            Target.COMBINE: config.acc_rows}[target]
 
 
 def lanes(config, target):
@@ -50,7 +52,7 @@ def random_program(config, rng):
                                          "rows": depth(config, target), "row_stride": 0, "blocks": 1,
                                          "block_stride": 0, "pad_before": 0, "pad_after": 0, "pad_value": 0})
 
-    body = [clear(target) for target in Target]
+    body = [clear(target) for target in Target if target != Target.COMBINE]
     body.append(Instruction(Opcode.LOAD, {"target": Target.CHANNELS, "sram_addr": 0, "dram_addr": records.address,
                                           "row_elems": cols, "rows": 4, "row_stride": 64, "blocks": 1,
                                           "block_stride": 0, "pad_before": 0, "pad_after": 0, "pad_value": 0}))
@@ -58,23 +60,34 @@ def random_program(config, rng):
     for _ in range(int(rng.integers(4, 14))):
         kind = rng.choice(["load", "load", "compute", "compute", "store", "config"])
         if kind == "load":
-            target = Target(int(rng.integers(0, 3)))
-            rows, blocks = int(rng.integers(1, 7)), int(rng.integers(1, 4))
+            target = Target(int(rng.choice([0, 1, 2, 4, 4])))
+            rows, blocks, groups = int(rng.integers(1, 7)), int(rng.integers(1, 4)), int(rng.integers(1, 3))
+            if rows * blocks * groups > depth(config, target):
+                blocks = groups = 1
             pad_before = int(rng.integers(0, rows))
             pad_after = int(rng.integers(0, rows - pad_before + 1))
+            pad_blocks_before = int(rng.integers(0, 2))
+            pad_blocks_after = int(rng.integers(0, blocks - pad_blocks_before + 1))
             row_elems = int(rng.integers(0, lanes(config, target) + 1))
             burst = -(-row_elems * target_element_bytes(target) // bus) * bus
             row_stride = bus * int(rng.integers(0, 4))
             block_stride = bus * int(rng.integers(0, 16))
-            reach = (blocks - 1) * block_stride + max(rows - 1, 0) * row_stride + burst
+            group_stride = bus * int(rng.integers(0, 24))
+            reach = ((groups - 1) * group_stride + (blocks - 1) * block_stride + max(rows - 1, 0) * row_stride
+                     + burst)
             body.append(Instruction(Opcode.LOAD, {
-                "target": target, "sram_addr": int(rng.integers(0, depth(config, target) - rows * blocks + 1)),
+                "target": target,
+                "sram_addr": int(rng.integers(0, depth(config, target) - rows * blocks * groups + 1)),
                 "dram_addr": source.address + bus * int(rng.integers(0, (PAGE - reach) // bus + 1)),
                 "row_elems": row_elems, "rows": rows, "row_stride": row_stride, "blocks": blocks,
-                "block_stride": block_stride, "pad_before": pad_before, "pad_after": pad_after,
-                "pad_value": int(rng.integers(-128, 128))}))
+                "block_stride": block_stride, "groups": groups, "group_stride": group_stride,
+                "pad_before": pad_before, "pad_after": pad_after, "pad_blocks_before": pad_blocks_before,
+                "pad_blocks_after": pad_blocks_after, "pad_value": int(rng.integers(-128, 128)),
+                "combine": Combine(int(rng.integers(0, 3))), "scale": int(rng.integers(-(1 << 15), 1 << 15)),
+                "lane_scales": int(rng.integers(0, 2)), "scale_row": int(rng.integers(0, config.weight_rows))}))
         elif kind == "compute":
-            beats = int(rng.integers(1, 12))
+            os = config.array.dataflow == Dataflow.OS
+            beats = config.array.rows * int(rng.integers(1, 6)) if os else int(rng.integers(1, 12))
             weight_rows = beats if config.array.dataflow == Dataflow.OS else config.array.rows
             result_rows = config.array.rows if config.array.dataflow == Dataflow.OS else beats
             body.append(Instruction(Opcode.COMPUTE, {
@@ -88,15 +101,18 @@ def random_program(config, rng):
             body.append(Instruction(Opcode.CONFIG, {"mode": mode, "zero_point": int(rng.integers(-128, 128)),
                                                     "clamp_min": low, "clamp_max": int(rng.integers(low, 128))}))
         else:
-            rows, blocks = int(rng.integers(1, 5)), int(rng.integers(1, 3))
+            rows, blocks, groups = int(rng.integers(1, 5)), int(rng.integers(1, 3)), int(rng.integers(1, 3))
+            if rows * blocks * groups > config.acc_rows:
+                blocks = groups = 1
             row_stride, block_stride = bus * int(rng.integers(1, 4)), bus * int(rng.integers(0, 24))
-            reach = (blocks - 1) * block_stride + (rows - 1) * row_stride + bus * 8
+            group_stride = bus * int(rng.integers(0, 40))
+            reach = (groups - 1) * group_stride + (blocks - 1) * block_stride + (rows - 1) * row_stride + bus * 8
             body.append(Instruction(Opcode.STORE, {
-                "acc_addr": int(rng.integers(0, config.acc_rows - rows * blocks + 1)),
+                "acc_addr": int(rng.integers(0, config.acc_rows - rows * blocks * groups + 1)),
                 "channel_row": int(rng.integers(0, 4)), "dram_addr": output.address + bus * int(
                     rng.integers(0, (PAGE - reach) // bus + 1)),
                 "channels": int(rng.integers(1, cols + 1)), "rows": rows, "row_stride": row_stride,
-                "blocks": blocks, "block_stride": block_stride}))
+                "blocks": blocks, "block_stride": block_stride, "groups": groups, "group_stride": group_stride}))
     program = serialized(body + [Instruction(Opcode.END, {})])
     region = image.place_program("program", program)
     return bytes(image.data), region.address, program

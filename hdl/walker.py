@@ -1,0 +1,108 @@
+"""The DMA's address walker: rows of a 3-D strided descriptor, with padding rows and blocks.
+
+A descriptor covers ``groups x blocks x rows`` SRAM rows in that order (rows
+innermost). Row ``r`` of block ``b`` of group ``g`` lives at::
+
+    dram_addr + g * group_stride + (b - pad_blocks_before) * block_stride + (r - pad_before) * row_stride
+
+unless it is padding: the first ``pad_before`` and last ``pad_after`` rows of
+every block, and every row of the first ``pad_blocks_before`` and last
+``pad_blocks_after`` blocks of every group (convolution borders in x and y).
+LOAD and STORE walk with it (STORE without padding).
+"""
+from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from .axi import ADDR_WIDTH
+
+__all__ = ["DESCRIPTOR_FIELDS", "PADDING_FIELDS", "RowWalker", "row_addresses"]
+
+# Field widths, shared by the LOAD and STORE layouts of ``hdl.isa``.
+DESCRIPTOR_FIELDS = {
+    "dram_addr": 32, "rows": 12, "row_stride": 24, "blocks": 12, "block_stride": 24,
+    "groups": 12, "group_stride": 24,
+}
+PADDING_FIELDS = {"pad_before": 7, "pad_after": 7, "pad_blocks_before": 7, "pad_blocks_after": 7}
+
+
+def row_addresses(fields: dict) -> list[int | None]:
+    """The walk in SRAM order: each row's DRAM address, or None for padding (absent padding fields are 0)."""
+    f = {name: 0 for name in PADDING_FIELDS} | fields
+    addresses = []
+    for group in range(f["groups"]):
+        for block in range(f["blocks"]):
+            block_pad = block < f["pad_blocks_before"] or block >= f["blocks"] - f["pad_blocks_after"]
+            for row in range(f["rows"]):
+                if block_pad or row < f["pad_before"] or row >= f["rows"] - f["pad_after"]:
+                    addresses.append(None)
+                else:
+                    addresses.append(f["dram_addr"] + group * f["group_stride"] +
+                                     (block - f["pad_blocks_before"]) * f["block_stride"] +
+                                     (row - f["pad_before"]) * f["row_stride"])
+    return addresses
+
+
+class RowWalker(wiring.Component):
+    """Walks a descriptor: ``address``/``pad`` of the current row; ``advance`` moves ``step`` rows on.
+
+    Without ``padding`` (STORE) the padding fields are absent and ``pad`` is 0.
+
+    ``step`` must not pass the end of the current block (``data_rows_left``
+    bounds it on data rows); ``step_bytes`` is the address increment for data
+    rows (``step * row_stride``, given by the user, who knows when it is a shift).
+
+    Members
+    -------
+    start : In(1)                      pulse: begin at the first row
+    <descriptor fields> : In           ``DESCRIPTOR_FIELDS`` and ``PADDING_FIELDS``, held for the whole walk
+    advance : In(1); step : In(12); step_bytes : In(ADDR_WIDTH)
+    address : Out(ADDR_WIDTH)          DRAM address of the current row (if it is a data row)
+    pad : Out(1)                       the current row is padding
+    data_rows_left : Out(12)           data rows from the current one to the block's trailing padding
+    last : Out(1)                      advancing now finishes the walk
+    """
+
+    def __init__(self, *, padding: bool = True):
+        self.padding = padding
+        fields = {**DESCRIPTOR_FIELDS, **(PADDING_FIELDS if padding else {})}
+        members = {"start": In(1), "advance": In(1), "step": In(12), "step_bytes": In(ADDR_WIDTH),
+                   "address": Out(ADDR_WIDTH), "pad": Out(1), "data_rows_left": Out(12), "last": Out(1)}
+        members.update({name: In(width) for name, width in fields.items()})
+        super().__init__(members)
+
+    def elaborate(self, platform):
+        m = Module()
+        d = {name: getattr(self, name) for name in DESCRIPTOR_FIELDS}
+        d.update({name: getattr(self, name) if self.padding else Const(0, width)
+                  for name, width in PADDING_FIELDS.items()})
+        group, block, row = Signal(12), Signal(12), Signal(12)
+        group_address, block_address, row_address = Signal(ADDR_WIDTH), Signal(ADDR_WIDTH), Signal(ADDR_WIDTH)
+        if self.padding:
+            row_pad = (row < d["pad_before"]) | (row >= d["rows"] - d["pad_after"])
+            block_pad = (block < d["pad_blocks_before"]) | (block >= d["blocks"] - d["pad_blocks_after"])
+        else:
+            row_pad = block_pad = Const(0)
+        end_of_block = row + self.step >= d["rows"]
+        end_of_group = end_of_block & (block == d["blocks"] - 1)
+        m.d.comb += [self.address.eq(row_address), self.pad.eq(row_pad | block_pad),
+                     self.data_rows_left.eq(d["rows"] - d["pad_after"] - row),
+                     self.last.eq(end_of_group & (group == d["groups"] - 1))]
+
+        with m.If(self.start):
+            m.d.sync += [group.eq(0), block.eq(0), row.eq(0), group_address.eq(self.dram_addr),
+                         block_address.eq(self.dram_addr), row_address.eq(self.dram_addr)]
+        with m.Elif(self.advance):
+            # Padding leaves addresses on the first data row (block) to come.
+            next_row_address = Mux(self.pad, row_address, row_address + self.step_bytes)
+            next_block_address = Mux(block_pad, block_address, block_address + d["block_stride"])
+            next_group_address = group_address + d["group_stride"]
+            with m.If(end_of_group):
+                m.d.sync += [group.eq(group + 1), block.eq(0), row.eq(0), group_address.eq(next_group_address),
+                             block_address.eq(next_group_address), row_address.eq(next_group_address)]
+            with m.Elif(end_of_block):
+                m.d.sync += [block.eq(block + 1), row.eq(0), block_address.eq(next_block_address),
+                             row_address.eq(next_block_address)]
+            with m.Else():
+                m.d.sync += [row.eq(row + self.step), row_address.eq(next_row_address)]
+        return m

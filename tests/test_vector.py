@@ -1,0 +1,101 @@
+"""Pooling, residual add and depthwise convolution on the accumulator path (COMBINE loads).
+
+Programs from ``quant.vector`` run on the ISA simulator against direct numpy
+formulations (window loops over a padded image), and on the RTL against the
+ISA simulator's final DRAM.
+"""
+import numpy as np
+import pytest
+
+from hdl.config import AcceleratorConfig, ArrayConfig
+from hdl.numerics import INT8_MIN, quantize_multiplier, requantize
+from quant.isasim import IsaSimulator
+from quant.vector import Window, compile_add, compile_depthwise, compile_pool, output_size
+from sim.accelerator_runner import AcceleratorRun, accelerator_model, run_programs
+
+# Small memories (64 accumulator rows) force several output-row tiles per channel block.
+CONFIG = AcceleratorConfig(ArrayConfig(4, 4, "os", "int8"), spad_kib=1, acc_kib=1, bus_bits=128)
+WINDOWS = [Window(3, 1, 1), Window(3, 2, 1), Window(2, 2, 0), Window(3, 2, 0), Window(1, 1, 0)]
+
+
+def windows_of(x, window, pad_value):
+    """(OH, OW, k*k, C): every window tap of every output pixel, borders filled with pad_value."""
+    p, k, s = window.padding, window.kernel, window.stride
+    padded = np.pad(x, ((p, p), (p, p), (0, 0)), constant_values=pad_value)
+    oh, ow = output_size(x.shape[0], window), output_size(x.shape[1], window)
+    return np.stack([padded[dy:dy + s * oh:s, dx:dx + s * ow:s] for dy in range(k) for dx in range(k)], axis=2)
+
+
+def run_isa(compiled):
+    dram = bytearray(compiled.image.data)
+    IsaSimulator(compiled.config, dram).run(compiled.program_address, len(compiled.program))
+    return bytes(dram)
+
+
+def random_image(rng, height=9, width=7, channels=6):
+    return rng.integers(-128, 128, size=(height, width, channels))
+
+
+@pytest.mark.parametrize("window", WINDOWS, ids=str)
+def test_max_pooling_is_the_window_maximum(window, seed):
+    x = random_image(np.random.default_rng(seed))
+    compiled = compile_pool(CONFIG, x, window, "max")
+    assert np.array_equal(compiled.read_output(run_isa(compiled)), windows_of(x, window, INT8_MIN).max(axis=2))
+
+
+@pytest.mark.parametrize("window", WINDOWS, ids=str)
+def test_average_pooling_requantizes_the_window_sum(window, seed):
+    x = random_image(np.random.default_rng(seed))
+    compiled = compile_pool(CONFIG, x, window, "avg")
+    multiplier, shift = quantize_multiplier(1 / window.kernel ** 2)
+    expected = requantize(windows_of(x, window, 0).sum(axis=2), 0, multiplier, shift, 0)
+    assert np.array_equal(compiled.read_output(run_isa(compiled)), expected)
+
+
+def test_residual_add_requantizes_the_scaled_sum(seed):
+    rng = np.random.default_rng(seed)
+    a, b = random_image(rng), random_image(rng)
+    ka, kb = int(rng.integers(-30000, 30000)), int(rng.integers(-30000, 30000))
+    multiplier, shift = quantize_multiplier(1 / 40000)
+    compiled = compile_add(CONFIG, a, b, ka, kb, multiplier, shift)
+    expected = requantize(a * ka + b * kb, 0, multiplier, shift, 0)
+    assert np.array_equal(compiled.read_output(run_isa(compiled)), expected)
+
+
+@pytest.mark.parametrize("window", WINDOWS[:3], ids=str)
+def test_depthwise_convolution_per_channel(window, seed):
+    rng = np.random.default_rng(seed)
+    x = random_image(rng)
+    channels = x.shape[2]
+    weights = rng.integers(-128, 128, size=(window.kernel, window.kernel, channels))
+    bias = rng.integers(-3000, 3000, channels)
+    multiplier, shift = map(np.array, zip(*(quantize_multiplier(s) for s in rng.uniform(1e-4, 1e-2, channels))))
+    compiled = compile_depthwise(CONFIG, x, weights, window, bias, multiplier, shift)
+    acc = (windows_of(x, window, 0) * weights.reshape(1, 1, -1, channels)).sum(axis=2)
+    expected = requantize(acc, bias, multiplier, shift, 0)
+    assert np.array_equal(compiled.read_output(run_isa(compiled)), expected)
+
+
+def test_bad_windows_and_shapes_are_refused():
+    with pytest.raises(ValueError, match="padding < kernel"):
+        Window(2, 1, 2)
+    with pytest.raises(ValueError, match="must be 'max' or 'avg'"):
+        compile_pool(CONFIG, np.zeros((2, 2, 2)), Window(2), "min")
+    with pytest.raises(ValueError, match="one shape"):
+        compile_add(CONFIG, np.zeros((2, 2, 2)), np.zeros((2, 3, 2)), 1, 1, *quantize_multiplier(0.5))
+
+
+def test_every_operation_is_bit_exact_in_rtl(seed):
+    rng = np.random.default_rng(seed)
+    x = random_image(rng, 6, 5, 6)
+    weights = rng.integers(-128, 128, size=(3, 3, 6))
+    scales = map(np.array, zip(*(quantize_multiplier(s) for s in rng.uniform(1e-4, 1e-2, 6))))
+    programs = [compile_pool(CONFIG, x, Window(3, 2, 1), "max"), compile_pool(CONFIG, x, Window(2, 2, 0), "avg"),
+                compile_add(CONFIG, x, random_image(rng, 6, 5, 6), 300, -200, *quantize_multiplier(1 / 500)),
+                compile_depthwise(CONFIG, x, weights, Window(3, 1, 1), rng.integers(-3000, 3000, 6), *scales)]
+    runs = [AcceleratorRun(bytes(p.image.data), p.program_address, len(p.program), backpressure=i % 2 == 1, seed=i)
+            for i, p in enumerate(programs)]
+    for program, outcome in zip(programs, run_programs(CONFIG, runs, accelerator_model(CONFIG))):
+        expected = run_isa(program)
+        assert outcome.done, outcome
+        assert outcome.dram[:len(expected)] == expected
