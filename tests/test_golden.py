@@ -66,11 +66,11 @@ def test_every_layer_within_one_lsb_of_the_fake_quant_reference(name, seed):
 def test_golden_logits_track_the_float_net(seed):
     """End to end the errors compound, but a quantized net must still be close to its float original."""
     torch.manual_seed(seed)
-    model = ZOO["squeezenext23v5"](width=0.5, num_classes=10, in_channels=1).eval()
-    images = torch.rand(16, 1, 32, 32, generator=torch.Generator().manual_seed(seed))
+    model = ZOO["squeezenext23v5"](width=0.25, num_classes=10, in_channels=1).eval()
+    images = torch.rand(8, 1, 32, 32, generator=torch.Generator().manual_seed(seed))
     graph = trace(model, (1, 32, 32))
     integer = quantize(graph, calibrate(graph, images))
-    logits = golden.run(integer, quantize_input(integer, images.numpy()))[integer.output].reshape(16, -1)
+    logits = golden.run(integer, quantize_input(integer, images.numpy()))[integer.output].reshape(8, -1)
     expected = model(images).detach().numpy()
     error = np.abs(logits * integer.tensors[integer.output].scale - expected)
     assert error.max() <= 0.1 * np.abs(expected).max()
