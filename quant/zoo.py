@@ -13,7 +13,6 @@ from .graph import binary_padding_signs
 __all__ = [
     "BinarySign", "BinaryConv2d", "SqueezeNet", "SqueezeNext", "MobileNetV1", "MobileNetV2", "ShuffleNetV2",
     "BinaryNet", "ZOO", "squeezenet1_0", "squeezenet1_1", "squeezenext23", "squeezenext23v5",
-    "mobilenet_v1", "mobilenet_v2", "shufflenet_v2", "binarynet",
 ]
 
 
@@ -27,6 +26,19 @@ def _channels(base: int, width: float, multiple: int = 1) -> int:
 def _conv_bn_relu(cin, cout, kernel, stride=1, padding=0, groups=1, relu: type[nn.Module] | None = nn.ReLU):
     layers = [nn.Conv2d(cin, cout, kernel, stride, padding, groups=groups, bias=False), nn.BatchNorm2d(cout)]
     return nn.Sequential(*layers, relu(inplace=True)) if relu else nn.Sequential(*layers)
+
+
+class _GlobalPoolNet(nn.Module):
+    """Features, global average pool, linear classifier: the tail most of the zoo shares."""
+
+    def __init__(self, layers: list[nn.Module], channels: int, num_classes: int):
+        super().__init__()
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
 # --- SqueezeNet ------------------------------------------------------------------------------
@@ -117,7 +129,7 @@ class _SqueezeNextBlock(nn.Module):
         return F.relu(self.body(x) + self.shortcut(x))
 
 
-class SqueezeNext(nn.Module):
+class SqueezeNext(_GlobalPoolNet):
     """SqueezeNext (Gholami et al., "SqueezeNext: Hardware-Aware Neural Network Design", 2018).
 
     A 7x7/2 stem and 3x3/2 max pool, four stages of ``depth`` blocks with
@@ -127,7 +139,6 @@ class SqueezeNext(nn.Module):
     """
 
     def __init__(self, depth=(6, 6, 8, 1), *, width: float = 1.0, num_classes: int = 1000, in_channels: int = 3):
-        super().__init__()
         if len(depth) != 4 or not all(isinstance(d, int) and d > 0 for d in depth):
             raise ValueError(f"SqueezeNext depth must be four positive block counts, not {depth!r}")
         cin = _channels(64, width)
@@ -138,12 +149,7 @@ class SqueezeNext(nn.Module):
                 blocks.append(_SqueezeNextBlock(cin, cout, 2 if stage > 0 and index == 0 else 1))
                 cin = cout
         blocks.append(_conv_bn_relu(cin, _channels(128, width), 1))
-        self.features = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(_channels(128, width), num_classes)
-
-    def forward(self, x):
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+        super().__init__(blocks, _channels(128, width), num_classes)
 
 
 def squeezenext23(**kwargs) -> SqueezeNext:
@@ -156,26 +162,20 @@ def squeezenext23v5(**kwargs) -> SqueezeNext:
 
 # --- MobileNets ------------------------------------------------------------------------------
 
-class MobileNetV1(nn.Module):
+class MobileNetV1(_GlobalPoolNet):
     """MobileNetV1 (Howard et al., "MobileNets: Efficient Convolutional Neural Networks for Mobile
     Vision Applications", 2017): a 3x3/2 stem, then 13 depthwise 3x3 + pointwise 1x1 pairs."""
 
     _LAYERS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + [(1024, 2), (1024, 1)]
 
     def __init__(self, *, width: float = 1.0, num_classes: int = 1000, in_channels: int = 3):
-        super().__init__()
         cin = _channels(32, width)
         layers = [_conv_bn_relu(in_channels, cin, 3, 2, 1)]
         for base, stride in self._LAYERS:
             cout = _channels(base, width)
             layers += [_conv_bn_relu(cin, cin, 3, stride, 1, groups=cin), _conv_bn_relu(cin, cout, 1)]
             cin = cout
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(cin, num_classes)
-
-    def forward(self, x):
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+        super().__init__(layers, cin, num_classes)
 
 
 class _InvertedResidual(nn.Module):
@@ -192,7 +192,7 @@ class _InvertedResidual(nn.Module):
         return x + self.body(x) if self.residual else self.body(x)
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(_GlobalPoolNet):
     """MobileNetV2 (Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", 2018):
     1x1 expansion, depthwise 3x3 and linear 1x1 projection with ReLU6, residual where shapes match."""
 
@@ -200,7 +200,6 @@ class MobileNetV2(nn.Module):
                  (6, 320, 1, 1)]  # expansion t, channels c, repeats n, first stride s
 
     def __init__(self, *, width: float = 1.0, num_classes: int = 1000, in_channels: int = 3):
-        super().__init__()
         cin = _channels(32, width, 8)
         layers = [_conv_bn_relu(in_channels, cin, 3, 2, 1, relu=nn.ReLU6)]
         for expansion, base, repeats, stride in self._SETTINGS:
@@ -210,20 +209,7 @@ class MobileNetV2(nn.Module):
                 cin = cout
         last = _channels(1280, max(1.0, width), 8)
         layers.append(_conv_bn_relu(cin, last, 1, relu=nn.ReLU6))
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(last, num_classes)
-
-    def forward(self, x):
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
-
-
-def mobilenet_v1(**kwargs) -> MobileNetV1:
-    return MobileNetV1(**kwargs)
-
-
-def mobilenet_v2(**kwargs) -> MobileNetV2:
-    return MobileNetV2(**kwargs)
+        super().__init__(layers, last, num_classes)
 
 
 # --- ShuffleNetV2 ----------------------------------------------------------------------------
@@ -254,7 +240,7 @@ class _ShuffleUnit(nn.Module):
         return self.shuffle(out)
 
 
-class ShuffleNetV2(nn.Module):
+class ShuffleNetV2(_GlobalPoolNet):
     """ShuffleNetV2 (Ma et al., "ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture
     Design", 2018): channel split, depthwise (group) convolution, concatenation, channel shuffle.
 
@@ -263,7 +249,6 @@ class ShuffleNetV2(nn.Module):
 
     def __init__(self, *, width: float = 1.0, num_classes: int = 1000, in_channels: int = 3,
                  repeats=(4, 8, 4)):
-        super().__init__()
         cin = _channels(24, width, 2)
         layers = [_conv_bn_relu(in_channels, cin, 3, 2, 1), nn.MaxPool2d(3, 2, 1)]
         for count, base in zip(repeats, (116, 232, 464)):
@@ -272,16 +257,7 @@ class ShuffleNetV2(nn.Module):
             cin = cout
         last = _channels(1024, width)
         layers.append(_conv_bn_relu(cin, last, 1))
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(last, num_classes)
-
-    def forward(self, x):
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
-
-
-def shufflenet_v2(**kwargs) -> ShuffleNetV2:
-    return ShuffleNetV2(**kwargs)
+        super().__init__(layers, last, num_classes)
 
 
 # --- Binary net ------------------------------------------------------------------------------
@@ -322,7 +298,7 @@ class BinaryConv2d(nn.Conv2d):
         return out * self.channel_scale().view(1, -1, 1, 1)
 
 
-class BinaryNet(nn.Module):
+class BinaryNet(_GlobalPoolNet):
     """A binary net in the XNOR-Net style (Rastegari et al., "XNOR-Net: ImageNet Classification Using
     Binary Convolutional Neural Networks", 2016): binary weights and activations with a per-channel
     weight scale; the first convolution and the classifier stay int8.
@@ -332,7 +308,6 @@ class BinaryNet(nn.Module):
     """
 
     def __init__(self, *, width: float = 1.0, num_classes: int = 1000, in_channels: int = 3):
-        super().__init__()
         widths = [_channels(base, width, 8) for base in (64, 128, 256)]
         layers = [nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]), BinarySign()]
         cin = widths[0]
@@ -341,16 +316,7 @@ class BinaryNet(nn.Module):
             layers += [BinaryConv2d(cin, cout, 3, stride, 1), nn.BatchNorm2d(cout)]
             layers.append(BinarySign() if index < len(plan) - 1 else nn.ReLU(inplace=True))
             cin = cout
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Linear(cin, num_classes)
-
-    def forward(self, x):
-        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
-
-
-def binarynet(**kwargs) -> BinaryNet:
-    return BinaryNet(**kwargs)
+        super().__init__(layers, cin, num_classes)
 
 
 ZOO = {
@@ -358,8 +324,8 @@ ZOO = {
     "squeezenet1_1": squeezenet1_1,
     "squeezenext23": squeezenext23,
     "squeezenext23v5": squeezenext23v5,
-    "mobilenet_v1": mobilenet_v1,
-    "mobilenet_v2": mobilenet_v2,
-    "shufflenet_v2": shufflenet_v2,
-    "binarynet": binarynet,
+    "mobilenet_v1": MobileNetV1,
+    "mobilenet_v2": MobileNetV2,
+    "shufflenet_v2": ShuffleNetV2,
+    "binarynet": BinaryNet,
 }
