@@ -215,10 +215,6 @@ class Graph:
                 raise ValueError(f"Binary tensor {tensor.name!r} must have a multiple of "
                                  f"{BINARY_VALUES_PER_LANE} channels, not {tensor.shape[2]}")
 
-    def producer(self, tensor: str) -> Node | None:
-        """The node that writes ``tensor`` (None for the graph input)."""
-        return next((node for node in self.nodes if node.output == tensor), None)
-
 
 def binary_padding_signs(channels: int) -> np.ndarray:
     """The +1/-1 value of each channel of a binary border pixel (lanes of ``neutral_padding(BINARY)[0]``)."""
