@@ -14,6 +14,7 @@ DRAM size are plusargs, so one build per configuration serves every program.
 ``fast_main.cpp`` toggles the clock. Models are cached like every other ``VerilatorModel``.
 """
 import re
+import resource
 import tempfile
 import time
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ class FastOutcome(RunOutcome):
     clock_cycles: int = 0        # clock cycles simulated in all (reset, CSR accesses, the run, read-back)
     seconds: float = 0.0         # wall time of the simulator process (image load and DRAM dump included)
     loop_seconds: float = 0.0    # wall time of its clocked loop: the simulation after the image load
+    cpu_seconds: float = 0.0     # user + system CPU time of the simulator process (insensitive to other load)
 
 
 def fast_top_name(config: AcceleratorConfig) -> str:
@@ -271,9 +273,11 @@ def run_fast(config: AcceleratorConfig, image: bytes, program_addr: int, program
                 f"+dram_bytes={dram_size}", f"+dram_read_latency={read_latency}",
                 f"+program_addr={program_addr}", f"+program_length={program_length}",
                 f"+max_cycles={max_cycles}", f"+result={workdir / 'result.txt'}"]
-        start = time.perf_counter()
+        start, usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         output = model.run_executable(args, workdir)
         seconds = time.perf_counter() - start
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_seconds = used.ru_utime - usage.ru_utime + used.ru_stime - usage.ru_stime
         if "capacity" in output:
             raise ValueError(f"DRAM size {dram_size} exceeds the model's capacity: {output.strip()}")
         loop = re.search(r"loop_seconds=([0-9.]+)", output)
@@ -288,4 +292,4 @@ def run_fast(config: AcceleratorConfig, image: bytes, program_addr: int, program
                        ErrorCode(values["ERROR_CODE"]) if error else None,
                        {name: values[name] for name in COUNTERS}, dram,
                        clock_cycles=values["clock_cycles"], seconds=seconds,
-                       loop_seconds=float(loop.group(1)) if loop else seconds)
+                       loop_seconds=float(loop.group(1)) if loop else seconds, cpu_seconds=cpu_seconds)
