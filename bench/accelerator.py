@@ -48,7 +48,9 @@ def main() -> int:
         start = time.perf_counter()
         model = fast_model(config) if args.dram == "fast" else accelerator_model(config)
         built = time.perf_counter() - start
-        build = f"build {built:.0f} s" if model.build_seconds else f"build cached ({built:.0f} s to generate)"
+        build = (f"build {model.build_seconds:.0f} s, generation {built - model.build_seconds:.0f} s"
+                 if model.build_seconds else f"cached build ({built:.0f} s to generate the Verilog or wait for "
+                                             f"another process's build)")
         program = compile_gemm(config, layer)
         dram = bytearray(program.image.data)
         IsaSimulator(config, dram).run(program.program_region.address, len(program.program))
