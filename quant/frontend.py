@@ -323,7 +323,8 @@ def _activate(y: torch.Tensor, activation: Activation) -> torch.Tensor:
     if activation == Activation.RELU6:
         return F.relu6(y)
     if activation == Activation.SIGN:
-        return torch.where(y >= 0, 1.0, -1.0).to(y.dtype)
+        clipped = y.clamp(-1, 1)   # straight-through gradient for fine-tuning, exactly +1/-1 forward
+        return torch.where(y >= 0, 1.0, -1.0).to(y.dtype) + (clipped - clipped.detach())
     return y
 
 

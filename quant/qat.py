@@ -3,10 +3,11 @@
 The graph is trained as ``run_float`` executes it, with batch norm already
 folded (its statistics frozen, as the hardware sees them), int8 convolution
 weights fake-quantized per output channel and every int8 tensor fake-quantized
-at the fixed scales of a prior calibration; rounding passes gradients straight
-through. Binary layers keep their weight signs (trained with the straight-through
-estimator beforehand, ``zoo.BinaryConv2d``); their folded scale and bias, which
-become the thresholds, are fine-tuned too. ``ptq.quantize`` then turns the result
+at the fixed scales of a prior calibration; rounding and signs pass gradients
+straight through. Binary layers keep their weight signs (the folded graph holds
+only the signs; ``zoo.BinaryConv2d`` trains them with the straight-through
+estimator beforehand); their folded scale and bias, which become the thresholds,
+are fine-tuned. ``ptq.quantize`` then turns the result
 into the integer graph with the same ranges.
 """
 import dataclasses
@@ -23,8 +24,9 @@ __all__ = ["fake_quantize", "fine_tune"]
 
 
 def fake_quantize(x: torch.Tensor, scale: torch.Tensor, low: int, high: int) -> torch.Tensor:
-    """``clamp(round(x / scale), low, high) * scale`` forward, identity backward (straight through)."""
-    return x + (torch.clamp(torch.round(x / scale), low, high) * scale - x).detach()
+    """``clamp(round(x / scale), low, high) * scale`` forward (exactly), identity backward (straight through)."""
+    quantized = (torch.clamp(torch.round(x / scale), low, high) * scale).detach()
+    return quantized + (x - x.detach())
 
 
 def fine_tune(graph: FloatGraph, ranges: dict[str, float], images: torch.Tensor, labels: torch.Tensor, *,

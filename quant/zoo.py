@@ -266,8 +266,8 @@ class BinarySign(nn.Module):
     """+1 where x >= 0 else -1 (``numerics.binarize``'s rule); straight-through gradient inside [-1, 1]."""
 
     def forward(self, x):
-        signs = torch.where(x >= 0, 1.0, -1.0)
-        return x.clamp(-1, 1) + (signs - x.clamp(-1, 1)).detach()
+        clipped = x.clamp(-1, 1)
+        return torch.where(x >= 0, 1.0, -1.0) + (clipped - clipped.detach())   # exactly +1/-1 forward
 
 
 class BinaryConv2d(nn.Conv2d):
@@ -293,7 +293,7 @@ class BinaryConv2d(nn.Conv2d):
         if ph or pw:
             inside = F.pad(torch.ones_like(x[:1, :1]), (pw, pw, ph, ph))
             x = F.pad(x, (pw, pw, ph, ph)) + (1 - inside) * self.pad_signs.view(1, -1, 1, 1)
-        signs = self.weight + (torch.where(self.weight >= 0, 1.0, -1.0) - self.weight).detach()
+        signs = torch.where(self.weight >= 0, 1.0, -1.0) + (self.weight - self.weight.detach())
         out = F.conv2d(x, signs, None, self.stride)
         return out * self.channel_scale().view(1, -1, 1, 1)
 
