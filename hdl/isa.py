@@ -18,6 +18,7 @@ records of ``CHANNEL_RECORD_BYTES``: the requantization of C output channels).
 All DRAM row addresses are multiples of the bus width in bytes.
 """
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from amaranth.hdl import Shape, signed
 from amaranth.lib import data, enum
@@ -125,13 +126,65 @@ class Instruction:
         return f"{self.opcode.name}({body})" + (f" [{' '.join(flags)}]" if flags else "")
 
 
-def _check_range(opcode: Opcode, field: str, shape, value) -> None:
-    if isinstance(shape, type) and issubclass(shape, enum.Enum):
-        return      # enum members are checked by the layout itself
-    shape = Shape.cast(shape)
-    low, high = (-(1 << (shape.width - 1)), (1 << (shape.width - 1)) - 1) if shape.signed else (0, (1 << shape.width) - 1)
-    if not low <= value <= high:
-        raise ValueError(f"{opcode.name} field {field} must be from {low} to {high}, not {value}")
+class _Slot(NamedTuple):
+    """Where a leaf field sits in the instruction word, taken from the layouts (Python packing is
+    faster than ``Layout.const`` by orders of magnitude, and compilers encode many instructions)."""
+    name: str
+    offset: int
+    width: int
+    signed: bool
+    enum: type | None
+
+
+def _slots(layout: data.StructLayout, base: int) -> list[_Slot]:
+    slots = []
+    for name, field in layout:
+        shape = field.shape
+        is_enum = isinstance(shape, type) and issubclass(shape, enum.Enum)
+        cast = Shape.cast(shape.as_shape() if is_enum else shape)
+        slots.append(_Slot(name, base + field.offset, cast.width, cast.signed, shape if is_enum else None))
+    return slots
+
+
+_HEADER_SLOTS = _slots(HEADER, INSTRUCTION["header"].offset)
+_FIELD_SLOTS = {opcode: _slots(layout, INSTRUCTION["fields"].offset + INSTRUCTION["fields"].shape[name].offset)
+                for opcode, (name, layout) in _FIELDS.items()}
+
+
+def _pack(slots: list[_Slot], values: dict, opcode: Opcode) -> int:
+    bits = 0
+    for slot in slots:
+        value = values.get(slot.name, 0)
+        if slot.enum is not None:
+            try:
+                value = slot.enum(value).value
+            except ValueError:
+                raise ValueError(f"{opcode.name} field {slot.name} must be one of "
+                                 f"{', '.join(f'{m.value} ({m.name})' for m in slot.enum)}, not {value!r}") from None
+        else:
+            value = int(value)
+            low = -(1 << (slot.width - 1)) if slot.signed else 0
+            high = (1 << (slot.width - (1 if slot.signed else 0))) - 1
+            if not low <= value <= high:
+                raise ValueError(f"{opcode.name} field {slot.name} must be from {low} to {high}, not {value}")
+        bits |= (value & ((1 << slot.width) - 1)) << slot.offset
+    return bits
+
+
+def _unpack(slots: list[_Slot], bits: int, opcode: Opcode) -> dict:
+    values = {}
+    for slot in slots:
+        value = (bits >> slot.offset) & ((1 << slot.width) - 1)
+        if slot.signed and value >> (slot.width - 1):
+            value -= 1 << slot.width
+        if slot.enum is not None:
+            try:
+                value = slot.enum(value)
+            except ValueError:      # a value the enum does not define
+                raise ValueError(f"{opcode.name} field {slot.name} holds an undefined value; allowed: "
+                                 f"{', '.join(f'{m.value} ({m.name})' for m in slot.enum)}") from None
+        values[slot.name] = value
+    return values
 
 
 def encode(instruction: Instruction) -> int:
@@ -139,39 +192,29 @@ def encode(instruction: Instruction) -> int:
 
     Fields not given take ``FIELD_DEFAULTS`` (or 0).
     """
-    header = {"opcode": instruction.opcode, **{name: int(getattr(instruction, name)) for name in _DEPENDENCIES}}
-    value = {"header": header}
-    if instruction.opcode in _FIELDS:
-        name, layout = _FIELDS[instruction.opcode]
+    opcode = instruction.opcode
+    bits = _pack(_HEADER_SLOTS, {"opcode": opcode, **{name: getattr(instruction, name) for name in _DEPENDENCIES}},
+                 opcode)
+    if opcode in _FIELDS:
+        layout = _FIELDS[opcode][1]
         unknown = set(instruction.fields) - set(layout.members)
         if unknown:
-            raise ValueError(f"{instruction.opcode.name} has no field(s) {', '.join(sorted(unknown))}; "
+            raise ValueError(f"{opcode.name} has no field(s) {', '.join(sorted(unknown))}; "
                              f"allowed: {', '.join(layout.members)}")
-        for field, field_value in instruction.fields.items():
-            _check_range(instruction.opcode, field, layout.members[field], field_value)
-        value["fields"] = {name: FIELD_DEFAULTS.get(instruction.opcode, {}) | instruction.fields}
+        bits |= _pack(_FIELD_SLOTS[opcode], FIELD_DEFAULTS.get(opcode, {}) | instruction.fields, opcode)
     elif instruction.fields:
-        raise ValueError(f"{instruction.opcode.name} takes no fields, not {instruction.fields}")
-    return INSTRUCTION.const(value).as_bits()
+        raise ValueError(f"{opcode.name} takes no fields, not {instruction.fields}")
+    return bits
 
 
 def decode(bits: int) -> Instruction:
-    """Decode an ``INSTRUCTION_BITS``-bit integer; raises ``ValueError`` on an illegal opcode."""
-    view = INSTRUCTION.from_bits(bits)
+    """Decode an ``INSTRUCTION_BITS``-bit integer; raises ``ValueError`` on an illegal opcode or field."""
     raw_opcode = bits & ((1 << Opcode.as_shape().width) - 1)
     try:
         opcode = Opcode(raw_opcode)
     except ValueError:
         raise ValueError(f"Illegal opcode {raw_opcode}; allowed: "
                          f"{', '.join(f'{op.value} ({op.name})' for op in Opcode)}") from None
-    fields = {}
-    if opcode in _FIELDS:
-        name, layout = _FIELDS[opcode]
-        record = getattr(view.fields, name)
-        for field, shape in layout.members.items():
-            try:
-                fields[field] = getattr(record, field)
-            except ValueError:      # an enum field holding a value its enum does not define
-                raise ValueError(f"{opcode.name} field {field} holds an undefined value; allowed: "
-                                 f"{', '.join(f'{m.value} ({m.name})' for m in shape)}") from None
-    return Instruction(opcode, fields, **{name: bool(getattr(view.header, name)) for name in _DEPENDENCIES})
+    header = _unpack(_HEADER_SLOTS, bits, opcode)
+    fields = _unpack(_FIELD_SLOTS[opcode], bits, opcode) if opcode in _FIELDS else {}
+    return Instruction(opcode, fields, **{name: bool(header[name]) for name in _DEPENDENCIES})

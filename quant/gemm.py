@@ -24,7 +24,7 @@ from hdl.numerics import ArithMode, golden_gemm, neutral_padding, store_rows, st
 
 from .memory import MemoryImage, Region, pack_channel_records
 
-__all__ = ["GemmLayer", "CompiledGemm", "compile_gemm"]
+__all__ = ["GemmLayer", "CompiledGemm", "compile_gemm", "PingPongScheduler"]
 
 _MAX_BEATS = (1 << Shape.cast(COMPUTE.members["beats"]).width) - 1
 
@@ -84,7 +84,7 @@ def _blocks(extent: int, size: int) -> list[slice]:
     return [slice(start, min(start + size, extent)) for start in range(0, extent, size)]
 
 
-class _Scheduler:
+class PingPongScheduler:
     """Emits steps (loads + one compute) with ping-pong buffers and VTA-style tokens."""
 
     def __init__(self):
@@ -115,9 +115,11 @@ class _Scheduler:
                                             push_prev=index == len(stores) - 1))
         self.pending_compute = None
 
-    def finish(self) -> list[Instruction]:
+    def finish(self, end: bool = True) -> list[Instruction]:
+        """The program, ending with END unless ``end`` is false (a layer of a longer program)."""
         self._flush()
-        self.program.append(Instruction(Opcode.END, {}))
+        if end:
+            self.program.append(Instruction(Opcode.END, {}))
         return self.program
 
 
@@ -151,7 +153,7 @@ def compile_gemm(config: AcceleratorConfig, layer: GemmLayer) -> CompiledGemm:
     channels = image.place_rows("channels", records.reshape(len(n_blocks), -1), dtype="u1")
     weights = [image.place_rows(f"w.n{b}", layer.w[:, block]) for b, block in enumerate(n_blocks)]
     outputs = [image.allocate_rows(f"y.n{b}", m, cols) for b in range(len(n_blocks))]
-    scheduler = _Scheduler()
+    scheduler = PingPongScheduler()
     scheduler.program.append(Instruction(Opcode.LOAD, {
         "target": Target.CHANNELS, "sram_addr": 0, "dram_addr": channels.address, "row_elems": cols,
         "rows": len(n_blocks), "row_stride": channels.row_stride, "blocks": 1, "block_stride": 0,

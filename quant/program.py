@@ -1,7 +1,7 @@
 """Program-building helpers shared by the compiler and tests."""
 from hdl.isa import Instruction, Opcode
 
-__all__ = ["UNIT_NAMES", "unit_of", "serialized"]
+__all__ = ["UNIT_NAMES", "unit_of", "serialized", "fenced"]
 
 UNIT_NAMES = ("load", "compute", "store")      # the token chain, in order
 _UNIT = {Opcode.LOAD: 0, Opcode.COMPUTE: 1, Opcode.SYNC: 1, Opcode.CONFIG: 2, Opcode.STORE: 2}
@@ -41,3 +41,29 @@ def serialized(instructions: list[Instruction]) -> list[Instruction]:
                 instruction = _with(instruction, **{"pop_prev" if step > 0 else "pop_next": True})
         program.append(instruction)
     return program
+
+
+def _count(program: list[Instruction], opcodes: tuple[Opcode, ...], flag: str) -> int:
+    return sum(1 for instruction in program if instruction.opcode in opcodes and getattr(instruction, flag))
+
+
+def fenced(program: list[Instruction]) -> list[Instruction]:
+    """``program`` followed by instructions that make everything after them wait for all of it.
+
+    The last STORE is made to report to the compute unit; the added
+    instructions take every token ``program`` left in the store->compute and
+    compute->load queues (so later pops cannot take stale ones), then pass one
+    token to the load unit: instructions appended after them start from empty
+    queues, behind every write of ``program``.
+    """
+    program = list(program)
+    last_store = max((i for i, instruction in enumerate(program) if instruction.opcode == Opcode.STORE), default=None)
+    if last_store is not None:
+        program[last_store] = _with(program[last_store], push_prev=True)
+    compute = (Opcode.COMPUTE, Opcode.SYNC)
+    stores_left = _count(program, (Opcode.STORE,), "push_prev") - _count(program, compute, "pop_next")
+    loads_left = _count(program, compute, "push_prev") - _count(program, (Opcode.LOAD,), "pop_next")
+    idle_load = {"target": 0, "rows": 0}
+    return (program + [Instruction(Opcode.SYNC, {}, pop_next=True) for _ in range(stores_left)]
+            + [Instruction(Opcode.SYNC, {}, push_prev=True)]
+            + [Instruction(Opcode.LOAD, idle_load, pop_next=True) for _ in range(loads_left + 1)])

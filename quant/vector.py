@@ -29,9 +29,10 @@ from hdl.numerics import INT8_MIN, SCALE_BITS, ArithMode, Combine, quantize_mult
 
 from .memory import FeatureMap, MemoryImage, pack_channel_records
 from .program import serialized
+from .window import window_fields
 
-__all__ = ["Window", "output_size", "tap_load", "VectorProgram", "compile_pool", "compile_add",
-           "compile_depthwise", "IDENTITY"]
+__all__ = ["Window", "output_size", "lower_pool", "lower_add", "lower_depthwise", "VectorProgram",
+           "compile_pool", "compile_add", "compile_depthwise", "IDENTITY"]
 
 IDENTITY = quantize_multiplier(1.0)     # (multiplier, shift) that requantizes x to x exactly
 
@@ -52,29 +53,91 @@ def output_size(size: int, window: Window) -> int:
     return (size + 2 * window.padding - window.kernel) // window.stride + 1
 
 
-def _valid_range(count: int, offset: int, stride: int, extent: int) -> tuple[int, int]:
-    """Outputs o < count whose input o * stride + offset lies in [0, extent): (first, end), first <= end."""
-    first = min(count, -(offset // stride) if offset < 0 else 0)
-    end = min(count, (extent - 1 - offset) // stride + 1) if extent - 1 - offset >= 0 else 0
-    return first, max(first, end)
+def _tap_load(x: FeatureMap, y: FeatureMap, block: int, first_row: int, out_rows: int, stride, offset,
+              **combine) -> Instruction:
+    """COMBINE LOAD of one window tap for output rows first_row .. + out_rows of channel block ``block``."""
+    fields = window_fields(x, block=block, first_row=first_row, out_rows=out_rows, first_col=0, out_cols=y.width,
+                           stride=stride, offset=offset)
+    return Instruction(Opcode.LOAD, {"target": Target.COMBINE, "row_elems": x.block_channels(block), **fields,
+                                     **combine})
 
 
-def tap_load(x: FeatureMap, block: int, first_row: int, out_rows: int, out_width: int, window: Window,
-             dy: int, dx: int, sram_addr: int, **combine) -> Instruction:
-    """COMBINE LOAD of tap (dy, dx) for output rows first_row .. first_row + out_rows - 1 of channel block ``block``."""
-    y_offset = first_row * window.stride + dy - window.padding
-    y_first, y_end = _valid_range(out_rows, y_offset, window.stride, x.height)
-    x_first, x_end = _valid_range(out_width, dx - window.padding, window.stride, x.width)
-    data = y_end > y_first and x_end > x_first
-    address = x.pixel_address(block, y_offset + y_first * window.stride,
-                              dx - window.padding + x_first * window.stride) if data else x.address
-    return Instruction(Opcode.LOAD, {
-        "target": Target.COMBINE, "sram_addr": sram_addr, "dram_addr": address,
-        "row_elems": x.block_channels(block), "rows": out_width, "row_stride": window.stride * x.row_stride,
-        "blocks": out_rows, "block_stride": window.stride * x.width * x.row_stride,
-        "pad_before": x_first if data else out_width, "pad_after": out_width - x_end if data else 0,
-        "pad_blocks_before": y_first if data else out_rows, "pad_blocks_after": out_rows - y_end if data else 0,
-        **combine})
+def _tiles(config: AcceleratorConfig, y: FeatureMap):
+    """Output row ranges whose accumulator rows fit the accumulator: (first row, rows)."""
+    if y.width > config.acc_rows:
+        raise ValueError(f"An output row of {y.width} pixels exceeds the {config.acc_rows} accumulator rows")
+    rows = min(y.height, config.acc_rows // y.width)
+    return [(first, min(rows, y.height - first)) for first in range(0, y.height, rows)]
+
+
+def _store(y: FeatureMap, block: int, first_row: int, out_rows: int) -> Instruction:
+    """STORE of accumulator rows 0.. as output rows first_row .. + out_rows, with channel row ``block``."""
+    return Instruction(Opcode.STORE, {
+        "channel_row": block, "dram_addr": y.pixel_address(block, first_row, 0), "channels": y.block_channels(block),
+        "rows": y.width, "row_stride": y.row_stride, "blocks": out_rows, "block_stride": y.width * y.row_stride})
+
+
+def _taps(kernel: tuple[int, int], offset: tuple[int, int]):
+    """(tap index, tap offset) of every window position."""
+    return [(dy * kernel[1] + dx, (dy + offset[0], dx + offset[1])) for dy in range(kernel[0])
+            for dx in range(kernel[1])]
+
+
+def lower_pool(config: AcceleratorConfig, x: FeatureMap, y: FeatureMap, kind: str, kernel: tuple[int, int],
+               stride: tuple[int, int], offset: tuple[int, int]) -> list[Instruction]:
+    """Max or average pooling of ``x`` into ``y`` (``offset`` = minus the top/left padding)."""
+    if kind not in ("max", "avg"):
+        raise ValueError(f"Pooling kind must be 'max' or 'avg', not {kind!r}")
+    pad_value = INT8_MIN if kind == "max" else 0
+    later = Combine.MAX if kind == "max" else Combine.ADD
+    body = []
+    for block in range(x.channel_blocks):
+        for first, rows in _tiles(config, y):
+            for tap, tap_offset in _taps(kernel, offset):
+                body.append(_tap_load(x, y, block, first, rows, stride, tap_offset, pad_value=pad_value,
+                                      combine=Combine.OVERWRITE if tap == 0 else later, scale=1))
+            body.append(_store(y, block, first, rows))
+    return body
+
+
+def lower_add(config: AcceleratorConfig, a: FeatureMap, b: FeatureMap, y: FeatureMap, ka: int,
+              kb: int) -> list[Instruction]:
+    """``y`` accumulates ``a * ka + b * kb`` before its requantization."""
+    limit = 1 << (SCALE_BITS - 1)
+    if not (-limit <= ka < limit and -limit <= kb < limit):
+        raise ValueError(f"Add scales must be from {-limit} to {limit - 1}, not {ka} and {kb}")
+    body = []
+    for block in range(a.channel_blocks):
+        for first, rows in _tiles(config, y):
+            body.append(_tap_load(a, y, block, first, rows, (1, 1), (0, 0), combine=Combine.OVERWRITE, scale=ka))
+            body.append(_tap_load(b, y, block, first, rows, (1, 1), (0, 0), combine=Combine.ADD, scale=kb))
+            body.append(_store(y, block, first, rows))
+    return body
+
+
+def lower_depthwise(config: AcceleratorConfig, image: MemoryImage, name: str, x: FeatureMap, y: FeatureMap,
+                    weights: np.ndarray, stride: tuple[int, int], offset: tuple[int, int]) -> list[Instruction]:
+    """Depthwise convolution of ``x`` with (kh, kw, C) int8 ``weights`` into ``y``'s accumulators and stores."""
+    kernel = weights.shape[:2]
+    taps = kernel[0] * kernel[1]
+    if taps > config.weight_rows:
+        raise ValueError(f"A {kernel[0]}x{kernel[1]} window needs {taps} weight rows; the scratchpad has "
+                         f"{config.weight_rows}")
+    tap_rows = weights.reshape(taps, -1)
+    body = []
+    for block in range(x.channel_blocks):
+        lanes = slice(block * x.lanes, block * x.lanes + x.block_channels(block))
+        region = image.place_rows(f"{name}.w.c{block}", tap_rows[:, lanes])
+        body.append(Instruction(Opcode.LOAD, {
+            "target": Target.WEIGHTS, "dram_addr": region.address, "row_elems": x.block_channels(block),
+            "rows": taps, "row_stride": region.row_stride}))
+        for first, rows in _tiles(config, y):
+            for tap, tap_offset in _taps(kernel, offset):
+                body.append(_tap_load(x, y, block, first, rows, stride, tap_offset,
+                                      combine=Combine.OVERWRITE if tap == 0 else Combine.ADD, lane_scales=1,
+                                      scale_row=tap))
+            body.append(_store(y, block, first, rows))
+    return body
 
 
 @dataclass
@@ -90,50 +153,38 @@ class VectorProgram:
         return MemoryImage(self.image.alignment, bytearray(dram), self.image.regions).read_feature_map(self.output)
 
 
-class _Builder:
-    def __init__(self, config: AcceleratorConfig):
-        self.config = config
-        self.lanes = config.array.cols
-        self.image = MemoryImage(config.bus_bytes)
-        self.body: list[Instruction] = [Instruction(Opcode.CONFIG, {
-            "mode": ArithMode.INT8, "zero_point": 0, "clamp_min": -128, "clamp_max": 127})]
-
-    def channel_records(self, name: str, bias, multiplier, shift) -> None:
-        """Load per-channel records, one channel row per block of C channels."""
-        channels = len(bias)
-        blocks = -(-channels // self.lanes)
-        if blocks > self.config.channel_rows:
-            raise ValueError(f"{channels} channels need {blocks} channel rows; the accelerator has "
-                             f"{self.config.channel_rows}")
-        records = np.zeros((blocks * self.lanes, 16), dtype=np.uint8)
-        records[:channels] = pack_channel_records(bias, multiplier, shift, np.zeros(channels))
-        region = self.image.place_rows(name, records.reshape(blocks, -1), dtype="u1")
-        self.body.append(Instruction(Opcode.LOAD, {
-            "target": Target.CHANNELS, "dram_addr": region.address, "row_elems": self.lanes, "rows": blocks,
-            "row_stride": region.row_stride}))
-
-    def tiles(self, out_height: int, out_width: int):
-        """Output row ranges whose accumulator rows fit the accumulator."""
-        if out_width > self.config.acc_rows:
-            raise ValueError(f"An output row of {out_width} pixels exceeds the {self.config.acc_rows} "
-                             "accumulator rows")
-        rows = min(out_height, self.config.acc_rows // out_width)
-        return [(first, min(rows, out_height - first)) for first in range(0, out_height, rows)]
-
-    def store(self, y: FeatureMap, block: int, first_row: int, out_rows: int) -> None:
-        self.body.append(Instruction(Opcode.STORE, {
-            "channel_row": block, "dram_addr": y.pixel_address(block, first_row, 0), "channels": y.block_channels(block),
-            "rows": y.width, "row_stride": y.row_stride, "blocks": out_rows, "block_stride": y.width * y.row_stride}))
-
-    def finish(self, output: FeatureMap) -> VectorProgram:
-        program = serialized(self.body + [Instruction(Opcode.END, {})])
-        region = self.image.place_program("program", program)
-        return VectorProgram(self.config, self.image, program, region.address, output)
+def _standalone(config: AcceleratorConfig, image: MemoryImage, y: FeatureMap, body: list[Instruction],
+                bias, multiplier, shift) -> VectorProgram:
+    """One operation as a whole program: CONFIG, its channel records, ``body``, serialized."""
+    lanes = config.array.cols
+    blocks = y.channel_blocks
+    if blocks > config.channel_rows:
+        raise ValueError(f"{y.channels} channels need {blocks} channel rows; the accelerator has "
+                         f"{config.channel_rows}")
+    padded = [np.resize(np.asarray(v), blocks * lanes) for v in (bias, multiplier, shift)]
+    records = pack_channel_records(*padded, np.zeros(blocks * lanes))
+    region = image.place_rows("channels", records.reshape(blocks, -1), dtype="u1")
+    head = [Instruction(Opcode.CONFIG, {"mode": ArithMode.INT8, "zero_point": 0, "clamp_min": -128,
+                                        "clamp_max": 127}),
+            Instruction(Opcode.LOAD, {"target": Target.CHANNELS, "dram_addr": region.address, "row_elems": lanes,
+                                      "rows": blocks, "row_stride": region.row_stride})]
+    program = serialized(head + body + [Instruction(Opcode.END, {})])
+    return VectorProgram(config, image, program, image.place_program("program", program).address, y)
 
 
 def _check_image(values: np.ndarray, name: str) -> None:
-    if values.ndim != 3:
-        raise ValueError(f"{name} must be an (H, W, C) int8 array, not shape {values.shape}")
+    if np.ndim(values) != 3:
+        raise ValueError(f"{name} must be an (H, W, C) int8 array, not shape {np.shape(values)}")
+
+
+def _window_maps(config: AcceleratorConfig, x: np.ndarray, window: Window):
+    _check_image(x, "input")
+    image = MemoryImage(config.bus_bytes)
+    height, width, channels = x.shape
+    fx = image.place_feature_map("x", x, config.array.cols)
+    y = image.allocate_feature_map("y", output_size(height, window), output_size(width, window), channels,
+                                   config.array.cols)
+    return image, fx, y, (window.stride, window.stride), (-window.padding, -window.padding)
 
 
 def compile_pool(config: AcceleratorConfig, x: np.ndarray, window: Window, kind: str,
@@ -141,86 +192,34 @@ def compile_pool(config: AcceleratorConfig, x: np.ndarray, window: Window, kind:
     """Max or average pooling of (H, W, C) int8 ``x``; average pooling requantizes with (multiplier, shift)."""
     if kind not in ("max", "avg"):
         raise ValueError(f"Pooling kind must be 'max' or 'avg', not {kind!r}")
-    _check_image(x, "pooling input")
-    builder = _Builder(config)
-    height, width, channels = x.shape
-    fx = builder.image.place_feature_map("x", x, builder.lanes)
-    oh, ow = output_size(height, window), output_size(width, window)
-    y = builder.image.allocate_feature_map("y", oh, ow, channels, builder.lanes)
+    image, fx, y, stride, offset = _window_maps(config, x, window)
     if kind == "max":
         multiplier, shift = IDENTITY
     elif multiplier is None or shift is None:
         multiplier, shift = quantize_multiplier(1.0 / window.kernel ** 2)
-    blocks = fx.channel_blocks
-    builder.channel_records("channels", np.zeros(blocks * builder.lanes), np.full(blocks * builder.lanes, multiplier),
-                            np.full(blocks * builder.lanes, shift))
-    pad_value = INT8_MIN if kind == "max" else 0
-    later = Combine.MAX if kind == "max" else Combine.ADD
-    for block in range(blocks):
-        for first, rows in builder.tiles(oh, ow):
-            for tap in range(window.kernel ** 2):
-                dy, dx = divmod(tap, window.kernel)
-                builder.body.append(tap_load(fx, block, first, rows, ow, window, dy, dx, 0, pad_value=pad_value,
-                                             combine=Combine.OVERWRITE if tap == 0 else later, scale=1))
-            builder.store(y, block, first, rows)
-    return builder.finish(y)
+    body = lower_pool(config, fx, y, kind, (window.kernel, window.kernel), stride, offset)
+    return _standalone(config, image, y, body, 0, multiplier, shift)
 
 
 def compile_add(config: AcceleratorConfig, a: np.ndarray, b: np.ndarray, ka: int, kb: int, multiplier: int,
                 shift: int) -> VectorProgram:
     """Residual add: ``requantize(a * ka + b * kb, 0, multiplier, shift)`` elementwise."""
     _check_image(a, "add input a")
-    if a.shape != b.shape:
-        raise ValueError(f"Add inputs must have one shape, not {a.shape} and {b.shape}")
-    limit = 1 << (SCALE_BITS - 1)
-    if not (-limit <= ka < limit and -limit <= kb < limit):
-        raise ValueError(f"Add scales must be from {-limit} to {limit - 1}, not {ka} and {kb}")
-    builder = _Builder(config)
-    height, width, channels = a.shape
-    fa = builder.image.place_feature_map("a", a, builder.lanes)
-    fb = builder.image.place_feature_map("b", b, builder.lanes)
-    y = builder.image.allocate_feature_map("y", height, width, channels, builder.lanes)
-    lanes = fa.channel_blocks * builder.lanes
-    builder.channel_records("channels", np.zeros(lanes), np.full(lanes, multiplier), np.full(lanes, shift))
-    same = Window(1)
-    for block in range(fa.channel_blocks):
-        for first, rows in builder.tiles(height, width):
-            builder.body.append(tap_load(fa, block, first, rows, width, same, 0, 0, 0, combine=Combine.OVERWRITE,
-                                         scale=ka))
-            builder.body.append(tap_load(fb, block, first, rows, width, same, 0, 0, 0, combine=Combine.ADD, scale=kb))
-            builder.store(y, block, first, rows)
-    return builder.finish(y)
+    if np.shape(a) != np.shape(b):
+        raise ValueError(f"Add inputs must have one shape, not {np.shape(a)} and {np.shape(b)}")
+    image = MemoryImage(config.bus_bytes)
+    fa = image.place_feature_map("a", a, config.array.cols)
+    fb = image.place_feature_map("b", b, config.array.cols)
+    y = image.allocate_feature_map("y", *a.shape, config.array.cols)
+    return _standalone(config, image, y, lower_add(config, fa, fb, y, ka, kb), 0, multiplier, shift)
 
 
 def compile_depthwise(config: AcceleratorConfig, x: np.ndarray, weights: np.ndarray, window: Window, bias,
                       multiplier, shift) -> VectorProgram:
     """Depthwise convolution of (H, W, C) int8 ``x`` with (k, k, C) int8 ``weights``, per-channel requantization."""
-    _check_image(x, "depthwise input")
-    height, width, channels = x.shape
-    if weights.shape != (window.kernel, window.kernel, channels):
-        raise ValueError(f"Depthwise weights must have shape {(window.kernel, window.kernel, channels)}, "
-                         f"not {weights.shape}")
-    taps = window.kernel ** 2
-    if taps > config.weight_rows:
-        raise ValueError(f"A {window.kernel}x{window.kernel} window needs {taps} weight rows; the scratchpad has "
-                         f"{config.weight_rows}")
-    builder = _Builder(config)
-    fx = builder.image.place_feature_map("x", x, builder.lanes)
-    oh, ow = output_size(height, window), output_size(width, window)
-    y = builder.image.allocate_feature_map("y", oh, ow, channels, builder.lanes)
-    builder.channel_records("channels", bias, multiplier, shift)
-    tap_rows = weights.reshape(taps, channels)
-    for block in range(fx.channel_blocks):
-        lanes = slice(block * builder.lanes, block * builder.lanes + fx.block_channels(block))
-        region = builder.image.place_rows(f"w.c{block}", tap_rows[:, lanes])
-        builder.body.append(Instruction(Opcode.LOAD, {
-            "target": Target.WEIGHTS, "dram_addr": region.address, "row_elems": fx.block_channels(block),
-            "rows": taps, "row_stride": region.row_stride}))
-        for first, rows in builder.tiles(oh, ow):
-            for tap in range(taps):
-                dy, dx = divmod(tap, window.kernel)
-                builder.body.append(tap_load(fx, block, first, rows, ow, window, dy, dx, 0,
-                                             combine=Combine.OVERWRITE if tap == 0 else Combine.ADD,
-                                             lane_scales=1, scale_row=tap))
-            builder.store(y, block, first, rows)
-    return builder.finish(y)
+    image, fx, y, stride, offset = _window_maps(config, x, window)
+    if np.shape(weights) != (window.kernel, window.kernel, fx.channels):
+        raise ValueError(f"Depthwise weights must have shape {(window.kernel, window.kernel, fx.channels)}, "
+                         f"not {np.shape(weights)}")
+    body = lower_depthwise(config, image, "dw", fx, y, np.asarray(weights), stride, offset)
+    return _standalone(config, image, y, body, bias, multiplier, shift)

@@ -1,4 +1,6 @@
 """The instruction set: one layout, round trips, and clear errors."""
+import random
+
 import pytest
 
 from hdl.isa import (
@@ -62,3 +64,32 @@ def test_errors_name_the_problem():
         encode(Instruction(Opcode.STORE, {"bogus": 1}))
     with pytest.raises(ValueError, match="END takes no fields"):
         encode(Instruction(Opcode.END, {"rows": 1}))
+
+
+def test_fast_packing_equals_the_layouts_own_encoding(seed):
+    """encode/decode pack fields by hand for speed; Amaranth's Layout.const is the reference."""
+    from amaranth.hdl import Shape
+    from amaranth.lib import enum
+
+    rng = random.Random(seed)
+    layouts = {Opcode.LOAD: ("load", LOAD), Opcode.STORE: ("store", STORE), Opcode.COMPUTE: ("compute", COMPUTE),
+               Opcode.CONFIG: ("config", CONFIG)}
+    for _ in range(500):
+        opcode = rng.choice(list(Opcode))
+        fields = {}
+        for name, shape in (layouts[opcode][1].members.items() if opcode in layouts else ()):
+            if isinstance(shape, type) and issubclass(shape, enum.Enum):
+                fields[name] = rng.choice(list(shape))
+            else:
+                shape = Shape.cast(shape)
+                low = -(1 << (shape.width - 1)) if shape.signed else 0
+                fields[name] = rng.randint(low, low + (1 << shape.width) - 1)
+        flags = [rng.random() < 0.5 for _ in range(4)]
+        value = {"header": {"opcode": opcode, **dict(zip(("pop_prev", "pop_next", "push_prev", "push_next"),
+                                                          map(int, flags)))}}
+        if opcode in layouts:
+            value["fields"] = {layouts[opcode][0]: fields}
+        reference = INSTRUCTION.const(value).as_bits()
+        instruction = Instruction(opcode, fields, *flags)
+        assert encode(instruction) == reference
+        assert decode(reference) == instruction

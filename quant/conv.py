@@ -1,0 +1,133 @@
+"""Lowering of a dense int8 convolution (1x1, KxK, 1xK/Kx1, strided, fully connected) to the systolic array.
+
+The convolution is a GEMM whose reduction index is (tap, input channel):
+weights are stored per block of C output channels as rows ``(tap, cin)``,
+input channels padded to whole blocks of R with zeros. Activations are read
+in place from the input feature map, one window tap at a time
+(``quant.window``): no im2col copy.
+
+* WS: a step is one (tap, input-channel block): R weight rows stay in the
+  array while the output pixels of a tile (whole output rows) stream through,
+  accumulating over the steps.
+* OS: a step is R output pixels of one output row against the whole
+  reduction (chunked if it exceeds a scratchpad half); the activation rows of
+  each tap are one LOAD whose groups are the input-channel blocks.
+
+Both use ``gemm.PingPongScheduler``: loads run a step ahead into the other
+scratchpad half, stores of a tile overlap the next tile.
+"""
+import numpy as np
+from amaranth.hdl import Shape
+
+from hdl.config import AcceleratorConfig, Dataflow
+from hdl.isa import COMPUTE, Instruction, Opcode, Target
+from hdl.numerics import ArithMode
+
+from .gemm import PingPongScheduler
+from .memory import FeatureMap, MemoryImage
+from .window import window_fields
+
+__all__ = ["lower_conv"]
+
+_MAX_BEATS = (1 << Shape.cast(COMPUTE.members["beats"]).width) - 1
+
+
+def _weight_regions(image: MemoryImage, name: str, weight: np.ndarray, lanes: int, cols: int) -> list:
+    """Per block of C output channels, rows (tap, cin padded to ``lanes``) of C int8 lanes."""
+    cout, kh, kw, cin = weight.shape
+    cin_blocks = -(-cin // lanes)
+    padded = np.zeros((cout, kh * kw, cin_blocks * lanes), dtype=np.int64)
+    padded[:, :, :cin] = weight.reshape(cout, kh * kw, cin)
+    rows = padded.reshape(cout, -1).T          # (K, cout)
+    return [image.place_rows(f"{name}.w.n{b}", rows[:, b * cols:(b + 1) * cols]) for b in range(-(-cout // cols))]
+
+
+def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: FeatureMap, y: FeatureMap,
+               weight: np.ndarray, stride: tuple[int, int], offset: tuple[int, int]) -> list[Instruction]:
+    """Instructions computing ``y``'s accumulators block by block and storing them.
+
+    ``offset`` is minus the (top, left) padding. CONFIG and channel records are
+    the caller's: channel row ``b`` must hold output block ``b``'s records.
+    """
+    array = config.array
+    rows, cols = array.rows, array.cols
+    _, kh, kw, _ = weight.shape
+    taps = [(dy, dx) for dy in range(kh) for dx in range(kw)]
+    cin_blocks = x.channel_blocks
+    regions = _weight_regions(image, name, weight, rows, cols)
+    act_half, weight_half, acc_half = config.act_rows // 2, config.weight_rows // 2, config.acc_rows // 2
+    scheduler = PingPongScheduler()
+
+    def store(block, first_row, out_rows, first_col, out_cols):
+        return {"channel_row": block, "acc_addr": (scheduler.tiles % 2) * acc_half,
+                "dram_addr": y.pixel_address(block, first_row, first_col), "channels": y.block_channels(block),
+                "rows": out_cols, "row_stride": y.row_stride, "blocks": out_rows,
+                "block_stride": y.width * y.row_stride}
+
+    def tap_offset(tap):
+        return tap[0] + offset[0], tap[1] + offset[1]
+
+    if array.dataflow == Dataflow.WS:
+        tile_rows = min(y.height, min(act_half, acc_half, _MAX_BEATS) // y.width)
+        if tile_rows == 0:
+            raise ValueError(f"Layer {name}: an output row of {y.width} pixels exceeds half a scratchpad "
+                             f"({min(act_half, acc_half)} rows)")
+        steps = [(tap, cb) for tap in taps for cb in range(cin_blocks)]
+        for block, region in enumerate(regions):
+            for first_row in range(0, y.height, tile_rows):
+                out_rows = min(tile_rows, y.height - first_row)
+                for index, (tap, cb) in enumerate(steps):
+                    half = scheduler.steps % 2
+                    k_row = (taps.index(tap) * cin_blocks + cb) * rows
+                    loads = [(Opcode.LOAD, {"target": Target.WEIGHTS, "sram_addr": half * weight_half,
+                                            "dram_addr": region.address + k_row * region.row_stride,
+                                            "row_elems": y.block_channels(block), "rows": rows,
+                                            "row_stride": region.row_stride}),
+                             (Opcode.LOAD, {"target": Target.ACTIVATIONS, "sram_addr": half * act_half,
+                                            "row_elems": rows, **window_fields(
+                                                x, block=cb, first_row=first_row, out_rows=out_rows, first_col=0,
+                                                out_cols=y.width, stride=stride, offset=tap_offset(tap))})]
+                    compute = {"act_addr": half * act_half, "weight_addr": half * weight_half,
+                               "acc_addr": (scheduler.tiles % 2) * acc_half, "beats": out_rows * y.width,
+                               "accumulate": int(index > 0), "mode": ArithMode.INT8}
+                    last = index == len(steps) - 1
+                    scheduler.step(loads, compute, starts_tile=index == 0, ends_tile=last,
+                                   store=[store(block, first_row, out_rows, 0, y.width)] if last else [])
+        return scheduler.finish(end=False)
+
+    k_blocks = len(taps) * cin_blocks
+    chunk_blocks = min(k_blocks, min(act_half, weight_half, _MAX_BEATS) // rows)
+    keep_weights = chunk_blocks == k_blocks
+    chunks = [range(start, min(start + chunk_blocks, k_blocks)) for start in range(0, k_blocks, chunk_blocks)]
+    for block, region in enumerate(regions):
+        for out_row in range(y.height):
+            for first_col in range(0, y.width, rows):
+                out_cols = min(rows, y.width - first_col)
+                for index, chunk in enumerate(chunks):
+                    half = scheduler.steps % 2
+                    weight_addr = (block % 2 if keep_weights else half) * weight_half
+                    beats = len(chunk) * rows
+                    loads = []
+                    sram_row = half * act_half
+                    for tap_index, tap in enumerate(taps):
+                        blocks_here = [kb for kb in chunk if kb // cin_blocks == tap_index]
+                        if not blocks_here:
+                            continue
+                        loads.append((Opcode.LOAD, {
+                            "target": Target.ACTIVATIONS, "sram_addr": sram_row, "row_elems": rows,
+                            **window_fields(x, block=blocks_here[0] % cin_blocks, first_row=out_row, out_rows=1,
+                                            first_col=first_col, out_cols=out_cols, stride=stride,
+                                            offset=tap_offset(tap), rows=rows, groups=len(blocks_here))}))
+                        sram_row += len(blocks_here) * rows
+                    if not keep_weights or (out_row == 0 and first_col == 0):
+                        loads.append((Opcode.LOAD, {
+                            "target": Target.WEIGHTS, "sram_addr": weight_addr,
+                            "dram_addr": region.address + chunk.start * rows * region.row_stride,
+                            "row_elems": y.block_channels(block), "rows": beats, "row_stride": region.row_stride}))
+                    compute = {"act_addr": half * act_half, "weight_addr": weight_addr,
+                               "acc_addr": (scheduler.tiles % 2) * acc_half, "beats": beats,
+                               "accumulate": int(index > 0), "mode": ArithMode.INT8}
+                    last = index == len(chunks) - 1
+                    scheduler.step(loads, compute, starts_tile=index == 0, ends_tile=last,
+                                   store=[store(block, out_row, 1, first_col, out_cols)] if last else [])
+    return scheduler.finish(end=False)
