@@ -26,11 +26,19 @@ from .memory import FeatureMap, MemoryImage, pack_channel_records
 from .program import fenced, serialized
 from .vector import lower_add, lower_depthwise, lower_pool
 
-__all__ = ["CompiledNet", "UnsupportedLayer", "compile_graph"]
+__all__ = ["CompiledNet", "LayerSpan", "UnsupportedLayer", "compile_graph"]
 
 
 class UnsupportedLayer(ValueError):
     """A node the compiler cannot lower; the message names it and what is supported."""
+
+
+@dataclass(frozen=True)
+class LayerSpan:
+    """The instructions ``program[start:end]`` that compute node ``name`` (its fence included)."""
+    name: str
+    start: int
+    end: int
 
 
 @dataclass
@@ -41,6 +49,7 @@ class CompiledNet:
     program: list[Instruction]
     program_address: int
     feature_maps: dict[str, FeatureMap]
+    layers: list[LayerSpan]
 
     def read_tensor(self, dram: bytes, name: str) -> np.ndarray:
         """Tensor ``name`` as stored in ``dram``: (H, W, C) int8."""
@@ -131,9 +140,11 @@ def compile_graph(config: AcceleratorConfig, graph: Graph, x: np.ndarray) -> Com
     image = MemoryImage(config.bus_bytes)
     maps = _place(graph, image, config.array.cols, np.asarray(x))
     program: list[Instruction] = []
+    layers = []
     for node in graph.nodes:
         if isinstance(node, (Concat, Slice)):
             continue
+        start = len(program)
         head = [_config(node.post), _channel_records(config, image, node.name, node.post)]
         y = maps[node.output]
         if isinstance(node, Conv) and node.groups == 1:
@@ -151,6 +162,7 @@ def compile_graph(config: AcceleratorConfig, graph: Graph, x: np.ndarray) -> Com
             layer = serialized(head + lower_add(config, maps[node.inputs[0]], maps[node.inputs[1]], y,
                                                 *node.scales))
         program = fenced(program + layer)
+        layers.append(LayerSpan(node.name, start, len(program)))
     program.append(Instruction(Opcode.END, {}))
     region = image.place_program("program", program)
-    return CompiledNet(config, graph, image, program, region.address, maps)
+    return CompiledNet(config, graph, image, program, region.address, maps, layers)

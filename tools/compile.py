@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Compile a zoo net for an accelerator: program, DRAM image, layout map and a per-layer summary.
+
+Example: python tools/compile.py --model squeezenet1_1 --pe 16x16 --dataflow os --input 3x224x224 -o build/sq11
+The net (the zoo's seeded initialization, or --weights) is traced with torch.fx, calibrated
+on --calibration seeded random images (activation ranges only), quantized to int8 and
+lowered. Writes <out>/image.bin (the whole DRAM image, program and first calibration image
+included), <out>/program.bin, <out>/layout.json, <out>/summary.json, <out>/summary.csv and
+<out>/input.npy; prints the per-layer summary. Errors exit 2 with one line.
+"""
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from _cli import Parser, accelerator_config, add_array_options, add_memory_options
+
+from quant.compiler import UnsupportedLayer, compile_graph
+from quant.frontend import UnsupportedOperation, trace
+from quant.memory import INSTRUCTION_BYTES
+from quant.ptq import calibrate, quantize, quantize_input
+from quant.summary import summarize
+from quant.zoo import ZOO
+
+
+def input_shape(text: str) -> tuple[int, int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 3 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise ValueError(f"--input must be CxHxW with positive integers (e.g. 3x224x224), not {text!r}")
+    return tuple(int(part) for part in parts)
+
+
+def main(argv=None) -> int:
+    parser = Parser(prog="compile.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, choices=sorted(ZOO), help="zoo net (quant/zoo.py)")
+    add_array_options(parser)
+    add_memory_options(parser)
+    parser.add_argument("--input", default="3x224x224", metavar="CxHxW", help="input shape (default 3x224x224)")
+    parser.add_argument("--width", type=float, default=1.0, help="width multiplier of the net (default 1.0)")
+    parser.add_argument("--classes", type=int, default=1000, help="output classes (default 1000)")
+    parser.add_argument("--weights", type=Path, metavar="FILE", help="a torch state dict for the net "
+                        "(default: the zoo's seeded initialization)")
+    parser.add_argument("--calibration", type=int, default=4, metavar="N",
+                        help="random calibration images, seeded (default 4)")
+    parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="output directory")
+    args = parser.parse_args(argv)
+    config = accelerator_config(parser, args)
+    try:
+        channels, height, width = input_shape(args.input)
+        if args.classes < 1 or args.calibration < 1:
+            raise ValueError(f"--classes and --calibration must be positive, not {args.classes} and "
+                             f"{args.calibration}")
+        torch.manual_seed(0)
+        model = ZOO[args.model](width=args.width, num_classes=args.classes, in_channels=channels).eval()
+        if args.weights:
+            model.load_state_dict(torch.load(args.weights, map_location="cpu"))
+    except (ValueError, OSError, RuntimeError) as error:
+        parser.error(str(error).splitlines()[0])
+    def progress(message: str) -> None:       # only on a terminal: errors stay one line in logs
+        if sys.stderr.isatty():
+            print(f"compile.py: {message}", file=sys.stderr)
+
+    start = time.perf_counter()
+    try:
+        progress(f"tracing {args.model} at {channels}x{height}x{width}")
+        graph = trace(model, (channels, height, width))
+        images = torch.rand(args.calibration, channels, height, width, generator=torch.Generator().manual_seed(0))
+        progress(f"calibrating on {args.calibration} images, quantizing")
+        integer = quantize(graph, calibrate(graph, images))
+        x = quantize_input(integer, images[:1].numpy())[0]
+        progress(f"lowering {len(integer.nodes)} nodes for {config.array.name}")
+        net = compile_graph(config, integer, x)
+    except (UnsupportedOperation, UnsupportedLayer, ValueError) as error:
+        parser.error(str(error).splitlines()[0])
+    seconds = time.perf_counter() - start
+    layers = summarize(net)
+    try:
+        args.output.mkdir(parents=True, exist_ok=True)
+        (args.output / "image.bin").write_bytes(bytes(net.image.data))
+        program_bytes = len(net.program) * INSTRUCTION_BYTES
+        (args.output / "program.bin").write_bytes(bytes(net.image.data[net.program_address:
+                                                                      net.program_address + program_bytes]))
+        (args.output / "layout.json").write_text(json.dumps({
+            "accelerator": config.array.name, "bus_bytes": config.bus_bytes, "program_address": net.program_address,
+            "program_length": len(net.program), "image_bytes": len(net.image.data),
+            "regions": {name: vars(region) for name, region in net.image.regions.items()},
+            "tensors": {name: vars(fmap) for name, fmap in net.feature_maps.items()},
+            "input": integer.input, "output": integer.output}, indent=2))
+        (args.output / "summary.json").write_text(json.dumps([layer.as_dict() for layer in layers], indent=2))
+        with open(args.output / "summary.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(layers[0].as_dict()))
+            writer.writeheader()
+            writer.writerows(layer.as_dict() for layer in layers)
+    except OSError as error:
+        parser.error(f"cannot write to {str(args.output)!r}: {error.strerror}")
+    print(f"{'layer':28} {'op':10} {'output':>14} {'MACs':>12} {'params':>9} {'read B':>10} {'written B':>10} "
+          f"{'est. cycles':>12}")
+    for layer in layers:
+        shape = "x".join(map(str, layer.output_shape))
+        print(f"{layer.name[:28]:28} {layer.op:10} {shape:>14} {layer.macs:12,} {layer.parameters:9,} "
+              f"{layer.bytes_read:10,} {layer.bytes_written:10,} {layer.estimated_cycles:12,}")
+    total_macs = sum(layer.macs for layer in layers)
+    total_cycles = sum(layer.estimated_cycles for layer in layers)
+    print(f"compile.py: {args.model}: {len(net.program)} instructions, {len(net.image.data):,} bytes of DRAM image, "
+          f"{total_macs:,} MACs, >= {total_cycles:,} cycles estimated; compiled in {seconds:.1f} s -> {args.output}",
+          file=sys.stderr)
+    np.save(args.output / "input.npy", x)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
