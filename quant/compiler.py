@@ -98,19 +98,36 @@ def _config(post: Requantize) -> Instruction:
                                        "clamp_max": post.clamp_max})
 
 
-def _channel_records(config: AcceleratorConfig, image: MemoryImage, name: str, post: Requantize) -> Instruction:
-    """LOAD of ``post``'s per-channel records, channel row ``b`` for output block ``b``."""
+def _channel_records(config: AcceleratorConfig, image: MemoryImage, name: str, post: Requantize,
+                     blocks: range) -> Instruction:
+    """LOAD of ``post``'s per-channel records of output ``blocks``: channel row ``b - blocks.start`` for block ``b``."""
     cols = config.array.cols
-    channels = len(post.bias)
-    blocks = -(-channels // cols)
-    if blocks > config.channel_rows:
-        raise UnsupportedLayer(f"Layer {name!r}: {channels} output channels need {blocks} channel rows; the "
-                               f"accelerator has {config.channel_rows}")
-    records = np.zeros((blocks * cols, 16), dtype=np.uint8)
-    records[:channels] = pack_channel_records(post.bias, post.multiplier, post.shift, np.zeros(channels))
-    region = image.place_rows(f"{name}.channels", records.reshape(blocks, -1), dtype="u1")
+    channels = range(blocks.start * cols, min(blocks.stop * cols, len(post.bias)))
+    records = np.zeros((len(blocks) * cols, 16), dtype=np.uint8)
+    records[:len(channels)] = pack_channel_records(post.bias[channels.start:channels.stop],
+                                                   post.multiplier[channels.start:channels.stop],
+                                                   post.shift[channels.start:channels.stop], np.zeros(len(channels)))
+    region = image.place_rows(f"{name}.channels.{blocks.start}", records.reshape(len(blocks), -1), dtype="u1")
     return Instruction(Opcode.LOAD, {"target": Target.CHANNELS, "dram_addr": region.address, "row_elems": cols,
-                                     "rows": blocks, "row_stride": region.row_stride})
+                                     "rows": len(blocks), "row_stride": region.row_stride})
+
+
+def _lower(config: AcceleratorConfig, image: MemoryImage, node, maps: dict, blocks: range) -> list[Instruction]:
+    """One node's instructions for output channel ``blocks`` (CONFIG and their records first)."""
+    head = [_config(node.post), _channel_records(config, image, node.name, node.post, blocks)]
+    y = maps[node.output]
+    if isinstance(node, Conv) and node.groups == 1:
+        return head + lower_conv(config, image, node.name, maps[node.input], y, node.weight, node.stride,
+                                 (-node.padding.top, -node.padding.left), blocks)
+    if isinstance(node, Conv):
+        return serialized(head + lower_depthwise(config, image, node.name, maps[node.input], y,
+                                                 node.weight[:, :, :, 0].transpose(1, 2, 0), node.stride,
+                                                 (-node.padding.top, -node.padding.left), blocks))
+    if isinstance(node, Pool):
+        return serialized(head + lower_pool(config, maps[node.input], y, "max" if node.kind == PoolKind.MAX else "avg",
+                                            node.kernel, node.stride, (-node.padding.top, -node.padding.left),
+                                            blocks))
+    return serialized(head + lower_add(config, maps[node.inputs[0]], maps[node.inputs[1]], y, *node.scales, blocks))
 
 
 def _check(config: AcceleratorConfig, graph: Graph) -> None:
@@ -145,23 +162,11 @@ def compile_graph(config: AcceleratorConfig, graph: Graph, x: np.ndarray) -> Com
         if isinstance(node, (Concat, Slice)):
             continue
         start = len(program)
-        head = [_config(node.post), _channel_records(config, image, node.name, node.post)]
-        y = maps[node.output]
-        if isinstance(node, Conv) and node.groups == 1:
-            layer = head + lower_conv(config, image, node.name, maps[node.input], y, node.weight, node.stride,
-                                      (-node.padding.top, -node.padding.left))
-        elif isinstance(node, Conv):
-            layer = serialized(head + lower_depthwise(config, image, node.name, maps[node.input], y,
-                                                      node.weight[:, :, :, 0].transpose(1, 2, 0), node.stride,
-                                                      (-node.padding.top, -node.padding.left)))
-        elif isinstance(node, Pool):
-            layer = serialized(head + lower_pool(config, maps[node.input], y,
-                                                 "max" if node.kind == PoolKind.MAX else "avg", node.kernel,
-                                                 node.stride, (-node.padding.top, -node.padding.left)))
-        else:
-            layer = serialized(head + lower_add(config, maps[node.inputs[0]], maps[node.inputs[1]], y,
-                                                *node.scales))
-        program = fenced(program + layer)
+        # Output channel blocks in groups the channel memory holds, each group a fenced pass.
+        out_blocks = maps[node.output].channel_blocks
+        for first in range(0, out_blocks, config.channel_rows):
+            blocks = range(first, min(first + config.channel_rows, out_blocks))
+            program = fenced(program + _lower(config, image, node, maps, blocks))
         layers.append(LayerSpan(node.name, start, len(program)))
     program.append(Instruction(Opcode.END, {}))
     region = image.place_program("program", program)

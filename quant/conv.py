@@ -32,34 +32,37 @@ __all__ = ["lower_conv"]
 _MAX_BEATS = (1 << Shape.cast(COMPUTE.members["beats"]).width) - 1
 
 
-def _weight_regions(image: MemoryImage, name: str, weight: np.ndarray, lanes: int, cols: int) -> list:
-    """Per block of C output channels, rows (tap, cin padded to ``lanes``) of C int8 lanes."""
+def _weight_regions(image: MemoryImage, name: str, weight: np.ndarray, lanes: int, cols: int,
+                    blocks: range) -> dict:
+    """Per block of C output channels in ``blocks``, rows (tap, cin padded to ``lanes``) of C int8 lanes."""
     cout, kh, kw, cin = weight.shape
     cin_blocks = -(-cin // lanes)
     padded = np.zeros((cout, kh * kw, cin_blocks * lanes), dtype=np.int64)
     padded[:, :, :cin] = weight.reshape(cout, kh * kw, cin)
     rows = padded.reshape(cout, -1).T          # (K, cout)
-    return [image.place_rows(f"{name}.w.n{b}", rows[:, b * cols:(b + 1) * cols]) for b in range(-(-cout // cols))]
+    return {b: image.place_rows(f"{name}.w.n{b}", rows[:, b * cols:(b + 1) * cols]) for b in blocks}
 
 
 def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: FeatureMap, y: FeatureMap,
-               weight: np.ndarray, stride: tuple[int, int], offset: tuple[int, int]) -> list[Instruction]:
-    """Instructions computing ``y``'s accumulators block by block and storing them.
+               weight: np.ndarray, stride: tuple[int, int], offset: tuple[int, int],
+               blocks: range | None = None) -> list[Instruction]:
+    """Instructions computing output channel ``blocks`` (default all) of ``y`` and storing them.
 
     ``offset`` is minus the (top, left) padding. CONFIG and channel records are
-    the caller's: channel row ``b`` must hold output block ``b``'s records.
+    the caller's: channel row ``b - blocks.start`` must hold output block ``b``'s records.
     """
     array = config.array
     rows, cols = array.rows, array.cols
     _, kh, kw, _ = weight.shape
     taps = [(dy, dx) for dy in range(kh) for dx in range(kw)]
     cin_blocks = x.channel_blocks
-    regions = _weight_regions(image, name, weight, rows, cols)
+    blocks = blocks or range(y.channel_blocks)
+    regions = _weight_regions(image, name, weight, rows, cols, blocks)
     act_half, weight_half, acc_half = config.act_rows // 2, config.weight_rows // 2, config.acc_rows // 2
     scheduler = PingPongScheduler()
 
     def store(block, first_row, out_rows, first_col, out_cols):
-        return {"channel_row": block, "acc_addr": (scheduler.tiles % 2) * acc_half,
+        return {"channel_row": block - blocks.start, "acc_addr": (scheduler.tiles % 2) * acc_half,
                 "dram_addr": y.pixel_address(block, first_row, first_col), "channels": y.block_channels(block),
                 "rows": out_cols, "row_stride": y.row_stride, "blocks": out_rows,
                 "block_stride": y.width * y.row_stride}
@@ -73,7 +76,8 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
             raise ValueError(f"Layer {name}: an output row of {y.width} pixels exceeds half a scratchpad "
                              f"({min(act_half, acc_half)} rows)")
         steps = [(tap, cb) for tap in taps for cb in range(cin_blocks)]
-        for block, region in enumerate(regions):
+        for block in blocks:
+            region = regions[block]
             for first_row in range(0, y.height, tile_rows):
                 out_rows = min(tile_rows, y.height - first_row)
                 for index, (tap, cb) in enumerate(steps):
@@ -99,7 +103,8 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
     chunk_blocks = min(k_blocks, min(act_half, weight_half, _MAX_BEATS) // rows)
     keep_weights = chunk_blocks == k_blocks
     chunks = [range(start, min(start + chunk_blocks, k_blocks)) for start in range(0, k_blocks, chunk_blocks)]
-    for block, region in enumerate(regions):
+    for block in blocks:
+        region = regions[block]
         for out_row in range(y.height):
             for first_col in range(0, y.width, rows):
                 out_cols = min(rows, y.width - first_col)

@@ -70,10 +70,10 @@ def _tiles(config: AcceleratorConfig, y: FeatureMap):
     return [(first, min(rows, y.height - first)) for first in range(0, y.height, rows)]
 
 
-def _store(y: FeatureMap, block: int, first_row: int, out_rows: int) -> Instruction:
-    """STORE of accumulator rows 0.. as output rows first_row .. + out_rows, with channel row ``block``."""
+def _store(y: FeatureMap, block: int, first_row: int, out_rows: int, blocks: range) -> Instruction:
+    """STORE of accumulator rows 0.. as output rows first_row .. + out_rows, with channel row ``block - blocks.start``."""
     return Instruction(Opcode.STORE, {
-        "channel_row": block, "dram_addr": y.pixel_address(block, first_row, 0), "channels": y.block_channels(block),
+        "channel_row": block - blocks.start, "dram_addr": y.pixel_address(block, first_row, 0), "channels": y.block_channels(block),
         "rows": y.width, "row_stride": y.row_stride, "blocks": out_rows, "block_stride": y.width * y.row_stride})
 
 
@@ -84,48 +84,53 @@ def _taps(kernel: tuple[int, int], offset: tuple[int, int]):
 
 
 def lower_pool(config: AcceleratorConfig, x: FeatureMap, y: FeatureMap, kind: str, kernel: tuple[int, int],
-               stride: tuple[int, int], offset: tuple[int, int]) -> list[Instruction]:
-    """Max or average pooling of ``x`` into ``y`` (``offset`` = minus the top/left padding)."""
+               stride: tuple[int, int], offset: tuple[int, int], blocks: range | None = None) -> list[Instruction]:
+    """Max or average pooling of channel ``blocks`` (default all) of ``x`` into ``y`` (``offset`` = minus the
+    top/left padding); channel row ``b - blocks.start`` holds block ``b``'s records."""
     if kind not in ("max", "avg"):
         raise ValueError(f"Pooling kind must be 'max' or 'avg', not {kind!r}")
     pad_value = INT8_MIN if kind == "max" else 0
     later = Combine.MAX if kind == "max" else Combine.ADD
+    blocks = blocks or range(x.channel_blocks)
     body = []
-    for block in range(x.channel_blocks):
+    for block in blocks:
         for first, rows in _tiles(config, y):
             for tap, tap_offset in _taps(kernel, offset):
                 body.append(_tap_load(x, y, block, first, rows, stride, tap_offset, pad_value=pad_value,
                                       combine=Combine.OVERWRITE if tap == 0 else later, scale=1))
-            body.append(_store(y, block, first, rows))
+            body.append(_store(y, block, first, rows, blocks))
     return body
 
 
 def lower_add(config: AcceleratorConfig, a: FeatureMap, b: FeatureMap, y: FeatureMap, ka: int,
-              kb: int) -> list[Instruction]:
-    """``y`` accumulates ``a * ka + b * kb`` before its requantization."""
+              kb: int, blocks: range | None = None) -> list[Instruction]:
+    """``y`` accumulates ``a * ka + b * kb`` before its requantization (channel ``blocks``, default all)."""
     limit = 1 << (SCALE_BITS - 1)
     if not (-limit <= ka < limit and -limit <= kb < limit):
         raise ValueError(f"Add scales must be from {-limit} to {limit - 1}, not {ka} and {kb}")
+    blocks = blocks or range(a.channel_blocks)
     body = []
-    for block in range(a.channel_blocks):
+    for block in blocks:
         for first, rows in _tiles(config, y):
             body.append(_tap_load(a, y, block, first, rows, (1, 1), (0, 0), combine=Combine.OVERWRITE, scale=ka))
             body.append(_tap_load(b, y, block, first, rows, (1, 1), (0, 0), combine=Combine.ADD, scale=kb))
-            body.append(_store(y, block, first, rows))
+            body.append(_store(y, block, first, rows, blocks))
     return body
 
 
 def lower_depthwise(config: AcceleratorConfig, image: MemoryImage, name: str, x: FeatureMap, y: FeatureMap,
-                    weights: np.ndarray, stride: tuple[int, int], offset: tuple[int, int]) -> list[Instruction]:
-    """Depthwise convolution of ``x`` with (kh, kw, C) int8 ``weights`` into ``y``'s accumulators and stores."""
+                    weights: np.ndarray, stride: tuple[int, int], offset: tuple[int, int],
+                    blocks: range | None = None) -> list[Instruction]:
+    """Depthwise convolution of ``x`` with (kh, kw, C) int8 ``weights`` into ``y`` (channel ``blocks``)."""
     kernel = weights.shape[:2]
     taps = kernel[0] * kernel[1]
     if taps > config.weight_rows:
         raise ValueError(f"A {kernel[0]}x{kernel[1]} window needs {taps} weight rows; the scratchpad has "
                          f"{config.weight_rows}")
     tap_rows = weights.reshape(taps, -1)
+    blocks = blocks or range(x.channel_blocks)
     body = []
-    for block in range(x.channel_blocks):
+    for block in blocks:
         lanes = slice(block * x.lanes, block * x.lanes + x.block_channels(block))
         region = image.place_rows(f"{name}.w.c{block}", tap_rows[:, lanes])
         body.append(Instruction(Opcode.LOAD, {
@@ -136,7 +141,7 @@ def lower_depthwise(config: AcceleratorConfig, image: MemoryImage, name: str, x:
                 body.append(_tap_load(x, y, block, first, rows, stride, tap_offset,
                                       combine=Combine.OVERWRITE if tap == 0 else Combine.ADD, lane_scales=1,
                                       scale_row=tap))
-            body.append(_store(y, block, first, rows))
+            body.append(_store(y, block, first, rows, blocks))
     return body
 
 
