@@ -47,3 +47,16 @@ def test_bad_input_exits_2_with_one_line(args, named, tmp_path):
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert named in lines[0]
+
+
+RUN = COMPILE.parent / "run.py"
+
+
+def test_run_cli_checks_the_net_in_rtl(tmp_path):
+    """tools/run.py on the configuration test_compiler.py builds (so the Verilator model is shared)."""
+    result = subprocess.run([sys.executable, str(RUN), *SMALL[:-2], "--channel-rows", "6", "--dataflow", "ws",
+                             "-o", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "run.json").read_text())
+    assert report["bit_exact"] and not report["layers_differing"]
+    assert report["counters"]["CYCLES"] > 0 and "bit-exact True" in result.stdout

@@ -15,50 +15,28 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from _cli import Parser, accelerator_config, add_array_options, add_memory_options
+from _net import add_net_options, build_model, quantize_net
 
 from quant.compiler import UnsupportedLayer, compile_graph
 from quant.frontend import UnsupportedOperation, trace
 from quant.memory import INSTRUCTION_BYTES
-from quant.ptq import calibrate, quantize, quantize_input
 from quant.summary import summarize
-from quant.zoo import ZOO
-
-
-def input_shape(text: str) -> tuple[int, int, int]:
-    parts = text.lower().split("x")
-    if len(parts) != 3 or not all(part.isdigit() and int(part) > 0 for part in parts):
-        raise ValueError(f"--input must be CxHxW with positive integers (e.g. 3x224x224), not {text!r}")
-    return tuple(int(part) for part in parts)
 
 
 def main(argv=None) -> int:
     parser = Parser(prog="compile.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, choices=sorted(ZOO), help="zoo net (quant/zoo.py)")
+    add_net_options(parser)
     add_array_options(parser)
     add_memory_options(parser)
-    parser.add_argument("--input", default="3x224x224", metavar="CxHxW", help="input shape (default 3x224x224)")
-    parser.add_argument("--width", type=float, default=1.0, help="width multiplier of the net (default 1.0)")
-    parser.add_argument("--classes", type=int, default=1000, help="output classes (default 1000)")
-    parser.add_argument("--weights", type=Path, metavar="FILE", help="a torch state dict for the net "
-                        "(default: the zoo's seeded initialization)")
-    parser.add_argument("--calibration", type=int, default=4, metavar="N",
-                        help="random calibration images, seeded (default 4)")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="output directory")
     args = parser.parse_args(argv)
     config = accelerator_config(parser, args)
     try:
-        channels, height, width = input_shape(args.input)
-        if args.classes < 1 or args.calibration < 1:
-            raise ValueError(f"--classes and --calibration must be positive, not {args.classes} and "
-                             f"{args.calibration}")
-        torch.manual_seed(0)
-        model = ZOO[args.model](width=args.width, num_classes=args.classes, in_channels=channels).eval()
-        if args.weights:
-            model.load_state_dict(torch.load(args.weights, map_location="cpu"))
+        model, (channels, height, width) = build_model(args)
     except (ValueError, OSError, RuntimeError) as error:
         parser.error(str(error).splitlines()[0])
+
     def progress(message: str) -> None:       # only on a terminal: errors stay one line in logs
         if sys.stderr.isatty():
             print(f"compile.py: {message}", file=sys.stderr)
@@ -67,10 +45,8 @@ def main(argv=None) -> int:
     try:
         progress(f"tracing {args.model} at {channels}x{height}x{width}")
         graph = trace(model, (channels, height, width))
-        images = torch.rand(args.calibration, channels, height, width, generator=torch.Generator().manual_seed(0))
         progress(f"calibrating on {args.calibration} images, quantizing")
-        integer = quantize(graph, calibrate(graph, images))
-        x = quantize_input(integer, images[:1].numpy())[0]
+        integer, _, x = quantize_net(graph, (channels, height, width), args.calibration)
         progress(f"lowering {len(integer.nodes)} nodes for {config.array.name}")
         net = compile_graph(config, integer, x)
     except (UnsupportedOperation, UnsupportedLayer, ValueError) as error:
