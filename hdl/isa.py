@@ -134,6 +134,8 @@ class _Slot(NamedTuple):
     width: int
     signed: bool
     enum: type | None
+    low: int
+    high: int
 
 
 def _slots(layout: data.StructLayout, base: int) -> list[_Slot]:
@@ -142,13 +144,18 @@ def _slots(layout: data.StructLayout, base: int) -> list[_Slot]:
         shape = field.shape
         is_enum = isinstance(shape, type) and issubclass(shape, enum.Enum)
         cast = Shape.cast(shape.as_shape() if is_enum else shape)
-        slots.append(_Slot(name, base + field.offset, cast.width, cast.signed, shape if is_enum else None))
+        low = -(1 << (cast.width - 1)) if cast.signed else 0
+        slots.append(_Slot(name, base + field.offset, cast.width, cast.signed, shape if is_enum else None,
+                           low, low + (1 << cast.width) - 1))
     return slots
 
 
 _HEADER_SLOTS = _slots(HEADER, INSTRUCTION["header"].offset)
 _FIELD_SLOTS = {opcode: _slots(layout, INSTRUCTION["fields"].offset + INSTRUCTION["fields"].shape[name].offset)
                 for opcode, (name, layout) in _FIELDS.items()}
+_FIELD_NAMES = {opcode: frozenset(layout.members) for opcode, (_, layout) in _FIELDS.items()}
+_ENUM_VALUES = {shape: frozenset(member.value for member in shape)
+                for slots in (_HEADER_SLOTS, *_FIELD_SLOTS.values()) for shape in (s.enum for s in slots) if shape}
 
 
 def _pack(slots: list[_Slot], values: dict, opcode: Opcode) -> int:
@@ -156,18 +163,13 @@ def _pack(slots: list[_Slot], values: dict, opcode: Opcode) -> int:
     for slot in slots:
         value = values.get(slot.name, 0)
         if slot.enum is not None:
-            try:
-                value = slot.enum(value).value
-            except ValueError:
+            value = value.value if isinstance(value, enum.Enum) else value
+            if value not in _ENUM_VALUES[slot.enum]:
                 raise ValueError(f"{opcode.name} field {slot.name} must be one of "
-                                 f"{', '.join(f'{m.value} ({m.name})' for m in slot.enum)}, not {value!r}") from None
-        else:
-            value = int(value)
-            low = -(1 << (slot.width - 1)) if slot.signed else 0
-            high = (1 << (slot.width - (1 if slot.signed else 0))) - 1
-            if not low <= value <= high:
-                raise ValueError(f"{opcode.name} field {slot.name} must be from {low} to {high}, not {value}")
-        bits |= (value & ((1 << slot.width) - 1)) << slot.offset
+                                 f"{', '.join(f'{m.value} ({m.name})' for m in slot.enum)}, not {value!r}")
+        elif not slot.low <= value <= slot.high:
+            raise ValueError(f"{opcode.name} field {slot.name} must be from {slot.low} to {slot.high}, not {value}")
+        bits |= (int(value) & ((1 << slot.width) - 1)) << slot.offset
     return bits
 
 
@@ -196,11 +198,10 @@ def encode(instruction: Instruction) -> int:
     bits = _pack(_HEADER_SLOTS, {"opcode": opcode, **{name: getattr(instruction, name) for name in _DEPENDENCIES}},
                  opcode)
     if opcode in _FIELDS:
-        layout = _FIELDS[opcode][1]
-        unknown = set(instruction.fields) - set(layout.members)
+        unknown = instruction.fields.keys() - _FIELD_NAMES[opcode]
         if unknown:
             raise ValueError(f"{opcode.name} has no field(s) {', '.join(sorted(unknown))}; "
-                             f"allowed: {', '.join(layout.members)}")
+                             f"allowed: {', '.join(slot.name for slot in _FIELD_SLOTS[opcode])}")
         bits |= _pack(_FIELD_SLOTS[opcode], FIELD_DEFAULTS.get(opcode, {}) | instruction.fields, opcode)
     elif instruction.fields:
         raise ValueError(f"{opcode.name} takes no fields, not {instruction.fields}")

@@ -166,7 +166,7 @@ def compile_graph(config: AcceleratorConfig, graph: Graph, x: np.ndarray) -> Com
         out_blocks = maps[node.output].channel_blocks
         for first in range(0, out_blocks, config.channel_rows):
             blocks = range(first, min(first + config.channel_rows, out_blocks))
-            program = fenced(program + _lower(config, image, node, maps, blocks))
+            program += fenced(_lower(config, image, node, maps, blocks))     # the program before is balanced
         layers.append(LayerSpan(node.name, start, len(program)))
     program.append(Instruction(Opcode.END, {}))
     region = image.place_program("program", program)

@@ -61,7 +61,7 @@ def fenced(program: list[Instruction]) -> list[Instruction]:
     if last_store is not None:
         program[last_store] = _with(program[last_store], push_prev=True)
     compute = (Opcode.COMPUTE, Opcode.SYNC)
-    stores_left = _count(program, (Opcode.STORE,), "push_prev") - _count(program, compute, "pop_next")
+    stores_left = _count(program, (Opcode.STORE, Opcode.CONFIG), "push_prev") - _count(program, compute, "pop_next")
     loads_left = _count(program, compute, "push_prev") - _count(program, (Opcode.LOAD,), "pop_next")
     idle_load = {"target": 0, "rows": 0}
     return (program + [Instruction(Opcode.SYNC, {}, pop_next=True) for _ in range(stores_left)]
