@@ -85,35 +85,52 @@ def _blocks(extent: int, size: int) -> list[slice]:
 
 
 class PingPongScheduler:
-    """Emits steps (loads + one compute) with ping-pong buffers and VTA-style tokens."""
+    """Emits steps (loads, then the computes that use them) with ping-pong buffers and VTA-style tokens.
+
+    A step's loads fill one scratchpad half; its computes (one or more output
+    tiles reading that half) run while the next step's loads fill the other.
+    Output tiles alternate between the accumulator halves.
+    """
 
     def __init__(self):
         self.program: list[Instruction] = []
         self.steps = 0
         self.tiles = 0
-        self.pending_compute = None
+        self.pending: list[tuple] = []
 
     def step(self, loads: list[tuple[Opcode, dict]], compute: dict, *, starts_tile: bool, ends_tile: bool,
              store: list[dict]):
-        """Loads for step s are emitted before the compute of step s-1 (software pipelining)."""
+        """A step with one compute."""
+        self.step_many(loads, [(compute, starts_tile, ends_tile, store)])
+
+    def step_many(self, loads: list[tuple[Opcode, dict]], computes: list[tuple[dict, bool, bool, list[dict]]]):
+        """Loads for step s are emitted before the computes of step s-1 (software pipelining).
+
+        ``computes`` are (fields, starts_tile, ends_tile, stores); a tile's accumulator
+        half is ``acc_parity(i)`` for the i-th of them that starts a tile.
+        """
         for index, (opcode, fields) in enumerate(loads):
             self.program.append(Instruction(opcode, fields, pop_next=index == 0 and self.steps >= 2,
                                             push_next=index == len(loads) - 1))
         self._flush()
-        self.pending_compute = (compute, starts_tile and self.tiles >= 2, ends_tile, store)
+        for compute, starts_tile, ends_tile, stores in computes:
+            self.pending.append((compute, starts_tile and self.tiles >= 2, ends_tile, stores))
+            self.tiles += ends_tile
         self.steps += 1
-        self.tiles += ends_tile
+
+    def acc_parity(self, offset: int = 0) -> int:
+        """The accumulator half of the tile ``offset`` tiles after the next one."""
+        return (self.tiles + offset) % 2
 
     def _flush(self):
-        if self.pending_compute is None:
-            return
-        compute, wait_for_store, ends_tile, stores = self.pending_compute
-        self.program.append(Instruction(Opcode.COMPUTE, compute, pop_prev=True, pop_next=wait_for_store,
-                                        push_prev=True, push_next=ends_tile))
-        for index, fields in enumerate(stores):
-            self.program.append(Instruction(Opcode.STORE, fields, pop_prev=index == 0,
-                                            push_prev=index == len(stores) - 1))
-        self.pending_compute = None
+        for index, (compute, wait_for_store, ends_tile, stores) in enumerate(self.pending):
+            # The step's first compute takes its loads' token; its last frees the scratchpad half.
+            self.program.append(Instruction(Opcode.COMPUTE, compute, pop_prev=index == 0, pop_next=wait_for_store,
+                                            push_prev=index == len(self.pending) - 1, push_next=ends_tile))
+            for store_index, fields in enumerate(stores):
+                self.program.append(Instruction(Opcode.STORE, fields, pop_prev=store_index == 0,
+                                                push_prev=store_index == len(stores) - 1))
+        self.pending = []
 
     def finish(self, end: bool = True) -> list[Instruction]:
         """The program, ending with END unless ``end`` is false (a layer of a longer program)."""
@@ -176,57 +193,69 @@ def compile_gemm(config: AcceleratorConfig, layer: GemmLayer) -> CompiledGemm:
     if array.dataflow == Dataflow.OS:
         # A COMPUTE takes R rows (pixels) of each of its reduction blocks; beats cover whole blocks.
         chunk_blocks = min(len(k_blocks), min(act_half, weight_half, _MAX_BEATS) // rows)
-        # When all of K fits one chunk, a block of weights stays loaded for every row block
-        # (in the weight half of its channel block's parity): only activations stream.
-        keep_weights = chunk_blocks == len(k_blocks)
-        for b, n_block in enumerate(n_blocks):
+        chunks = _blocks(len(k_blocks), chunk_blocks)
+        # When all of K fits one chunk, the weights of a group of channel blocks stay loaded (in the
+        # weight half of the group's parity) for every row block, and each activation tile loaded
+        # serves every block of the group: one DRAM read per group instead of per channel block.
+        keep_weights = len(chunks) == 1
+        k_rows = chunk_blocks * rows
+        group = max(1, min(len(n_blocks), weight_half // k_rows)) if keep_weights else 1
+        for g, first_block in enumerate(range(0, len(n_blocks), group)):
+            blocks = range(first_block, min(first_block + group, len(n_blocks)))
             for m_block in _blocks(m, rows):
-                acc_addr = (scheduler.tiles % 2) * acc_half
-                chunks = _blocks(len(k_blocks), chunk_blocks)
+                pixels = m_block.stop - m_block.start
+                tiles = [scheduler.acc_parity(j) * acc_half for j in range(len(blocks))]
                 for c, chunk in enumerate(chunks):
                     half = scheduler.steps % 2
-                    weight_addr = (b % 2 if keep_weights else half) * weight_half
                     beats = (chunk.stop - chunk.start) * rows
                     first_k = chunk.start * rows
                     real_k = min(k, first_k + beats) - first_k
-                    pixels = m_block.stop - m_block.start
                     loads = [(Opcode.LOAD, {
                         "target": Target.ACTIVATIONS, "sram_addr": half * act_half,
                         "dram_addr": a_blocks.address + chunk.start * a_block_stride + m_block.start * a_blocks.row_stride,
                         "row_elems": rows, "rows": rows, "row_stride": a_blocks.row_stride,
                         "blocks": chunk.stop - chunk.start, "block_stride": a_block_stride, "pad_before": 0,
                         "pad_after": rows - pixels, "pad_value": act_pad})]
-                    if not keep_weights or m_block.start == 0:
-                        loads.append(_load(Target.WEIGHTS, weight_addr,
-                                           weights[b].address + first_k * weights[b].row_stride, beats,
-                                           weights[b].row_stride, n_block.stop - n_block.start, weight_pad,
-                                           pad_after=beats - real_k))
-                    compute = {"act_addr": half * act_half, "weight_addr": weight_addr, "acc_addr": acc_addr,
-                               "beats": beats, "accumulate": int(c > 0), "mode": layer.mode}
-                    last = c == len(chunks) - 1
-                    scheduler.step(loads, compute, starts_tile=c == 0, ends_tile=last,
-                                   store=[store(b, acc_addr, m_block.start, pixels)] if last else [])
+                    computes = []
+                    for j, b in enumerate(blocks):
+                        weight_addr = ((g % 2) * weight_half + j * k_rows) if keep_weights else half * weight_half
+                        if not keep_weights or m_block.start == 0:
+                            loads.append(_load(Target.WEIGHTS, weight_addr,
+                                               weights[b].address + first_k * weights[b].row_stride, beats,
+                                               weights[b].row_stride, n_blocks[b].stop - n_blocks[b].start,
+                                               weight_pad, pad_after=beats - real_k))
+                        last = c == len(chunks) - 1
+                        computes.append(({"act_addr": half * act_half, "weight_addr": weight_addr,
+                                          "acc_addr": tiles[j], "beats": beats, "accumulate": int(c > 0),
+                                          "mode": layer.mode}, c == 0, last,
+                                         [store(b, tiles[j], m_block.start, pixels)] if last else []))
+                    scheduler.step_many(loads, computes)
     else:
         chunk = min(m, act_half, acc_half, _MAX_BEATS)
-        for b, n_block in enumerate(n_blocks):
+        # Two channel blocks per group (one per accumulator half): each activation block loaded
+        # serves both, halving the activation traffic.
+        group = min(2, len(n_blocks), weight_half // rows)
+        for first_block in range(0, len(n_blocks), group):
+            blocks = range(first_block, min(first_block + group, len(n_blocks)))
             for m_chunk in _blocks(m, chunk):
-                acc_addr = (scheduler.tiles % 2) * acc_half
                 beats = m_chunk.stop - m_chunk.start
+                tiles = [scheduler.acc_parity(j) * acc_half for j in range(len(blocks))]
                 for j, k_block in enumerate(k_blocks):
                     half = scheduler.steps % 2
                     depth = k_block.stop - k_block.start
-                    loads = [_load(Target.WEIGHTS, half * weight_half,
+                    loads = [_load(Target.WEIGHTS, half * weight_half + index * rows,
                                    weights[b].address + k_block.start * weights[b].row_stride, rows,
-                                   weights[b].row_stride, n_block.stop - n_block.start, weight_pad,
-                                   pad_after=rows - depth),
-                             _load(Target.ACTIVATIONS, half * act_half,
-                                   a_blocks.address + j * a_block_stride + m_chunk.start * a_blocks.row_stride,
-                                   beats, a_blocks.row_stride, rows, act_pad)]
-                    compute = {"act_addr": half * act_half, "weight_addr": half * weight_half, "acc_addr": acc_addr,
-                               "beats": beats, "accumulate": int(j > 0), "mode": layer.mode}
+                                   weights[b].row_stride, n_blocks[b].stop - n_blocks[b].start, weight_pad,
+                                   pad_after=rows - depth) for index, b in enumerate(blocks)]
+                    loads.append(_load(Target.ACTIVATIONS, half * act_half,
+                                       a_blocks.address + j * a_block_stride + m_chunk.start * a_blocks.row_stride,
+                                       beats, a_blocks.row_stride, rows, act_pad))
                     last = j == len(k_blocks) - 1
-                    scheduler.step(loads, compute, starts_tile=j == 0, ends_tile=last,
-                                   store=[store(b, acc_addr, m_chunk.start, beats)] if last else [])
+                    scheduler.step_many(loads, [
+                        ({"act_addr": half * act_half, "weight_addr": half * weight_half + index * rows,
+                          "acc_addr": tiles[index], "beats": beats, "accumulate": int(j > 0), "mode": layer.mode},
+                         j == 0, last, [store(b, tiles[index], m_chunk.start, beats)] if last else [])
+                        for index, b in enumerate(blocks)])
     program = scheduler.finish()
     program_region = image.place_program("program", program)
     return CompiledGemm(config, layer, image, program, program_region, outputs)
