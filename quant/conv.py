@@ -11,7 +11,9 @@ in place from the input feature map, one window tap at a time
   accumulating over the steps.
 * OS: a step is R output pixels of one output row against the whole
   reduction (chunked if it exceeds a scratchpad half); the activation rows of
-  each tap are one LOAD whose groups are the input-channel blocks.
+  each tap are one LOAD whose groups are the input-channel blocks, and when the
+  reduction fits one chunk they serve every output block whose weights fit
+  half the weight scratchpad.
 
 Both use ``gemm.PingPongScheduler``: loads run a step ahead into the other
 scratchpad half, stores of a tile overlap the next tile.
@@ -61,8 +63,8 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
     act_half, weight_half, acc_half = config.act_rows // 2, config.weight_rows // 2, config.acc_rows // 2
     scheduler = PingPongScheduler()
 
-    def store(block, first_row, out_rows, first_col, out_cols):
-        return {"channel_row": block - blocks.start, "acc_addr": (scheduler.tiles % 2) * acc_half,
+    def store(block, acc_addr, first_row, out_rows, first_col, out_cols):
+        return {"channel_row": block - blocks.start, "acc_addr": acc_addr,
                 "dram_addr": y.pixel_address(block, first_row, first_col), "channels": y.block_channels(block),
                 "rows": out_cols, "row_stride": y.row_stride, "blocks": out_rows,
                 "block_stride": y.width * y.row_stride}
@@ -96,21 +98,26 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                                "accumulate": int(index > 0), "mode": ArithMode.INT8}
                     last = index == len(steps) - 1
                     scheduler.step(loads, compute, starts_tile=index == 0, ends_tile=last,
-                                   store=[store(block, first_row, out_rows, 0, y.width)] if last else [])
+                                   store=[store(block, (scheduler.tiles % 2) * acc_half, first_row, out_rows, 0,
+                                                y.width)] if last else [])
         return scheduler.finish(end=False)
 
     k_blocks = len(taps) * cin_blocks
     chunk_blocks = min(k_blocks, min(act_half, weight_half, _MAX_BEATS) // rows)
-    keep_weights = chunk_blocks == k_blocks
     chunks = [range(start, min(start + chunk_blocks, k_blocks)) for start in range(0, k_blocks, chunk_blocks)]
-    for block in blocks:
-        region = regions[block]
+    # When the whole reduction fits one chunk, the weights of a group of output blocks stay
+    # loaded (in the weight half of the group's parity) and each activation tile serves the group.
+    keep_weights = len(chunks) == 1
+    k_rows = chunk_blocks * rows
+    group = max(1, min(len(blocks), weight_half // k_rows)) if keep_weights else 1
+    for g, first in enumerate(range(0, len(blocks), group)):
+        members = blocks[first:first + group]
         for out_row in range(y.height):
             for first_col in range(0, y.width, rows):
                 out_cols = min(rows, y.width - first_col)
+                tiles = [scheduler.acc_parity(j) * acc_half for j in range(len(members))]
                 for index, chunk in enumerate(chunks):
                     half = scheduler.steps % 2
-                    weight_addr = (block % 2 if keep_weights else half) * weight_half
                     beats = len(chunk) * rows
                     loads = []
                     sram_row = half * act_half
@@ -124,15 +131,19 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                                             first_col=first_col, out_cols=out_cols, stride=stride,
                                             offset=tap_offset(tap), rows=rows, groups=len(blocks_here))}))
                         sram_row += len(blocks_here) * rows
-                    if not keep_weights or (out_row == 0 and first_col == 0):
-                        loads.append((Opcode.LOAD, {
-                            "target": Target.WEIGHTS, "sram_addr": weight_addr,
-                            "dram_addr": region.address + chunk.start * rows * region.row_stride,
-                            "row_elems": y.block_channels(block), "rows": beats, "row_stride": region.row_stride}))
-                    compute = {"act_addr": half * act_half, "weight_addr": weight_addr,
-                               "acc_addr": (scheduler.tiles % 2) * acc_half, "beats": beats,
-                               "accumulate": int(index > 0), "mode": ArithMode.INT8}
+                    computes = []
                     last = index == len(chunks) - 1
-                    scheduler.step(loads, compute, starts_tile=index == 0, ends_tile=last,
-                                   store=[store(block, out_row, 1, first_col, out_cols)] if last else [])
+                    for j, block in enumerate(members):
+                        weight_addr = ((g % 2) * weight_half + j * k_rows) if keep_weights else half * weight_half
+                        if not keep_weights or (out_row == 0 and first_col == 0):
+                            loads.append((Opcode.LOAD, {
+                                "target": Target.WEIGHTS, "sram_addr": weight_addr,
+                                "dram_addr": regions[block].address + chunk.start * rows * regions[block].row_stride,
+                                "row_elems": y.block_channels(block), "rows": beats,
+                                "row_stride": regions[block].row_stride}))
+                        computes.append(({"act_addr": half * act_half, "weight_addr": weight_addr,
+                                          "acc_addr": tiles[j], "beats": beats, "accumulate": int(index > 0),
+                                          "mode": ArithMode.INT8}, index == 0, last,
+                                         [store(block, tiles[j], out_row, 1, first_col, out_cols)] if last else []))
+                    scheduler.step_many(loads, computes)
     return scheduler.finish(end=False)
