@@ -17,13 +17,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from hdl.config import AcceleratorConfig
-from hdl.isa import Instruction, Opcode, Target
+from hdl.isa import Instruction, Opcode
 from hdl.numerics import ArithMode
 
 from .conv import lower_conv
 from .graph import ChannelShuffle, Concat, Conv, Graph, Pool, PoolKind, Requantize, Slice
-from .memory import FeatureMap, MemoryImage, pack_channel_records
-from .program import fenced, serialized
+from .memory import FeatureMap, MemoryImage
+from .program import fenced, load_channel_records, serialized
 from .vector import lower_add, lower_depthwise, lower_pool
 
 __all__ = ["CompiledNet", "LayerSpan", "UnsupportedLayer", "compile_graph"]
@@ -102,14 +102,9 @@ def _channel_records(config: AcceleratorConfig, image: MemoryImage, name: str, p
                      blocks: range) -> Instruction:
     """LOAD of ``post``'s per-channel records of output ``blocks``: channel row ``b - blocks.start`` for block ``b``."""
     cols = config.array.cols
-    channels = range(blocks.start * cols, min(blocks.stop * cols, len(post.bias)))
-    records = np.zeros((len(blocks) * cols, 16), dtype=np.uint8)
-    records[:len(channels)] = pack_channel_records(post.bias[channels.start:channels.stop],
-                                                   post.multiplier[channels.start:channels.stop],
-                                                   post.shift[channels.start:channels.stop], np.zeros(len(channels)))
-    region = image.place_rows(f"{name}.channels.{blocks.start}", records.reshape(len(blocks), -1), dtype="u1")
-    return Instruction(Opcode.LOAD, {"target": Target.CHANNELS, "dram_addr": region.address, "row_elems": cols,
-                                     "rows": len(blocks), "row_stride": region.row_stride})
+    channels = slice(blocks.start * cols, blocks.stop * cols)
+    return load_channel_records(image, f"{name}.channels.{blocks.start}", cols, post.bias[channels],
+                                post.multiplier[channels], post.shift[channels])
 
 
 def _lower(config: AcceleratorConfig, image: MemoryImage, node, maps: dict, blocks: range) -> list[Instruction]:

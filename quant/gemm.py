@@ -22,7 +22,8 @@ from hdl.config import AcceleratorConfig, Dataflow
 from hdl.isa import COMPUTE, Instruction, Opcode, Target
 from hdl.numerics import ArithMode, golden_gemm, neutral_padding, store_rows, stored_bytes
 
-from .memory import MemoryImage, Region, pack_channel_records
+from .memory import MemoryImage, Region
+from .program import load_channel_records
 
 __all__ = ["GemmLayer", "CompiledGemm", "compile_gemm", "PingPongScheduler"]
 
@@ -165,16 +166,11 @@ def compile_gemm(config: AcceleratorConfig, layer: GemmLayer) -> CompiledGemm:
     act_pad, weight_pad = neutral_padding(layer.mode)
     image = MemoryImage(config.bus_bytes)
 
-    records = np.zeros((len(n_blocks) * cols, 16), dtype=np.uint8)
-    records[:n] = pack_channel_records(layer.bias, layer.multiplier, layer.shift, layer.flip)
-    channels = image.place_rows("channels", records.reshape(len(n_blocks), -1), dtype="u1")
+    channels = load_channel_records(image, "channels", cols, layer.bias, layer.multiplier, layer.shift, layer.flip)
     weights = [image.place_rows(f"w.n{b}", layer.w[:, block]) for b, block in enumerate(n_blocks)]
     outputs = [image.allocate_rows(f"y.n{b}", m, cols) for b in range(len(n_blocks))]
     scheduler = PingPongScheduler()
-    scheduler.program.append(Instruction(Opcode.LOAD, {
-        "target": Target.CHANNELS, "sram_addr": 0, "dram_addr": channels.address, "row_elems": cols,
-        "rows": len(n_blocks), "row_stride": channels.row_stride, "blocks": 1, "block_stride": 0,
-        "pad_before": 0, "pad_after": 0, "pad_value": 0}))
+    scheduler.program.append(channels)
     scheduler.program.append(Instruction(Opcode.CONFIG, {
         "mode": layer.mode, "zero_point": layer.zero_point, "clamp_min": layer.clamp_min,
         "clamp_max": layer.clamp_max}))

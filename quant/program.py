@@ -1,7 +1,11 @@
 """Program-building helpers shared by the compiler and tests."""
-from hdl.isa import Instruction, Opcode
+import numpy as np
 
-__all__ = ["UNIT_NAMES", "unit_of", "serialized", "fenced"]
+from hdl.isa import CHANNEL_RECORD_BYTES, Instruction, Opcode, Target
+
+from .memory import MemoryImage, pack_channel_records
+
+__all__ = ["UNIT_NAMES", "unit_of", "serialized", "fenced", "load_channel_records"]
 
 UNIT_NAMES = ("load", "compute", "store")      # the token chain, in order
 _UNIT = {Opcode.LOAD: 0, Opcode.COMPUTE: 1, Opcode.SYNC: 1, Opcode.CONFIG: 2, Opcode.STORE: 2}
@@ -67,3 +71,15 @@ def fenced(program: list[Instruction]) -> list[Instruction]:
     return (program + [Instruction(Opcode.SYNC, {}, pop_next=True) for _ in range(stores_left)]
             + [Instruction(Opcode.SYNC, {}, push_prev=True)]
             + [Instruction(Opcode.LOAD, idle_load, pop_next=True) for _ in range(loads_left + 1)])
+
+
+def load_channel_records(image: MemoryImage, name: str, lanes: int, bias, multiplier, shift, flip=None) -> Instruction:
+    """Place per-channel records (``flip`` default 0) in rows of ``lanes`` channels, the last row padded
+    with zero records, and return the LOAD that puts them in channel rows 0, 1, ..."""
+    channels = len(bias)
+    rows = -(-channels // lanes)
+    records = np.zeros((rows * lanes, CHANNEL_RECORD_BYTES), dtype=np.uint8)
+    records[:channels] = pack_channel_records(bias, multiplier, shift, np.zeros(channels) if flip is None else flip)
+    region = image.place_rows(name, records.reshape(rows, -1), dtype="u1")
+    return Instruction(Opcode.LOAD, {"target": Target.CHANNELS, "dram_addr": region.address, "row_elems": lanes,
+                                     "rows": rows, "row_stride": region.row_stride})

@@ -27,8 +27,8 @@ from hdl.config import AcceleratorConfig
 from hdl.isa import Instruction, Opcode, Target
 from hdl.numerics import INT8_MIN, SCALE_BITS, ArithMode, Combine, quantize_multiplier
 
-from .memory import FeatureMap, MemoryImage, pack_channel_records
-from .program import serialized
+from .memory import FeatureMap, MemoryImage
+from .program import load_channel_records, serialized
 from .window import window_fields
 
 __all__ = ["Window", "output_size", "lower_pool", "lower_add", "lower_depthwise", "VectorProgram",
@@ -161,18 +161,13 @@ class VectorProgram:
 def _standalone(config: AcceleratorConfig, image: MemoryImage, y: FeatureMap, body: list[Instruction],
                 bias, multiplier, shift) -> VectorProgram:
     """One operation as a whole program: CONFIG, its channel records, ``body``, serialized."""
-    lanes = config.array.cols
-    blocks = y.channel_blocks
-    if blocks > config.channel_rows:
-        raise ValueError(f"{y.channels} channels need {blocks} channel rows; the accelerator has "
+    if y.channel_blocks > config.channel_rows:
+        raise ValueError(f"{y.channels} channels need {y.channel_blocks} channel rows; the accelerator has "
                          f"{config.channel_rows}")
-    padded = [np.resize(np.asarray(v), blocks * lanes) for v in (bias, multiplier, shift)]
-    records = pack_channel_records(*padded, np.zeros(blocks * lanes))
-    region = image.place_rows("channels", records.reshape(blocks, -1), dtype="u1")
+    per_channel = [np.broadcast_to(np.asarray(v), y.channels) for v in (bias, multiplier, shift)]
     head = [Instruction(Opcode.CONFIG, {"mode": ArithMode.INT8, "zero_point": 0, "clamp_min": -128,
                                         "clamp_max": 127}),
-            Instruction(Opcode.LOAD, {"target": Target.CHANNELS, "dram_addr": region.address, "row_elems": lanes,
-                                      "rows": blocks, "row_stride": region.row_stride})]
+            load_channel_records(image, "channels", config.array.cols, *per_channel)]
     program = serialized(head + body + [Instruction(Opcode.END, {})])
     return VectorProgram(config, image, program, image.place_program("program", program).address, y)
 
