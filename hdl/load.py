@@ -112,7 +112,7 @@ class LoadUnit(wiring.Component):
         m.d.comb += [data_beat.eq(self.rvalid),
                      write_address.eq(Mux(data_beat, outstanding.r_data + row_in_burst, sram_row))]
 
-        def row_bytes(row_length, element, pad_byte):
+        def row_bytes(row_length, pad_byte):
             """The bytes of a row as written this cycle, and their write enables."""
             data_bytes, enables = [], []
             for byte in range(row_length):
@@ -136,7 +136,7 @@ class LoadUnit(wiring.Component):
                 def pad_byte(byte, element=element):     # int32 pad lanes are sign-extended
                     return fields.pad_value.as_unsigned() if byte % element == 0 else \
                         Mux(fields.pad_value < 0, 0xFF, 0x00)
-            row, enables = row_bytes(lanes * element, element, pad_byte)
+            row, enables = row_bytes(lanes * element, pad_byte)
             m.d.comb += [port.addr.eq(write_address), port.data.eq(row),
                          port.en.eq(Mux(writing & (fields.target == target), enables, 0))]
             if target == Target.ACCUMULATORS:
@@ -147,7 +147,7 @@ class LoadUnit(wiring.Component):
         # COMBINE: this cycle's row is staged while the old accumulator row is read, and combined next cycle.
         lanes_layout = data.ArrayLayout(signed(OPERAND_BITS), cols)
         acc_layout = data.ArrayLayout(signed(ACC_BITS), cols)
-        incoming, incoming_enables = row_bytes(cols, 1, lambda byte: fields.pad_value.as_unsigned())
+        incoming, incoming_enables = row_bytes(cols, lambda byte: fields.pad_value.as_unsigned())
         stage_valid = Signal()
         stage_lanes = Signal(lanes_layout)
         stage_enables = Signal(cols)
