@@ -1,0 +1,230 @@
+"""A self-contained SoC for FPGA boards: the accelerator, on-chip memory and a UART host link.
+
+::
+
+    uart_rx -> UartRx -> UartBridge -> UartTx -> uart_tx
+                            |  csr (AXI4-Lite)  ---> Accelerator.s_axil --> irq
+                            |  memory (AXI4-Lite) -> BlockRamMemory.lite
+                 Accelerator.m_axi (AXI4, DMA) ----> BlockRamMemory.bus
+
+The host loads a program and its data into the memory, starts the accelerator through its
+registers and reads the results back, all over the UART (``hdl.uart_bridge`` defines the
+protocol, ``boards/host.py`` is the driver). The memory is block RAM inside the FPGA; board
+SDRAM is not supported (programs and their data must fit in ``memory_kib``).
+"""
+from amaranth.back import verilog
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from .accelerator import Accelerator
+from .axi import ADDR_WIDTH, BURST_INCR, Response, axi4_signature, axi_lite_signature
+from .config import AcceleratorConfig
+from .generate import accelerator_name
+from .uart import UartRx, UartTx, check_clocks_per_bit
+from .uart_bridge import WORD_BYTES, LinkInfo, UartBridge
+
+__all__ = ["BlockRamMemory", "HostLinkSoC", "MAX_MEMORY_KIB", "DEFAULT_TIMEOUT_BYTES", "soc_name",
+           "generate_soc_verilog"]
+
+MAX_MEMORY_KIB = 1024
+# A frame's bytes come back to back from a USB-serial adapter; a gap this long (in byte times)
+# means the host gave up, and the bridge answers TIMEOUT instead of waiting forever.
+DEFAULT_TIMEOUT_BYTES = 1024
+_BYTE_BITS = 10
+
+
+class BlockRamMemory(wiring.Component):
+    """``size_bytes`` of block RAM, one ``bus_bits`` word per row, behind two AXI slave ports.
+
+    ``bus`` serves the accelerator's DMA: INCR bursts of full-width beats (any ID, one burst of
+    each direction at a time, one beat per cycle); ``lite`` serves 32-bit word accesses from the
+    host bridge. Reads share the memory's one read port and writes its one write port (a simple
+    dual-port RAM, which every FPGA block RAM provides); a ``lite`` access waits at most for the
+    ``bus`` burst in progress. Beats at or beyond ``size_bytes``, and bursts of another size or
+    type, answer SLVERR (reads return 0, writes are dropped).
+
+    Parameters
+    ----------
+    size_bytes : int
+        A positive multiple of the bus width.
+    bus_bits : int
+        The AXI4 data width.
+
+    Members
+    -------
+    bus : In(axi4_signature(bus_bits))
+    lite : In(axi_lite_signature(ADDR_WIDTH))
+    """
+
+    def __init__(self, *, size_bytes: int, bus_bits: int):
+        if not isinstance(bus_bits, int) or bus_bits < 32 or bus_bits & (bus_bits - 1):
+            raise ValueError(f"Memory bus width must be a power of two of at least 32 bits, not {bus_bits!r}")
+        if not isinstance(size_bytes, int) or size_bytes <= 0 or size_bytes % (bus_bits // 8):
+            raise ValueError(f"Memory size must be a positive multiple of {bus_bits // 8} bytes, not {size_bytes!r}")
+        self.size_bytes = size_bytes
+        self.bus_bits = bus_bits
+        super().__init__({
+            "bus": In(axi4_signature(bus_bits)),
+            "lite": In(axi_lite_signature(ADDR_WIDTH)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        bus, lite = self.bus, self.lite
+        bus_bytes = self.bus_bits // 8
+        shift = (bus_bytes - 1).bit_length()
+        depth = self.size_bytes // bus_bytes
+        lanes = bus_bytes // WORD_BYTES
+        storage = m.submodules.storage = memory.Memory(shape=self.bus_bits, depth=depth, init=[])
+        read = storage.read_port()
+        write = storage.write_port(granularity=8)
+
+        def row(address):
+            return address[shift:]
+
+        def lane(address):
+            return address[2:shift] if lanes > 1 else 0
+
+        # Reads: one burst at a time feeds a one-beat output stage (the read port's own register).
+        r_active = Signal()
+        r_row = Signal(ADDR_WIDTH - shift)
+        r_left = Signal(8)
+        r_id = Signal.like(bus.arid)
+        r_lite = Signal()
+        r_lane = Signal(range(lanes))
+        r_bad = Signal()                  # wrong burst size or type: every beat fails
+        out_valid = Signal()
+        out_lite = Signal()
+        out_id = Signal.like(bus.rid)
+        out_last = Signal()
+        out_lane = Signal(range(lanes))
+        out_error = Signal()
+        out_ready = Mux(out_lite, lite.rready, bus.rready)
+        issue = r_active & (~out_valid | out_ready)
+        with m.If(~r_active):
+            with m.If(lite.arvalid):
+                m.d.comb += lite.arready.eq(1)
+                m.d.sync += [r_active.eq(1), r_row.eq(row(lite.araddr)), r_left.eq(0), r_lite.eq(1),
+                             r_lane.eq(lane(lite.araddr)), r_bad.eq(0)]
+            with m.Elif(bus.arvalid):
+                m.d.comb += bus.arready.eq(1)
+                m.d.sync += [r_active.eq(1), r_row.eq(row(bus.araddr)), r_left.eq(bus.arlen), r_lite.eq(0),
+                             r_id.eq(bus.arid), r_bad.eq((bus.arsize != shift) | (bus.arburst != BURST_INCR))]
+        with m.If(issue):
+            m.d.comb += [read.en.eq(1), read.addr.eq(r_row)]
+            m.d.sync += [out_valid.eq(1), out_lite.eq(r_lite), out_id.eq(r_id), out_last.eq(r_left == 0),
+                         out_lane.eq(r_lane), out_error.eq(r_bad | (r_row >= depth)),
+                         r_row.eq(r_row + 1), r_left.eq(r_left - 1)]
+            with m.If(r_left == 0):
+                m.d.sync += r_active.eq(0)
+        with m.Elif(out_valid & out_ready):
+            m.d.sync += out_valid.eq(0)
+        response = Mux(out_error, Response.SLVERR, Response.OKAY)
+        m.d.comb += [
+            bus.rvalid.eq(out_valid & ~out_lite), bus.rdata.eq(Mux(out_error, 0, read.data)), bus.rresp.eq(response),
+            bus.rlast.eq(out_last), bus.rid.eq(out_id),
+            lite.rvalid.eq(out_valid & out_lite), lite.rresp.eq(response),
+            lite.rdata.eq(Mux(out_error, 0, read.data.word_select(out_lane, 32))),
+        ]
+
+        # Writes: a lite word in one cycle, or a burst of beats; one response outstanding per port.
+        w_active = Signal()
+        w_row = Signal(ADDR_WIDTH - shift)
+        w_left = Signal(8)
+        w_error = Signal()
+        with m.If(bus.bvalid & bus.bready):
+            m.d.sync += bus.bvalid.eq(0)
+        with m.If(lite.bvalid & lite.bready):
+            m.d.sync += lite.bvalid.eq(0)
+        with m.If(w_active):
+            m.d.comb += bus.wready.eq(1)
+            with m.If(bus.wvalid):
+                beat_error = w_error | (w_row >= depth)
+                m.d.comb += [write.addr.eq(w_row), write.data.eq(bus.wdata),
+                             write.en.eq(Mux(beat_error, 0, bus.wstrb))]
+                m.d.sync += [w_row.eq(w_row + 1), w_left.eq(w_left - 1)]
+                with m.If(bus.wlast | (w_left == 0)):
+                    m.d.sync += [w_active.eq(0), bus.bvalid.eq(1),
+                                 bus.bresp.eq(Mux(beat_error | (bus.wlast != (w_left == 0)) | w_error,
+                                                  Response.SLVERR, Response.OKAY))]
+                with m.Elif(beat_error):
+                    m.d.sync += w_error.eq(1)
+        with m.Elif(lite.awvalid & lite.wvalid & ~lite.bvalid):
+            lite_error = row(lite.awaddr) >= depth
+            m.d.comb += [lite.awready.eq(1), lite.wready.eq(1), write.addr.eq(row(lite.awaddr)),
+                         write.data.eq(lite.wdata.replicate(lanes)),
+                         write.en.eq(Mux(lite_error, 0, lite.wstrb << (lane(lite.awaddr) * WORD_BYTES)))]
+            m.d.sync += [lite.bvalid.eq(1), lite.bresp.eq(Mux(lite_error, Response.SLVERR, Response.OKAY))]
+        with m.Elif(bus.awvalid & ~bus.bvalid):
+            m.d.comb += bus.awready.eq(1)
+            m.d.sync += [w_active.eq(1), w_row.eq(row(bus.awaddr)), w_left.eq(bus.awlen), bus.bid.eq(bus.awid),
+                         w_error.eq((bus.awsize != shift) | (bus.awburst != BURST_INCR))]
+        return m
+
+
+class HostLinkSoC(wiring.Component):
+    """The accelerator for ``config`` with ``memory_kib`` KiB of block RAM and a UART host link.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+    memory_kib : int
+        Block RAM the accelerator's DMA and the host share, 1 to ``MAX_MEMORY_KIB`` KiB.
+    clocks_per_bit : int
+        UART divider (``hdl.uart.clocks_per_bit(clock_hz, baud)``), at least 4.
+    timeout_bytes : int
+        Byte times (10 bits each) of silence after which the bridge abandons a frame, 1 to 65535.
+
+    Members
+    -------
+    uart_rx : In(1)      from the host (idle 1)
+    uart_tx : Out(1)     to the host (idle 1)
+    irq : Out(1)         the accelerator's interrupt: DONE or ERROR while CONTROL.IRQ_ENABLE (e.g. an LED)
+
+    The clock and reset are the ``sync`` domain (``clk``, ``rst`` in the Verilog).
+    """
+
+    uart_rx: In(1, init=1)
+    uart_tx: Out(1, init=1)
+    irq: Out(1)
+
+    def __init__(self, config: AcceleratorConfig, *, memory_kib: int = 16, clocks_per_bit: int,
+                 timeout_bytes: int = DEFAULT_TIMEOUT_BYTES):
+        if not isinstance(config, AcceleratorConfig):
+            raise TypeError(f"SoC config must be an AcceleratorConfig, not {config!r}")
+        if not isinstance(memory_kib, int) or isinstance(memory_kib, bool) or not 1 <= memory_kib <= MAX_MEMORY_KIB:
+            raise ValueError(f"SoC memory must be an integer from 1 to {MAX_MEMORY_KIB} KiB, not {memory_kib!r}")
+        check_clocks_per_bit(clocks_per_bit)
+        if not isinstance(timeout_bytes, int) or isinstance(timeout_bytes, bool) or not 1 <= timeout_bytes <= 0xFFFF:
+            raise ValueError(f"SoC timeout must be an integer from 1 to 65535 byte times, not {timeout_bytes!r}")
+        self.config = config
+        self.memory_kib = memory_kib
+        self.info = LinkInfo(config, memory_kib * 1024, clocks_per_bit, timeout_bytes * _BYTE_BITS * clocks_per_bit)
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        info = self.info
+        accelerator = m.submodules.accelerator = Accelerator(self.config)
+        ram = m.submodules.memory = BlockRamMemory(size_bytes=info.memory_bytes, bus_bits=self.config.bus_bits)
+        rx = m.submodules.uart_rx = UartRx(clocks_per_bit=info.clocks_per_bit)
+        tx = m.submodules.uart_tx = UartTx(clocks_per_bit=info.clocks_per_bit)
+        bridge = m.submodules.bridge = UartBridge(info)
+        m.d.comb += [rx.rx.eq(self.uart_rx), self.uart_tx.eq(tx.tx), self.irq.eq(accelerator.irq)]
+        wiring.connect(m, rx.data, bridge.rx)
+        wiring.connect(m, bridge.tx, tx.data)
+        wiring.connect(m, bridge.csr, accelerator.s_axil)
+        wiring.connect(m, bridge.memory, ram.lite)
+        wiring.connect(m, accelerator.m_axi, ram.bus)
+        return m
+
+
+def soc_name(config: AcceleratorConfig, memory_kib: int) -> str:
+    """Top module name, e.g. ``soc_4x4_os_int8_128b_16k``."""
+    return f"soc_{accelerator_name(config).removeprefix('accel_')}_{memory_kib}k"
+
+
+def generate_soc_verilog(soc: HostLinkSoC) -> str:
+    """Synthesizable Verilog of ``soc``; the top module is ``soc_name(...)``, ports clk, rst, uart_rx, uart_tx, irq."""
+    return verilog.convert(soc, name=soc_name(soc.config, soc.memory_kib), emit_src=False)
