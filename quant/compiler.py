@@ -1,27 +1,41 @@
 """Compile an integer graph (``quant.graph``) into one accelerator program and its DRAM image.
 
-Every tensor is a ``FeatureMap`` (NHWC in channel blocks of the array's
-width). Concatenation and channel slices are addresses: a concat's inputs are
-written straight into their channel blocks of its output, and a slice is a
-view of its input's blocks, so neither copies data (their channel offsets
-must be whole blocks). Dense convolutions run on the systolic array
-(``quant.conv``), depthwise convolutions, pooling and residual adds on the
-accumulator path (``quant.vector``). Layers run one after another
-(``program.fenced``); inside a layer loads, computes and stores overlap.
+Every tensor is a ``FeatureMap``: NHWC in channel blocks (``L = min(R, C)``
+int8 channels, or C binary channels packed 8 a byte), each block a row per
+pixel. Channel split, concatenation and channel shuffle copy nothing: a
+tensor's channels may sit in any lanes of any blocks (``CompiledNet.slots``),
+so these nodes only relabel channels, and the permutation is folded into the
+weights and channel records of the layers that read and write them. Where a
+tensor's channels are placed is planned once for the whole net (``_plan``):
+a computed channel is placed when the first layer reads it, next to the other
+channels that layer reads from the same producer (ShuffleNetV2's kept half
+then never moves); a per-channel layer (depthwise, pooling, add) writes its
+outputs in the lanes of its inputs. A producer writes whole blocks from lane 0
+(a store has no lane offset), so channels of different producers never share
+a block: a layer reading a mixture reads the unused lanes too, against zero
+weights.
 
-Not supported yet (a clear error names the node): binary layers, channel
-shuffle, group convolutions other than depthwise, non-square arrays.
+Dense and group convolutions run on the systolic array (``quant.conv``): the
+weights are laid out in array coordinates (output block x C columns, input
+block x R lanes), so a group convolution is block-diagonal, and each output
+block reduces only over the input blocks its groups touch (one fenced pass per
+run of output blocks with the same input blocks). Binary convolutions run on
+the array in binary mode: a binary block of C channels is C / 8 bytes, loaded
+into a scratchpad row whose other lanes are the neutral padding. Depthwise
+convolutions, pooling and residual adds run on the accumulator path
+(``quant.vector``). Layers run one after another (``program.fenced``); inside
+a layer loads, computes and stores overlap.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from hdl.config import AcceleratorConfig
 from hdl.isa import Instruction, Opcode
-from hdl.numerics import ArithMode
+from hdl.numerics import BINARY_VALUES_PER_LANE, ArithMode
 
 from .conv import lower_conv
-from .graph import ChannelShuffle, Concat, Conv, Graph, Pool, PoolKind, Requantize, Slice
+from .graph import Add, Binarize, ChannelShuffle, Concat, Conv, Graph, Pool, PoolKind, Slice
 from .memory import FeatureMap, MemoryImage
 from .program import fenced, load_channel_records, serialized
 from .vector import lower_add, lower_depthwise, lower_pool
@@ -50,119 +64,272 @@ class CompiledNet:
     program_address: int
     feature_maps: dict[str, FeatureMap]
     layers: list[LayerSpan]
+    # Per tensor, each logical channel's position in its feature map: block * lanes + lane.
+    slots: dict[str, np.ndarray] = field(default_factory=dict)
 
     def read_tensor(self, dram: bytes, name: str) -> np.ndarray:
-        """Tensor ``name`` as stored in ``dram``: (H, W, C) int8."""
+        """Tensor ``name`` as stored in ``dram``: (H, W, C) int8, or (H, W, C / 8) packed lanes if binary."""
         image = MemoryImage(self.image.alignment, bytearray(dram), self.image.regions)
-        return image.read_feature_map(self.feature_maps[name])
+        fmap = self.feature_maps[name]
+        rows = image.read_blocks(fmap)
+        if fmap.binary:
+            return np.concatenate([rows[:, :, b, :fmap.row_bytes(b)] for b in range(fmap.channel_blocks)], axis=2)
+        physical = np.zeros(rows.shape[:2] + (fmap.channel_blocks, fmap.lanes), dtype=np.int64)
+        physical[..., :rows.shape[3]] = rows
+        slots = self.slots.get(name, np.arange(fmap.channels))
+        return physical.reshape(*rows.shape[:2], -1)[:, :, slots]
 
 
-def _view(parent: FeatureMap, name: str, first_channel: int, channels: int) -> FeatureMap:
-    if first_channel % parent.lanes:
-        raise UnsupportedLayer(f"Tensor {name!r} starts at channel {first_channel} of {parent.name!r}; "
-                               f"concat and slice offsets must be multiples of {parent.lanes} channels")
-    address = parent.address + first_channel // parent.lanes * parent.block_stride
-    return FeatureMap(name, address, parent.height, parent.width, channels, parent.lanes, parent.row_stride)
+def _is_depthwise(graph: Graph, node) -> bool:
+    return (isinstance(node, Conv) and node.arith == ArithMode.INT8 and node.groups > 1
+            and node.groups == graph.tensors[node.input].shape[2] == len(node.weight))
 
 
-def _place(graph: Graph, image: MemoryImage, lanes: int, x: np.ndarray) -> dict[str, FeatureMap]:
-    """A feature map for every tensor: concat inputs and slices are views of other maps."""
-    maps: dict[str, FeatureMap] = {graph.input: image.place_feature_map(graph.input, x, lanes)}
-    parents: dict[str, tuple[str, int]] = {}        # tensor -> (tensor it is a view of, first channel)
-    for node in graph.nodes:
-        if isinstance(node, Concat):
-            offset = 0
-            for name in node.inputs:
-                parents[name] = (node.output, offset)
-                offset += graph.tensors[name].shape[2]
-        elif isinstance(node, Slice):
-            parents[node.output] = (node.input, node.start)
-
-    def resolve(name: str) -> FeatureMap:
-        if name not in maps:
-            height, width, channels = graph.tensors[name].shape
-            if name in parents:
-                parent, first = parents[name]
-                maps[name] = _view(resolve(parent), name, first, channels)
-            else:
-                maps[name] = image.allocate_feature_map(name, height, width, channels, lanes)
-        return maps[name]
-
-    for name in graph.tensors:
-        resolve(name)
-    return maps
+def _per_channel(graph: Graph, node) -> bool:
+    """Output channel c is computed from input channel c alone, in the same lane."""
+    return isinstance(node, (Pool, Add)) or _is_depthwise(graph, node)
 
 
-def _config(post: Requantize) -> Instruction:
+def _inputs(node) -> tuple[str, ...]:
+    return node.inputs if isinstance(node, (Add, Concat)) else (node.input,)
+
+
+class _Plan:
+    """Where every channel of every tensor lives (see the module docstring)."""
+
+    def __init__(self, config: AcceleratorConfig, graph: Graph, image: MemoryImage, x: np.ndarray):
+        self.graph, self.image = graph, image
+        self.int8_lanes = min(config.array.rows, config.array.cols)
+        self.binary_lanes = config.array.cols
+        # Every tensor's channels as (computed tensor, channel): movement nodes only relabel.
+        self.origin: dict[str, list[tuple[str, int]]] = {}
+        for name in (graph.input, *(node.output for node in graph.nodes)):
+            self.origin[name] = [(name, c) for c in range(graph.tensors[name].shape[2])]
+        for node in graph.nodes:
+            if isinstance(node, Concat):
+                self.origin[node.output] = [o for name in node.inputs for o in self.origin[name]]
+            elif isinstance(node, Slice):
+                self.origin[node.output] = self.origin[node.input][node.start:node.stop]
+            elif isinstance(node, ChannelShuffle):
+                source = self.origin[node.input]
+                per_group = len(source) // node.groups
+                self.origin[node.output] = [source[(k % node.groups) * per_group + k // node.groups]
+                                            for k in range(len(source))]
+        self.blocks: dict[str, list[tuple[int, int]]] = {}    # computed tensor -> [(address, live lanes)]
+        self.where: dict[tuple[str, int], tuple[int, int]] = {}   # (tensor, channel) -> (its block, lane)
+        fmap = image.place_feature_map(graph.input, x, self.int8_lanes)
+        self._adopt(graph.input, fmap, [(graph.input, c) for c in range(fmap.channels)])
+        for node in graph.nodes:
+            if isinstance(node, (Conv, Pool, Add)):
+                for name in _inputs(node):
+                    self._place(name)
+                if _per_channel(graph, node):
+                    self._mirror(node)
+        self._place(graph.output)
+        for name in self.origin:
+            self._place(name)       # tensors nothing reads
+
+    def lanes(self, name: str) -> int:
+        return self.binary_lanes if self.graph.tensors[name].kind == ArithMode.BINARY else self.int8_lanes
+
+    def _adopt(self, owner: str, fmap: FeatureMap, channels: list[tuple[str, int]]) -> None:
+        """Record the blocks of ``fmap`` as ``owner``'s and ``channels`` as its lanes, in order."""
+        first = len(self.blocks.setdefault(owner, []))
+        self.blocks[owner] += [(fmap.block_address(b), fmap.block_channels(b)) for b in range(fmap.channel_blocks)]
+        for index, channel in enumerate(channels):
+            self.where[channel] = (first + index // fmap.lanes, index % fmap.lanes)
+
+    def _allocate(self, owner: str, count: int) -> FeatureMap:
+        height, width, _ = self.graph.tensors[owner].shape
+        part = len(self.blocks.get(owner, []))
+        binary = self.graph.tensors[owner].kind == ArithMode.BINARY
+        return self.image.allocate_feature_map(owner if not part else f"{owner}.{part}", height, width, count,
+                                               self.lanes(owner), binary)
+
+    def _place(self, name: str) -> None:
+        """Give ``name``'s unplaced channels new blocks, a run per producer, in ``name``'s order."""
+        pending: dict[str, list[tuple[str, int]]] = {}
+        for channel in self.origin[name]:
+            if channel not in self.where:
+                pending.setdefault(channel[0], []).append(channel)
+        for owner, channels in pending.items():
+            self._adopt(owner, self._allocate(owner, len(channels)), channels)
+
+    def _mirror(self, node) -> None:
+        """Place the output of a per-channel node in the lanes its input channels occupy."""
+        first = self.view(node.inputs[0] if isinstance(node, Add) else node.input)
+        if isinstance(node, Add):
+            second = self.view(node.inputs[1])
+            if not np.array_equal(first[1], second[1]) or first[0].channel_blocks != second[0].channel_blocks:
+                raise UnsupportedLayer(f"Node {node.name!r} (Add): its inputs {node.inputs[0]!r} and "
+                                       f"{node.inputs[1]!r} sit in different lanes; an add needs both in the same "
+                                       "lanes (they do when each is a whole layer's output)")
+        fmap, slots = first
+        region = self._allocate(node.output, fmap.channel_blocks * fmap.lanes)
+        self.blocks[node.output] = [(region.block_address(b), fmap.block_channels(b))
+                                    for b in range(fmap.channel_blocks)]
+        for channel, slot in enumerate(slots):
+            self.where[(node.output, channel)] = divmod(int(slot), fmap.lanes)
+
+    def view(self, name: str) -> tuple[FeatureMap, np.ndarray]:
+        """``name``'s feature map (the blocks holding its channels) and each channel's slot in it."""
+        order: dict[tuple[str, int], int] = {}
+        slots = []
+        for owner, channel in self.origin[name]:
+            block, lane = self.where[(owner, channel)]
+            index = order.setdefault((owner, block), len(order))
+            slots.append(index * self.lanes(name) + lane)
+        blocks = [self.blocks[owner][block] for owner, block in order]
+        height, width, channels = self.graph.tensors[name].shape
+        binary = self.graph.tensors[name].kind == ArithMode.BINARY
+        stride = self.image.regions[self.origin[name][0][0]].row_stride      # one per lane count and kind
+        fmap = FeatureMap(name, blocks[0][0], height, width, channels, self.lanes(name), stride,
+                          tuple(a for a, _ in blocks), tuple(n for _, n in blocks), binary)
+        return fmap, np.asarray(slots, dtype=np.int64)
+
+
+def _array_weights(config: AcceleratorConfig, node: Conv, x: FeatureMap, x_slots: np.ndarray, y: FeatureMap,
+                   y_slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``node``'s weights in array coordinates (``quant.conv.lower_conv``) and which input blocks each
+    output block reads: (y blocks * C, kh, kw, x blocks * R) int8 and (y blocks, x blocks) bool."""
+    rows, cols = config.array.rows, config.array.cols
+    cout, kh, kw, per_group = node.weight.shape
+    if x.binary:      # a lane is a byte: channels 8u .. 8u + 7 of the block
+        units = x_slots[::BINARY_VALUES_PER_LANE]
+        in_index = units // x.lanes * rows + units % x.lanes // BINARY_VALUES_PER_LANE
+    else:
+        in_index = x_slots // x.lanes * rows + x_slots % x.lanes
+    out_index = y_slots // y.lanes * cols + y_slots % y.lanes
+    weights = np.zeros((y.channel_blocks * cols, kh, kw, x.channel_blocks * rows), dtype=np.int64)
+    needed = np.zeros((y.channel_blocks, x.channel_blocks), dtype=bool)
+    group_out = cout // node.groups
+    for group in range(node.groups):
+        outs = out_index[group * group_out:(group + 1) * group_out]
+        ins = in_index[group * per_group:(group + 1) * per_group]
+        weights[np.ix_(outs, range(kh), range(kw), ins)] = node.weight[group * group_out:(group + 1) * group_out]
+        needed[np.ix_(np.unique(outs // cols), np.unique(ins // rows))] = True
+    return weights, needed
+
+
+def _records(config: AcceleratorConfig, node, y: FeatureMap, y_slots: np.ndarray) -> dict[str, np.ndarray]:
+    """``node``'s per-channel parameters at their output columns: y blocks * C entries (0 where no channel)."""
+    cols = config.array.cols
+    index = y_slots // y.lanes * cols + y_slots % y.lanes
+    post = node.post
+    values = {"bias": post.bias, "multiplier": getattr(post, "multiplier", 0), "shift": getattr(post, "shift", 0),
+              "flip": getattr(post, "flip", 0)}
+    records = {}
+    for key, value in values.items():
+        records[key] = np.zeros(y.channel_blocks * cols, dtype=np.int64)
+        records[key][index] = np.broadcast_to(np.asarray(value, dtype=np.int64), len(index))
+    return records
+
+
+def _config(post) -> Instruction:
+    if isinstance(post, Binarize):
+        return Instruction(Opcode.CONFIG, {"mode": ArithMode.BINARY, "zero_point": 0, "clamp_min": -128,
+                                           "clamp_max": 127})
     return Instruction(Opcode.CONFIG, {"mode": ArithMode.INT8, "zero_point": 0, "clamp_min": post.clamp_min,
                                        "clamp_max": post.clamp_max})
 
 
-def _channel_records(config: AcceleratorConfig, image: MemoryImage, name: str, post: Requantize,
-                     blocks: range) -> Instruction:
-    """LOAD of ``post``'s per-channel records of output ``blocks``: channel row ``b - blocks.start`` for block ``b``."""
-    cols = config.array.cols
-    channels = slice(blocks.start * cols, blocks.stop * cols)
-    return load_channel_records(image, f"{name}.channels.{blocks.start}", cols, post.bias[channels],
-                                post.multiplier[channels], post.shift[channels])
+def _sub_map(x: FeatureMap, blocks: list[int]) -> FeatureMap:
+    return FeatureMap(x.name, x.block_address(blocks[0]), x.height, x.width, x.channels, x.lanes, x.row_stride,
+                      tuple(x.block_address(b) for b in blocks), tuple(x.block_channels(b) for b in blocks), x.binary)
 
 
-def _lower(config: AcceleratorConfig, image: MemoryImage, node, maps: dict, blocks: range) -> list[Instruction]:
-    """One node's instructions for output channel ``blocks`` (CONFIG and their records first)."""
-    head = [_config(node.post), _channel_records(config, image, node.name, node.post, blocks)]
+def _passes(config: AcceleratorConfig, out_blocks: int, needed: np.ndarray | None) -> list[tuple[range, list[int]]]:
+    """Output block ranges run as fenced passes (each within the channel memory) and the input blocks they read:
+    consecutive output blocks reading the same input blocks share a pass."""
+    runs = []
+    for block in range(out_blocks):
+        inputs = [] if needed is None else list(np.flatnonzero(needed[block]))
+        if runs and runs[-1][1] == inputs and len(runs[-1][0]) < config.channel_rows:
+            runs[-1] = (range(runs[-1][0].start, block + 1), inputs)
+        else:
+            runs.append((range(block, block + 1), inputs))
+    return runs
+
+
+def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, maps: dict, slots: dict
+           ) -> list[list[Instruction]]:
+    """One node's passes, each to be fenced: CONFIG and the pass's channel records, then its instructions."""
     y = maps[node.output]
-    if isinstance(node, Conv) and node.groups == 1:
-        return head + lower_conv(config, image, node.name, maps[node.input], y, node.weight, node.stride,
-                                 (-node.padding.top, -node.padding.left), blocks)
-    if isinstance(node, Conv):
-        return serialized(head + lower_depthwise(config, image, node.name, maps[node.input], y,
-                                                 node.weight[:, :, :, 0].transpose(1, 2, 0), node.stride,
-                                                 (-node.padding.top, -node.padding.left), blocks))
-    if isinstance(node, Pool):
-        return serialized(head + lower_pool(config, maps[node.input], y, "max" if node.kind == PoolKind.MAX else "avg",
-                                            node.kernel, node.stride, (-node.padding.top, -node.padding.left),
-                                            blocks))
-    return serialized(head + lower_add(config, maps[node.inputs[0]], maps[node.inputs[1]], y, *node.scales, blocks))
+    cols = config.array.cols
+    records = _records(config, node, y, slots[node.output])
+    offset = (-node.padding.top, -node.padding.left) if not isinstance(node, Add) else (0, 0)
+    needed = weights = None
+    if isinstance(node, Conv) and not _is_depthwise(graph, node):
+        x = maps[node.input]
+        weights, needed = _array_weights(config, node, x, slots[node.input], y, slots[node.output])
+    passes = []
+    for blocks, inputs in _passes(config, y.channel_blocks, needed):
+        channels = slice(blocks.start * cols, blocks.stop * cols)
+        head = [_config(node.post), load_channel_records(image, f"{node.name}.channels.{blocks.start}", cols,
+                                                         *(records[k][channels] for k in records))]
+        if weights is not None:
+            x_sub = _sub_map(x, inputs)
+            columns = np.concatenate([np.arange(b * config.array.rows, (b + 1) * config.array.rows) for b in inputs])
+            passes.append(head + lower_conv(config, image, node.name, x_sub, y, weights[..., columns], node.stride,
+                                            offset, blocks, node.arith))
+        elif isinstance(node, Conv):
+            x, x_slots = maps[node.input], slots[node.input]
+            taps = np.zeros(node.kernel + (x.channel_blocks * x.lanes,), dtype=np.int64)
+            taps[:, :, x_slots] = node.weight[:, :, :, 0].transpose(1, 2, 0)
+            passes.append(serialized(head + lower_depthwise(config, image, node.name, x, y, taps, node.stride,
+                                                            offset, blocks)))
+        elif isinstance(node, Pool):
+            passes.append(serialized(head + lower_pool(config, maps[node.input], y,
+                                                       "max" if node.kind == PoolKind.MAX else "avg", node.kernel,
+                                                       node.stride, offset, blocks)))
+        else:
+            passes.append(serialized(head + lower_add(config, maps[node.inputs[0]], maps[node.inputs[1]], y,
+                                                      *node.scales, blocks)))
+    return passes
 
 
 def _check(config: AcceleratorConfig, graph: Graph) -> None:
-    if config.array.rows != config.array.cols:
-        raise UnsupportedLayer(f"Compiling a network needs a square array (one channel block for inputs and "
-                               f"outputs), not {config.array.rows}x{config.array.cols}")
-    if ArithMode.INT8 not in config.array.modes:
-        raise UnsupportedLayer(f"Compiling a network needs int8 arithmetic, not arith {config.array.arith.value}")
+    array = config.array
     for node in graph.nodes:
-        outputs = [node.output]
-        if any(graph.tensors[name].kind != ArithMode.INT8 for name in outputs):
-            raise UnsupportedLayer(f"Node {node.name!r} ({type(node).__name__}) is binary; the compiler supports "
-                                   "int8 layers only so far")
-        if isinstance(node, ChannelShuffle):
-            raise UnsupportedLayer(f"Node {node.name!r}: ChannelShuffle is not supported yet; supported: Conv, "
-                                   "Pool, Add, Concat, Slice")
-        if isinstance(node, Conv):
-            cin = graph.tensors[node.input].shape[2]
-            if node.groups not in (1, cin) or (node.groups == cin and len(node.weight) != cin):
-                raise UnsupportedLayer(f"Node {node.name!r}: group convolution with {node.groups} groups is not "
-                                       "supported; supported: groups 1 and depthwise")
+        kinds = {graph.tensors[name].kind for name in (*_inputs(node), node.output)}
+        what = f"Node {node.name!r} ({type(node).__name__})"
+        if ArithMode.BINARY in kinds:
+            if not isinstance(node, Conv) or _is_depthwise(graph, node):
+                raise UnsupportedLayer(f"{what} moves or pools binary tensors; binary tensors are supported as "
+                                       "inputs and outputs of dense convolutions only")
+            if ArithMode.BINARY not in array.modes:
+                raise UnsupportedLayer(f"{what} is binary; the accelerator must be generated with arith binary "
+                                       f"or both, not {array.arith.value}")
+            if array.cols % BINARY_VALUES_PER_LANE or array.cols // BINARY_VALUES_PER_LANE > array.rows:
+                raise UnsupportedLayer(f"{what} is binary; a binary output block of C channels is C / 8 whole "
+                                       f"bytes of one scratchpad row, so C must be a multiple of 8 and at most 8 R, "
+                                       f"not a {array.rows}x{array.cols} array")
+        if (ArithMode.INT8 in kinds and not (isinstance(node, Conv) and node.arith == ArithMode.BINARY)
+                and ArithMode.INT8 not in array.modes):
+            raise UnsupportedLayer(f"{what} is int8; the accelerator must be generated with arith int8 or both, "
+                                   f"not {array.arith.value}")
+        if isinstance(node, ChannelShuffle) and graph.tensors[node.input].shape[2] % node.groups:
+            raise UnsupportedLayer(f"{what}: {graph.tensors[node.input].shape[2]} channels do not split into "
+                                   f"{node.groups} groups")
 
 
 def compile_graph(config: AcceleratorConfig, graph: Graph, x: np.ndarray) -> CompiledNet:
     """Lay out ``graph`` with input ``x`` ((H, W, C) int8) and build its program."""
     _check(config, graph)
     image = MemoryImage(config.bus_bytes)
-    maps = _place(graph, image, config.array.cols, np.asarray(x))
+    plan = _Plan(config, graph, image, np.asarray(x))
+    maps, slots = {}, {}
+    for name in graph.tensors:
+        maps[name], slots[name] = plan.view(name)
     program: list[Instruction] = []
     layers = []
     for node in graph.nodes:
-        if isinstance(node, (Concat, Slice)):
+        if isinstance(node, (Concat, Slice, ChannelShuffle)):
             continue
         start = len(program)
-        # Output channel blocks in groups the channel memory holds, each group a fenced pass.
-        out_blocks = maps[node.output].channel_blocks
-        for first in range(0, out_blocks, config.channel_rows):
-            blocks = range(first, min(first + config.channel_rows, out_blocks))
-            program += fenced(_lower(config, image, node, maps, blocks))     # the program before is balanced
+        for instructions in _lower(config, image, graph, node, maps, slots):
+            program += fenced(instructions)     # the program before is balanced
         layers.append(LayerSpan(node.name, start, len(program)))
     program.append(Instruction(Opcode.END, {}))
     region = image.place_program("program", program)
-    return CompiledNet(config, graph, image, program, region.address, maps, layers)
+    return CompiledNet(config, graph, image, program, region.address, maps, layers, slots)

@@ -23,7 +23,7 @@ from amaranth.hdl import Shape
 
 from hdl.config import AcceleratorConfig, Dataflow
 from hdl.isa import COMPUTE, Instruction, Opcode, Target
-from hdl.numerics import ArithMode
+from hdl.numerics import ArithMode, neutral_padding
 
 from .gemm import PingPongScheduler
 from .memory import FeatureMap, MemoryImage
@@ -47,9 +47,14 @@ def _weight_regions(image: MemoryImage, name: str, weight: np.ndarray, lanes: in
 
 def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: FeatureMap, y: FeatureMap,
                weight: np.ndarray, stride: tuple[int, int], offset: tuple[int, int],
-               blocks: range | None = None) -> list[Instruction]:
+               blocks: range | None = None, mode: ArithMode = ArithMode.INT8) -> list[Instruction]:
     """Instructions computing output channel ``blocks`` (default all) of ``y`` and storing them.
 
+    ``weight`` is in array coordinates, ``(y blocks * C, kh, kw, x blocks * R)``:
+    row ``b * C + j`` is column ``j`` of output block ``b``, input ``k * R + l``
+    multiplies lane ``l`` of input block ``k`` (zeros where no channel is; for a
+    binary ``mode`` a lane is a byte of 8 packed channels and the lanes past a
+    block's bytes are loaded as ``numerics.neutral_padding``).
     ``offset`` is minus the (top, left) padding. CONFIG and channel records are
     the caller's: channel row ``b - blocks.start`` must hold output block ``b``'s records.
     """
@@ -62,6 +67,10 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
     regions = _weight_regions(image, name, weight, rows, cols, blocks)
     act_half, weight_half, acc_half = config.act_rows // 2, config.weight_rows // 2, config.acc_rows // 2
     scheduler = PingPongScheduler()
+    pad_value = neutral_padding(mode)[0]
+
+    def load_bytes(block):      # int8 lanes past a block's channels meet zero weights; binary ones must be padding
+        return x.row_bytes(block) if x.binary else x.lanes
 
     def store(block, acc_addr, first_row, out_rows, first_col, out_cols):
         return {"channel_row": block - blocks.start, "acc_addr": acc_addr,
@@ -90,12 +99,12 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                                             "row_elems": y.block_channels(block), "rows": rows,
                                             "row_stride": region.row_stride}),
                              (Opcode.LOAD, {"target": Target.ACTIVATIONS, "sram_addr": half * act_half,
-                                            "row_elems": rows, **window_fields(
+                                            "row_elems": load_bytes(cb), "pad_value": pad_value, **window_fields(
                                                 x, block=cb, first_row=first_row, out_rows=out_rows, first_col=0,
                                                 out_cols=y.width, stride=stride, offset=tap_offset(tap))})]
                     compute = {"act_addr": half * act_half, "weight_addr": half * weight_half,
                                "acc_addr": (scheduler.tiles % 2) * acc_half, "beats": out_rows * y.width,
-                               "accumulate": int(index > 0), "mode": ArithMode.INT8}
+                               "accumulate": int(index > 0), "mode": mode}
                     last = index == len(steps) - 1
                     scheduler.step(loads, compute, starts_tile=index == 0, ends_tile=last,
                                    store=[store(block, (scheduler.tiles % 2) * acc_half, first_row, out_rows, 0,
@@ -122,15 +131,17 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                     loads = []
                     sram_row = half * act_half
                     for tap_index, tap in enumerate(taps):
-                        blocks_here = [kb for kb in chunk if kb // cin_blocks == tap_index]
-                        if not blocks_here:
-                            continue
-                        loads.append((Opcode.LOAD, {
-                            "target": Target.ACTIVATIONS, "sram_addr": sram_row, "row_elems": rows,
-                            **window_fields(x, block=blocks_here[0] % cin_blocks, first_row=out_row, out_rows=1,
-                                            first_col=first_col, out_cols=out_cols, stride=stride,
-                                            offset=tap_offset(tap), rows=rows, groups=len(blocks_here))}))
-                        sram_row += len(blocks_here) * rows
+                        blocks_here = [kb % cin_blocks for kb in chunk if kb // cin_blocks == tap_index]
+                        while blocks_here:      # one LOAD per run of evenly spaced input blocks
+                            run = x.run(blocks_here[0], len(blocks_here))
+                            loads.append((Opcode.LOAD, {
+                                "target": Target.ACTIVATIONS, "sram_addr": sram_row,
+                                "row_elems": load_bytes(blocks_here[0]), "pad_value": pad_value,
+                                **window_fields(x, block=blocks_here[0], first_row=out_row, out_rows=1,
+                                                first_col=first_col, out_cols=out_cols, stride=stride,
+                                                offset=tap_offset(tap), rows=rows, groups=run)}))
+                            sram_row += run * rows
+                            blocks_here = blocks_here[run:]
                     computes = []
                     last = index == len(chunks) - 1
                     for j, block in enumerate(members):
@@ -143,7 +154,7 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                                 "row_stride": regions[block].row_stride}))
                         computes.append(({"act_addr": half * act_half, "weight_addr": weight_addr,
                                           "acc_addr": tiles[j], "beats": beats, "accumulate": int(index > 0),
-                                          "mode": ArithMode.INT8}, index == 0, last,
+                                          "mode": mode}, index == 0, last,
                                          [store(block, tiles[j], out_row, 1, first_col, out_cols)] if last else []))
                     scheduler.step_many(loads, computes)
     return scheduler.finish(end=False)

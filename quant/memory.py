@@ -56,7 +56,14 @@ class Region:
 
 @dataclass(frozen=True)
 class FeatureMap:
-    """Where an (H, W, C) int8 tensor lives: channel blocks of ``lanes``, a row per pixel."""
+    """Where an (H, W, C) tensor's channel blocks live: ``lanes`` channels per block, a row per pixel.
+
+    Blocks are contiguous from ``address`` (every ``block_stride`` bytes) unless
+    ``block_addresses`` lists them one by one (a view gathering blocks of
+    several tensors); ``block_counts`` then gives each block's live channels
+    (its first lanes; default: ``channels`` filling the blocks in order).
+    A ``binary`` map packs 8 channels per byte (``numerics.stored_bytes``).
+    """
     name: str
     address: int
     height: int
@@ -64,21 +71,44 @@ class FeatureMap:
     channels: int
     lanes: int
     row_stride: int
+    block_addresses: tuple[int, ...] = ()
+    block_counts: tuple[int, ...] = ()
+    binary: bool = False
 
     @property
     def channel_blocks(self) -> int:
-        return -(-self.channels // self.lanes)
+        return len(self.block_addresses) if self.block_addresses else -(-self.channels // self.lanes)
 
     @property
     def block_stride(self) -> int:
         return self.height * self.width * self.row_stride
 
+    def block_address(self, block: int) -> int:
+        return self.block_addresses[block] if self.block_addresses else self.address + block * self.block_stride
+
     def block_channels(self, block: int) -> int:
         """Channels stored in channel block ``block`` (the last may be partial)."""
+        if self.block_counts:
+            return self.block_counts[block]
         return min(self.lanes, self.channels - block * self.lanes)
 
+    def row_bytes(self, block: int) -> int:
+        """Bytes of a pixel row of ``block`` (binary maps pack 8 channels a byte)."""
+        channels = self.block_channels(block)
+        return -(-channels // 8) if self.binary else channels
+
+    def run(self, block: int, count: int) -> int:
+        """How many of blocks ``block .. block + count - 1`` follow each other ``block_stride`` apart
+        (binary: with equal row bytes): one LOAD's groups."""
+        length = 1
+        while (length < count and self.block_address(block + length) == self.block_address(block)
+               + length * self.block_stride
+               and (not self.binary or self.row_bytes(block + length) == self.row_bytes(block))):
+            length += 1
+        return length
+
     def pixel_address(self, block: int, y: int, x: int) -> int:
-        return self.address + block * self.block_stride + (y * self.width + x) * self.row_stride
+        return self.block_address(block) + (y * self.width + x) * self.row_stride
 
 
 def pack_channel_records(bias, multiplier, shift, flip) -> np.ndarray:
@@ -133,12 +163,13 @@ class MemoryImage:
             self.write(region.address + index * region.row_stride, row.tobytes())
         return region
 
-    def allocate_feature_map(self, name: str, height: int, width: int, channels: int, lanes: int) -> FeatureMap:
-        """Reserve an (H, W, C) feature map in channel blocks of ``lanes``."""
-        stride = row_stride(lanes, self.alignment)
+    def allocate_feature_map(self, name: str, height: int, width: int, channels: int, lanes: int,
+                             binary: bool = False) -> FeatureMap:
+        """Reserve an (H, W, C) feature map in channel blocks of ``lanes`` (``binary``: 8 channels a byte)."""
+        stride = row_stride(-(-lanes // 8) if binary else lanes, self.alignment)
         blocks = -(-channels // lanes)
         region = self.allocate(name, blocks * height * width * stride, stride, blocks * height * width)
-        return FeatureMap(name, region.address, height, width, channels, lanes, stride)
+        return FeatureMap(name, region.address, height, width, channels, lanes, stride, binary=binary)
 
     def place_feature_map(self, name: str, values: np.ndarray, lanes: int) -> FeatureMap:
         """Store an (H, W, C) int8 array as a feature map."""
@@ -151,14 +182,19 @@ class MemoryImage:
         return fmap
 
     def read_feature_map(self, fmap: FeatureMap) -> np.ndarray:
-        """The (H, W, C) int8 values of ``fmap``."""
-        values = np.zeros((fmap.height * fmap.width, fmap.channels), dtype=np.int64)
+        """The (H, W, C) int8 values of a contiguous int8 ``fmap``."""
+        return self.read_blocks(fmap).reshape(fmap.height, fmap.width, -1)[:, :, :fmap.channels]
+
+    def read_blocks(self, fmap: FeatureMap) -> np.ndarray:
+        """Every block's pixel rows as stored: (H, W, blocks, bytes of the widest block row), int8, 0 beyond."""
+        width = max(fmap.row_bytes(block) for block in range(fmap.channel_blocks))
+        values = np.zeros((fmap.height * fmap.width, fmap.channel_blocks, width), dtype=np.int64)
         for block in range(fmap.channel_blocks):
-            width = fmap.block_channels(block)
+            size = fmap.row_bytes(block)
             for index in range(fmap.height * fmap.width):
-                raw = self.read(fmap.pixel_address(block, 0, 0) + index * fmap.row_stride, width)
-                values[index, block * fmap.lanes:block * fmap.lanes + width] = np.frombuffer(raw, dtype=np.int8)
-        return values.reshape(fmap.height, fmap.width, fmap.channels)
+                raw = self.read(fmap.pixel_address(block, 0, 0) + index * fmap.row_stride, size)
+                values[index, block, :size] = np.frombuffer(raw, dtype=np.int8)
+        return values.reshape(fmap.height, fmap.width, fmap.channel_blocks, width)
 
     def place_program(self, name: str, program: list[Instruction]) -> Region:
         region = self.allocate_rows(name, len(program), INSTRUCTION_BYTES)

@@ -37,7 +37,7 @@ def test_outputs_run_on_the_isa_simulator(tmp_path):
 
 @pytest.mark.parametrize("args, named", [
     (["--input", "3x32"], "'3x32'"), (["--model", "resnet50"], "'resnet50'"), (["--pe", "0x4"], "'0x4'"),
-    (["--width", "-1"], "-1"), (["--model", "shufflenet_v2"], "ChannelShuffle"),
+    (["--width", "-1"], "-1"), (["--model", "binarynet"], "arith binary or both"),
 ])
 def test_bad_input_exits_2_with_one_line(args, named, tmp_path):
     given = dict(zip(SMALL[::2], SMALL[1::2]))

@@ -7,11 +7,13 @@ passes through the channel memory.
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from hdl.config import AcceleratorConfig, ArrayConfig
 from quant import golden
 from quant.compiler import UnsupportedLayer, compile_graph
 from quant.frontend import trace
+from quant.graph import ChannelShuffle, Concat, Slice
 from quant.isasim import IsaSimulator
 from quant.ptq import calibrate, quantize, quantize_input
 from quant.zoo import ZOO
@@ -28,18 +30,16 @@ def small_net(name: str, seed: int):
     return integer, quantize_input(integer, images.numpy())[0]
 
 
-def config(dataflow: str) -> AcceleratorConfig:
+def config(dataflow: str, rows: int = 4, cols: int = 4, arith: str = "int8") -> AcceleratorConfig:
     # 6 channel rows hold 24 output channels: wider layers run in several fenced passes.
-    return AcceleratorConfig(ArrayConfig(4, 4, dataflow, "int8"), spad_kib=2, acc_kib=4, bus_bits=64,
+    return AcceleratorConfig(ArrayConfig(rows, cols, dataflow, arith), spad_kib=2, acc_kib=4, bus_bits=64,
                              channel_rows=6)
 
 
-@pytest.mark.parametrize("name, dataflow", [("squeezenet1_1", "ws"), ("squeezenet1_1", "os"),
-                                            ("squeezenext23v5", "ws"), ("mobilenet_v2", "os")])
-def test_every_tensor_matches_the_golden_model(name, dataflow, seed):
-    graph, image = small_net(name, seed)
+def check_every_tensor(config: AcceleratorConfig, graph, image, what: str):
+    """Compile, run on the ISA simulator, compare every tensor with the golden model; the compiled net."""
     expected = golden.run(graph, image[None])
-    net = compile_graph(config(dataflow), graph, image)
+    net = compile_graph(config, graph, image)
     dram = bytearray(net.image.data)
     simulator = IsaSimulator(net.config, dram)
     simulator.run(net.program_address, len(net.program))
@@ -47,18 +47,75 @@ def test_every_tensor_matches_the_golden_model(name, dataflow, seed):
     assert not any(simulator.tokens.values()), simulator.tokens
     for node in graph.nodes:
         got = net.read_tensor(dram, node.output)
-        assert np.array_equal(got, expected[node.output][0]), f"{name} {dataflow}: {node.name} differs (seed {seed})"
+        assert np.array_equal(got, expected[node.output][0]), f"{what}: {node.name} differs"
+    return net
+
+
+@pytest.mark.parametrize("name, dataflow", [("squeezenet1_1", "ws"), ("squeezenet1_1", "os"),
+                                            ("squeezenext23v5", "ws"), ("mobilenet_v2", "os"),
+                                            ("shufflenet_v2", "ws"), ("shufflenet_v2", "os")])
+def test_every_tensor_matches_the_golden_model(name, dataflow, seed):
+    check_every_tensor(config(dataflow), *small_net(name, seed), f"{name} {dataflow} (seed {seed})")
+
+
+def test_channel_shuffle_and_split_copy_nothing(seed):
+    """ShuffleNetV2's split, concat and shuffle are relabellings: no instruction reads or writes for them,
+    and every DRAM byte a layer stores is stored once (no tensor is copied)."""
+    graph, image = small_net("shufflenet_v2", seed)
+    net = check_every_tensor(config("os"), graph, image, f"shufflenet_v2 os (seed {seed})")
+    moved = [node.name for node in graph.nodes if isinstance(node, (ChannelShuffle, Concat, Slice))]
+    assert moved and not {span.name for span in net.layers} & set(moved)
+    owners = {net.feature_maps[name].block_address(b) for name in graph.tensors
+              for b in range(net.feature_maps[name].channel_blocks)}
+    computed = [node.output for node in graph.nodes if not isinstance(node, (ChannelShuffle, Concat, Slice))]
+    # Every block belongs to one computed tensor (or the input): views add none.
+    assert owners == {net.feature_maps[name].block_address(b) for name in (graph.input, *computed)
+                      for b in range(net.feature_maps[name].channel_blocks)}
+
+
+class GroupNet(nn.Module):
+    """Group convolutions whose groups are wider and narrower than a channel block, a shuffle between them,
+    and a depthwise convolution with channel multiplier 2 (not the accumulator path's depthwise)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 24, 3, 2, 1), nn.ReLU())
+        self.wide = nn.Sequential(nn.Conv2d(24, 24, 3, 1, 1, groups=2), nn.BatchNorm2d(24), nn.ReLU())
+        self.narrow = nn.Sequential(nn.Conv2d(24, 16, 1, groups=8), nn.ReLU())
+        self.shuffle = nn.ChannelShuffle(4)
+        self.strided = nn.Sequential(nn.Conv2d(16, 32, 3, 2, 1, groups=4), nn.ReLU())
+        self.multiplier = nn.Conv2d(32, 64, 3, 1, 1, groups=32)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = self.strided(self.shuffle(self.narrow(self.wide(self.stem(x)))))
+        return self.fc(torch.flatten(self.pool(self.multiplier(x)), 1))
+
+
+@pytest.mark.parametrize("dataflow", ["ws", "os"])
+def test_group_convolutions(dataflow, seed):
+    torch.manual_seed(seed)
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
+    graph = trace(GroupNet().eval(), (3, 16, 16))
+    graph = quantize(graph, calibrate(graph, images))
+    image = quantize_input(graph, images.numpy())[0]
+    net = check_every_tensor(config(dataflow), graph, image, f"group net {dataflow} (seed {seed})")
+    # The 2-channel groups of `narrow` share blocks (block-diagonal weights, one pass); the 12-channel
+    # groups of `wide` each read only their own 3 input blocks (one pass per group).
+    spans = {span.name: net.program[span.start:span.end] for span in net.layers}
+    configs = {name: sum(i.opcode.name == "CONFIG" for i in program) for name, program in spans.items()}
+    wide = next(n.name for n in graph.nodes if n.name.startswith("wide"))
+    narrow = next(n.name for n in graph.nodes if n.name.startswith("narrow"))
+    assert configs[wide] == 2 and configs[narrow] == 1, configs
 
 
 def test_unsupported_layers_are_named(seed):
-    graph, image = small_net("shufflenet_v2", seed)
-    with pytest.raises(UnsupportedLayer, match="ChannelShuffle is not supported yet"):
-        compile_graph(config("ws"), graph, image)
     graph, image = small_net("binarynet", seed)
-    with pytest.raises(UnsupportedLayer, match="is binary"):
+    with pytest.raises(UnsupportedLayer, match=r"is binary; the accelerator must be generated with arith binary"):
         compile_graph(config("ws"), graph, image)
-    with pytest.raises(UnsupportedLayer, match="square array"):
-        compile_graph(AcceleratorConfig(ArrayConfig(2, 4, "ws", "int8")), *small_net("squeezenet1_1", seed))
+    with pytest.raises(UnsupportedLayer, match=r"C must be a multiple of 8 .* not a 4x4 array"):
+        compile_graph(config("ws", arith="both"), graph, image)
 
 
 @pytest.mark.parametrize("dataflow", ["ws", "os"])
