@@ -1,0 +1,332 @@
+"""Analytic performance model: per-layer cycles, utilization and DRAM traffic of a compiled net, no RTL.
+
+It walks the compiled instruction stream once, in program order, and times every instruction
+on the unit that executes it, from the hardware's documented behaviour (``hdl/*.py``):
+
+* **fetch** reads one ``INSTRUCTION_BITS`` instruction per AXI burst and requests the next only
+  after dispatching it into its unit's queue (``QUEUE_DEPTH`` deep; a full queue stalls fetch);
+* **load**: Idle, Check, then the walk issues one AXI read burst per two cycles (the shared
+  AR grant), at most ``MAX_OUTSTANDING_READS`` in flight; consecutive single-beat rows share a
+  burst of up to ``MAX_BURST_ROWS`` (never across ``BURST_BOUNDARY``); padding rows take a cycle
+  each; the read channel returns one beat per cycle after the DRAM latency, shared with fetch;
+* **compute**: Idle, Check (one COMPUTE issued per two cycles at best, ``IN_FLIGHT`` in
+  flight); each COMPUTE streams its activation beats (OS: with its weight rows in lockstep;
+  WS: after its R weight rows, which enter the array only once the previous COMPUTE's
+  activations have); it retires when its last result row is written, the array's drain
+  (``stream_cycles``) later; SYNC retires in order;
+* **store**: CONFIG in two cycles; STORE streams accumulator rows through the post-processor,
+  one AW cycle plus one cycle per W beat per row, then waits for the write responses;
+* **tokens** (``pop``/``push`` flags) make an instruction wait for the retirement of the
+  instruction that pushed the token it pops, exactly as the up/down counters do.
+
+The traffic (bytes read and written, array-busy beats, instructions) is exact: it is counted
+from the instructions as the counters count it. The remaining constants are pipeline
+latencies of the RTL (register stages between the FSMs), named below; ``tests/test_perfmodel.py``
+checks the whole against the RTL's counters per layer.
+"""
+from collections import deque
+from dataclasses import dataclass
+
+from hdl.axi import BURST_BOUNDARY
+from hdl.compute import IN_FLIGHT
+from hdl.config import AcceleratorConfig, Dataflow
+from hdl.isa import COMPUTE, FIELD_DEFAULTS, INSTRUCTION_BITS, LOAD, STORE, Instruction, Opcode, Target, \
+    target_element_bytes
+from hdl.load import MAX_BURST_ROWS, MAX_OUTSTANDING_READS
+from hdl.numerics import ArithMode, stored_bytes
+from hdl.sram import RowReader
+from hdl.systolic_array import stream_cycles
+
+from .compiler import CompiledNet
+from .program import unit_of
+from .report import LayerFigures
+
+__all__ = ["Timing", "LayerPrediction", "predict_program", "predict_net", "predicted_figures"]
+
+QUEUE_DEPTH = 4                     # hdl/accelerator.py: each unit's instruction queue
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Pipeline latencies (cycles) of the RTL, and the DRAM model's read latency."""
+    read_latency: int = 2           # sim/axi_dram.sv: AR handshake to the first R beat
+    fetch_request: int = 2          # fetch Request state: the AR grant is registered, then the handshake
+    fetch_dispatch: int = 2         # last R beat to the instruction's acceptance into its queue, Request again
+    load_issue: int = 2             # load bursts: one AR per two cycles (grant, handshake)
+    load_overhead: int = 3          # Idle, Check, Drain/retire of a LOAD
+    compute_issue: int = 2          # COMPUTE Idle + Check
+    job_latency: int = 2            # COMPUTE issue to its activation job starting (job FIFO)
+    act_latency: int = 5            # activation job start to its first row leaving the row reader
+    result_latency: int = 1         # last result beat to retirement (accumulator read-modify-write, retire)
+    store_overhead: int = 3         # STORE Idle, Check, Retire
+    post_latency: int = 7           # accumulator row read + post-processor to the first AW
+    write_response: int = 3         # last W beat to its B response (DRAM write queue)
+    done_latency: int = 2           # all units idle to DONE
+    token_latency: int = 1          # a push is visible to a pop the next cycle
+
+
+@dataclass(frozen=True)
+class LayerPrediction:
+    cycles: int
+    array_busy: int
+    bytes_read: int
+    bytes_written: int
+    load_stall: int
+    store_stall: int
+    instructions: int
+
+    def counters(self) -> dict[str, int]:
+        """The prediction under ``hdl.csr.COUNTERS`` names (COMPUTE_STARVED is not modelled: 0)."""
+        return {"CYCLES": self.cycles, "ARRAY_BUSY": self.array_busy, "LOAD_STALL": self.load_stall,
+                "STORE_STALL": self.store_stall, "BYTES_READ": self.bytes_read, "BYTES_WRITTEN": self.bytes_written,
+                "INSTRUCTIONS": self.instructions, "COMPUTE_STARVED": 0}
+
+
+_LAYOUT_FIELDS = {Opcode.LOAD: [name for name, _ in LOAD], Opcode.STORE: [name for name, _ in STORE],
+                  Opcode.COMPUTE: [name for name, _ in COMPUTE]}
+
+
+def _fields(instruction: Instruction) -> dict:
+    names = _LAYOUT_FIELDS.get(instruction.opcode, ())
+    return {**dict.fromkeys(names, 0), **FIELD_DEFAULTS.get(instruction.opcode, {}), **instruction.fields}
+
+
+def _load_walk(f: dict, bus_bytes: int) -> tuple[list[int], int]:
+    """(beats of each read burst in walk order, with 0 for a padding row) and the data beats in all.
+
+    Bursts follow ``hdl.load``: a row of ``beats`` beats is one burst, except single-beat rows
+    ``bus_bytes`` apart, which merge up to ``MAX_BURST_ROWS`` within a block and a 4 KiB page.
+    """
+    rows, blocks, groups = f["rows"], f["blocks"], f["groups"]
+    if not (rows and blocks and groups):
+        return [], 0
+    if f["row_elems"] == 0:
+        return [0] * (rows * blocks * groups), 0
+    beats = -(-f["row_elems"] * target_element_bytes(Target(f["target"])) // bus_bytes)
+    mergeable = beats == 1 and f["row_stride"] == bus_bytes
+    walk: list[int] = []
+    data = 0
+    inner = rows - f["pad_before"] - f["pad_after"]
+    for group in range(groups):
+        for block in range(blocks):
+            if block < f["pad_blocks_before"] or block >= blocks - f["pad_blocks_after"] or inner <= 0:
+                walk += [0] * rows
+                continue
+            walk += [0] * f["pad_before"]
+            if mergeable:
+                address = f["dram_addr"] + group * f["group_stride"] + (block - f["pad_blocks_before"]) * \
+                    f["block_stride"]
+                left = inner
+                while left:
+                    page_left = (BURST_BOUNDARY - address % BURST_BOUNDARY) // bus_bytes
+                    burst = min(left, MAX_BURST_ROWS, page_left)
+                    walk.append(burst)
+                    address += burst * bus_bytes
+                    left -= burst
+            else:
+                walk += [beats] * inner
+            data += inner * beats
+            walk += [0] * f["pad_after"]
+    return walk, data
+
+
+class _Machine:
+    """Times instructions in program order (every dependency points backwards in it)."""
+
+    def __init__(self, config: AcceleratorConfig, timing: Timing):
+        self.config, self.t = config, timing
+        self.bus = config.bus_bytes
+        self.instruction_beats = INSTRUCTION_BITS // config.bus_bits
+        self.reset()
+
+    def reset(self) -> None:
+        self.now_fetch = 1                  # START, then fetch starts a cycle later
+        self.read_bus = 0                   # first cycle the R channel is free
+        self.accepted = [deque(maxlen=QUEUE_DEPTH) for _ in range(3)]   # acceptance times of the last queued
+        self.unit_free = [0, 0, 0]
+        self.tokens = {key: deque() for key in ("lc", "cl", "cs", "sc")}
+        self.compute_retired = deque(maxlen=IN_FLIGHT)
+        self.last_retire = 0
+        self.weights_free = 0                # weight row reader
+        self.act_reading = 0                 # the activation row reader can start its next job
+        self.shadow_free = 0                 # WS: the shadow weight registers can take the next tile
+        self.array_free = 0                  # the cycle after the last activation beat entered
+        self.act_jobs = deque(maxlen=IN_FLIGHT)
+        self.open_load = None
+        self.end = 0
+        self.load_stall = self.store_stall = 0
+        self.bytes_read = self.bytes_written = self.array_busy = self.instructions = 0
+
+    def _pop(self, key: str) -> int:
+        return self.tokens[key].popleft()[0] if self.tokens[key] else 0
+
+    def _push(self, key: str, when: int) -> list[int]:
+        cell = [when + self.t.token_latency]          # mutable: a later fetch may delay the pushing LOAD
+        self.tokens[key].append(cell)
+        return cell
+
+    def _share_read_channel(self, ar: int) -> int:
+        """An instruction fetch whose AR comes while a LOAD streams: the cycles its data waits behind the
+        LOAD's queued bursts; a bus-bound LOAD is pushed back by the fetch's beats."""
+        load = self.open_load
+        if load is None or not load["first"] <= ar < load["done"]:
+            return 0
+        wait = min(load["done"] - ar, MAX_OUTSTANDING_READS * load["burst"])
+        if load["burst"] > self.t.load_issue:         # bursts back to back on the R channel
+            for key in ("done", "retire"):
+                load[key] += self.instruction_beats
+            self.read_bus += self.instruction_beats
+            self.unit_free[0] += self.instruction_beats
+            if load["token"] is not None:
+                load["token"][0] += self.instruction_beats
+        return wait
+
+    def _fetch(self, unit: int) -> int:
+        """Dispatch time of the next instruction for ``unit`` (None: END)."""
+        t = self.t
+        ar = self.now_fetch + t.fetch_request - 1
+        last = ar + t.read_latency + self.instruction_beats - 1 + self._share_read_channel(ar)
+        self.bytes_read += self.instruction_beats * self.bus
+        dispatch = last + 1
+        if unit is not None and len(self.accepted[unit]) == QUEUE_DEPTH:
+            dispatch = max(dispatch, self.accepted[unit][0] + 1)
+        self.now_fetch = dispatch + t.fetch_dispatch - 1
+        return dispatch
+
+    def run(self, instruction: Instruction) -> None:
+        t, config = self.t, self.config
+        if instruction.opcode == Opcode.END:
+            dispatch = self._fetch(None)
+            self.end = max(dispatch, *self.unit_free, self.last_retire) + t.done_latency
+            self.instructions += 1
+            return
+        unit = unit_of(instruction.opcode)
+        dispatch = self._fetch(unit)
+        f = _fields(instruction)
+        ready = max(dispatch + 1, self.unit_free[unit])
+        self.instructions += 1
+        if unit == 0:
+            start = max(ready, self._pop("cl") if instruction.pop_next else 0)
+            self.accepted[0].append(start)
+            walk, data_beats = _load_walk(f, self.bus)
+            issue = start + 2
+            done = issue
+            bursts = deque()
+            streaming = deque(maxlen=MAX_OUTSTANDING_READS)     # R beat cycles of the bursts in flight
+            for beats in walk:
+                if beats == 0:            # a padding row takes the write port in a cycle without an R beat
+                    moved = True
+                    while moved:
+                        moved = False
+                        for first, end in streaming:
+                            if first <= issue < end:
+                                issue, moved = end, True
+                    issue += 1
+                    continue
+                if len(bursts) == MAX_OUTSTANDING_READS:
+                    issue = max(issue, bursts.popleft() + 1)
+                ar = issue + t.load_issue - 1
+                first = max(ar + t.read_latency, self.read_bus)
+                self.read_bus = done = first + beats
+                bursts.append(done - 1)
+                streaming.append((first, done))
+                issue = ar + 1
+            self.bytes_read += data_beats * self.bus
+            retire = max(issue, done) + t.load_overhead - 2
+            self.unit_free[0] = retire + 1
+            token = self._push("lc", retire) if instruction.push_next else None
+            bursts_in_all = sum(1 for beats in walk if beats)
+            self.open_load = {"first": start + 2, "done": done, "retire": retire, "token": token,
+                              "burst": data_beats / bursts_in_all if bursts_in_all else 0} if data_beats else None
+        elif unit == 1:
+            waits = [ready]
+            if instruction.pop_prev:
+                token = self._pop("lc")
+                self.load_stall += max(0, token - ready)
+                waits.append(token)
+            if instruction.pop_next:
+                token = self._pop("sc")
+                self.store_stall += max(0, token - ready)
+                waits.append(token)
+            if len(self.compute_retired) == IN_FLIGHT:
+                waits.append(self.compute_retired[0])
+            start = max(waits)
+            self.accepted[1].append(start)
+            beats = f["beats"] if instruction.opcode == Opcode.COMPUTE else 0
+            if beats == 0:
+                self.unit_free[1] = start + t.compute_issue
+                retire = max(start + t.compute_issue, self.last_retire + 1)
+            else:
+                check = max(start + 1, self.weights_free)
+                if len(self.act_jobs) == IN_FLIGHT:
+                    check = max(check, self.act_jobs[0])
+                self.unit_free[1] = check + 1
+                rows = config.array.rows
+                job = max(check + t.job_latency, self.act_reading)
+                self.act_jobs.append(job)
+                if config.array.dataflow == Dataflow.OS:
+                    # Weights go in lockstep with the transposed activations, R rows behind the reader.
+                    enter = max(self.array_free, job + t.act_latency + rows)
+                    self.array_free = enter + beats
+                    self.weights_free = max(check + 1 + beats, self.array_free - RowReader.DEPTH)
+                    self.act_reading = max(job + 1 + beats, self.array_free - rows - RowReader.DEPTH)
+                else:
+                    # R weight rows fill the shadow registers once the previous tile's first beat has passed.
+                    preload = max(check + t.act_latency, self.shadow_free)
+                    self.weights_free = max(check + 1 + rows, preload + rows - RowReader.DEPTH)
+                    enter = max(self.array_free, job + t.act_latency, preload + rows)
+                    self.shadow_free = enter + 1
+                    self.array_free = enter + beats
+                    self.act_reading = max(job + 1 + beats, self.array_free - RowReader.DEPTH)
+                drain = stream_cycles(config.array, 1, beats) - beats - \
+                    (rows if config.array.dataflow == Dataflow.WS else 0)
+                retire = max(self.array_free - 1 + drain + t.result_latency, self.last_retire + 1)
+                self.array_busy += beats
+            self.last_retire = retire
+            self.compute_retired.append(retire)
+            if instruction.push_prev:
+                self._push("cl", retire)
+            if instruction.push_next:
+                self._push("cs", retire)
+        else:
+            start = max(ready, self._pop("cs") if instruction.pop_prev else 0)
+            self.accepted[2].append(start)
+            if instruction.opcode == Opcode.CONFIG:
+                retire = start + 1
+            else:
+                total = f["rows"] * f["blocks"] * f["groups"]
+                stored = stored_bytes(f["channels"], ArithMode.INT8)
+                beats = -(-stored // self.bus)
+                self.bytes_written += total * stored
+                if total:
+                    retire = start + t.post_latency + total * (1 + beats) + t.write_response + 1
+                else:
+                    retire = start + 2
+            self.unit_free[2] = retire + 1
+            if instruction.push_prev:
+                self._push("sc", retire)
+
+    def prediction(self) -> LayerPrediction:
+        return LayerPrediction(self.end, self.array_busy, self.bytes_read, self.bytes_written, self.load_stall,
+                               self.store_stall, self.instructions)
+
+
+def predict_program(config: AcceleratorConfig, program: list[Instruction], timing: Timing = Timing()) \
+        -> LayerPrediction:
+    """The counters of one program run from START (it must end with END)."""
+    machine = _Machine(config, timing)
+    for instruction in program:
+        machine.run(instruction)
+    return machine.prediction()
+
+
+def predict_net(net: CompiledNet, timing: Timing = Timing()) -> list[LayerPrediction]:
+    """Each layer of ``net`` as run by ``sim.net_runner.run_layers`` (its own program, ending with END)."""
+    end = Instruction(Opcode.END, {})
+    return [predict_program(net.config, net.program[span.start:span.end] + [end], timing) for span in net.layers]
+
+
+def predicted_figures(net: CompiledNet, timing: Timing = Timing()) -> list[LayerFigures]:
+    """``quant.report`` rows from the model (as ``layer_figures`` gives them from the RTL's counters)."""
+    from .report import layer_figures
+    return layer_figures(net, [p.counters() for p in predict_net(net, timing)])
