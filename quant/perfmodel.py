@@ -30,8 +30,17 @@ from dataclasses import dataclass
 from hdl.axi import BURST_BOUNDARY
 from hdl.compute import IN_FLIGHT
 from hdl.config import AcceleratorConfig, Dataflow
-from hdl.isa import COMPUTE, FIELD_DEFAULTS, INSTRUCTION_BITS, LOAD, STORE, Instruction, Opcode, Target, \
-    target_element_bytes
+from hdl.isa import (
+    COMPUTE,
+    FIELD_DEFAULTS,
+    INSTRUCTION_BITS,
+    LOAD,
+    STORE,
+    Instruction,
+    Opcode,
+    Target,
+    target_element_bytes,
+)
 from hdl.load import MAX_BURST_ROWS, MAX_OUTSTANDING_READS
 from hdl.numerics import ArithMode, stored_bytes
 from hdl.sram import RowReader
