@@ -4,7 +4,7 @@ from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig, ArithSupport, Dataflow
-from .isa import INSTRUCTION, Opcode
+from .isa import COMPUTE, INSTRUCTION, Opcode
 from .numerics import ACC_BITS
 from .sram import RowReader, address_width
 from .systolic_array import SystolicArray
@@ -74,19 +74,38 @@ class ComputeUnit(wiring.Component):
                          transposer.rows_in.payload.eq(act_reader.rows.payload),
                          act_reader.rows.ready.eq(transposer.rows_in.ready)]
             activation_rows = transposer.columns
-        sent = Signal(12)
-        m.d.comb += [array.activations.valid.eq(activation_rows.valid),
+        # Activation jobs: the issue stage starts the weight reader at once and queues the
+        # activation job, so weights run one instruction ahead (a WS preload fills the shadow
+        # registers while the previous tile streams). The activation reader starts each job once
+        # the previous one has issued its reads; `deliveries` frames each job's beats (last, mode).
+        act_job = data.StructLayout({"act_addr": len(self.act_read.addr), "beats": COMPUTE.members["beats"],
+                                     "mode": COMPUTE.members["mode"]})
+        delivery = data.StructLayout({"beats": COMPUTE.members["beats"], "mode": COMPUTE.members["mode"]})
+        act_jobs = m.submodules.act_jobs = fifo.SyncFIFOBuffered(width=act_job.size, depth=IN_FLIGHT)
+        deliveries = m.submodules.deliveries = fifo.SyncFIFOBuffered(width=delivery.size, depth=IN_FLIGHT)
+        queued_job, started_job = act_job(act_jobs.r_data), act_job(act_jobs.w_data)
+        started_delivery, delivering = delivery(deliveries.w_data), delivery(deliveries.r_data)
+        with m.If(act_jobs.r_rdy & ~act_reader.reading & deliveries.w_rdy):
+            m.d.comb += [act_reader.first.eq(queued_job.act_addr), act_reader.count.eq(queued_job.beats),
+                         act_reader.start.eq(1), act_jobs.r_en.eq(1), deliveries.w_en.eq(1)]
+        m.d.comb += [started_delivery.beats.eq(queued_job.beats), started_delivery.mode.eq(queued_job.mode)]
+
+        sent = Signal.like(delivering.beats)
+        last_beat = sent == delivering.beats - 1
+        beat = array.activations.valid & array.activations.ready
+        m.d.comb += [array.activations.valid.eq(activation_rows.valid & deliveries.r_rdy),
                      array.activations.payload.data.eq(activation_rows.payload),
-                     array.activations.payload.last.eq(sent == fields.beats - 1),
-                     activation_rows.ready.eq(array.activations.ready),
+                     array.activations.payload.last.eq(last_beat),
+                     activation_rows.ready.eq(array.activations.ready & deliveries.r_rdy),
                      array.weights.valid.eq(weight_reader.rows.valid),
                      array.weights.payload.data.eq(weight_reader.rows.payload),
                      weight_reader.rows.ready.eq(array.weights.ready),
-                     self.array_busy.eq(array.activations.valid & array.activations.ready)]
+                     self.array_busy.eq(beat)]
         if config.array.arith == ArithSupport.BOTH:
-            m.d.comb += array.activations.payload.mode.eq(fields.mode)
-        with m.If(array.activations.valid & array.activations.ready):
-            m.d.sync += sent.eq(sent + 1)
+            m.d.comb += array.activations.payload.mode.eq(delivering.mode)
+        with m.If(beat):
+            m.d.sync += sent.eq(Mux(last_beat, 0, sent + 1))
+            m.d.comb += deliveries.r_en.eq(last_beat)
 
         # In flight: instructions whose inputs have entered the array, oldest first. Each
         # retires (pushing its tokens) once its result rows are in the accumulator, so the
@@ -161,7 +180,7 @@ class ComputeUnit(wiring.Component):
                     m.d.comb += [self.instructions.ready.eq(1),
                                  self.pop_prev.eq(instruction.header.pop_prev),
                                  self.pop_next.eq(instruction.header.pop_next)]
-                    m.d.sync += [fields.eq(instruction.fields.compute), header.eq(instruction.header), sent.eq(0)]
+                    m.d.sync += [fields.eq(instruction.fields.compute), header.eq(instruction.header)]
                     with m.If(instruction.header.opcode == Opcode.SYNC):
                         m.d.sync += fields.eq(0)      # no inputs and no results: only tokens
                     m.next = "Check"
@@ -177,14 +196,10 @@ class ComputeUnit(wiring.Component):
                 with m.Elif(fields.beats == 0):
                     m.d.comb += in_flight.w_en.eq(1)
                     m.next = "Idle"
-                with m.Else():
-                    m.d.comb += [act_reader.first.eq(fields.act_addr), act_reader.count.eq(fields.beats),
-                                 act_reader.start.eq(1), weight_reader.first.eq(fields.weight_addr),
-                                 weight_reader.count.eq(weight_rows), weight_reader.start.eq(1),
-                                 in_flight.w_en.eq(1)]
-                    m.next = "Feed"
-            with m.State("Feed"):
-                m.d.comb += feeding.eq(1)
-                with m.If((sent == fields.beats) & ~weight_reader.busy):
+                with m.Elif(~weight_reader.reading & act_jobs.w_rdy):
+                    m.d.comb += [weight_reader.first.eq(fields.weight_addr), weight_reader.count.eq(weight_rows),
+                                 weight_reader.start.eq(1), started_job.act_addr.eq(fields.act_addr),
+                                 started_job.beats.eq(fields.beats), started_job.mode.eq(fields.mode),
+                                 act_jobs.w_en.eq(1), in_flight.w_en.eq(1)]
                     m.next = "Idle"
         return m

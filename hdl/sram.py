@@ -23,6 +23,8 @@ class RowReader(wiring.Component):
     first : In(addr_width)
     count : In(16)
     busy : Out(1)          rows remain to be read or delivered
+    reading : Out(1)       rows remain to be read; ``start`` may pulse again once it is low
+                           (rows still buffered are delivered first)
     port : In(ReadPort.Signature)   connect to the memory's read port
     rows : Out(stream.Signature(row_shape))
     """
@@ -32,7 +34,7 @@ class RowReader(wiring.Component):
     def __init__(self, *, addr_width: int, row_shape):
         self._row_shape = row_shape
         super().__init__({
-            "start": In(1), "first": In(addr_width), "count": In(16), "busy": Out(1),
+            "start": In(1), "first": In(addr_width), "count": In(16), "busy": Out(1), "reading": Out(1),
             "port": In(memory.ReadPort.Signature(addr_width=addr_width, shape=row_shape)),
             "rows": Out(stream.Signature(row_shape)),
         })
@@ -55,7 +57,8 @@ class RowReader(wiring.Component):
             self.rows.valid.eq(buffer.r_rdy),
             self.rows.payload.eq(buffer.r_data),
             buffer.r_en.eq(self.rows.ready),
-            self.busy.eq((remaining != 0) | in_flight | buffer.r_rdy),
+            self.reading.eq(remaining != 0),
+            self.busy.eq(self.reading | in_flight | buffer.r_rdy),
         ]
         m.d.sync += in_flight.eq(issue)
         with m.If(self.start):
