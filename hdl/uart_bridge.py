@@ -185,7 +185,7 @@ class UartBridge(wiring.Component):
         address = Signal(32)
         remaining = Signal(16)
         word = Signal(32)
-        byte = Signal(2)                  # byte of the current word (received or sent)
+        byte = Signal(range(HEADER_BYTES))     # byte of the header or of the current word
         status = Signal(Status, init=Status.OK)
         in_range = Signal()               # the frame's whole address range is valid
         aw_done = Signal()
