@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from hdl.config import AcceleratorConfig, ArrayConfig
+from hdl.numerics import ArithMode
 from quant import golden
 from quant.compiler import UnsupportedLayer, compile_graph
 from quant.frontend import trace
@@ -20,12 +21,12 @@ from quant.zoo import ZOO
 from sim.fast_runner import run_fast
 
 
-def small_net(name: str, seed: int):
+def small_net(name: str, seed: int, size: int = 32):
     """(integer graph, one int8 input image) of a width-0.25 zoo net calibrated on random images."""
     torch.manual_seed(seed)
     model = ZOO[name](width=0.25, num_classes=10, in_channels=3).eval()
-    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
-    graph = trace(model, (3, 32, 32))
+    images = torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    graph = trace(model, (3, size, size))
     integer = quantize(graph, calibrate(graph, images))
     return integer, quantize_input(integer, images.numpy())[0]
 
@@ -56,6 +57,16 @@ def check_every_tensor(config: AcceleratorConfig, graph, image, what: str):
                                             ("shufflenet_v2", "ws"), ("shufflenet_v2", "os")])
 def test_every_tensor_matches_the_golden_model(name, dataflow, seed):
     check_every_tensor(config(dataflow), *small_net(name, seed), f"{name} {dataflow} (seed {seed})")
+
+
+@pytest.mark.parametrize("name, dataflow, rows, cols", [("squeezenet1_1", "ws", 4, 8), ("squeezenet1_1", "os", 8, 4),
+                                                        ("shufflenet_v2", "os", 4, 8), ("shufflenet_v2", "ws", 8, 4)])
+def test_non_square_arrays(name, dataflow, rows, cols, seed):
+    """Feature maps in blocks of min(R, C) channels: R > C reads min(R, C) lanes of a scratchpad row,
+    R < C computes min(R, C) output columns."""
+    net = check_every_tensor(config(dataflow, rows, cols), *small_net(name, seed),
+                             f"{name} {dataflow} {rows}x{cols} (seed {seed})")
+    assert {fmap.lanes for fmap in net.feature_maps.values()} == {min(rows, cols)}
 
 
 def test_channel_shuffle_and_split_copy_nothing(seed):
@@ -110,6 +121,17 @@ def test_group_convolutions(dataflow, seed):
     assert configs[wide] == 2 and configs[narrow] == 1, configs
 
 
+@pytest.mark.parametrize("dataflow", ["ws", "os"])
+def test_binary_net_matches_the_golden_model(dataflow, seed):
+    """XNOR net: int8 stem with a binary (threshold) output, binary convolutions in binary mode, a binary
+    convolution with an int8 output, then int8 pooling and classifier, on an 8x8 array with arith both."""
+    graph, image = small_net("binarynet", seed)
+    assert {tensor.kind for tensor in graph.tensors.values()} == {ArithMode.INT8, ArithMode.BINARY}
+    net = check_every_tensor(config(dataflow, 8, 8, "both"), graph, image, f"binarynet {dataflow} (seed {seed})")
+    modes = {i.fields["mode"] for i in net.program if i.opcode.name == "COMPUTE"}
+    assert modes == {ArithMode.INT8, ArithMode.BINARY}
+
+
 def test_unsupported_layers_are_named(seed):
     graph, image = small_net("binarynet", seed)
     with pytest.raises(UnsupportedLayer, match=r"is binary; the accelerator must be generated with arith binary"):
@@ -129,3 +151,17 @@ def test_squeezenet_runs_bit_exact_in_rtl(dataflow, seed):
     assert outcome.done and outcome.error is None, outcome
     assert outcome.dram[:len(dram)] == bytes(dram)
     assert np.array_equal(net.read_tensor(outcome.dram, graph.output), golden.run(graph, image[None])[graph.output][0])
+
+
+def test_binary_net_runs_bit_exact_in_rtl(seed):
+    """The XNOR net on the generated accelerator (8x8, arith both, in-design DRAM model), bit for bit."""
+    graph, image = small_net("binarynet", seed, size=16)
+    net = compile_graph(config("ws", 8, 8, "both"), graph, image)
+    dram = bytearray(net.image.data)
+    IsaSimulator(net.config, dram).run(net.program_address, len(net.program))
+    outcome = run_fast(net.config, bytes(net.image.data), net.program_address, len(net.program))
+    assert outcome.done and outcome.error is None, outcome
+    assert outcome.dram[:len(dram)] == bytes(dram)
+    expected = golden.run(graph, image[None])
+    for node in graph.nodes:
+        assert np.array_equal(net.read_tensor(outcome.dram, node.output), expected[node.output][0]), node.name
