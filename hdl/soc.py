@@ -111,8 +111,9 @@ class BlockRamMemory(wiring.Component):
                 m.d.comb += bus.arready.eq(1)
                 m.d.sync += [r_active.eq(1), r_row.eq(row(bus.araddr)), r_left.eq(bus.arlen), r_lite.eq(0),
                              r_id.eq(bus.arid), r_bad.eq((bus.arsize != shift) | (bus.arburst != BURST_INCR))]
+        # The read port's enable resets to 1: drive it always, so a stalled beat's data is held.
+        m.d.comb += [read.en.eq(issue), read.addr.eq(r_row)]
         with m.If(issue):
-            m.d.comb += [read.en.eq(1), read.addr.eq(r_row)]
             m.d.sync += [out_valid.eq(1), out_lite.eq(r_lite), out_id.eq(r_id), out_last.eq(r_left == 0),
                          out_lane.eq(r_lane), out_error.eq(r_bad | (r_row >= depth)),
                          r_row.eq(r_row + 1), r_left.eq(r_left - 1)]
