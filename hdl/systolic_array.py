@@ -34,7 +34,7 @@ stalls it without losing data. ``stream_cycles`` gives the exact cycle count.
 from functools import reduce
 from operator import or_
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -72,10 +72,11 @@ def stream_cycles(config: ArrayConfig, tiles: int, beats_per_tile: int) -> int:
         across R + C - 1 PEs, R result rows and one readout register).
     WS: ``R + (M + (tiles-1) * max(M, R)) + (R + C - 1)``
         (the first R cycles preload weights; later preloads overlap compute).
+    A pipelined array (``config.pipelined``) adds ``config.latency_stages`` to either.
     """
     rows, cols = config.rows, config.cols
     period = max(beats_per_tile, rows)
-    stream_part = beats_per_tile + (tiles - 1) * period
+    stream_part = beats_per_tile + (tiles - 1) * period + config.latency_stages
     if config.dataflow == Dataflow.OS:
         return stream_part + 2 * rows + cols - 1
     return rows + stream_part + rows + cols - 1
@@ -125,7 +126,7 @@ class SystolicArray(wiring.Component):
         advance = Signal()
         m.d.comb += advance.eq(~results.valid | results.ready)
 
-        pes = [[ProcessingElement(config, row) for _ in range(cols)] for row in range(rows)]
+        pes = [[ProcessingElement(config, row, col) for col in range(cols)] for row in range(rows)]
         for row in range(rows):
             for col in range(cols):
                 m.submodules[f"pe_{row}_{col}"] = pe = pes[row][col]
@@ -142,7 +143,9 @@ class SystolicArray(wiring.Component):
         m.d.comb += [act_fire.eq(acts.valid & acts.ready), weight_fire.eq(weights.valid & weights.ready)]
         expect_first, preload_row = self._accept(m, advance, act_fire, weight_fire)
 
-        # Input skew: lane i waits i cycles so that operands meet at PE (i, j) at t + i + j.
+        # Input skew: lane i waits i cycles so that operands meet at PE (i, j) at t + i + j;
+        # pipelined, every lane first passes one edge register (no handshake path into a multiplier).
+        edge = 1 if config.pipelined else 0
         for row in range(rows):
             lane = Signal(pes[row][0].act_in.shape(), name=f"act_lane_{row}")
             with m.If(act_fire):
@@ -152,7 +155,7 @@ class SystolicArray(wiring.Component):
                     m.d.comb += lane.mode.eq(acts.payload.mode)
                 if config.dataflow == Dataflow.WS:
                     m.d.comb += lane.first.eq(expect_first)
-            m.d.comb += pes[row][0].act_in.eq(_delayed(m, lane, row, advance, f"act_skew_{row}"))
+            m.d.comb += pes[row][0].act_in.eq(_delayed(m, lane, row + edge, advance, f"act_skew_{row}"))
         for col in range(cols):
             lane = Signal(pes[0][col].weight_in.shape(), name=f"weight_lane_{col}")
             if config.dataflow == Dataflow.OS:
@@ -160,7 +163,7 @@ class SystolicArray(wiring.Component):
             else:
                 m.d.comb += [lane.valid.eq(weight_fire), lane.row.eq(preload_row),
                              lane.data.eq(weights.payload.data[col])]
-            m.d.comb += pes[0][col].weight_in.eq(_delayed(m, lane, col, advance, f"weight_skew_{col}"))
+            m.d.comb += pes[0][col].weight_in.eq(_delayed(m, lane, col + edge, advance, f"weight_skew_{col}"))
             if config.dataflow == Dataflow.WS:
                 m.d.comb += pes[0][col].psum_in.eq(0)
 
@@ -215,18 +218,26 @@ class SystolicArray(wiring.Component):
 
     def _column_output(self, m, advance, column_pes, layout, col):
         output = Signal(layout, name=f"column_{col}")
+        # A pipelined PE accumulates a cycle after its activation arrives (its product register).
+        product_stage = 1 if self.config.pipelined else 0
         if self.config.dataflow == Dataflow.WS:
             bottom = column_pes[-1]
-            m.d.comb += [output.valid.eq(bottom.act_out.valid), output.last.eq(bottom.act_out.last),
+            framing = Signal(2, name=f"column_framing_{col}")
+            m.d.comb += framing.eq(Cat(bottom.act_out.valid, bottom.act_out.last))
+            framing = _delayed(m, framing, product_stage, advance, f"column_framing_{col}")
+            m.d.comb += [output.valid.eq(framing[0]), output.last.eq(framing[1]),
                          output.data.eq(bottom.psum_out)]
             return output
         # OS drain: a one-hot token walks down the column, starting the cycle after the
         # bottom PE closed its tile, and reads one result register per cycle.
         rows = self.config.rows
         bottom_in = column_pes[-1].act_in
+        closing = Signal(name=f"closing_{col}")
+        m.d.comb += closing.eq(bottom_in.valid & bottom_in.last)
+        closing = _delayed(m, closing, product_stage, advance, f"closing_{col}")
         token = Signal(rows, name=f"drain_token_{col}")
         with m.If(advance):
-            m.d.sync += token.eq((token << 1) | (bottom_in.valid & bottom_in.last))
+            m.d.sync += token.eq((token << 1) | closing)
             m.d.sync += [
                 output.valid.eq(token.any()),
                 output.last.eq(token[rows - 1]),

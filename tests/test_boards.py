@@ -1,0 +1,110 @@
+"""The board flow on small designs: synthesis counts, a bitstream, the fit check and the CLI's errors.
+
+Builds of large arrays are benchmarks (bench/boards.py), not tests.
+"""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from amaranth.hdl import Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import Out
+
+from boards.board import BOARDS
+from boards.estimate import estimate_needs
+from boards.flow import DoesNotFit, build
+from hdl.config import ArrayConfig
+from hdl.systolic_array import SystolicArray
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+from build_board import main as build_board  # noqa: E402  (tools/ is not a package)
+
+
+def run_cli(capsys, *args):
+    """build_board.py in this process (its imports take seconds); returns (status, stderr)."""
+    try:
+        status = build_board(list(args))
+    except SystemExit as exit:
+        status = exit.code
+    return status, capsys.readouterr().err
+
+
+class Counter(wiring.Component):
+    led: Out(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        count = Signal(24)
+        m.d.sync += count.eq(count + 1)
+        m.d.comb += self.led.eq(count[-1])
+        return m
+
+
+def test_mixed_array_synthesizes_to_exactly_its_dsp_limit(tmp_path):
+    config = ArrayConfig(2, 2, "os", "int8", "mixed", 3, pipelined=True)
+    report = build(SystolicArray(config), config.name, BOARDS["ulx3s"], tmp_path, synth_only=True,
+                   progress=lambda text: None)
+    used = {name: usage["used"] for name, usage in report.resources.items()}
+    assert used["DSPs"] == 3                              # the fourth PE multiplies in logic
+    assert used["block RAMs"] == 0
+    # 4 PEs x (32-bit accumulator + result, operand and product registers) and the skew registers.
+    assert 4 * (2 * 32 + 16 + 16) <= used["FFs"] <= 1000
+    assert 100 <= used["LUTs"] <= 1500
+    assert report.stage == "synthesis" and report.passed and report.fits
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["resources"]["DSPs"] == {"used": 3, "available": 156}
+
+
+def test_pinned_counter_becomes_an_icebreaker_bitstream(tmp_path):
+    report = build(Counter(), "counter", BOARDS["icebreaker"], tmp_path, pins={"led": ("led", 0, None)},
+                   progress=lambda text: None)
+    assert report.stage == "bitstream" and report.passed
+    assert Path(report.bitstream).stat().st_size > 100_000           # an iCE40UP5K image is ~104 KB
+    assert 24 <= report.resources["LUTs"]["used"] <= 100
+    assert report.resources["LUTs"]["available"] == BOARDS["icebreaker"].resources["LUTs"]
+    assert report.fmax_mhz > report.target_mhz
+
+
+def test_pin_map_naming_a_missing_port_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"Pin map names ports the design lacks: nope; its ports are led"):
+        build(Counter(), "counter", BOARDS["icebreaker"], tmp_path, pins={"nope": ("led", 0, None)},
+              progress=lambda text: None)
+
+
+def test_too_many_multipliers_fail_before_synthesis(tmp_path):
+    config = ArrayConfig(6, 6, "os", "int8")
+    from amaranth.back import rtlil
+    needs = estimate_needs(rtlil.convert(SystolicArray(config), name=config.name), BOARDS["orangecrab"])
+    assert (needs.dsps, needs.multipliers, needs.block_rams) == (36, 36, 0)
+    with pytest.raises(DoesNotFit, match=r"^systolic_6x6_os_int8 does not fit orangecrab: needs about 36 DSP "
+                                         r"blocks \(36 multipliers\) but LFE5U-25F has 28$"):
+        build(SystolicArray(config), config.name, BOARDS["orangecrab"], tmp_path, progress=lambda text: None)
+    assert not (tmp_path / f"{config.name}.json").exists()          # yosys never ran
+
+
+def test_cli_reports_a_design_that_cannot_fit_in_one_line(tmp_path, capsys):
+    status, stderr = run_cli(capsys, "--board", "icebreaker", "--pe", "4x4", "--top", "array",
+                             "--multipliers", "dsp", "-o", str(tmp_path))
+    assert status == 1
+    assert stderr.splitlines()[-1] == ("build_board.py: error: systolic_4x4_os_int8_p does not fit "
+                                              "icebreaker: needs about 16 DSP blocks (16 multipliers) but "
+                                              "iCE40UP5K has 8")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--board", "de10"], "argument --board: invalid choice: 'de10' (choose from 'ulx3s', 'orangecrab', 'icebreaker')"),
+    (["--board", "ulx3s", "--pe", "65x2"], "argument --pe: PE array shape must have R and C from 1 to 64, not '65x2'"),
+    (["--board", "ulx3s", "--clock-mhz", "0"],
+     "argument --clock-mhz: clock must be a number of MHz above 0 and at most 500, not '0'"),
+    (["--board", "ulx3s", "--multipliers", "packed"],
+     "argument --multipliers: invalid choice: 'packed' (choose from 'auto', 'dsp', 'lut', 'mixed')"),
+    (["--board", "ulx3s", "--pe", "2x2", "--multipliers", "mixed", "--dsp-limit", "4"],
+     "Mixed multipliers need a DSP limit from 1 to 3 (the PEs of a 2x2 array less one), not 4"),
+    (["--board", "ulx3s", "--dsp-limit", "4"], "--dsp-limit needs --multipliers mixed, not auto"),
+])
+def test_cli_bad_arguments_exit_2_with_one_line(args, message, capsys):
+    status, stderr = run_cli(capsys, *args)
+    assert status == 2
+    assert stderr.count("\n") == 1 and stderr.startswith("build_board.py: error: ")
+    assert message in stderr

@@ -1,0 +1,91 @@
+"""The FPGA-oriented PE options (logic multipliers, mixed DSP/logic, pipelining) stay bit-exact.
+
+The array cases and checks are test_systolic_array's own (cycle counts included);
+the accelerator case is test_accelerator's GEMM-program test, on a pipelined mixed array.
+"""
+import numpy as np
+import pytest
+from amaranth.hdl import Module, Signal, signed
+from amaranth.sim import Simulator
+from test_accelerator import test_gemm_programs_match_the_isa_simulator as gemm_programs_match_the_isa_simulator
+from test_systolic_array import check, gemm_cases
+
+from hdl.config import AcceleratorConfig, ArrayConfig, Multipliers
+from hdl.numerics import INT8_MAX, INT8_MIN, ArithMode, random_operands
+from hdl.pe import logic_product
+from hdl.systolic_array import stream_cycles
+from sim.array_runner import GemmCase, run_gemms
+
+CONFIGS = [
+    ArrayConfig(3, 5, "os", "int8", "lut"),
+    ArrayConfig(3, 5, "ws", "both", "mixed", 7),
+    ArrayConfig(2, 2, "os", "both", pipelined=True),
+    ArrayConfig(5, 3, "ws", "int8", "mixed", 4, pipelined=True),
+    ArrayConfig(3, 4, "os", "int8", "lut", pipelined=True),
+    ArrayConfig(1, 1, "ws", "binary", pipelined=True),
+]
+
+
+def test_logic_product_is_exact_for_every_int8_pair():
+    m = Module()
+    a, w, p = Signal(signed(8)), Signal(signed(8)), Signal(signed(16))
+    m.d.comb += p.eq(logic_product(m, a, w))
+    wrong = []
+
+    async def testbench(ctx):
+        for x in range(INT8_MIN, INT8_MAX + 1):
+            ctx.set(a, x)
+            for y in range(INT8_MIN, INT8_MAX + 1):
+                ctx.set(w, y)
+                if ctx.get(p) != x * y:
+                    wrong.append((x, y, ctx.get(p)))
+
+    sim = Simulator(m)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert not wrong, f"{len(wrong)} wrong products, e.g. {wrong[:3]}"
+
+
+def test_multiplier_options_are_validated_with_what_is_allowed():
+    with pytest.raises(ValueError, match=r"Multipliers must be one of dsp, lut, mixed, not 'packed'"):
+        ArrayConfig(2, 2, multipliers="packed")
+    with pytest.raises(ValueError, match=r"DSP limit from 1 to 3 \(the PEs of a 2x2 array less one\), not None"):
+        ArrayConfig(2, 2, multipliers="mixed")
+    with pytest.raises(ValueError, match=r"DSP limit from 1 to 3 .*, not 4"):
+        ArrayConfig(2, 2, multipliers="mixed", dsp_limit=4)
+    with pytest.raises(ValueError, match=r"DSP limit applies only to mixed multipliers, not lut"):
+        ArrayConfig(2, 2, multipliers="lut", dsp_limit=1)
+    with pytest.raises(TypeError, match=r"pipelined must be True or False, not 1"):
+        ArrayConfig(2, 2, pipelined=1)
+    config = ArrayConfig(3, 4, "os", "int8", Multipliers.MIXED, 5, pipelined=True)
+    assert config.name == "systolic_3x4_os_int8_dsp5_p"
+    assert config.dsp_multipliers == 5 and config.dsp_multiplier(1, 0) and not config.dsp_multiplier(1, 1)
+    assert ArrayConfig(3, 4, "os", "binary").dsp_multipliers == 0
+    assert ArrayConfig(3, 4).name == "systolic_3x4_os_int8"      # the default's name (and Verilog) is unchanged
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.name)
+def test_random_extreme_and_long_gemms_are_bit_exact(config, seed):
+    rng = np.random.default_rng(seed)
+    for index, outcome in enumerate(run_gemms(config, gemm_cases(config, rng))):
+        check(config, outcome, seed, index)
+
+
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
+def test_pipelined_steady_state_adds_only_the_pipeline_latency(dataflow, seed):
+    config = ArrayConfig(4, 4, dataflow, "int8", "mixed", 9, pipelined=True)
+    rng = np.random.default_rng(seed)
+    m, k, n = (8, 100, 8) if dataflow == "os" else (100, 16, 4)
+    (outcome,) = run_gemms(config, [GemmCase(*random_operands(rng, m, k, n), ArithMode.INT8)])
+    check(config, outcome, seed, 0)
+    beats = len(outcome.streams.tiles) * outcome.streams.beats_per_tile
+    unpipelined = ArrayConfig(4, 4, dataflow, "int8")
+    tiles = len(outcome.streams.tiles)
+    assert outcome.cycles == beats + 2 * 4 + 4 - 1 + ArrayConfig.PIPELINE_STAGES
+    assert outcome.cycles == stream_cycles(unpipelined, tiles, outcome.streams.beats_per_tile) + 2
+
+
+def test_accelerator_with_a_pipelined_mixed_array_matches_the_isa_simulator(seed):
+    config = AcceleratorConfig(ArrayConfig(4, 4, "os", "both", "mixed", 6, pipelined=True),
+                               spad_kib=1, acc_kib=1, bus_bits=128)
+    gemm_programs_match_the_isa_simulator(config, seed)

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Build the accelerator for an FPGA board: yosys, nextpnr, ecppack/icepack, and a report.
+
+Example: python tools/build_board.py --board ulx3s --pe 16x16 --dataflow os
+The report is printed and written to <dir>/report.json (default build/boards/<board>_<design>).
+"""
+import argparse
+import sys
+from pathlib import Path
+
+from _cli import Parser, add_array_options, add_memory_options
+
+from boards.board import BOARDS, board_choices
+from boards.estimate import estimate_needs
+from boards.flow import DoesNotFit, build
+from boards.synth import SynthesisError
+from hdl.accelerator import Accelerator
+from hdl.config import AcceleratorConfig, ArrayConfig
+from hdl.generate import accelerator_name
+from hdl.systolic_array import SystolicArray
+
+MAX_CLOCK_MHZ = 500
+
+
+def clock_mhz(text: str) -> float:
+    """``argparse`` type for ``--clock-mhz``."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value <= MAX_CLOCK_MHZ:
+        raise argparse.ArgumentTypeError(f"clock must be a number of MHz above 0 and at most {MAX_CLOCK_MHZ}, "
+                                         f"not {text!r}")
+    return value
+
+
+def _design(args, multipliers, dsp_limit):
+    rows, cols = args.pe
+    array = ArrayConfig(rows, cols, args.dataflow, args.arith, multipliers, dsp_limit, not args.unpipelined)
+    if args.top == "array":
+        return SystolicArray(array), array.name
+    config = AcceleratorConfig(array, args.spad_kib, args.acc_kib, args.bus_bits, args.channel_rows)
+    return Accelerator(config), accelerator_name(config)
+
+
+def choose_multipliers(args, board):
+    """``--multipliers auto``: DSPs for every PE if they fit beside the rest of the design, else as many as do.
+
+    Returns the design, its name and the estimate of the chosen configuration.
+    """
+    from amaranth.back import rtlil
+    design, name = _design(args, "dsp", None)
+    needs = estimate_needs(rtlil.convert(design, name=name), board)
+    array = ArrayConfig(*args.pe, args.dataflow, args.arith, pipelined=not args.unpipelined)
+    spare = board.resources["DSPs"] - (needs.dsps - array.dsp_multipliers)
+    if needs.dsps <= board.resources["DSPs"] or array.dsp_multipliers == 0:
+        return design, name, needs, "dsp"
+    if spare >= 1:
+        design, name = _design(args, "mixed", spare)
+        return design, name, None, f"mixed (DSP multipliers for {spare} of {array.rows * array.cols} PEs)"
+    design, name = _design(args, "lut", None)
+    return design, name, None, "lut"
+
+
+def main(argv=None) -> int:
+    parser = Parser(prog="build_board.py", description=__doc__.splitlines()[0],
+                    epilog="Without a pinned top (the UART SoC, not yet in the tree) the accelerator is placed "
+                           "and routed out of context on ECP5 (resources and Fmax, no bitstream) and only "
+                           "synthesized on iCE40.")
+    parser.add_argument("--board", choices=board_choices(), required=True, help="target board")
+    add_array_options(parser)
+    add_memory_options(parser)
+    parser.add_argument("--multipliers", choices=["auto", *ArrayConfig.multipliers_choices()], default="auto",
+                        help="int8 multipliers: dsp, lut (logic), mixed (--dsp-limit PEs on DSPs), or auto: "
+                             "dsp if the board has enough DSP blocks, else mixed with all it has (default auto)")
+    parser.add_argument("--dsp-limit", type=int, metavar="N", help="with --multipliers mixed: PEs with a DSP")
+    parser.add_argument("--unpipelined", action="store_true",
+                        help="omit the array's edge and product registers (hdl/config.py ArrayConfig.pipelined)")
+    parser.add_argument("--top", choices=["accelerator", "array"], default="accelerator",
+                        help="the whole accelerator, or the systolic array core alone (default accelerator)")
+    parser.add_argument("--clock-mhz", type=clock_mhz, metavar="MHZ",
+                        help="target clock (default: the board's, e.g. 100 for ulx3s)")
+    parser.add_argument("--synth-only", action="store_true", help="stop after yosys")
+    parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    parser.add_argument("-o", "--output", type=Path, metavar="DIR", help="build directory")
+    args = parser.parse_args(argv)
+    board = BOARDS[args.board]
+
+    try:
+        if args.multipliers == "auto":
+            if args.dsp_limit is not None:
+                parser.error("--dsp-limit needs --multipliers mixed, not auto")
+            design, name, needs, chosen = choose_multipliers(args, board)
+        else:
+            design, name = _design(args, args.multipliers, args.dsp_limit)
+            needs, chosen = None, args.multipliers
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
+    workdir = args.output or Path("build/boards") / f"{args.board}_{name}"
+    print(f"build_board.py: {name} for {board.name} ({board.device}), multipliers {chosen}, "
+          f"target {args.clock_mhz or board.default_clock_mhz:g} MHz -> {workdir}", file=sys.stderr)
+    top_kind = ("systolic array core" if args.top == "array" else "accelerator") + (
+        ", out of context (ports not on pins)" if board.family == "ecp5" else ", unpinned")
+    try:
+        report = build(design, name, board, workdir, target_mhz=args.clock_mhz, synth_only=args.synth_only,
+                       top_kind=top_kind, needs=needs,
+                       progress=lambda text: print(f"build_board.py: {text}", file=sys.stderr), seed=args.seed)
+    except DoesNotFit as error:
+        print(f"build_board.py: error: {error}", file=sys.stderr)
+        return 1
+    except SynthesisError as error:
+        print(f"build_board.py: error: {error}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    print(f"report: {workdir / 'report.json'}", file=sys.stderr)
+    return 0 if report.passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
