@@ -13,8 +13,10 @@ the command and status codes and the info block all come from ``hdl.uart_bridge`
     result = link.run(image, program_addr, program_length)
     output = link.read_memory(region.address, region.size)
 """
+import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from hdl.config import AcceleratorConfig
@@ -32,8 +34,8 @@ from hdl.uart_bridge import (
     space_bytes,
 )
 
-__all__ = ["Transport", "LinkError", "LinkTimeout", "RunResult", "HostLink", "CONTROL_START", "CONTROL_IRQ_ENABLE",
-           "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR", "compatible"]
+__all__ = ["Transport", "LinkError", "LinkTimeout", "RunResult", "HostLink", "CompiledProgram", "CONTROL_START",
+           "CONTROL_IRQ_ENABLE", "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR", "compatible"]
 
 # Register bits as documented by hdl.csr.REGISTERS (tests/test_host.py checks them against its C header).
 CONTROL_START, CONTROL_IRQ_ENABLE = 1 << 0, 1 << 1
@@ -74,6 +76,43 @@ def compatible(hardware: AcceleratorConfig, program: AcceleratorConfig) -> bool:
         return (array.rows, array.cols, array.dataflow, array.arith, config.spad_kib, config.acc_kib,
                 config.bus_bits, config.channel_rows)
     return key(hardware) == key(program)
+
+
+@dataclass
+class CompiledProgram:
+    """What ``tools/compile.py`` wrote to a directory: the DRAM image and the layout map."""
+    image: bytes
+    program_addr: int
+    program_length: int
+    accelerator: str            # the array it was compiled for (``ArrayConfig.name``)
+    bus_bytes: int
+    tensors: dict[str, dict]    # name -> FeatureMap fields
+    output: str
+
+    @classmethod
+    def from_directory(cls, directory: Path) -> "CompiledProgram":
+        """Read ``image.bin`` and ``layout.json``; ValueError naming what is missing or malformed."""
+        directory = Path(directory)
+        try:
+            image = (directory / "image.bin").read_bytes()
+            layout = json.loads((directory / "layout.json").read_text())
+            return cls(image, layout["program_address"], layout["program_length"], layout["accelerator"],
+                       layout["bus_bytes"], layout["tensors"], layout["output"])
+        except OSError as error:
+            raise ValueError(f"{directory} is not a compile.py output directory: {error.strerror}: "
+                             f"{error.filename}") from None
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ValueError(f"{directory / 'layout.json'} is not a compile.py layout: {error!r}") from None
+
+    def tensor_span(self) -> tuple[int, int]:
+        """(first, end) byte addresses covering every tensor's channel blocks: what a run writes."""
+        spans = []
+        for fmap in self.tensors.values():
+            size = fmap["height"] * fmap["width"] * fmap["row_stride"]
+            blocks = fmap.get("block_addresses") or [fmap["address"] + b * size
+                                                     for b in range(-(-fmap["channels"] // fmap["lanes"]))]
+            spans += [(address, address + size) for address in blocks]
+        return min(a for a, _ in spans), max(b for _, b in spans)
 
 
 class HostLink:
@@ -170,6 +209,20 @@ class HostLink:
         if program_config is not None and not compatible(self.info.config, program_config):
             raise LinkError(f"The SoC was generated for {self.info.config}, the program for {program_config}")
         return self.info
+
+    def check_program(self, program: CompiledProgram) -> None:
+        """LinkError unless the connected SoC has the array and bus ``program`` was compiled for.
+
+        (``layout.json`` does not record the scratchpad and accumulator sizes: those must match
+        what ``compile.py`` was given.)
+        """
+        config = self.info.config
+        if (program.accelerator, program.bus_bytes) != (config.array.name, config.bus_bytes):
+            raise LinkError(f"The program was compiled for {program.accelerator} with a {program.bus_bytes}-byte bus; "
+                            f"the SoC has {config.array.name} with a {config.bus_bytes}-byte bus")
+        if len(program.image) > self.info.memory_bytes:
+            raise LinkError(f"The {len(program.image)}-byte image does not fit the SoC's {self.info.memory_bytes}-byte "
+                            f"memory (generate the SoC with a larger memory)")
 
     def read_memory(self, address: int, size: int) -> bytes:
         """``size`` bytes from ``address`` (any alignment)."""

@@ -7,14 +7,21 @@ written as JSON to ``HOST_LINK_RESULT``, and the pytest side (``tests/test_soc.p
 
 * ``program``: connect (read the info block), load a DRAM image, start its program, wait for
   DONE or ERROR by polling STATUS, read the counters and the requested memory ranges.
+* ``cli``: ``tools/host.py`` itself with ``argv``, its serial port replaced by the UART model
+  (a stand-in ``serial`` module); returns its exit code and output.
 * ``protocol``: every response kind of the bridge (see ``hdl.uart_bridge``): word round trips
   in every space, partial-word writes, BAD_ADDRESS (unaligned, beyond a space, crossing its
   end), BUS_ERROR (unmapped and read-only registers), BAD_COMMAND with trailing garbage,
   TIMEOUT of a truncated header and of truncated write data, and that the link works after each.
 """
+import importlib.util
+import io
 import json
 import os
 import random
+import sys
+import types
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import cocotb
@@ -29,6 +36,7 @@ from hdl.uart_bridge import HEADER, HEADER_BYTES, INFO_WORDS, WORD_BYTES, Comman
 from .uart_model import SimTransport, UartSink, UartSource
 
 CLOCK_NS = 10
+_TOOLS = Path(__file__).resolve().parent.parent / "tools"
 
 
 def _cycles(dut):
@@ -129,7 +137,48 @@ def _raw_frame(link: HostLink, frame: bytes) -> bytes:
     return link.transport.read(4096)
 
 
-SCENARIOS = {"program": _program, "protocol": _protocol}
+class _SerialPort:
+    """The part of ``serial.Serial`` that tools/host.py uses, over the simulated UART."""
+
+    def __init__(self, transport: SimTransport):
+        self.transport = transport
+        self.timeout = 1.0          # set by the tool in seconds; the transport's timeout is in cycles
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def reset_input_buffer(self):
+        self.transport.sink.received.clear()
+
+    def read(self, size):
+        return self.transport.read(size)
+
+    def write(self, data):
+        return self.transport.write(data)
+
+
+def _cli(link: HostLink, job: dict, dut) -> dict:
+    serial = types.ModuleType("serial")
+    serial.SerialException = OSError
+    serial.Serial = lambda port, baud, timeout: _SerialPort(link.transport)
+    sys.modules["serial"] = serial
+    sys.path.insert(0, str(_TOOLS))
+    spec = importlib.util.spec_from_file_location("host_cli", _TOOLS / "host.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with redirect_stdout(stdout), redirect_stderr(stderr):
+        try:
+            code = tool.main(job["argv"])
+        except SystemExit as error:
+            code = error.code
+    return {"code": code, "stdout": stdout.getvalue(), "stderr": stderr.getvalue()}
+
+
+SCENARIOS = {"program": _program, "protocol": _protocol, "cli": _cli}
 
 
 @cocotb.test()

@@ -17,10 +17,11 @@ def soc_model(soc: HostLinkSoC) -> VerilatorModel:
 
 
 def run_host_scenario(soc: HostLinkSoC, scenario: str, model: VerilatorModel | None = None, **job) -> dict:
-    """Run one scenario of ``sim.host_link_tb`` (``"program"`` or ``"protocol"``) and return what it saw.
+    """Run one scenario of ``sim.host_link_tb`` (``"program"``, ``"cli"`` or ``"protocol"``) and return what it saw.
 
     ``job`` holds the scenario's arguments (``program``: ``image`` bytes, ``program_addr``,
-    ``program_length``, ``reads`` as (address, size) pairs; ``protocol``: ``seed``).
+    ``program_length``, ``reads`` as (address, size) pairs; ``cli``: ``argv`` of tools/host.py;
+    ``protocol``: ``seed``).
     """
     model = model or soc_model(soc)
     info = soc.info

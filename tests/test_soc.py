@@ -6,13 +6,16 @@ their outputs read back over the link, then compared byte for byte with the ISA 
 and with the golden model. One model serves every test (about 3.5 minutes to build under
 load, cached in build/sim/ afterwards).
 """
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from gemm_cases import random_layer
 from torch import nn
 
-from boards.host import compatible
+from boards.host import CompiledProgram, compatible
 from hdl.config import AcceleratorConfig, ArrayConfig
 from hdl.isa import Opcode
 from hdl.numerics import ArithMode
@@ -81,24 +84,44 @@ def tiny_net(seed: int):
     return integer, quantize_input(integer, images.numpy())[0]
 
 
-def test_compiled_net_over_the_uart_matches_the_isa_simulator_and_golden_model(model, seed):
+def write_compiled(directory: Path, net, graph, accelerator: str | None = None) -> None:
+    """The image.bin and layout.json that tools/compile.py writes (the fields tools/host.py reads)."""
+    (directory / "image.bin").write_bytes(bytes(net.image.data))
+    (directory / "layout.json").write_text(json.dumps({
+        "accelerator": accelerator or CONFIG.array.name, "bus_bytes": CONFIG.bus_bytes,
+        "program_address": net.program_address, "program_length": len(net.program),
+        "image_bytes": len(net.image.data), "tensors": {name: vars(fmap) for name, fmap in net.feature_maps.items()},
+        "input": graph.input, "output": graph.output}))
+
+
+def test_compiled_net_through_tools_host_matches_the_isa_simulator_and_golden_model(model, seed, tmp_path):
     graph, x = tiny_net(seed)
     net = compile_graph(CONFIG, graph, x)
     image = bytes(net.image.data)
     expected, stats = isa_reference(image, net.program_address, len(net.program))
-    # Read back every feature map: from the first one's first block to the end of the last block.
-    spans = [(address, address + fmap.height * fmap.width * fmap.row_stride)
-             for fmap in net.feature_maps.values() for address in fmap.block_addresses]
-    first, end = min(a for a, _ in spans), max(b for _, b in spans)
-    seen, (data,) = run_over_the_link(model, image, net.program_address, len(net.program), [(first, end - first)])
-    assert data == expected[first:end], f"feature maps differ from the ISA simulator's (seed {seed})"
-    dram = bytearray(image)
-    dram[first:end] = data
+    write_compiled(tmp_path, net, graph)
+    seen = run_host_scenario(SOC, "cli", model, argv=["--port", "sim", "run", str(tmp_path)])
+    print(seen["stderr"])
+    assert seen["code"] == 0, seen
+    board = (tmp_path / "board.bin").read_bytes()
+    first, end = CompiledProgram.from_directory(tmp_path).tensor_span()
+    assert first < end and board[first:end] == expected[first:end], f"tensors differ from the ISA simulator's ({seed})"
+    assert board == expected, "the board image is the loaded image with the tensors read back"
     reference = golden.run(graph, x[None])
     for node in graph.nodes:
-        assert np.array_equal(net.read_tensor(bytes(dram), node.output), reference[node.output][0]), node.name
-    assert seen["counters"]["INSTRUCTIONS"] == stats.instructions
-    assert seen["counters"]["BYTES_WRITTEN"] == stats.bytes_written
+        assert np.array_equal(net.read_tensor(board, node.output), reference[node.output][0]), node.name
+    printed = dict(line.split() for line in seen["stdout"].replace(",", "").splitlines())
+    assert int(printed["INSTRUCTIONS"]) == stats.instructions
+    assert int(printed["BYTES_WRITTEN"]) == stats.bytes_written
+
+
+def test_tools_host_refuses_a_program_for_another_array(model, seed, tmp_path):
+    graph, x = tiny_net(seed)
+    write_compiled(tmp_path, compile_graph(CONFIG, graph, x), graph, accelerator="systolic_4x4_os_int8")
+    seen = run_host_scenario(SOC, "cli", model, argv=["--port", "sim", "run", str(tmp_path)])
+    assert seen["code"] == 1 and not (tmp_path / "board.bin").exists()
+    assert seen["stderr"] == ("host.py: error: The program was compiled for systolic_4x4_os_int8 with a 8-byte bus; "
+                              "the SoC has systolic_2x2_os_int8 with a 8-byte bus\n")
 
 
 def test_bridge_protocol_over_the_pins(model, seed):
