@@ -24,6 +24,7 @@ from the instructions as the counters count it. The remaining constants are pipe
 latencies of the RTL (register stages between the FSMs), named below; ``tests/test_perfmodel.py``
 checks the whole against the RTL's counters per layer.
 """
+import bisect
 from collections import deque
 from dataclasses import dataclass
 
@@ -53,6 +54,7 @@ from .report import LayerFigures
 __all__ = ["Timing", "LayerPrediction", "predict_program", "predict_net", "predicted_figures"]
 
 QUEUE_DEPTH = 4                     # hdl/accelerator.py: each unit's instruction queue
+CONTENTION_PASSES = 3               # fetch and load share the R channel: each pass uses the previous pass's timing
 
 
 @dataclass(frozen=True)
@@ -62,8 +64,9 @@ class Timing:
     fetch_request: int = 2          # fetch Request state: the AR grant is registered, then the handshake
     fetch_dispatch: int = 2         # last R beat to the instruction's acceptance into its queue, Request again
     load_issue: int = 2             # load bursts: one AR per two cycles (grant, handshake)
-    load_overhead: int = 3          # Idle, Check, Drain/retire of a LOAD
+    load_overhead: int = 2          # Idle, Check, Drain/retire of a LOAD
     compute_issue: int = 2          # COMPUTE Idle + Check
+    sync_latency: int = 1           # SYNC: through the in-flight FIFO to its retirement
     job_latency: int = 2            # COMPUTE issue to its activation job starting (job FIFO)
     act_latency: int = 5            # activation job start to its first row leaving the row reader
     result_latency: int = 1         # last result beat to retirement (accumulator read-modify-write, retire)
@@ -142,8 +145,10 @@ def _load_walk(f: dict, bus_bytes: int) -> tuple[list[int], int]:
 class _Machine:
     """Times instructions in program order (every dependency points backwards in it)."""
 
-    def __init__(self, config: AcceleratorConfig, timing: Timing):
+    def __init__(self, config: AcceleratorConfig, timing: Timing, previous: "_Machine | None" = None):
         self.config, self.t = config, timing
+        self.previous_fetches = sorted(previous.fetches) if previous else []
+        self.previous_loads = sorted(previous.loads) if previous else []
         self.bus = config.bus_bytes
         self.instruction_beats = INSTRUCTION_BITS // config.bus_bits
         self.reset()
@@ -161,7 +166,8 @@ class _Machine:
         self.shadow_free = 0                 # WS: the shadow weight registers can take the next tile
         self.array_free = 0                  # the cycle after the last activation beat entered
         self.act_jobs = deque(maxlen=IN_FLIGHT)
-        self.open_load = None
+        self.fetches: list[int] = []          # cycles fetched instructions' data started (this pass)
+        self.loads: list[tuple[int, int, float]] = []     # (first issue, last beat, mean burst beats) per LOAD
         self.end = 0
         self.load_stall = self.store_stall = 0
         self.bytes_read = self.bytes_written = self.array_busy = self.instructions = 0
@@ -174,27 +180,26 @@ class _Machine:
         self.tokens[key].append(cell)
         return cell
 
-    def _share_read_channel(self, ar: int) -> int:
-        """An instruction fetch whose AR comes while a LOAD streams: the cycles its data waits behind the
-        LOAD's queued bursts; a bus-bound LOAD is pushed back by the fetch's beats."""
-        load = self.open_load
-        if load is None or not load["first"] <= ar < load["done"]:
+    def _fetch_wait(self, ar: int) -> int:
+        """Cycles an instruction fetch's data waits behind the bursts of a LOAD streaming at its AR
+        (the DRAM answers in order): the LOAD windows of the previous pass."""
+        data = ar + self.t.read_latency
+        index = bisect.bisect_right(self.previous_loads, (data, float("inf"))) - 1
+        if index < 0:
             return 0
-        wait = min(load["done"] - ar, MAX_OUTSTANDING_READS * load["burst"])
-        if load["burst"] > self.t.load_issue:         # bursts back to back on the R channel
-            for key in ("done", "retire"):
-                load[key] += self.instruction_beats
-            self.read_bus += self.instruction_beats
-            self.unit_free[0] += self.instruction_beats
-            if load["token"] is not None:
-                load["token"][0] += self.instruction_beats
-        return wait
+        first, done, burst = self.previous_loads[index]
+        return min(done - data, int(MAX_OUTSTANDING_READS * burst)) if data < done else 0
+
+    def _fetches_during(self, first: int, done: int) -> int:
+        """Instruction fetches whose data crossed the R channel in [first, done) in the previous pass."""
+        return bisect.bisect_left(self.previous_fetches, done) - bisect.bisect_left(self.previous_fetches, first)
 
     def _fetch(self, unit: int) -> int:
         """Dispatch time of the next instruction for ``unit`` (None: END)."""
         t = self.t
         ar = self.now_fetch + t.fetch_request - 1
-        last = ar + t.read_latency + self.instruction_beats - 1 + self._share_read_channel(ar)
+        last = ar + t.read_latency + self.instruction_beats - 1 + self._fetch_wait(ar)
+        self.fetches.append(ar + t.read_latency)
         self.bytes_read += self.instruction_beats * self.bus
         dispatch = last + 1
         if unit is not None and len(self.accepted[unit]) == QUEUE_DEPTH:
@@ -221,6 +226,7 @@ class _Machine:
             issue = start + 2
             done = issue
             bursts = deque()
+            first_beat = None
             streaming = deque(maxlen=MAX_OUTSTANDING_READS)     # R beat cycles of the bursts in flight
             for beats in walk:
                 if beats == 0:            # a padding row takes the write port in a cycle without an R beat
@@ -236,17 +242,24 @@ class _Machine:
                     issue = max(issue, bursts.popleft() + 1)
                 ar = issue + t.load_issue - 1
                 first = max(ar + t.read_latency, self.read_bus)
+                first_beat = first if first_beat is None else first_beat
                 self.read_bus = done = first + beats
                 bursts.append(done - 1)
                 streaming.append((first, done))
                 issue = ar + 1
             self.bytes_read += data_beats * self.bus
+            bursts_in_all = sum(1 for beats in walk if beats)
+            if data_beats:
+                burst = data_beats / bursts_in_all
+                self.loads.append((first_beat, done, burst))
+                if burst > t.load_issue:            # bursts back to back: fetched instructions take R beats
+                    stolen = self._fetches_during(first_beat, done) * self.instruction_beats
+                    done += stolen
+                    self.read_bus += stolen
             retire = max(issue, done) + t.load_overhead - 2
             self.unit_free[0] = retire + 1
-            token = self._push("lc", retire) if instruction.push_next else None
-            bursts_in_all = sum(1 for beats in walk if beats)
-            self.open_load = {"first": start + 2, "done": done, "retire": retire, "token": token,
-                              "burst": data_beats / bursts_in_all if bursts_in_all else 0} if data_beats else None
+            if instruction.push_next:
+                self._push("lc", retire)
         elif unit == 1:
             waits = [ready]
             if instruction.pop_prev:
@@ -264,7 +277,7 @@ class _Machine:
             beats = f["beats"] if instruction.opcode == Opcode.COMPUTE else 0
             if beats == 0:
                 self.unit_free[1] = start + t.compute_issue
-                retire = max(start + t.compute_issue, self.last_retire + 1)
+                retire = max(start + t.compute_issue + t.sync_latency, self.last_retire + 1)
             else:
                 check = max(start + 1, self.weights_free)
                 if len(self.act_jobs) == IN_FLIGHT:
@@ -323,9 +336,11 @@ class _Machine:
 def predict_program(config: AcceleratorConfig, program: list[Instruction], timing: Timing = Timing()) \
         -> LayerPrediction:
     """The counters of one program run from START (it must end with END)."""
-    machine = _Machine(config, timing)
-    for instruction in program:
-        machine.run(instruction)
+    machine = None
+    for _ in range(CONTENTION_PASSES):
+        machine = _Machine(config, timing, machine)
+        for instruction in program:
+            machine.run(instruction)
     return machine.prediction()
 
 

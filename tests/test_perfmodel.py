@@ -1,0 +1,77 @@
+"""The analytic performance model (quant/perfmodel.py) against the RTL's performance counters, layer by layer.
+
+Each net is compiled for the accelerator, run one layer per program segment on the fast runner
+(sim/net_runner.py: START clears the counters, so every layer's counters are its own) and
+predicted by the model without simulation. Traffic, array-busy beats and instructions must be
+equal; cycles within ``ARRAY_TOLERANCE`` on layers of the systolic array and within
+``VECTOR_TOLERANCE`` on the accumulator path (depthwise, pooling, residual add: serialized
+chains of short COMBINE loads, where the model's per-LOAD timing of the read channel shared
+with instruction fetch is one to two cycles short; README, "The performance model").
+"""
+import numpy as np
+import pytest
+import torch
+
+from hdl.config import AcceleratorConfig, ArrayConfig
+from quant.compiler import compile_graph
+from quant.frontend import trace
+from quant.perfmodel import predict_net, predict_program
+from quant.ptq import calibrate, quantize, quantize_input
+from quant.report import layer_figures
+from quant.summary import summarize
+from quant.zoo import ZOO
+from sim.net_runner import layer_segments, run_layers
+
+ARRAY_TOLERANCE = 0.05
+VECTOR_TOLERANCE = 0.10
+EXACT = ("BYTES_READ", "BYTES_WRITTEN", "ARRAY_BUSY", "INSTRUCTIONS")
+CASES = [("squeezenet1_1", 4), ("mobilenet_v2", 4), ("squeezenet1_1", 8), ("mobilenet_v2", 8)]
+
+
+def compiled(name: str, pe: int, dataflow: str = "os"):
+    torch.manual_seed(0)
+    model = ZOO[name](width=0.25, num_classes=10, in_channels=3).eval()
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    graph = trace(model, (3, 32, 32))
+    integer = quantize(graph, calibrate(graph, images))
+    x = np.asarray(quantize_input(integer, images[:1].numpy())[0])
+    return compile_graph(AcceleratorConfig(ArrayConfig(pe, pe, dataflow, "int8")), integer, x)
+
+
+@pytest.mark.parametrize("name,pe", CASES, ids=[f"{name}-{pe}x{pe}" for name, pe in CASES])
+def test_model_predicts_every_layer_of_the_rtl(name, pe):
+    net = compiled(name, pe)
+    outcome = run_layers(net)
+    assert outcome.finished and outcome.done, outcome.error
+    assert len(outcome.segments) == len(net.layers)
+    ops = {summary.name: summary.op for summary in summarize(net)}
+    misses = []
+    for span, measured, predicted in zip(net.layers, outcome.segments, predict_net(net)):
+        counters = predicted.counters()
+        for counter in EXACT:
+            assert counters[counter] == measured[counter], f"{name} {pe}x{pe} {span.name}: {counter}"
+        error = predicted.cycles / measured["CYCLES"] - 1
+        array = ops[span.name].startswith("conv")
+        print(f"{span.name:28} {ops[span.name]:9} RTL {measured['CYCLES']:7} model {predicted.cycles:7} {error:+.1%}")
+        if abs(error) > (ARRAY_TOLERANCE if array else VECTOR_TOLERANCE):
+            misses.append(f"{span.name} ({ops[span.name]}): RTL {measured['CYCLES']}, model {predicted.cycles}")
+    assert not misses, f"{name} on {pe}x{pe}: " + "; ".join(misses)
+
+
+def test_per_layer_segments_add_up_to_the_whole_program():
+    """The layer programs write the same DRAM as the one program, and their traffic adds up to its traffic."""
+    from sim.fast_runner import run_fast
+    net = compiled("squeezenet1_1", 4)
+    image, segments = layer_segments(net)
+    whole = run_fast(net.config, image, net.program_address, len(net.program))
+    layers = run_layers(net)
+    size = len(net.image.data)
+    assert whole.dram[:size] == layers.dram[:size]
+    for counter in ("BYTES_WRITTEN", "ARRAY_BUSY"):
+        assert whole.counters[counter] == layers.counters[counter], counter
+    # Each layer adds one END (and its fetch) to the one program's instructions.
+    assert layers.counters["INSTRUCTIONS"] == whole.counters["INSTRUCTIONS"] + len(net.layers) - 1
+    whole_predicted = predict_program(net.config, net.program)
+    assert abs(whole_predicted.cycles / whole.counters["CYCLES"] - 1) < ARRAY_TOLERANCE
+    rows = layer_figures(net, layers.segments)
+    assert sum(row.cycles for row in rows) == layers.counters["CYCLES"]
