@@ -42,7 +42,7 @@ class BlockRamMemory(wiring.Component):
     host bridge. Reads share the memory's one read port and writes its one write port (a simple
     dual-port RAM, which every FPGA block RAM provides); a ``lite`` access waits at most for the
     ``bus`` burst in progress. Beats at or beyond ``size_bytes``, and bursts of another size or
-    type, answer SLVERR (reads return 0, writes are dropped).
+    type, answer SLVERR (writes are dropped; the data of a failed read beat is meaningless).
 
     Parameters
     ----------
@@ -121,12 +121,13 @@ class BlockRamMemory(wiring.Component):
                 m.d.sync += r_active.eq(0)
         with m.Elif(out_valid & out_ready):
             m.d.sync += out_valid.eq(0)
+        # A failed beat's data is whatever the row address aliases to (not zeroed: that would cost a gate per bit).
         response = Mux(out_error, Response.SLVERR, Response.OKAY)
         m.d.comb += [
-            bus.rvalid.eq(out_valid & ~out_lite), bus.rdata.eq(Mux(out_error, 0, read.data)), bus.rresp.eq(response),
+            bus.rvalid.eq(out_valid & ~out_lite), bus.rdata.eq(read.data), bus.rresp.eq(response),
             bus.rlast.eq(out_last), bus.rid.eq(out_id),
             lite.rvalid.eq(out_valid & out_lite), lite.rresp.eq(response),
-            lite.rdata.eq(Mux(out_error, 0, read.data.word_select(out_lane, 32))),
+            lite.rdata.eq(read.data.word_select(out_lane, 32) if lanes > 1 else read.data[:32]),
         ]
 
         # Writes: a lite word in one cycle, or a burst of beats; one response outstanding per port.

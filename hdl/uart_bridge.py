@@ -210,6 +210,11 @@ class UartBridge(wiring.Component):
             with m.Elif(~timed_out):
                 m.d.sync += idle.eq(idle + 1)
 
+        # Addresses and data go to both ports unconditionally (only the valids select one): no gating logic.
+        for port in ports.values():
+            m.d.comb += [port.awaddr.eq(address), port.araddr.eq(address), port.wdata.eq(word),
+                         port.wstrb.eq(0b1111)]
+
         m.d.sync += idle.eq(0)
         with m.FSM(name="bridge_state"):
             with m.State("Command"):
@@ -235,7 +240,7 @@ class UartBridge(wiring.Component):
             with m.State("Check"):
                 ok = (header.address[:2] == 0) & (end <= limit)
                 m.d.sync += [address.eq(header.address), remaining.eq(header.count), in_range.eq(ok),
-                             status.eq(Status.OK), byte.eq(0), word.eq(0), aw_done.eq(0), w_done.eq(0)]
+                             status.eq(Status.OK), byte.eq(0), aw_done.eq(0), w_done.eq(0)]
                 with m.If(~ok):
                     m.d.sync += status.eq(Status.BAD_ADDRESS)
                 with m.If(header.count == 0):
@@ -259,8 +264,7 @@ class UartBridge(wiring.Component):
             with m.State("Write"):
                 for port_space, port in ports.items():
                     with m.If(space == port_space):
-                        m.d.comb += [port.awaddr.eq(address), port.awvalid.eq(~aw_done), port.wdata.eq(word),
-                                     port.wstrb.eq(0b1111), port.wvalid.eq(~w_done)]
+                        m.d.comb += [port.awvalid.eq(~aw_done), port.wvalid.eq(~w_done)]
                         aw = aw_done | port.awready
                         w = w_done | port.wready
                         m.d.sync += [aw_done.eq(aw), w_done.eq(w)]
@@ -283,7 +287,7 @@ class UartBridge(wiring.Component):
                     m.next = "Send"
                 for port_space, port in ports.items():
                     with m.Elif(space == port_space):
-                        m.d.comb += [port.araddr.eq(address), port.arvalid.eq(1)]
+                        m.d.comb += port.arvalid.eq(1)
                         with m.If(port.arready):
                             m.next = "Read-Data"
             with m.State("Read-Data"):
@@ -298,7 +302,8 @@ class UartBridge(wiring.Component):
             with m.State("Send"):
                 m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(word[:8])]
                 with m.If(self.tx.ready):
-                    m.d.sync += [word.eq(word >> 8), byte.eq(byte + 1)]
+                    # Receive's shift: the byte shifted in is never sent, and one shift costs no multiplexer.
+                    m.d.sync += [word.eq(Cat(word[8:], self.rx.payload)), byte.eq(byte + 1)]
                     with m.If(byte == WORD_BYTES - 1):
                         m.next = "Next"
             with m.State("Next"):
