@@ -200,6 +200,9 @@ class HostLinkSoC(wiring.Component):
         check_clocks_per_bit(clocks_per_bit)
         if not isinstance(timeout_bytes, int) or isinstance(timeout_bytes, bool) or not 1 <= timeout_bytes <= 0xFFFF:
             raise ValueError(f"SoC timeout must be an integer from 1 to 65535 byte times, not {timeout_bytes!r}")
+        if timeout_bytes * _BYTE_BITS * clocks_per_bit >= 1 << 32:
+            raise ValueError(f"SoC timeout of {timeout_bytes} byte times at {clocks_per_bit} clocks per bit exceeds "
+                             f"2**32 - 1 clock cycles; use fewer timeout bytes")
         self.config = config
         self.memory_kib = memory_kib
         self.info = LinkInfo(config, memory_kib * 1024, clocks_per_bit, timeout_bytes * _BYTE_BITS * clocks_per_bit)

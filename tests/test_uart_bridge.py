@@ -181,6 +181,8 @@ def test_soc_parameters_are_validated():
         HostLinkSoC(CONFIG, clocks_per_bit=2)
     with pytest.raises(ValueError, match="SoC timeout must be an integer from 1 to 65535 byte times, not 0"):
         HostLinkSoC(CONFIG, clocks_per_bit=4, timeout_bytes=0)
+    with pytest.raises(ValueError, match="SoC timeout of 65535 byte times at 10000 clocks per bit exceeds 2\\*\\*32"):
+        HostLinkSoC(CONFIG, clocks_per_bit=10_000, timeout_bytes=0xFFFF)
     with pytest.raises(TypeError, match="SoC config must be an AcceleratorConfig"):
         HostLinkSoC(CONFIG.array, clocks_per_bit=4)
     with pytest.raises(ValueError, match="Memory size must be a positive multiple of 16 bytes, not 100"):
