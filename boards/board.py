@@ -42,6 +42,10 @@ NEXTPNR_CELLS = {
 }
 
 
+# The UART host-link SoC on a board's USB-serial bridge, its interrupt on the first LED.
+_UART_SOC_PINS = {"uart_rx": ("uart", 0, "rx"), "uart_tx": ("uart", 0, "tx"), "irq": ("led", 0, None)}
+
+
 @dataclass(frozen=True)
 class Board:
     """One board: its platform (device, package, oscillator) and its FPGA's resources.
@@ -58,6 +62,7 @@ class Board:
     block_ram_bits: int
     block_ram_widths: tuple        # (depth, width) configurations of one block RAM
     default_clock_mhz: float
+    soc_pins: dict | None = None   # hdl.soc.HostLinkSoC port -> (resource, number, subsignal); None: no UART
 
     @property
     def device(self) -> str:
@@ -86,8 +91,10 @@ BOARDS = {board.name: board for board in [
     # LFE5U-85F: 83,640 LUT4 + 83,640 FFs, 156 MULT18X18D, 208 DP16KD (data sheet FPGA-DS-02012).
     Board("ulx3s", ULX3S_85F_Platform, "ecp5",
           {"LUTs": 83640, "FFs": 83640, "DSPs": 156, "block RAMs": 208},
-          18 * 1024, ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)), 100.0),
-    # LFE5U-25F: 24,288 LUT4 + 24,288 FFs, 28 MULT18X18D, 56 DP16KD.
+          18 * 1024, ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)), 100.0,
+          _UART_SOC_PINS),
+    # LFE5U-25F: 24,288 LUT4 + 24,288 FFs, 28 MULT18X18D, 56 DP16KD. amaranth-boards gives the
+    # OrangeCrab no UART (its host port is USB), so it has no pinned SoC top.
     Board("orangecrab", OrangeCrabR0_2_25FPlatform, "ecp5",
           {"LUTs": 24288, "FFs": 24288, "DSPs": 28, "block RAMs": 56},
           18 * 1024, ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36)), 100.0),
@@ -95,7 +102,7 @@ BOARDS = {board.name: board for board in [
     # (data sheet FPGA-DS-02008); the UP5K's fabric runs at tens of MHz, hence 24 MHz (2x the oscillator).
     Board("icebreaker", ICEBreakerPlatform, "ice40",
           {"LUTs": 5280, "FFs": 5280, "DSPs": 8, "block RAMs": 30, "SPRAMs": 4},
-          4 * 1024, ((4096, 1), (2048, 2), (1024, 4), (512, 8), (256, 16)), 24.0),
+          4 * 1024, ((4096, 1), (2048, 2), (1024, 4), (512, 8), (256, 16)), 24.0, _UART_SOC_PINS),
 ]}
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 from amaranth.hdl import Elaboratable, Module
+from amaranth.lib import wiring
 
 from .board import NEXTPNR_CELLS, Board
 from .estimate import Needs, estimate_needs, fit_problems
@@ -56,7 +57,7 @@ class PinnedTop(Elaboratable):
             pin = resources[resource, number]
             pin = pin if subsignal is None else getattr(pin, subsignal)
             member, value = ports[port]
-            if member.flow.value == "in":
+            if member.flow == wiring.Flow.In:
                 m.d.comb += value.eq(pin.i)
             else:
                 m.d.comb += pin.o.eq(value)

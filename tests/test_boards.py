@@ -102,6 +102,10 @@ def test_cli_reports_a_design_that_cannot_fit_in_one_line(tmp_path, capsys):
     (["--board", "ulx3s", "--pe", "2x2", "--multipliers", "mixed", "--dsp-limit", "4"],
      "Mixed multipliers need a DSP limit from 1 to 3 (the PEs of a 2x2 array less one), not 4"),
     (["--board", "ulx3s", "--dsp-limit", "4"], "--dsp-limit needs --multipliers mixed, not auto"),
+    (["--board", "orangecrab", "--pe", "1x1", "--top", "soc"],
+     "--top soc needs a UART on the board; orangecrab has none in amaranth-boards (use --top accelerator or array)"),
+    (["--board", "icebreaker", "--pe", "1x1", "--baud", "4000000"],
+     "Baud rate 4000000 is too fast for a 12000000.0 Hz clock"),
 ])
 def test_cli_bad_arguments_exit_2_with_one_line(args, message, capsys):
     status, stderr = run_cli(capsys, *args)

@@ -17,7 +17,9 @@ from boards.synth import SynthesisError
 from hdl.accelerator import Accelerator
 from hdl.config import AcceleratorConfig, ArrayConfig
 from hdl.generate import accelerator_name
+from hdl.soc import HostLinkSoC
 from hdl.systolic_array import SystolicArray
+from hdl.uart import clocks_per_bit
 
 MAX_CLOCK_MHZ = 500
 
@@ -40,6 +42,12 @@ def _design(args, multipliers, dsp_limit):
     if args.top == "array":
         return SystolicArray(array), array.name
     config = AcceleratorConfig(array, args.spad_kib, args.acc_kib, args.bus_bits, args.channel_rows)
+    if args.top == "soc":
+        # Without a PLL the SoC runs from the board oscillator, so the UART divider is set for it.
+        board = BOARDS[args.board]
+        divider = clocks_per_bit(board.oscillator_mhz * 1e6, args.baud)
+        return (HostLinkSoC(config, memory_kib=args.soc_kib, clocks_per_bit=divider),
+                "soc_" + accelerator_name(config).removeprefix("accel_"))
     return Accelerator(config), accelerator_name(config)
 
 
@@ -58,15 +66,20 @@ def choose_multipliers(args, board):
     if spare >= 1:
         design, name = _design(args, "mixed", spare)
         return design, name, None, f"mixed (DSP multipliers for {spare} of {array.rows * array.cols} PEs)"
+    outside = needs.dsps - array.dsp_multipliers
+    if outside > board.resources["DSPs"]:
+        raise DoesNotFit(f"{name} does not fit {board.name}: outside the array it needs about {outside} DSP "
+                         f"blocks (requantization, combine and address multipliers) but {board.device} has "
+                         f"{board.resources['DSPs']}")
     design, name = _design(args, "lut", None)
     return design, name, None, "lut"
 
 
 def main(argv=None) -> int:
     parser = Parser(prog="build_board.py", description=__doc__.splitlines()[0],
-                    epilog="Without a pinned top (the UART SoC, not yet in the tree) the accelerator is placed "
-                           "and routed out of context on ECP5 (resources and Fmax, no bitstream) and only "
-                           "synthesized on iCE40.")
+                    epilog="--top accelerator and array have ports no board can pin: they are placed and routed "
+                           "out of context on ECP5 (resources and Fmax, no bitstream) and only synthesized on "
+                           "iCE40.")
     parser.add_argument("--board", choices=board_choices(), required=True, help="target board")
     add_array_options(parser)
     add_memory_options(parser)
@@ -76,8 +89,14 @@ def main(argv=None) -> int:
     parser.add_argument("--dsp-limit", type=int, metavar="N", help="with --multipliers mixed: PEs with a DSP")
     parser.add_argument("--unpipelined", action="store_true",
                         help="omit the array's edge and product registers (hdl/config.py ArrayConfig.pipelined)")
-    parser.add_argument("--top", choices=["accelerator", "array"], default="accelerator",
-                        help="the whole accelerator, or the systolic array core alone (default accelerator)")
+    parser.add_argument("--top", choices=["soc", "accelerator", "array"],
+                        help="soc: the accelerator with block RAM and the UART host link on the board's pins "
+                             "(hdl/soc.py; a bitstream); accelerator: its AXI ports stay unplaced (out of context, "
+                             "no bitstream); array: the systolic array core alone, likewise (default soc where the "
+                             "board has a UART, else accelerator)")
+    parser.add_argument("--soc-kib", type=int, default=16, metavar="KIB",
+                        help="soc: block RAM shared by the host and the accelerator's DMA (default 16)")
+    parser.add_argument("--baud", type=int, default=115200, help="soc: UART baud rate (default 115200)")
     parser.add_argument("--clock-mhz", type=clock_mhz, metavar="MHZ",
                         help="target clock (default: the board's, e.g. 100 for ulx3s)")
     parser.add_argument("--synth-only", action="store_true", help="stop after yosys")
@@ -85,6 +104,12 @@ def main(argv=None) -> int:
     parser.add_argument("-o", "--output", type=Path, metavar="DIR", help="build directory")
     args = parser.parse_args(argv)
     board = BOARDS[args.board]
+    if args.top is None:
+        args.top = "soc" if board.soc_pins else "accelerator"
+    pins = board.soc_pins if args.top == "soc" else None
+    if args.top == "soc" and pins is None:
+        parser.error(f"--top soc needs a UART on the board; {board.name} has none in amaranth-boards "
+                     f"(use --top accelerator or array)")
 
     try:
         if args.multipliers == "auto":
@@ -94,16 +119,23 @@ def main(argv=None) -> int:
         else:
             design, name = _design(args, args.multipliers, args.dsp_limit)
             needs, chosen = None, args.multipliers
+    except DoesNotFit as error:
+        print(f"build_board.py: error: {error}", file=sys.stderr)
+        return 1
     except (TypeError, ValueError) as error:
         parser.error(str(error))
     workdir = args.output or Path("build/boards") / f"{args.board}_{name}"
     print(f"build_board.py: {name} for {board.name} ({board.device}), multipliers {chosen}, "
           f"target {args.clock_mhz or board.default_clock_mhz:g} MHz -> {workdir}", file=sys.stderr)
-    top_kind = ("systolic array core" if args.top == "array" else "accelerator") + (
-        ", out of context (ports not on pins)" if board.family == "ecp5" else ", unpinned")
+    if pins is not None:
+        top_kind = (f"UART SoC (hdl/soc.py) on the board's pins, clocked by the {board.oscillator_mhz:g} MHz "
+                    f"oscillator (no PLL yet)")
+    else:
+        top_kind = ("systolic array core" if args.top == "array" else "accelerator") + (
+            ", out of context (ports not on pins)" if board.family == "ecp5" else ", unpinned")
     try:
         report = build(design, name, board, workdir, target_mhz=args.clock_mhz, synth_only=args.synth_only,
-                       top_kind=top_kind, needs=needs,
+                       top_kind=top_kind, needs=needs, pins=pins,
                        progress=lambda text: print(f"build_board.py: {text}", file=sys.stderr), seed=args.seed)
     except DoesNotFit as error:
         print(f"build_board.py: error: {error}", file=sys.stderr)
