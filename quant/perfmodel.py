@@ -147,6 +147,7 @@ class _Machine:
 
     def __init__(self, config: AcceleratorConfig, timing: Timing, previous: "_Machine | None" = None):
         self.config, self.t = config, timing
+        self.decoded = previous.decoded if previous else {}     # id(instruction) -> (fields, walk, data beats)
         self.previous_fetches = sorted(previous.fetches) if previous else []
         self.previous_loads = sorted(previous.loads) if previous else []
         self.bus = config.bus_bytes
@@ -216,13 +217,17 @@ class _Machine:
             return
         unit = unit_of(instruction.opcode)
         dispatch = self._fetch(unit)
-        f = _fields(instruction)
+        decoded = self.decoded.get(id(instruction))
+        if decoded is None:
+            f = _fields(instruction)
+            decoded = self.decoded[id(instruction)] = (f, *(_load_walk(f, self.bus) if unit == 0 else ((), 0)))
+        f = decoded[0]
         ready = max(dispatch + 1, self.unit_free[unit])
         self.instructions += 1
         if unit == 0:
             start = max(ready, self._pop("cl") if instruction.pop_next else 0)
             self.accepted[0].append(start)
-            walk, data_beats = _load_walk(f, self.bus)
+            walk, data_beats = decoded[1], decoded[2]
             issue = start + 2
             done = issue
             bursts = deque()
