@@ -19,7 +19,7 @@ from boards.host import CompiledProgram, compatible
 from hdl.config import AcceleratorConfig, ArrayConfig
 from hdl.isa import Opcode
 from hdl.numerics import ArithMode
-from hdl.soc import HostLinkSoC
+from hdl.soc import HostLinkSoC, generate_soc_verilog, soc_name
 from hdl.uart_bridge import LinkInfo, Status
 from quant import golden
 from quant.compiler import compile_graph
@@ -28,6 +28,7 @@ from quant.gemm import compile_gemm
 from quant.isasim import IsaSimulator
 from quant.ptq import calibrate, quantize, quantize_input
 from sim.soc_runner import run_host_scenario, soc_model
+from sim.verilator import lint
 
 CONFIG = AcceleratorConfig(ArrayConfig(2, 2, "os", "int8"), spad_kib=1, acc_kib=1, bus_bits=64)
 SOC = HostLinkSoC(CONFIG, memory_kib=8, clocks_per_bit=4, timeout_bytes=4)
@@ -140,3 +141,12 @@ def test_bridge_protocol_over_the_pins(model, seed):
     assert seen["bad commands"] == [f"{Status.BAD_COMMAND.value:02x}", True] * 3
     assert seen["truncated header"] == seen["truncated data"] == f"{Status.TIMEOUT.value:02x}"
     assert seen["works after"] and seen["framing errors"] == 0
+
+
+def test_soc_verilog_lints_clean(tmp_path):
+    """The SoC top (accelerator, memory, UART, bridge) passes verilator -Wall with only the project's waivers."""
+    path = tmp_path / "soc.v"
+    verilog = generate_soc_verilog(SOC)
+    assert f"module {soc_name(CONFIG, SOC.memory_kib)}(clk, rst, uart_tx, irq, uart_rx);" in verilog
+    path.write_text(verilog)
+    lint(path, soc_name(CONFIG, SOC.memory_kib))
