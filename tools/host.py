@@ -65,7 +65,9 @@ def main(argv=None) -> int:
     with port:
         link = HostLink(port)
         try:
+            # A frame left unfinished by an earlier session would swallow ours: wait until the bridge is idle.
             port.reset_input_buffer()
+            link.resync()
             info = link.connect()
             # Reads must outlast the bridge's own timeout for resync() to find it idle.
             port.timeout = max(1.0, 2 * info.timeout_cycles / (info.clocks_per_bit * args.baud))
