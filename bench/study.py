@@ -78,9 +78,14 @@ def _utilization(rows, pe) -> float:
     return sum(r.macs for r in _array_layers(rows)) / (pe * pe * sum(r.cycles for r in rows))
 
 
+def _peak(row: LayerFigures, pe: int) -> int:
+    """MACs per cycle of the unit that runs the layer: the array (R x C) or the accumulator path (C)."""
+    return pe * pe if row.op.startswith("conv") else pe
+
+
 def _memory_bound(row: LayerFigures, pe: int, bus_bytes: int) -> bool:
-    """Below the roofline's ridge: DRAM bytes take more bus cycles than the MACs take array cycles."""
-    return (row.bytes_read + row.bytes_written) / bus_bytes > row.macs / (pe * pe)
+    """Below its unit's roofline ridge: DRAM bytes take more bus cycles than the MACs take at the unit's peak."""
+    return (row.bytes_read + row.bytes_written) / bus_bytes > row.macs / _peak(row, pe)
 
 
 def _stages(rows):
@@ -92,6 +97,35 @@ def _stages(rows):
         else:
             groups.append((r.shape[0], [r]))
     return groups
+
+
+def _blocks_by_stage(rows):
+    """(stage output size, utilization of that stage's dense convolutions other than the stem, cycles)."""
+    stages = []
+    for size, group in _stages(rows[1:]):           # rows[0]: the 7x7 stem
+        convs = _array_layers(group)
+        if len(convs) >= 4:                          # a stage of blocks (4 convolutions and more)
+            stages.append((size, sum(r.macs for r in convs), sum(r.cycles for r in convs)))
+    return stages
+
+
+def _squeezenext_answer(nets, arrays) -> list[str]:
+    lines = ["**Answer.**", ""]
+    for pe in arrays:
+        for df in DATAFLOWS:
+            key = f"{pe}x{pe}_{df}"
+            a, b = _rows(nets["squeezenext23"][key]), _rows(nets["squeezenext23v5"][key])
+            total_a, total_b = sum(r.cycles for r in a), sum(r.cycles for r in b)
+            stem = a[0]
+            stages = _blocks_by_stage(a)
+            utils = ", ".join(f"{size}x{size}: {macs / (pe * pe * cycles):.0%}" for size, macs, cycles in stages)
+            lines.append(f"* {pe}x{pe} {df.upper()}: the 7x7 stem ({stem.shape[0]}x{stem.shape[1]}x{stem.shape[2]} "
+                         f"output, 3 input channels in a block of {pe} lanes) takes {stem.cycles / total_a:.0%} of "
+                         f"SqueezeNext-23's cycles at {stem.pe_utilization:.0%} utilization; the blocks' "
+                         f"convolutions per stage: {utils}. 23v5 takes {total_b:,} cycles against 23's "
+                         f"{total_a:,} ({total_b / total_a - 1:+.1%}).")
+    lines.append("")
+    return lines
 
 
 def render(results: dict) -> None:
@@ -112,7 +146,8 @@ def render(results: dict) -> None:
         "",
         "Utilization is dense-convolution MACs / (R x C x all cycles of the net) (depthwise, pooling and adds run on "
         "the accumulator path, which is not the array). A layer is *memory-bound* when its DRAM bytes need more bus "
-        "cycles (bytes / 16) than its MACs need array cycles (MACs / RC): left of the roofline's ridge.",
+        "cycles (bytes / 16) than its MACs need at the peak of the unit that runs it (array: RC MACs/cycle; "
+        "accumulator path: C): left of that unit's roofline ridge.",
         "",
         "## WS against OS",
         "",
@@ -192,10 +227,12 @@ def render(results: dict) -> None:
         plt.close(figure)
         lines += ["![SqueezeNext utilization per stage](study_squeezenext_stages.png)", ""]
 
+        lines += _squeezenext_answer(nets, arrays)
+
     # Memory-bound layers.
     lines += ["## Which layers are memory-bound?", "",
-              "Layers left of the ridge (DRAM bytes / 16 > MACs / RC), their share of the net's cycles, "
-              "and the ops per byte of the net's array layers, per array (OS):", "",
+              "Layers left of their unit's ridge (DRAM bytes / 16 > MACs / peak), and their share of the net's "
+              "cycles, per array (OS):", "",
               "| net | " + " | ".join(f"{pe}x{pe}: memory-bound layers (cycle share)" for pe in arrays) + " |",
               "|---|" + "---|" * len(arrays)]
     for name, entries in nets.items():
