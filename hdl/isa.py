@@ -29,7 +29,7 @@ from .walker import DESCRIPTOR_FIELDS, PADDING_FIELDS
 
 __all__ = ["Opcode", "Target", "INSTRUCTION_BITS", "INSTRUCTION", "HEADER", "LOAD", "STORE",
            "COMPUTE", "CONFIG", "Instruction", "encode", "decode", "CHANNEL_RECORD_BYTES",
-           "target_element_bytes", "FIELD_DEFAULTS"]
+           "target_element_bytes", "FIELD_DEFAULTS", "STORE_BYTE_OFFSET_BITS"]
 
 INSTRUCTION_BITS = 256
 CHANNEL_RECORD_BYTES = 16     # bias int32, multiplier int32, shift int8, flip uint8, 6 bytes padding
@@ -78,8 +78,12 @@ LOAD = data.StructLayout({
 # A STORE post-processes the groups x blocks x rows accumulator rows from acc_addr on,
 # with the C channel records of channel row channel_row, keeping the first `channels`
 # channels, and writes numerics.stored_bytes(channels, mode) bytes of each row to its
-# descriptor address (``hdl.walker``, no padding).
-STORE = data.StructLayout({"acc_addr": 16, "channel_row": 12, **DESCRIPTOR_FIELDS, "channels": 7})
+# descriptor address (``hdl.walker``, no padding) plus byte_offset: the row addresses stay
+# bus aligned, and the bytes land byte_offset bytes into the row (byte strobes), so several
+# stores can fill one row (C binary channels are C / 8 bytes of a packed row).
+STORE_BYTE_OFFSET_BITS = 6
+STORE = data.StructLayout({"acc_addr": 16, "channel_row": 12, **DESCRIPTOR_FIELDS, "channels": 7,
+                           "byte_offset": STORE_BYTE_OFFSET_BITS})
 
 # OS: acc[acc_addr + i][j] (+)= sum_k A[i][k] * weight[weight_addr + k][j], i < R, j < C, k < beats,
 #     where A[i][b * R + t] = act[act_addr + b * R + i][t]: the activation rows are NHWC

@@ -1,11 +1,11 @@
 """The store unit: executes CONFIG and STORE, post-processing accumulator rows into DRAM."""
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import ADDR_WIDTH, response_failed
 from .config import AcceleratorConfig
-from .isa import CHANNEL_RECORD_BYTES, INSTRUCTION, Opcode
+from .isa import CHANNEL_RECORD_BYTES, INSTRUCTION, STORE_BYTE_OFFSET_BITS, Opcode
 from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, SHIFT_BITS, ArithMode
 from .postprocess import PostProcessor, channel_params_layout, output_params_layout
 from .sram import RowReader, address_width
@@ -70,20 +70,23 @@ class StoreUnit(wiring.Component):
             m.d.comb += [decoded[lane].bias.eq(record[0:32]), decoded[lane].multiplier.eq(record[32:64]),
                          decoded[lane].shift.eq(record[64:64 + SHIFT_BITS]), decoded[lane].flip.eq(record[72])]
 
-        # Output rows: bytes per row and beats per row.
+        # Output rows: the stored bytes start byte_offset bytes into the row; beats per row.
         stored = Signal(8)
+        end = Signal(8)
         beats = Signal(8)
         m.d.comb += [
             stored.eq(Mux(output.mode == ArithMode.BINARY,
                           (fields.channels + BINARY_VALUES_PER_LANE - 1) >> 3, fields.channels)),
-            beats.eq((stored + bus_bytes - 1) >> (bus_bytes - 1).bit_length()),
+            end.eq(fields.byte_offset + stored),
+            beats.eq((end + bus_bytes - 1) >> (bus_bytes - 1).bit_length()),
         ]
         beat = Signal(8)
-        row_bytes = Cat(post.rows_out.payload.data.as_value(),
-                        Const(0, (-cols % bus_bytes) * 8))
-        beat_words = Array(row_bytes[j * bus_bytes * 8:(j + 1) * bus_bytes * 8]
-                           for j in range(max(1, -(-cols // bus_bytes))))
-        strobes = Cat(((beat << (bus_bytes - 1).bit_length()) + byte) < stored for byte in range(bus_bytes))
+        span = -(-(cols + (1 << STORE_BYTE_OFFSET_BITS) - 1) // bus_bytes) * bus_bytes    # bytes, whole beats
+        row_bytes = Signal(span * 8)
+        m.d.comb += row_bytes.eq(post.rows_out.payload.data.as_value() << (fields.byte_offset * 8))
+        beat_words = Array(row_bytes[j * bus_bytes * 8:(j + 1) * bus_bytes * 8] for j in range(span // bus_bytes))
+        position = [(beat << (bus_bytes - 1).bit_length()) + byte for byte in range(bus_bytes)]
+        strobes = Cat((at >= fields.byte_offset) & (at < end) for at in position)
         m.d.comb += [self.wdata.eq(beat_words[beat]), self.wstrb.eq(strobes), self.wlast.eq(beat == beats - 1),
                      self.bytes_written.eq(Mux(self.wvalid & self.wready, sum(strobes), 0))]
 

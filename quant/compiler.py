@@ -1,7 +1,7 @@
 """Compile an integer graph (``quant.graph``) into one accelerator program and its DRAM image.
 
 Every tensor is a ``FeatureMap``: NHWC in channel blocks (``L = min(R, C)``
-int8 channels, or C binary channels packed 8 a byte), each block a row per
+int8 channels, or binary channels packed 8 a byte), each block a row per
 pixel. Channel split, concatenation and channel shuffle copy nothing: a
 tensor's channels may sit in any lanes of any blocks (``CompiledNet.slots``),
 so these nodes only relabel channels, and the permutation is folded into the
@@ -20,8 +20,9 @@ weights are laid out in array coordinates (output block x C columns, input
 block x R lanes), so a group convolution is block-diagonal, and each output
 block reduces only over the input blocks its groups touch (one fenced pass per
 run of output blocks with the same input blocks). Binary convolutions run on
-the array in binary mode: a binary block of C channels is C / 8 bytes, loaded
-into a scratchpad row whose other lanes are the neutral padding. Depthwise
+the array in binary mode: a binary block is a whole scratchpad row of R bytes
+(8 R channels), written by R / (C / 8) output blocks of C channels, each
+stored at its byte offset into the rows (STORE ``byte_offset``). Depthwise
 convolutions, pooling and residual adds run on the accumulator path
 (``quant.vector``). Layers run one after another (``program.fenced``); inside
 a layer loads, computes and stores overlap.
@@ -100,7 +101,9 @@ class _Plan:
     def __init__(self, config: AcceleratorConfig, graph: Graph, image: MemoryImage, x: np.ndarray):
         self.graph, self.image = graph, image
         self.int8_lanes = min(config.array.rows, config.array.cols)
-        self.binary_lanes = config.array.cols
+        # A binary block is as many output blocks of C channels (C / 8 bytes each) as fill R bytes.
+        cols = config.array.cols
+        self.binary_lanes = cols * max(1, config.array.rows // max(1, cols // BINARY_VALUES_PER_LANE))
         # Every tensor's channels as (computed tensor, channel): movement nodes only relabel.
         self.origin: dict[str, list[tuple[str, int]]] = {}
         for name in (graph.input, *(node.output for node in graph.nodes)):
@@ -225,6 +228,17 @@ def _records(config: AcceleratorConfig, node, y: FeatureMap, y_slots: np.ndarray
     return records
 
 
+def _writer_view(config: AcceleratorConfig, y: FeatureMap) -> FeatureMap:
+    """A binary map as its producer writes it: blocks of C channels, several sharing each row at byte offsets."""
+    cols = config.array.cols
+    per_row = y.lanes // cols
+    blocks = range(-(-y.channels // cols))
+    return FeatureMap(y.name, y.address, y.height, y.width, y.channels, cols, y.row_stride,
+                      tuple(y.block_address(b // per_row) for b in blocks),
+                      tuple(min(cols, y.channels - b * cols) for b in blocks), True,
+                      tuple(b % per_row * cols // BINARY_VALUES_PER_LANE for b in blocks))
+
+
 def _config(post) -> Instruction:
     if isinstance(post, Binarize):
         return Instruction(Opcode.CONFIG, {"mode": ArithMode.BINARY, "zero_point": 0, "clamp_min": -128,
@@ -256,6 +270,8 @@ def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, ma
     """One node's passes, each to be fenced: CONFIG and the pass's channel records, then its instructions."""
     y = maps[node.output]
     cols = config.array.cols
+    if y.binary:
+        y = _writer_view(config, y)
     records = _records(config, node, y, slots[node.output])
     offset = (-node.padding.top, -node.padding.left) if not isinstance(node, Add) else (0, 0)
     needed = weights = None

@@ -64,10 +64,11 @@ class IsaSimulator:
         self.stats.bytes_read += size
         return bytes(self.dram[address:address + size])
 
-    def _dram_write(self, address: int, payload: bytes, where: str) -> None:
-        self._check_dram(address, len(payload), where)
+    def _dram_write(self, address: int, payload: bytes, where: str, offset: int = 0) -> None:
+        """Write ``payload`` ``offset`` bytes into the row at bus-aligned ``address`` (byte strobes)."""
+        self._check_dram(address, offset + len(payload), where)
         self.stats.bytes_written += len(payload)
-        self.dram[address:address + len(payload)] = payload
+        self.dram[address + offset:address + offset + len(payload)] = payload
 
     def _check_dram(self, address: int, size: int, where: str) -> None:
         if address % self.config.bus_bytes:
@@ -204,4 +205,4 @@ class IsaSimulator:
                            out["zero_point"], out["clamp_min"], out["clamp_max"], f["channels"])
         width = stored_bytes(f["channels"], ArithMode(out["mode"]))
         for address, values in zip(addresses, lanes):
-            self._dram_write(address, values[:width].astype(np.int8).tobytes(), where)
+            self._dram_write(address, values[:width].astype(np.int8).tobytes(), where, f["byte_offset"])

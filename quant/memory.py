@@ -63,6 +63,9 @@ class FeatureMap:
     several tensors); ``block_counts`` then gives each block's live channels
     (its first lanes; default: ``channels`` filling the blocks in order).
     A ``binary`` map packs 8 channels per byte (``numerics.stored_bytes``).
+    ``byte_offsets`` (a writer's view): block ``b``'s bytes start that far into
+    the rows at ``block_address(b)`` (several blocks share one row; STORE's
+    ``byte_offset``).
     """
     name: str
     address: int
@@ -74,6 +77,7 @@ class FeatureMap:
     block_addresses: tuple[int, ...] = ()
     block_counts: tuple[int, ...] = ()
     binary: bool = False
+    byte_offsets: tuple[int, ...] = ()
 
     @property
     def channel_blocks(self) -> int:
@@ -91,6 +95,9 @@ class FeatureMap:
         if self.block_counts:
             return self.block_counts[block]
         return min(self.lanes, self.channels - block * self.lanes)
+
+    def byte_offset(self, block: int) -> int:
+        return self.byte_offsets[block] if self.byte_offsets else 0
 
     def row_bytes(self, block: int) -> int:
         """Bytes of a pixel row of ``block`` (binary maps pack 8 channels a byte)."""

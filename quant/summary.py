@@ -39,7 +39,8 @@ def _work(node, graph) -> tuple[str, int, int]:
     if isinstance(node, Conv):
         kh, kw = node.kernel
         per_output = kh * kw * node.weight.shape[3] * (8 if node.arith.name == "BINARY" else 1)
-        op = "depthwise" if node.groups > 1 else f"conv{kh}x{kw}"
+        depthwise = node.groups > 1 and node.groups == channels == graph.tensors[node.input].shape[2]
+        op = "depthwise" if depthwise else f"conv{kh}x{kw}" + (f"/g{node.groups}" if node.groups > 1 else "")
         return op, height * width * channels * per_output, node.weight.size + channels
     if isinstance(node, Pool):
         return f"{node.kind.value}pool", height * width * channels * node.kernel[0] * node.kernel[1], 0
@@ -55,15 +56,18 @@ def summarize(net: CompiledNet) -> list[LayerSummary]:
     for span in net.layers:
         instructions = net.program[span.start:span.end]
         read = written = busy = 0
+        mode = ArithMode.INT8
         for instruction in instructions:
             f = decode(encode(instruction)).fields        # every field, defaults included
+            if instruction.opcode == Opcode.CONFIG:
+                mode = ArithMode(f["mode"])
             if instruction.opcode == Opcode.LOAD:
                 data_rows = sum(address is not None for address in row_addresses(f)) if f["row_elems"] else 0
                 read += data_rows * f["row_elems"] * target_element_bytes(Target(f["target"]))
                 if Target(f["target"]) == Target.COMBINE:
                     busy += f["rows"] * f["blocks"] * f["groups"]
             elif instruction.opcode == Opcode.STORE:
-                written += f["rows"] * f["blocks"] * f["groups"] * stored_bytes(f["channels"], ArithMode.INT8)
+                written += f["rows"] * f["blocks"] * f["groups"] * stored_bytes(f["channels"], mode)
             elif instruction.opcode == Opcode.COMPUTE:
                 busy += f["beats"]
         read += len(instructions) * INSTRUCTION_BITS // 8

@@ -130,6 +130,11 @@ def test_binary_net_matches_the_golden_model(dataflow, seed):
     net = check_every_tensor(config(dataflow, 8, 8, "both"), graph, image, f"binarynet {dataflow} (seed {seed})")
     modes = {i.fields["mode"] for i in net.program if i.opcode.name == "COMPUTE"}
     assert modes == {ArithMode.INT8, ArithMode.BINARY}
+    # Binary rows are packed: output blocks of 8 channels are one byte each, stored at byte offsets
+    # 0, 1, .. of one row (up to 8 per row: the widest binary output here has 32 channels).
+    widest = max(t.shape[2] for t in graph.tensors.values() if t.kind == ArithMode.BINARY)
+    offsets = {i.fields.get("byte_offset", 0) for i in net.program if i.opcode.name == "STORE"}
+    assert widest == 32 and offsets == set(range(4)), (widest, offsets)
 
 
 def test_unsupported_layers_are_named(seed):

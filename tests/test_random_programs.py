@@ -106,13 +106,16 @@ def random_program(config, rng):
                 blocks = groups = 1
             row_stride, block_stride = bus * int(rng.integers(1, 4)), bus * int(rng.integers(0, 24))
             group_stride = bus * int(rng.integers(0, 40))
-            reach = (groups - 1) * group_stride + (blocks - 1) * block_stride + (rows - 1) * row_stride + bus * 8
+            byte_offset = int(rng.integers(0, 64)) if rng.integers(0, 2) else 0
+            reach = (groups - 1) * group_stride + (blocks - 1) * block_stride + (rows - 1) * row_stride + bus * 8 \
+                + byte_offset
             body.append(Instruction(Opcode.STORE, {
                 "acc_addr": int(rng.integers(0, config.acc_rows - rows * blocks * groups + 1)),
                 "channel_row": int(rng.integers(0, 4)), "dram_addr": output.address + bus * int(
                     rng.integers(0, (PAGE - reach) // bus + 1)),
                 "channels": int(rng.integers(1, cols + 1)), "rows": rows, "row_stride": row_stride,
-                "blocks": blocks, "block_stride": block_stride, "groups": groups, "group_stride": group_stride}))
+                "blocks": blocks, "block_stride": block_stride, "groups": groups, "group_stride": group_stride,
+                "byte_offset": byte_offset}))
     program = serialized(body + [Instruction(Opcode.END, {})])
     region = image.place_program("program", program)
     return bytes(image.data), region.address, program
