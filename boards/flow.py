@@ -15,7 +15,7 @@ from pathlib import Path
 
 from amaranth.back import rtlil
 from amaranth.hdl import Elaboratable, Module
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 
 from .board import NEXTPNR_CELLS, Board
 from .estimate import Needs, estimate_needs, fit_problems
@@ -37,30 +37,32 @@ class PinnedTop(Elaboratable):
     The platform supplies the ``sync`` clock from the board oscillator.
     """
 
-    def __init__(self, design, pins: dict[str, tuple[str, int, str]]):
+    def __init__(self, design, pins: dict[str, tuple[str, int, str | None]]):
         self.design = design
         self.pins = pins
+        self._ports = {"__".join(map(str, path)): (member, value)
+                       for path, member, value in design.signature.flatten(design)}
+        unknown = sorted(set(pins) - set(self._ports))
+        if unknown:
+            raise ValueError(f"Pin map names ports the design lacks: {', '.join(unknown)}; "
+                             f"its ports are {', '.join(sorted(self._ports))}")
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.design = self.design
-        ports = {"__".join(map(str, path)): (member, value)
-                 for path, member, value in self.design.signature.flatten(self.design)}
-        unknown = sorted(set(self.pins) - set(ports))
-        if unknown:
-            raise ValueError(f"Pin map names ports the design lacks: {', '.join(unknown)}; "
-                             f"its ports are {', '.join(sorted(ports))}")
         resources = {}
         for port, (resource, number, subsignal) in self.pins.items():
             if (resource, number) not in resources:
-                resources[resource, number] = platform.request(resource, number)
+                resources[resource, number] = platform.request(resource, number, dir="-")
             pin = resources[resource, number]
             pin = pin if subsignal is None else getattr(pin, subsignal)
-            member, value = ports[port]
-            if member.flow == wiring.Flow.In:
-                m.d.comb += value.eq(pin.i)
+            member, value = self._ports[port]
+            inward = member.flow == wiring.Flow.In
+            buffer = m.submodules[f"pin_{port}"] = io.Buffer("i" if inward else "o", pin)
+            if inward:
+                m.d.comb += value.eq(buffer.i)
             else:
-                m.d.comb += pin.o.eq(value)
+                m.d.comb += buffer.o.eq(value)
         return m
 
 
