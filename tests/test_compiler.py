@@ -158,6 +158,21 @@ def test_squeezenet_runs_bit_exact_in_rtl(dataflow, seed):
     assert np.array_equal(net.read_tensor(outcome.dram, graph.output), golden.run(graph, image[None])[graph.output][0])
 
 
+@pytest.mark.parametrize("dataflow", ["ws", "os"])
+def test_shufflenet_runs_bit_exact_in_rtl(dataflow, seed):
+    """ShuffleNetV2's relabelled channels (split, concat, shuffle without copies) on the generated accelerator."""
+    graph, image = small_net("shufflenet_v2", seed)
+    net = compile_graph(config(dataflow), graph, image)
+    dram = bytearray(net.image.data)
+    IsaSimulator(net.config, dram).run(net.program_address, len(net.program))
+    outcome = run_fast(net.config, bytes(net.image.data), net.program_address, len(net.program))
+    assert outcome.done and outcome.error is None, outcome
+    assert outcome.dram[:len(dram)] == bytes(dram)
+    expected = golden.run(graph, image[None])
+    for node in graph.nodes:
+        assert np.array_equal(net.read_tensor(outcome.dram, node.output), expected[node.output][0]), node.name
+
+
 def test_binary_net_runs_bit_exact_in_rtl(seed):
     """The XNOR net on the generated accelerator (8x8, arith both, in-design DRAM model), bit for bit."""
     graph, image = small_net("binarynet", seed, size=16)
