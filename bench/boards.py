@@ -16,12 +16,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# name -> build_board.py arguments. The largest configurations measured per board (see README).
+# name (its build directory) -> build_board.py arguments: the builds the README's table quotes.
 BUILDS = {
-    "ulx3s_array16_os": ["--board", "ulx3s", "--pe", "16x16", "--dataflow", "os", "--top", "array"],
-    "ulx3s_accel4_os": ["--board", "ulx3s", "--pe", "4x4", "--dataflow", "os", "--spad-kib", "16", "--acc-kib", "16"],
-    "orangecrab_array8_os": ["--board", "orangecrab", "--pe", "8x8", "--dataflow", "os", "--top", "array"],
+    "ulx3s_soc4_os": ["--board", "ulx3s", "--pe", "4x4", "--spad-kib", "16", "--acc-kib", "16"],
+    "ulx3s_array16_os": ["--board", "ulx3s", "--pe", "16x16", "--top", "array"],
+    "ulx3s_array4_mixed_p": ["--board", "ulx3s", "--pe", "4x4", "--top", "array", "--multipliers", "mixed",
+                             "--dsp-limit", "8"],
+    "ulx3s_array4_mixed_u": ["--board", "ulx3s", "--pe", "4x4", "--top", "array", "--multipliers", "mixed",
+                             "--dsp-limit", "8", "--unpipelined"],
+    "orangecrab_array8_os": ["--board", "orangecrab", "--pe", "8x8", "--top", "array"],
     "icebreaker_array4_int8": ["--board", "icebreaker", "--pe", "4x4", "--top", "array", "--synth-only"],
+    "icebreaker_array5x5_int8": ["--board", "icebreaker", "--pe", "5x5", "--top", "array", "--synth-only"],
+    "icebreaker_array6x6_int8": ["--board", "icebreaker", "--pe", "6x6", "--top", "array", "--synth-only"],
+    "icebreaker_array6x6_binary": ["--board", "icebreaker", "--pe", "6x6", "--arith", "binary", "--top", "array",
+                                   "--synth-only"],
     "icebreaker_array8_binary": ["--board", "icebreaker", "--pe", "8x8", "--arith", "binary", "--top", "array",
                                  "--synth-only"],
 }
@@ -37,15 +45,15 @@ def peak_gops(report: dict) -> float | None:
 
 
 def table(reports: dict[str, dict]) -> str:
-    lines = ["| build | top | LUTs | FFs | DSPs | block RAMs | Fmax (target) | peak GOPS | stage | time |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| build | top | LUTs | FFs | DSPs | block RAMs | Fmax (target) | peak GOPS | stage | result | time |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, report in reports.items():
         usage = {key: f"{value['used']} / {value['available']}" for key, value in report["resources"].items()}
         fmax = f"{report['fmax_mhz']:.1f} ({report['target_mhz']:g}) MHz" if report["fmax_mhz"] else "-"
         gops = peak_gops(report)
         lines.append(f"| {name} | `{report['top']}` | {usage.get('LUTs', '-')} | {usage.get('FFs', '-')} | "
                      f"{usage.get('DSPs', '-')} | {usage.get('block RAMs', '-')} | {fmax} | "
-                     f"{'-' if gops is None else f'{gops:.1f}'} | {report['stage']} | "
+                     f"{'-' if gops is None else f'{gops:.1f}'} | {report['stage']} | {'PASS' if report['passed'] else 'FAIL'} | "
                      f"{report['seconds'].get('total', 0) / 60:.1f} min |")
     return "\n".join(lines)
 
