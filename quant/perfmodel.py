@@ -54,7 +54,8 @@ from .report import LayerFigures
 __all__ = ["Timing", "LayerPrediction", "predict_program", "predict_net", "predicted_figures"]
 
 QUEUE_DEPTH = 4                     # hdl/accelerator.py: each unit's instruction queue
-CONTENTION_PASSES = 3               # fetch and load share the R channel: each pass uses the previous pass's timing
+CONTENTION_PASSES = 3               # fetch and load share the R channel: each pass uses the previous pass's
+                                    # timing (an approximation: the passes need not converge)
 
 
 @dataclass(frozen=True)
