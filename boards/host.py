@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from hdl import csr
 from hdl.config import AcceleratorConfig
 from hdl.csr import COUNTERS, ErrorCode, register
 from hdl.uart_bridge import (
@@ -34,12 +35,8 @@ from hdl.uart_bridge import (
     space_bytes,
 )
 
-__all__ = ["Transport", "LinkError", "LinkTimeout", "RunResult", "HostLink", "CompiledProgram", "CONTROL_START",
-           "CONTROL_IRQ_ENABLE", "STATUS_BUSY", "STATUS_DONE", "STATUS_ERROR", "compatible"]
+__all__ = ["Transport", "LinkError", "LinkTimeout", "RunResult", "HostLink", "CompiledProgram", "compatible"]
 
-# Register bits as documented by hdl.csr.REGISTERS (tests/test_host.py checks them against its C header).
-CONTROL_START, CONTROL_IRQ_ENABLE = 1 << 0, 1 << 1
-STATUS_BUSY, STATUS_DONE, STATUS_ERROR = 1 << 0, 1 << 1, 1 << 2
 
 _COMMANDS = {(command.space, command.is_write): command for command in Command}
 
@@ -265,7 +262,7 @@ class HostLink:
         """Start the program at ``program_addr`` (at most ``program_length`` instructions)."""
         self.write_register("PROGRAM_ADDR", program_addr)
         self.write_register("PROGRAM_LENGTH", program_length)
-        self.write_register("CONTROL", CONTROL_START | (CONTROL_IRQ_ENABLE if irq else 0))
+        self.write_register("CONTROL", csr.Control.START | (csr.Control.IRQ_ENABLE if irq else 0))
 
     def status(self) -> int:
         return self.read_register("STATUS")
@@ -275,9 +272,9 @@ class HostLink:
         start = time.monotonic()
         while True:
             status = self.status()
-            if not status & STATUS_BUSY and status & (STATUS_DONE | STATUS_ERROR):
-                error = ErrorCode(self.read_register("ERROR_CODE")) if status & STATUS_ERROR else None
-                return RunResult(bool(status & STATUS_DONE), error, seconds=time.monotonic() - start)
+            if not status & csr.Status.BUSY and status & (csr.Status.DONE | csr.Status.ERROR):
+                error = ErrorCode(self.read_register("ERROR_CODE")) if status & csr.Status.ERROR else None
+                return RunResult(bool(status & csr.Status.DONE), error, seconds=time.monotonic() - start)
             if time.monotonic() - start > timeout:
                 raise TimeoutError(f"The accelerator is still running after {timeout} s (STATUS {status:#x})")
 

@@ -2,13 +2,13 @@
 import json
 from dataclasses import asdict, dataclass
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import Response, axi_lite_signature
 
-__all__ = ["Register", "REGISTERS", "ErrorCode", "COUNTERS", "CsrBlock", "register_map_json",
+__all__ = ["Register", "REGISTERS", "ErrorCode", "Control", "Status", "COUNTERS", "CsrBlock", "register_map_json",
            "register_map_c_header", "register"]
 
 CSR_ADDR_WIDTH = 8
@@ -24,6 +24,23 @@ class ErrorCode(enum.Enum, shape=4):
     PROGRAM_OVERRUN = 5      # PROGRAM_LENGTH instructions fetched without an END
     ILLEGAL_FIELD = 6        # a field value the hardware cannot execute (OS COMPUTE beats not a multiple of R,
                              # an undefined LOAD target or COMBINE operation)
+
+
+class Control(enum.IntFlag):
+    """Bits of the CONTROL register."""
+    START = 1 << 0          # write 1 to start a run (reads 0)
+    IRQ_ENABLE = 1 << 1     # raise irq while DONE or ERROR
+
+
+class Status(enum.IntFlag):
+    """Bits of the STATUS register (DONE and ERROR clear on START)."""
+    BUSY = 1 << 0
+    DONE = 1 << 1
+    ERROR = 1 << 2
+
+
+def _bits_text(flags) -> str:
+    return "; ".join(f"bit {flag.value.bit_length() - 1} {flag.name}" for flag in flags)
 
 
 @dataclass(frozen=True)
@@ -48,8 +65,8 @@ _COUNTER_TEXT = {
 }
 
 REGISTERS = [
-    Register("CONTROL", 0x00, "rw", "bit 0 START: write 1 to start a run (reads 0); bit 1 IRQ_ENABLE"),
-    Register("STATUS", 0x04, "ro", "bit 0 BUSY; bit 1 DONE; bit 2 ERROR (DONE and ERROR clear on START)"),
+    Register("CONTROL", 0x00, "rw", _bits_text(Control) + " (START: write 1 to start a run, reads 0)"),
+    Register("STATUS", 0x04, "ro", _bits_text(Status) + " (DONE and ERROR clear on START)"),
     Register("PROGRAM_ADDR", 0x08, "rw", "DRAM byte address of the first instruction (bus aligned)"),
     Register("PROGRAM_LENGTH", 0x0C, "rw", "instructions fetched at most; no END within them is an error"),
     Register("ERROR_CODE", 0x10, "ro", "ErrorCode of the last run: " +
@@ -71,9 +88,10 @@ def register_map_c_header(prefix: str = "ACCEL") -> str:
     lines = ["/* Generated from hdl/csr.py; do not edit. */", f"#ifndef {prefix}_REGS_H", f"#define {prefix}_REGS_H", ""]
     for r in REGISTERS:
         lines.append(f"#define {prefix}_{r.name} 0x{r.offset:02x}u  /* {r.access}: {r.description} */")
-    lines += ["", f"#define {prefix}_CONTROL_START (1u << 0)", f"#define {prefix}_CONTROL_IRQ_ENABLE (1u << 1)",
-              f"#define {prefix}_STATUS_BUSY (1u << 0)", f"#define {prefix}_STATUS_DONE (1u << 1)",
-              f"#define {prefix}_STATUS_ERROR (1u << 2)", ""]
+    lines.append("")
+    lines += [f"#define {prefix}_{flags.__name__.upper()}_{flag.name} (1u << {flag.value.bit_length() - 1})"
+              for flags in (Control, Status) for flag in flags]
+    lines.append("")
     lines += [f"#define {prefix}_ERROR_{code.name} {code.value}u" for code in ErrorCode]
     lines += ["", f"#endif /* {prefix}_REGS_H */", ""]
     return "\n".join(lines)
@@ -104,8 +122,9 @@ class CsrBlock(wiring.Component):
         m = Module()
         bus = self.bus
         readable = {
-            register("CONTROL").offset: self.irq_enable << 1,
-            register("STATUS").offset: self.busy | (self.done << 1) | (self.error << 2),
+            register("CONTROL").offset: Mux(self.irq_enable, Control.IRQ_ENABLE, 0),
+            register("STATUS").offset: (Mux(self.busy, Status.BUSY, 0) | Mux(self.done, Status.DONE, 0) |
+                                        Mux(self.error, Status.ERROR, 0)),
             register("PROGRAM_ADDR").offset: self.program_addr,
             register("PROGRAM_LENGTH").offset: self.program_length,
             register("ERROR_CODE").offset: self.error_code,
@@ -121,7 +140,8 @@ class CsrBlock(wiring.Component):
             m.d.sync += [bus.bvalid.eq(1), bus.bresp.eq(Response.OKAY)]
             with m.Switch(bus.awaddr):
                 with m.Case(register("CONTROL").offset):
-                    m.d.sync += [self.start.eq(bus.wdata[0]), self.irq_enable.eq(bus.wdata[1])]
+                    m.d.sync += [self.start.eq((bus.wdata & Control.START).any()),
+                                 self.irq_enable.eq((bus.wdata & Control.IRQ_ENABLE).any())]
                 with m.Case(register("PROGRAM_ADDR").offset):
                     m.d.sync += self.program_addr.eq(bus.wdata)
                 with m.Case(register("PROGRAM_LENGTH").offset):

@@ -5,14 +5,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hdl.config import AcceleratorConfig
-from hdl.csr import ErrorCode
+from hdl.csr import ErrorCode, Status
 from hdl.generate import accelerator_name, generate_accelerator_verilog
 
 from .verilator import BUILD_ROOT, VerilatorModel
 
 __all__ = ["AcceleratorRun", "RunOutcome", "accelerator_model", "run_programs"]
 
-STATUS_DONE, STATUS_ERROR = 0b010, 0b100
 
 
 @dataclass
@@ -63,8 +62,8 @@ def run_programs(config: AcceleratorConfig, runs: list[AcceleratorRun], model: V
                                          "ACCEL_RESULT": str(workdir / "result.json")}, workdir)
         outcomes = []
         for raw in json.loads((workdir / "result.json").read_text()):
-            error = bool(raw["status"] & STATUS_ERROR)
-            outcomes.append(RunOutcome(raw["finished"], bool(raw["status"] & STATUS_DONE),
+            error = bool(raw["status"] & Status.ERROR)
+            outcomes.append(RunOutcome(raw["finished"], bool(raw["status"] & Status.DONE),
                                        ErrorCode(raw["error_code"]) if error else None, raw["counters"],
                                        Path(raw["dram"]).read_bytes()))
         return outcomes

@@ -22,7 +22,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, First, RisingEdge
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
-from hdl.csr import COUNTERS, register
+from hdl.csr import COUNTERS, Control, register
 
 
 def _pauses(rng: random.Random, busy: float):
@@ -48,7 +48,7 @@ async def _reset(dut):
 async def _start(dut, csr, run):
     await csr.write_dword(register("PROGRAM_ADDR").offset, run["program_addr"])
     await csr.write_dword(register("PROGRAM_LENGTH").offset, run["program_length"])
-    await csr.write_dword(register("CONTROL").offset, 0b11)        # START, IRQ_ENABLE
+    await csr.write_dword(register("CONTROL").offset, Control.START | Control.IRQ_ENABLE)
     await ClockCycles(dut.clk, 2)      # START clears DONE/ERROR (and so the interrupt) a cycle later
 
 

@@ -30,10 +30,10 @@ from amaranth.hdl import Shape
 
 from hdl.axi import axi4_signature, axi_lite_signature
 from hdl.config import AcceleratorConfig
-from hdl.csr import COUNTERS, CSR_ADDR_WIDTH, ErrorCode, register
+from hdl.csr import COUNTERS, CSR_ADDR_WIDTH, Control, ErrorCode, Status, register
 from hdl.generate import accelerator_name, generate_accelerator_verilog
 
-from .accelerator_runner import STATUS_DONE, STATUS_ERROR, RunOutcome
+from .accelerator_runner import RunOutcome
 from .verilator import BUILD_ROOT, SimulationError, VerilatorModel
 
 __all__ = ["FastOutcome", "DEFAULT_CAPACITY", "fast_top_name", "fast_top_verilog", "fast_model", "run_fast",
@@ -46,7 +46,7 @@ _DRAM_PORTS = ("awid", "awaddr", "awlen", "awsize", "awburst", "awvalid", "awrea
                "arburst", "arvalid", "arready", "rid", "rdata", "rresp", "rlast", "rvalid", "rready")
 _WRITES = ("PROGRAM_ADDR", "PROGRAM_LENGTH", "CONTROL")
 _READS = ("STATUS", "ERROR_CODE", *COUNTERS)
-_CONTROL_START_IRQ = 0b11
+_CONTROL_START_IRQ = int(Control.START | Control.IRQ_ENABLE)
 
 
 @dataclass
@@ -228,7 +228,7 @@ module {fast_top_name(config)} (input logic clk);
             end
             RECORD: begin           // the line is written below; then the next program or the end
                 index <= 0;
-                if (!finished || (read_data[0] & 32'd{STATUS_ERROR}) != 0 || segment + 1 >= segment_addr.size()) state <= DUMP;
+                if (!finished || (read_data[0] & 32'd{int(Status.ERROR)}) != 0 || segment + 1 >= segment_addr.size()) state <= DUMP;
                 else begin
                     segment <= segment + 1;
                     write_data[0] <= segment_addr[segment + 1];
@@ -372,8 +372,8 @@ def run_fast(config: AcceleratorConfig, image: bytes, program_addr: int = 0, pro
         raise SimulationError(f"A register access of the sequencer in {model.toplevel} failed (see hdl.csr)")
     last = records[-1]
     status = last["STATUS"]
-    error = bool(status & STATUS_ERROR)
-    return FastOutcome(bool(last["finished"]), bool(status & STATUS_DONE),
+    error = bool(status & Status.ERROR)
+    return FastOutcome(bool(last["finished"]), bool(status & Status.DONE),
                        ErrorCode(last["ERROR_CODE"]) if error else None,
                        {name: sum(record[name] for record in records) for name in COUNTERS}, dram,
                        clock_cycles=values["clock_cycles"], seconds=seconds,

@@ -6,9 +6,10 @@ checked quickly, including answers the hardware should never give.
 """
 import pytest
 
-from boards.host import STATUS_BUSY, STATUS_DONE, STATUS_ERROR, HostLink, LinkError, LinkTimeout
+from boards.host import HostLink, LinkError, LinkTimeout
 from hdl.config import AcceleratorConfig, ArrayConfig
 from hdl.csr import ErrorCode, register
+from hdl.csr import Status as RunStatus
 from hdl.uart_bridge import HEADER, HEADER_BYTES, WORD_BYTES, Command, LinkInfo, Space, Status
 
 CONFIG = AcceleratorConfig(ArrayConfig(2, 2, "os", "int8"), spad_kib=1, acc_kib=1, bus_bits=64)
@@ -23,7 +24,7 @@ def _field(header: int, name: str) -> int:
 class FakeBridge:
     """Answers whole frames written to it; ``statuses`` scripts what STATUS reads return."""
 
-    def __init__(self, statuses=(STATUS_DONE,), error_code=0, tamper=None):
+    def __init__(self, statuses=(RunStatus.DONE,), error_code=0, tamper=None):
         self.memory = bytearray(range(256))
         self.registers = {register("ERROR_CODE").offset: error_code}
         self.statuses = list(statuses)
@@ -97,18 +98,18 @@ def test_partial_words_are_merged_not_clobbered():
 
 
 def test_wait_polls_until_done_or_error():
-    link = HostLink(FakeBridge(statuses=[STATUS_BUSY, STATUS_BUSY, STATUS_DONE]))
+    link = HostLink(FakeBridge(statuses=[RunStatus.BUSY, RunStatus.BUSY, RunStatus.DONE]))
     result = link.wait(timeout=5)
     assert result.done and result.error is None
-    link = HostLink(FakeBridge(statuses=[STATUS_BUSY, STATUS_ERROR], error_code=ErrorCode.SRAM_RANGE.value))
+    link = HostLink(FakeBridge(statuses=[RunStatus.BUSY, RunStatus.ERROR], error_code=ErrorCode.SRAM_RANGE.value))
     result = link.wait(timeout=5)
     assert not result.done and result.error == ErrorCode.SRAM_RANGE
     with pytest.raises(TimeoutError, match="still running after 0.05 s"):
-        HostLink(FakeBridge(statuses=[STATUS_BUSY])).wait(timeout=0.05)
+        HostLink(FakeBridge(statuses=[RunStatus.BUSY])).wait(timeout=0.05)
 
 
 def test_run_loads_starts_and_reads_the_counters():
-    bridge = FakeBridge(statuses=[STATUS_BUSY, STATUS_DONE])
+    bridge = FakeBridge(statuses=[RunStatus.BUSY, RunStatus.DONE])
     link = HostLink(bridge)
     link.connect()
     bridge.registers[register("CYCLES").offset] = 1234
