@@ -11,18 +11,15 @@ from test_accelerator import test_gemm_programs_match_the_isa_simulator as gemm_
 from test_systolic_array import check, gemm_cases
 
 from hdl.config import AcceleratorConfig, ArrayConfig, Multipliers
-from hdl.numerics import INT8_MAX, INT8_MIN, ArithMode, random_operands
+from hdl.numerics import INT8_MAX, INT8_MIN
 from hdl.pe import logic_product
-from hdl.systolic_array import stream_cycles
-from sim.array_runner import GemmCase, run_gemms
+from sim.array_runner import run_gemms
 
+# Each option in each dataflow, both arithmetic modes, few Verilator builds (each costs about a minute).
 CONFIGS = [
     ArrayConfig(3, 5, "os", "int8", "lut"),
-    ArrayConfig(3, 5, "ws", "both", "mixed", 7),
-    ArrayConfig(2, 2, "os", "both", pipelined=True),
-    ArrayConfig(5, 3, "ws", "int8", "mixed", 4, pipelined=True),
-    ArrayConfig(3, 4, "os", "int8", "lut", pipelined=True),
-    ArrayConfig(1, 1, "ws", "binary", pipelined=True),
+    ArrayConfig(5, 3, "ws", "both", "mixed", 4, pipelined=True),
+    ArrayConfig(3, 4, "os", "both", "lut", pipelined=True),
 ]
 
 
@@ -69,20 +66,6 @@ def test_random_extreme_and_long_gemms_are_bit_exact(config, seed):
     rng = np.random.default_rng(seed)
     for index, outcome in enumerate(run_gemms(config, gemm_cases(config, rng))):
         check(config, outcome, seed, index)
-
-
-@pytest.mark.parametrize("dataflow", ["os", "ws"])
-def test_pipelined_steady_state_adds_only_the_pipeline_latency(dataflow, seed):
-    config = ArrayConfig(4, 4, dataflow, "int8", "mixed", 9, pipelined=True)
-    rng = np.random.default_rng(seed)
-    m, k, n = (8, 100, 8) if dataflow == "os" else (100, 16, 4)
-    (outcome,) = run_gemms(config, [GemmCase(*random_operands(rng, m, k, n), ArithMode.INT8)])
-    check(config, outcome, seed, 0)
-    beats = len(outcome.streams.tiles) * outcome.streams.beats_per_tile
-    unpipelined = ArrayConfig(4, 4, dataflow, "int8")
-    tiles = len(outcome.streams.tiles)
-    assert outcome.cycles == beats + 2 * 4 + 4 - 1 + ArrayConfig.PIPELINE_STAGES
-    assert outcome.cycles == stream_cycles(unpipelined, tiles, outcome.streams.beats_per_tile) + 2
 
 
 def test_accelerator_with_a_pipelined_mixed_array_matches_the_isa_simulator(seed):
