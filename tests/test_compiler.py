@@ -52,11 +52,19 @@ def check_every_tensor(config: AcceleratorConfig, graph, image, what: str):
     return net
 
 
-@pytest.mark.parametrize("name, dataflow", [("squeezenet1_1", "ws"), ("squeezenet1_1", "os"),
-                                            ("squeezenext23v5", "ws"), ("mobilenet_v2", "os"),
-                                            ("shufflenet_v2", "ws"), ("shufflenet_v2", "os")])
-def test_every_tensor_matches_the_golden_model(name, dataflow, seed):
-    check_every_tensor(config(dataflow), *small_net(name, seed), f"{name} {dataflow} (seed {seed})")
+# Every int8 zoo net in both dataflows, on 4x4 and 8x8 (the binary net: test_binary_net_*).
+@pytest.mark.parametrize("name, dataflow, size", [
+    ("squeezenet1_0", "os", 4), ("squeezenet1_0", "ws", 8),
+    ("squeezenet1_1", "ws", 4), ("squeezenet1_1", "os", 4),
+    ("squeezenext23", "ws", 4), ("squeezenext23", "os", 4),
+    ("squeezenext23v5", "ws", 4), ("squeezenext23v5", "os", 8),
+    ("mobilenet_v1", "ws", 4), ("mobilenet_v1", "os", 8),
+    ("mobilenet_v2", "os", 4), ("mobilenet_v2", "ws", 8),
+    ("shufflenet_v2", "ws", 4), ("shufflenet_v2", "os", 4),
+])
+def test_every_tensor_matches_the_golden_model(name, dataflow, size, seed):
+    check_every_tensor(config(dataflow, size, size), *small_net(name, seed),
+                       f"{name} {dataflow} {size}x{size} (seed {seed})")
 
 
 @pytest.mark.parametrize("name, dataflow, rows, cols", [("squeezenet1_1", "ws", 4, 8), ("squeezenet1_1", "os", 8, 4),
