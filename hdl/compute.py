@@ -27,12 +27,15 @@ class ComputeUnit(wiring.Component):
     array_busy : Out(1)   an activation beat enters the array this cycle
     waiting_load, waiting_store : Out(1)   stalled on a missing token
     error_range : Out(1)   rows outside a memory
-    error_field : Out(1)   an OS COMPUTE whose beats are not a multiple of R
+    error_field : Out(1)   an OS COMPUTE whose beats are not a multiple of R, or a depthwise one
+                           with fewer than R beats or on an array without the depthwise mode
     retired : Out(1);  busy : Out(1)
 
     OS reads activations as NHWC rows (a pixel's R channels) in blocks of R
     pixels and transposes each block into R beats (one channel, R pixels), so
-    both dataflows share one scratchpad layout.
+    both dataflows share one scratchpad layout. A depthwise COMPUTE of B beats
+    writes the first B - R + 1 of its B result rows (``hdl.isa.COMPUTE``); the
+    array's last R - 1 results mix in later beats and are dropped.
     """
 
     def __init__(self, config: AcceleratorConfig):
@@ -78,9 +81,9 @@ class ComputeUnit(wiring.Component):
         # activation job, so weights run one instruction ahead (a WS preload fills the shadow
         # registers while the previous tile streams). The activation reader starts each job once
         # the previous one has issued its reads; `deliveries` frames each job's beats (last, mode).
-        act_job = data.StructLayout({"act_addr": len(self.act_read.addr), "beats": COMPUTE.members["beats"],
-                                     "mode": COMPUTE.members["mode"]})
-        delivery = data.StructLayout({"beats": COMPUTE.members["beats"], "mode": COMPUTE.members["mode"]})
+        beat_flags = {name: COMPUTE.members[name] for name in ("beats", "mode", "depthwise")}
+        act_job = data.StructLayout({"act_addr": len(self.act_read.addr), **beat_flags})
+        delivery = data.StructLayout(beat_flags)
         act_jobs = m.submodules.act_jobs = fifo.SyncFIFOBuffered(width=act_job.size, depth=IN_FLIGHT)
         deliveries = m.submodules.deliveries = fifo.SyncFIFOBuffered(width=delivery.size, depth=IN_FLIGHT)
         queued_job, started_job = act_job(act_jobs.r_data), act_job(act_jobs.w_data)
@@ -88,7 +91,8 @@ class ComputeUnit(wiring.Component):
         with m.If(act_jobs.r_rdy & ~act_reader.reading & deliveries.w_rdy):
             m.d.comb += [act_reader.first.eq(queued_job.act_addr), act_reader.count.eq(queued_job.beats),
                          act_reader.start.eq(1), act_jobs.r_en.eq(1), deliveries.w_en.eq(1)]
-        m.d.comb += [started_delivery.beats.eq(queued_job.beats), started_delivery.mode.eq(queued_job.mode)]
+        m.d.comb += [started_delivery.beats.eq(queued_job.beats), started_delivery.mode.eq(queued_job.mode),
+                     started_delivery.depthwise.eq(queued_job.depthwise)]
 
         sent = Signal.like(delivering.beats)
         last_beat = sent == delivering.beats - 1
@@ -103,6 +107,8 @@ class ComputeUnit(wiring.Component):
                      self.array_busy.eq(beat)]
         if config.array.arith == ArithSupport.BOTH:
             m.d.comb += array.activations.payload.mode.eq(delivering.mode)
+        if config.array.depthwise:
+            m.d.comb += array.activations.payload.depthwise.eq(delivering.depthwise)
         with m.If(beat):
             m.d.sync += sent.eq(Mux(last_beat, 0, sent + 1))
             m.d.comb += deliveries.r_en.eq(last_beat)
@@ -110,8 +116,9 @@ class ComputeUnit(wiring.Component):
         # In flight: instructions whose inputs have entered the array, oldest first. Each
         # retires (pushing its tokens) once its result rows are in the accumulator, so the
         # next COMPUTE streams in while the previous one drains.
-        record_layout = data.StructLayout({"acc_addr": len(self.acc_write.addr), "rows": 13, "accumulate": 1,
-                                           "push_prev": 1, "push_next": 1})
+        # rows: result rows the array delivers; kept: how many of them are written (depthwise drops R - 1).
+        record_layout = data.StructLayout({"acc_addr": len(self.acc_write.addr), "rows": 13, "kept": 13,
+                                           "accumulate": 1, "push_prev": 1, "push_next": 1})
         in_flight = m.submodules.in_flight = fifo.SyncFIFOBuffered(width=record_layout.size, depth=IN_FLIGHT)
         head = record_layout(in_flight.r_data)
         record = Signal(record_layout)
@@ -128,9 +135,11 @@ class ComputeUnit(wiring.Component):
         written = Signal()
         written_row = Signal(acc_row)
         written_address = Signal.like(self.acc_write.addr)
-        m.d.comb += [array.results.ready.eq(1), self.acc_read.addr.eq(head.acc_addr + received),
-                     self.acc_read.en.eq(array.results.valid)]
-        m.d.sync += [pending.eq(array.results.valid), written.eq(pending), written_address.eq(pending_address)]
+        keep = Signal()
+        m.d.comb += [keep.eq(array.results.valid & (received < head.kept)),
+                     array.results.ready.eq(1), self.acc_read.addr.eq(head.acc_addr + received),
+                     self.acc_read.en.eq(keep)]
+        m.d.sync += [pending.eq(keep), written.eq(pending), written_address.eq(pending_address)]
         head_done = Signal()
         with m.If(array.results.valid):
             m.d.sync += [pending_row.eq(array.results.payload.data), pending_address.eq(head.acc_addr + received),
@@ -164,8 +173,10 @@ class ComputeUnit(wiring.Component):
         m.d.comb += [self.retired.eq(retire), self.push_prev.eq(retire & flags[0]), self.push_next.eq(retire & flags[1])]
 
         result_rows = rows if os else fields.beats
+        kept_rows = Mux(fields.depthwise, fields.beats - (rows - 1), result_rows)
         weight_rows = fields.beats if os else rows
         m.d.comb += [record.acc_addr.eq(fields.acc_addr), record.rows.eq(Mux(fields.beats == 0, 0, result_rows)),
+                     record.kept.eq(kept_rows),
                      record.accumulate.eq(fields.accumulate), record.push_prev.eq(header.push_prev),
                      record.push_next.eq(header.push_next)]
         feeding = Signal()
@@ -186,11 +197,15 @@ class ComputeUnit(wiring.Component):
                     m.next = "Check"
             with m.State("Check"):
                 m.d.comb += feeding.eq(1)
+                unsupported = (fields.beats % rows != 0) if os else 0
+                if config.array.depthwise:
+                    unsupported = fields.depthwise & (fields.beats < rows)
+                else:
+                    unsupported |= fields.depthwise
                 out_of_range = ((fields.act_addr + fields.beats > config.act_rows) |
                                 (fields.weight_addr + weight_rows > config.weight_rows) |
-                                (fields.acc_addr + result_rows > config.acc_rows))
-                partial_block = (fields.beats % rows != 0) if os else 0
-                with m.If(out_of_range | partial_block):
+                                (fields.acc_addr + kept_rows > config.acc_rows)) & ~unsupported
+                with m.If(out_of_range | unsupported):
                     m.d.comb += [self.error_range.eq(out_of_range), self.error_field.eq(~out_of_range)]
                     m.next = "Idle"
                 with m.Elif(fields.beats == 0):
@@ -200,6 +215,7 @@ class ComputeUnit(wiring.Component):
                     m.d.comb += [weight_reader.first.eq(fields.weight_addr), weight_reader.count.eq(weight_rows),
                                  weight_reader.start.eq(1), started_job.act_addr.eq(fields.act_addr),
                                  started_job.beats.eq(fields.beats), started_job.mode.eq(fields.mode),
+                                 started_job.depthwise.eq(fields.depthwise),
                                  act_jobs.w_en.eq(1), in_flight.w_en.eq(1)]
                     m.next = "Idle"
         return m

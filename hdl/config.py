@@ -93,6 +93,10 @@ class ArrayConfig:
         ``"dsp"`` (default), ``"lut"`` or ``"mixed"``.
     dsp_limit : int or None
         With ``"mixed"`` only: how many PEs (row-major) get a DSP multiplier, 1 to R*C - 1.
+    depthwise : bool or None
+        (WS only) Give the array its depthwise mode, chosen per COMPUTE: each column
+        correlates its own channel with R stationary taps (``hdl.isa.COMPUTE``), at the cost
+        of an operand multiplexer per PE. Default: on for WS, off (and not allowed) for OS.
     pipelined : bool
         Register the input lanes at the array's edge and each PE's product before it is
         accumulated (``PIPELINE_STAGES`` more cycles of latency), so that no path runs from a
@@ -111,6 +115,7 @@ class ArrayConfig:
     multipliers: Multipliers = Multipliers.DSP
     dsp_limit: int | None = None
     pipelined: bool = False
+    depthwise: bool | None = None
 
     PIPELINE_STAGES = 2     # the edge register and the product register
 
@@ -126,6 +131,14 @@ class ArrayConfig:
         object.__setattr__(self, "multipliers", _coerce(Multipliers, self.multipliers, "Multipliers"))
         if not isinstance(self.pipelined, bool):
             raise TypeError(f"Array pipelined must be True or False, not {self.pipelined!r}")
+        if self.depthwise is None:
+            object.__setattr__(self, "depthwise", self.dataflow == Dataflow.WS)
+        elif not isinstance(self.depthwise, bool):
+            raise TypeError(f"Array depthwise must be True, False or None (the dataflow's default), "
+                            f"not {self.depthwise!r}")
+        elif self.depthwise and self.dataflow != Dataflow.WS:
+            raise ValueError("The depthwise array mode needs the WS dataflow (stationary taps, partial sums "
+                             "flowing down), not os")
         pes = self.rows * self.cols
         if self.multipliers == Multipliers.MIXED:
             if (not isinstance(self.dsp_limit, int) or isinstance(self.dsp_limit, bool)
@@ -137,10 +150,11 @@ class ArrayConfig:
 
     @classmethod
     def from_strings(cls, pe: str, dataflow: str, arith: str, multipliers: str = "dsp",
-                     dsp_limit: int | None = None, pipelined: bool = False) -> "ArrayConfig":
+                     dsp_limit: int | None = None, pipelined: bool = False,
+                     depthwise: bool | None = None) -> "ArrayConfig":
         """Build from CLI-style text, e.g. ``("16x16", "os", "int8")``."""
         rows, cols = parse_pe(pe)
-        return cls(rows, cols, dataflow, arith, multipliers, dsp_limit, pipelined)
+        return cls(rows, cols, dataflow, arith, multipliers, dsp_limit, pipelined, depthwise)
 
     @property
     def latency_stages(self) -> int:
@@ -169,7 +183,8 @@ class ArrayConfig:
         """A short identifier, usable as a Verilog module or directory name."""
         suffix = {Multipliers.DSP: "", Multipliers.LUT: "_lut", Multipliers.MIXED: f"_dsp{self.dsp_limit}"}
         return (f"systolic_{self.rows}x{self.cols}_{self.dataflow.value}_{self.arith.value}"
-                f"{suffix[self.multipliers]}{'_p' if self.pipelined else ''}")
+                f"{suffix[self.multipliers]}{'_p' if self.pipelined else ''}"
+                f"{'_nodw' if self.dataflow == Dataflow.WS and not self.depthwise else ''}")
 
     @staticmethod
     def dataflow_choices() -> list[str]:

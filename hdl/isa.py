@@ -92,9 +92,13 @@ STORE = data.StructLayout({"acc_addr": 16, "channel_row": 12, **DESCRIPTOR_FIELD
 # WS: the stationary weights become weight[weight_addr + r], r < R (preloaded while
 #     the previous COMPUTE finishes); then
 #     acc[acc_addr + m][j] (+)= sum_r act[act_addr + m][r] * stationary[r][j], m < beats.
+# WS with depthwise (arrays generated with ``ArrayConfig.depthwise``): each column j correlates
+#     its own channel, activation lane j (0 for j >= R), with the stationary column:
+#     acc[acc_addr + m][j] (+)= sum_r act[act_addr + m + r][j] * stationary[r][j], m <= beats - R
+#     (``numerics.golden_depthwise``): beats - R + 1 result rows, beats >= R.
 COMPUTE = data.StructLayout({
     "act_addr": 16, "weight_addr": 16, "acc_addr": 16, "beats": 12, "accumulate": 1,
-    "mode": ArithMode,
+    "mode": ArithMode, "depthwise": 1,
 })
 
 CONFIG = output_params_layout()

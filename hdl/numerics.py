@@ -20,7 +20,7 @@ from amaranth.lib import enum as hdl_enum
 
 __all__ = [
     "OPERAND_BITS", "ACC_BITS", "BINARY_VALUES_PER_LANE", "ArithMode",
-    "wrap_acc", "binary_signs", "binary_lane_dot", "golden_gemm", "neutral_padding",
+    "wrap_acc", "binary_signs", "binary_lane_dot", "golden_gemm", "golden_depthwise", "neutral_padding",
     "random_operands", "INT32_MIN", "INT32_MAX", "INT8_MIN", "INT8_MAX", "MULTIPLIER_FRACTION_BITS",
     "SHIFT_BITS", "SHIFT_RANGE", "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
     "multiply_by_quantized_multiplier", "quantize_multiplier", "requantize", "binarize", "pack_bits",
@@ -77,6 +77,26 @@ def golden_gemm(a, w, mode: ArithMode) -> np.ndarray:
         return wrap_acc(a @ w)
     if mode == ArithMode.BINARY:
         return wrap_acc(binary_signs(a) @ binary_signs(w.T).T)
+    raise ValueError(f"Arithmetic mode must be an ArithMode, not {mode!r}")
+
+
+def golden_depthwise(x, w, mode: ArithMode) -> np.ndarray:
+    """Reference per-lane 1-D correlation (the array's depthwise mode) as int32 accumulators.
+
+    ``x`` is (B, N) rows of N lanes, ``w`` (T, N) taps; row ``m`` of the
+    (B - T + 1, N) result is ``sum_t x[m + t] * w[t]`` lane by lane (each lane
+    a channel), with binary lanes multiplied as ``binary_lane_dot``.
+    """
+    x = np.asarray(x, dtype=np.int64)
+    w = np.asarray(w, dtype=np.int64)
+    if x.ndim != 2 or w.ndim != 2 or x.shape[1] != w.shape[1] or x.shape[0] < w.shape[0]:
+        raise ValueError(f"Depthwise operands must be (B, N) and (T, N) with B >= T, not {x.shape} and {w.shape}")
+    windows = np.lib.stride_tricks.sliding_window_view(x, w.shape[0], axis=0)     # (B - T + 1, N, T)
+    taps = w.T[None]
+    if mode == ArithMode.INT8:
+        return wrap_acc((windows * taps).sum(axis=2))
+    if mode == ArithMode.BINARY:
+        return wrap_acc(binary_lane_dot(windows, taps).sum(axis=2))
     raise ValueError(f"Arithmetic mode must be an ArithMode, not {mode!r}")
 
 

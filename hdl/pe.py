@@ -19,11 +19,14 @@ def activation_lane_layout(config: ArrayConfig) -> data.StructLayout:
     ``last`` closes a tile (OS: the PE hands its sum to the drain; WS: it
     frames the results); ``first`` (WS only) switches the PE to the weights
     preloaded in its shadow register; ``mode`` (``both`` arithmetic only)
-    selects int8 or binary for this beat.
+    selects int8 or binary for this beat; ``depthwise`` (arrays with the
+    depthwise mode) multiplies the column's channel instead of ``data``.
     """
     fields = {"valid": 1, "last": 1, "data": OPERAND}
     if config.dataflow == Dataflow.WS:
         fields["first"] = 1
+    if config.depthwise:
+        fields["depthwise"] = 1
     if config.arith == ArithSupport.BOTH:
         fields["mode"] = ArithMode
     return data.StructLayout(fields)
@@ -123,6 +126,7 @@ class ProcessingElement(wiring.Component):
     act_in, act_out : activation lane from the left, registered to the right.
     weight_in, weight_out : weight lane from above, registered downwards.
     psum_in, psum_out : (WS) partial sum from above, plus this PE's product, registered downwards.
+    column_in : (depthwise mode) the column's channel, multiplied instead of ``act_in.data`` on depthwise beats.
     result : (OS) the finished dot product of the most recent tile, held until overwritten.
     """
 
@@ -144,6 +148,8 @@ class ProcessingElement(wiring.Component):
         }
         if config.dataflow == Dataflow.WS:
             members.update({"psum_in": In(ACCUMULATOR), "psum_out": Out(ACCUMULATOR)})
+            if config.depthwise:
+                members["column_in"] = In(OPERAND)
         else:
             members["result"] = Out(ACCUMULATOR)
         super().__init__(members)
@@ -161,7 +167,10 @@ class ProcessingElement(wiring.Component):
             active = Signal(OPERAND)
             # The first activation of a tile already multiplies with the new weights.
             weight = Mux(self.act_in.first, shadow, active)
-            product = self._staged(m, lane_product(m, self.config, self.act_in.data, weight, mode, dsp))
+            operand = self.act_in.data
+            if self.config.depthwise:
+                operand = Mux(self.act_in.depthwise, self.column_in, self.act_in.data)
+            product = self._staged(m, lane_product(m, self.config, operand, weight, mode, dsp))
             with m.If(self.advance):
                 m.d.sync += self.psum_out.eq(self.psum_in + product)
                 with m.If(self.weight_in.valid & (self.weight_in.row == self.row)):

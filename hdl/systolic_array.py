@@ -4,7 +4,8 @@ Streams (all ``amaranth.lib.stream``, payloads are ``data.StructLayout``):
 
 ``activations``
     One beat per cycle: ``data`` holds R int8 lanes (lane i feeds row i),
-    ``last`` closes a tile, ``mode`` picks int8/binary (``both`` only).
+    ``last`` closes a tile, ``mode`` picks int8/binary (``both`` only),
+    ``depthwise`` (arrays with the depthwise mode) makes it a depthwise beat.
 ``weights``
     ``data`` holds C int8 lanes (lane j feeds column j).
 ``results``
@@ -28,6 +29,18 @@ Weight stationary (WS)
     Loading the next tile's weights takes R cycles, so tiles with M < R are
     padded with idle cycles; M >= R keeps every PE busy.
 
+Depthwise mode (WS arrays with ``config.depthwise``)
+    Each column works on its own channel: on a depthwise beat every PE of
+    column j multiplies lane j of the activation stream (the value entering
+    row j, so already skewed by j) instead of its row's lane, so the partial
+    sum of beat m leaves column j as ``sum_r x[m + r][j] * w[r][j]``: a 1-D
+    correlation of R stationary taps per channel (``numerics.golden_depthwise``).
+    Result beat m needs beats up to m + R - 1, so of a tile's M beats the last
+    R - 1 results mix in the next tile's beats; the compute unit drops them.
+    Columns j >= R multiply 0. Between a depthwise tile's first and last beat
+    the array stalls while no activation beat is offered (``results`` shows no
+    beat meanwhile), so its columns stay aligned with the partial sums.
+
 The whole array advances only while ``results`` can accept, so back-pressure
 stalls it without losing data. ``stream_cycles`` gives the exact cycle count.
 """
@@ -50,6 +63,8 @@ def activation_beat_layout(config: ArrayConfig) -> data.StructLayout:
     fields = {"data": data.ArrayLayout(signed(OPERAND_BITS), config.rows), "last": 1}
     if config.arith == ArithSupport.BOTH:
         fields["mode"] = ArithMode
+    if config.depthwise:
+        fields["depthwise"] = 1
     return data.StructLayout(fields)
 
 
@@ -124,7 +139,15 @@ class SystolicArray(wiring.Component):
         acts, weights, results = self.activations, self.weights, self.results
 
         advance = Signal()
-        m.d.comb += advance.eq(~results.valid | results.ready)
+        # A depthwise tile correlates consecutive beats, so between its first and last beat the
+        # array holds still while no beat comes (a gap would shift its columns against the psums).
+        depthwise_gap = Signal()
+        m.d.comb += advance.eq((~results.valid | results.ready) & ~depthwise_gap)
+        if config.depthwise:
+            depthwise_open = Signal()
+            m.d.comb += depthwise_gap.eq(depthwise_open & ~acts.valid)
+            with m.If(acts.valid & acts.ready):
+                m.d.sync += depthwise_open.eq(acts.payload.depthwise & ~acts.payload.last)
 
         pes = [[ProcessingElement(config, row, col) for col in range(cols)] for row in range(rows)]
         for row in range(rows):
@@ -155,7 +178,15 @@ class SystolicArray(wiring.Component):
                     m.d.comb += lane.mode.eq(acts.payload.mode)
                 if config.dataflow == Dataflow.WS:
                     m.d.comb += lane.first.eq(expect_first)
+                if config.depthwise:
+                    m.d.comb += lane.depthwise.eq(acts.payload.depthwise)
             m.d.comb += pes[row][0].act_in.eq(_delayed(m, lane, row + edge, advance, f"act_skew_{row}"))
+        if config.depthwise:
+            # Column j's channel is lane j as it enters row j: skewed by j, like column j's other operands.
+            for col in range(cols):
+                channel = pes[col][0].act_in.data if col < rows else 0
+                for row in range(rows):
+                    m.d.comb += pes[row][col].column_in.eq(channel)
         for col in range(cols):
             lane = Signal(pes[0][col].weight_in.shape(), name=f"weight_lane_{col}")
             if config.dataflow == Dataflow.OS:
@@ -175,7 +206,7 @@ class SystolicArray(wiring.Component):
             aligned = _delayed(m, column, cols - 1 - col, advance, f"deskew_{col}")
             m.d.comb += results.payload.data[col].eq(aligned.data)
             if col == cols - 1:
-                m.d.comb += [results.valid.eq(aligned.valid), results.payload.last.eq(aligned.last)]
+                m.d.comb += [results.valid.eq(aligned.valid & ~depthwise_gap), results.payload.last.eq(aligned.last)]
         return m
 
     def _accept(self, m, advance, act_fire, weight_fire):

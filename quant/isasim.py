@@ -13,7 +13,7 @@ import numpy as np
 
 from hdl.config import AcceleratorConfig, Dataflow
 from hdl.isa import CHANNEL_RECORD_BYTES, Instruction, Opcode, Target, decode, target_element_bytes
-from hdl.numerics import ArithMode, combine_rows, golden_gemm, store_rows, stored_bytes, wrap_acc
+from hdl.numerics import ArithMode, combine_rows, golden_depthwise, golden_gemm, store_rows, stored_bytes, wrap_acc
 from hdl.walker import row_addresses
 
 from .memory import AXI_BOUNDARY, INSTRUCTION_BYTES, unpack_channel_records
@@ -169,6 +169,11 @@ class IsaSimulator:
             raise IsaError(f"{where}: mode {mode.name} is not generated (arith {array.arith.value})")
         beats = f["beats"]
         self._check_rows(self.activations, f["act_addr"], beats, "activation scratchpad", where)
+        if f["depthwise"] and not array.depthwise:
+            raise IsaError(f"{where}: depthwise COMPUTE on an array generated without the depthwise mode "
+                           f"(dataflow {array.dataflow.value})")
+        if f["depthwise"] and beats < array.rows:
+            raise IsaError(f"{where}: depthwise beats {beats} is fewer than the array's {array.rows} rows")
         if array.dataflow == Dataflow.OS:
             if beats % array.rows:
                 raise IsaError(f"{where}: OS beats {beats} is not a multiple of the array's {array.rows} rows")
@@ -179,7 +184,13 @@ class IsaSimulator:
         else:
             self._check_rows(self.weights, f["weight_addr"], array.rows, "weight scratchpad", where)
             stationary = self.weights[f["weight_addr"]:f["weight_addr"] + array.rows]
-            result = golden_gemm(self.activations[f["act_addr"]:f["act_addr"] + beats], stationary, mode)
+            rows = self.activations[f["act_addr"]:f["act_addr"] + beats]
+            if f["depthwise"]:
+                lanes = np.zeros((beats, array.cols), dtype=np.int64)
+                lanes[:, :min(array.rows, array.cols)] = rows[:, :array.cols]
+                result = golden_depthwise(lanes, stationary, mode)
+            else:
+                result = golden_gemm(rows, stationary, mode)
         self._check_rows(self.accumulators, f["acc_addr"], len(result), "accumulator", where)
         target = slice(f["acc_addr"], f["acc_addr"] + len(result))
         self.accumulators[target] = wrap_acc(self.accumulators[target] + result) if f["accumulate"] else result

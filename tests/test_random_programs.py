@@ -87,14 +87,17 @@ def random_program(config, rng):
                 "lane_scales": int(rng.integers(0, 2)), "scale_row": int(rng.integers(0, config.weight_rows))}))
         elif kind == "compute":
             os = config.array.dataflow == Dataflow.OS
+            depthwise = config.array.depthwise and int(rng.integers(0, 2))
             beats = config.array.rows * int(rng.integers(1, 6)) if os else int(rng.integers(1, 12))
+            if depthwise:
+                beats = int(rng.integers(config.array.rows, 3 * config.array.rows + 8))
             weight_rows = beats if config.array.dataflow == Dataflow.OS else config.array.rows
-            result_rows = config.array.rows if config.array.dataflow == Dataflow.OS else beats
+            result_rows = config.array.rows if os else beats - (config.array.rows - 1 if depthwise else 0)
             body.append(Instruction(Opcode.COMPUTE, {
                 "act_addr": int(rng.integers(0, config.act_rows - beats + 1)),
                 "weight_addr": int(rng.integers(0, config.weight_rows - weight_rows + 1)),
                 "acc_addr": int(rng.integers(0, config.acc_rows - result_rows + 1)),
-                "beats": beats, "accumulate": int(rng.integers(0, 2)), "mode": mode}))
+                "beats": beats, "accumulate": int(rng.integers(0, 2)), "mode": mode, "depthwise": depthwise}))
         elif kind == "config":
             mode = ArithMode(int(rng.choice([m.value for m in config.array.modes])))
             low = int(rng.integers(-128, 128))

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from hdl.config import ArithSupport, ArrayConfig, Dataflow
-from hdl.numerics import ArithMode, golden_gemm, random_operands
-from hdl.systolic_array import stream_cycles
-from sim.array_runner import GemmCase, run_gemms
+from hdl.numerics import ArithMode, golden_depthwise, golden_gemm, random_operands
+from hdl.systolic_array import activation_beat_layout, result_beat_layout, stream_cycles, weight_beat_layout
+from sim.array_runner import GemmCase, array_model, run_gemms
+from sim.play import play_streams
 from sim.array_stream import golden_tile
 
 CONFIGS = [ArrayConfig(rows, cols, dataflow, arith)
@@ -93,3 +94,59 @@ def test_steady_state_one_mac_per_pe_per_cycle(dataflow, seed):
     utilization = m * k * n / (rows * cols * outcome.cycles)
     print(f"{config.name}: {outcome.cycles} cycles for {m}x{k}x{n}, utilization {utilization:.3f}")
     assert utilization >= stream_beats / (stream_beats + fill_and_drain) - 1e-9
+
+
+def depthwise_and_gemm_tiles(config, rng, tiles=12):
+    """WS tiles, two of three depthwise: (depthwise, mode, activation rows, stationary weights)."""
+    cases = []
+    for index in range(tiles):
+        depthwise = index % 3 != 2
+        mode = ArithMode(int(rng.choice([m.value for m in config.modes])))
+        beats = int(rng.integers(config.rows if depthwise else 1, 3 * config.rows + 6))
+        cases.append((depthwise, mode, rng.integers(-128, 128, (beats, config.rows)),
+                      rng.integers(-128, 128, (config.rows, config.cols))))
+    return cases
+
+
+def expected_rows(config, depthwise, mode, x, w):
+    if not depthwise:
+        return golden_gemm(x, w, mode)
+    lanes = np.zeros((len(x), config.cols), dtype=np.int64)
+    lanes[:, :min(config.rows, config.cols)] = x[:, :config.cols]
+    return golden_depthwise(lanes, w, mode)
+
+
+# 3x5: columns beyond R multiply 0; 5x3: lanes beyond C unused; the pipelined array's extra stages.
+@pytest.mark.parametrize("config", [ArrayConfig(3, 5, "ws", "both"), ArrayConfig(5, 3, "ws", "both"),
+                                    ArrayConfig(5, 3, "ws", "both", "mixed", 4, pipelined=True)],
+                         ids=lambda c: c.name)
+def test_depthwise_tiles_between_gemm_tiles_are_bit_exact(config, seed):
+    """Depthwise beats correlate each column's channel with its R taps, through input gaps and back-pressure."""
+    rng = np.random.default_rng(seed)
+    act_layout, weight_layout = activation_beat_layout(config), weight_beat_layout(config)
+    result_layout = result_beat_layout(config)
+    runs, plans = [], []
+    for valid_probability, ready_probability in ((1.0, 1.0), (0.6, 0.5)):
+        tiles = depthwise_and_gemm_tiles(config, rng)
+        activations, weights = [], []
+        for depthwise, mode, x, w in tiles:
+            weights += [weight_layout.const({"data": [int(v) for v in row]}).as_bits() for row in w]
+            activations += [act_layout.const({"data": [int(v) for v in row], "last": beat == len(x) - 1,
+                                              "mode": mode, "depthwise": depthwise}).as_bits()
+                            for beat, row in enumerate(x)]
+        runs.append({"inputs": {"activations": activations, "weights": weights}, "output": "results",
+                     "output_beats": len(activations), "seed": int(rng.integers(1 << 31)),
+                     "valid_probability": valid_probability, "ready_probability": ready_probability})
+        plans.append(tiles)
+    for run, tiles, outcome in zip(runs, plans, play_streams(array_model(config), runs)):
+        beats = [result_layout.from_bits(bits) for bits in outcome["outputs"]]
+        position = 0
+        for index, (depthwise, mode, x, w) in enumerate(tiles):
+            tile_beats = beats[position:position + len(x)]
+            position += len(x)
+            assert [int(beat.last) for beat in tile_beats] == [0] * (len(x) - 1) + [1]
+            expected = expected_rows(config, depthwise, mode, x, w)
+            got = np.array([list(beat.data) for beat in tile_beats[:len(expected)]], dtype=np.int64)
+            assert np.array_equal(got, expected), (
+                f"{config.name} tile {index} (depthwise {depthwise}, {mode.name}, {len(x)} beats, valid "
+                f"{run['valid_probability']}), seed {seed}:\n{got}\nexpected\n{expected}")

@@ -29,11 +29,14 @@ def add_array_options(parser: argparse.ArgumentParser, default_pe: str = "16x16"
     parser.add_argument("--arith", choices=ArrayConfig.arith_choices(), default="int8",
                         help="int8 MACs, binary XNOR-popcount MACs, or both selected per "
                              "operation at run time (default int8)")
+    parser.add_argument("--no-depthwise", action="store_true",
+                        help="ws: leave out the array's depthwise mode (an operand multiplexer per PE); "
+                             "depthwise layers then run on the accumulator path, as with os")
 
 
 def array_config(args: argparse.Namespace) -> ArrayConfig:
     rows, cols = args.pe
-    return ArrayConfig(rows, cols, args.dataflow, args.arith)
+    return ArrayConfig(rows, cols, args.dataflow, args.arith, depthwise=False if args.no_depthwise else None)
 
 
 def add_memory_options(parser: argparse.ArgumentParser) -> None:
