@@ -23,8 +23,9 @@ run of output blocks with the same input blocks). Binary convolutions run on
 the array in binary mode: a binary block is a whole scratchpad row of R bytes
 (8 R channels), written by R / (C / 8) output blocks of C channels, each
 stored at its byte offset into the rows (STORE ``byte_offset``). Depthwise
-convolutions, pooling and residual adds run on the accumulator path
-(``quant.vector``). Layers run one after another (``program.fenced``); inside
+convolutions run in the array's depthwise mode where the array has it and the
+layer fits (``quant.depthwise``), otherwise, like pooling and residual adds,
+on the accumulator path (``quant.vector``). Layers run one after another (``program.fenced``); inside
 a layer loads, computes and stores overlap.
 """
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from hdl.isa import Instruction, Opcode
 from hdl.numerics import BINARY_VALUES_PER_LANE, ArithMode
 
 from .conv import lower_conv
+from .depthwise import lower_depthwise_array, plan_depthwise
 from .graph import Add, Binarize, ChannelShuffle, Concat, Conv, Graph, Pool, PoolKind, Slice
 from .memory import FeatureMap, MemoryImage
 from .program import fenced, load_channel_records, serialized
@@ -292,8 +294,13 @@ def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, ma
             x, x_slots = maps[node.input], slots[node.input]
             taps = np.zeros(node.kernel + (x.channel_blocks * x.lanes,), dtype=np.int64)
             taps[:, :, x_slots] = node.weight[:, :, :, 0].transpose(1, 2, 0)
-            passes.append(serialized(head + lower_depthwise(config, image, node.name, x, y, taps, node.stride,
-                                                            offset, blocks)))
+            plan = plan_depthwise(config, node.kernel, node.stride, y.height, y.width)
+            if plan:
+                passes.append(head + lower_depthwise_array(config, image, node.name, x, y, taps, node.stride,
+                                                           offset, blocks, plan))
+            else:
+                passes.append(serialized(head + lower_depthwise(config, image, node.name, x, y, taps, node.stride,
+                                                                offset, blocks)))
         elif isinstance(node, Pool):
             passes.append(serialized(head + lower_pool(config, maps[node.input], y,
                                                        "max" if node.kind == PoolKind.MAX else "avg", node.kernel,

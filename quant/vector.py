@@ -11,7 +11,8 @@ accumulator followed by a STORE through the usual requantization:
 * depthwise convolution: per tap, ADD the shifted input times that tap's
   per-channel weights (``lane_scales``: a weight scratchpad row per tap), then
   requantize with per-channel bias and multipliers — the depthwise path, C
-  multiply-accumulates per cycle.
+  multiply-accumulates per cycle. Arrays with the depthwise mode run it on the
+  array instead (``quant.depthwise``) where it fits.
 
 Feature maps are ``quant.memory.FeatureMap`` with C lanes per channel block.
 A window tap over output rows ``oy0..oy1`` is one 3-D descriptor: blocks are
@@ -27,6 +28,7 @@ from hdl.config import AcceleratorConfig
 from hdl.isa import Instruction, Opcode, Target
 from hdl.numerics import INT8_MIN, SCALE_BITS, ArithMode, Combine, quantize_multiplier
 
+from .depthwise import DepthwisePlan, lower_depthwise_array, plan_depthwise
 from .memory import FeatureMap, MemoryImage
 from .program import load_channel_records, serialized
 from .window import window_fields
@@ -159,16 +161,18 @@ class VectorProgram:
 
 
 def _standalone(config: AcceleratorConfig, image: MemoryImage, y: FeatureMap, body: list[Instruction],
-                bias, multiplier, shift) -> VectorProgram:
-    """One operation as a whole program: CONFIG, its channel records, ``body``, serialized."""
+                bias, multiplier, shift, tokened: bool = False) -> VectorProgram:
+    """One operation as a whole program: CONFIG, its channel records, ``body`` (serialized unless it is
+    ``tokened``: it then orders its own units, and the head needs no tokens: each unit runs in order)."""
     if y.channel_blocks > config.channel_rows:
         raise ValueError(f"{y.channels} channels need {y.channel_blocks} channel rows; the accelerator has "
                          f"{config.channel_rows}")
     per_channel = [np.broadcast_to(np.asarray(v), y.channels) for v in (bias, multiplier, shift)]
     head = [Instruction(Opcode.CONFIG, {"mode": ArithMode.INT8, "zero_point": 0, "clamp_min": -128,
                                         "clamp_max": 127}),
-            load_channel_records(image, "channels", config.array.cols, *per_channel)]
-    program = serialized(head + body + [Instruction(Opcode.END, {})])
+            load_channel_records(image, "channels", y.lanes, *per_channel)]
+    program = head + body + [Instruction(Opcode.END, {})] if tokened else \
+        serialized(head + body + [Instruction(Opcode.END, {})])
     return VectorProgram(config, image, program, image.place_program("program", program).address, y)
 
 
@@ -177,13 +181,14 @@ def _check_image(values: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} must be an (H, W, C) int8 array, not shape {np.shape(values)}")
 
 
-def _window_maps(config: AcceleratorConfig, x: np.ndarray, window: Window):
+def _window_maps(config: AcceleratorConfig, x: np.ndarray, window: Window, lanes: int | None = None):
+    """Input and output feature maps in blocks of ``lanes`` channels (default C: the accumulator path's)."""
     _check_image(x, "input")
     image = MemoryImage(config.bus_bytes)
     height, width, channels = x.shape
-    fx = image.place_feature_map("x", x, config.array.cols)
-    y = image.allocate_feature_map("y", output_size(height, window), output_size(width, window), channels,
-                                   config.array.cols)
+    lanes = lanes or config.array.cols
+    fx = image.place_feature_map("x", x, lanes)
+    y = image.allocate_feature_map("y", output_size(height, window), output_size(width, window), channels, lanes)
     return image, fx, y, (window.stride, window.stride), (-window.padding, -window.padding)
 
 
@@ -215,11 +220,31 @@ def compile_add(config: AcceleratorConfig, a: np.ndarray, b: np.ndarray, ka: int
 
 
 def compile_depthwise(config: AcceleratorConfig, x: np.ndarray, weights: np.ndarray, window: Window, bias,
-                      multiplier, shift) -> VectorProgram:
-    """Depthwise convolution of (H, W, C) int8 ``x`` with (k, k, C) int8 ``weights``, per-channel requantization."""
-    image, fx, y, stride, offset = _window_maps(config, x, window)
-    if np.shape(weights) != (window.kernel, window.kernel, fx.channels):
-        raise ValueError(f"Depthwise weights must have shape {(window.kernel, window.kernel, fx.channels)}, "
+                      multiplier, shift, on_array: bool | None = None) -> VectorProgram:
+    """Depthwise convolution of (H, W, C) int8 ``x`` with (k, k, C) int8 ``weights``, per-channel requantization.
+
+    ``on_array``: True runs it in the array's depthwise mode (``ValueError`` where that cannot), False on
+    the accumulator path, None (default) on the array where it can, as the compiler does.
+    """
+    _check_image(x, "input")
+    if np.shape(weights) != (window.kernel, window.kernel, x.shape[2]):
+        raise ValueError(f"Depthwise weights must have shape {(window.kernel, window.kernel, x.shape[2])}, "
                          f"not {np.shape(weights)}")
-    body = lower_depthwise(config, image, "dw", fx, y, np.asarray(weights), stride, offset)
-    return _standalone(config, image, y, body, bias, multiplier, shift)
+    kernel, stride = (window.kernel, window.kernel), (window.stride, window.stride)
+    out_size = (output_size(x.shape[0], window), output_size(x.shape[1], window))
+    plan = None
+    if on_array:
+        if not config.array.depthwise:
+            raise ValueError(f"The {config.array.name} array has no depthwise mode (a WS array has it unless "
+                             "generated with depthwise=False)")
+        plan = DepthwisePlan(config, kernel, stride, *out_size)
+    elif on_array is None:
+        plan = plan_depthwise(config, kernel, stride, *out_size)
+    # The array's depthwise mode takes a block's channels in the first min(R, C) lanes of a scratchpad row.
+    lanes = min(config.array.rows, config.array.cols) if plan else None
+    image, fx, y, stride, offset = _window_maps(config, x, window, lanes)
+    if plan:
+        body = lower_depthwise_array(config, image, "dw", fx, y, np.asarray(weights), stride, offset, plan=plan)
+    else:
+        body = lower_depthwise(config, image, "dw", fx, y, np.asarray(weights), stride, offset)
+    return _standalone(config, image, y, body, bias, multiplier, shift, tokened=plan is not None)

@@ -99,3 +99,44 @@ def test_every_operation_is_bit_exact_in_rtl(seed):
         expected = run_isa(program)
         assert outcome.done, outcome
         assert outcome.dram[:len(expected)] == expected
+
+
+WS_CONFIG = AcceleratorConfig(ArrayConfig(4, 4, "ws", "int8"), spad_kib=1, acc_kib=1, bus_bits=128)
+
+
+@pytest.mark.parametrize("config", [WS_CONFIG, AcceleratorConfig(ArrayConfig(3, 5, "ws", "int8"), spad_kib=1,
+                                                                  acc_kib=1, bus_bits=64)],
+                         ids=lambda c: c.array.name)
+@pytest.mark.parametrize("window", WINDOWS[:4] + [Window(5, 2, 2)], ids=str)
+def test_depthwise_convolution_on_the_array(config, window, seed):
+    """The array's depthwise mode (phases for strides, tiles of output rows) computes the same convolution."""
+    rng = np.random.default_rng(seed)
+    x = random_image(rng, 11, 13, 7)
+    channels = x.shape[2]
+    weights = rng.integers(-128, 128, size=(window.kernel, window.kernel, channels))
+    bias = rng.integers(-3000, 3000, channels)
+    multiplier, shift = map(np.array, zip(*(quantize_multiplier(s) for s in rng.uniform(1e-4, 1e-2, channels))))
+    compiled = compile_depthwise(config, x, weights, window, bias, multiplier, shift, on_array=True)
+    assert any(i.fields.get("depthwise") for i in compiled.program)
+    acc = (windows_of(x, window, 0) * weights.reshape(1, 1, -1, channels)).sum(axis=2)
+    expected = requantize(acc, bias, multiplier, shift, 0)
+    assert np.array_equal(compiled.read_output(run_isa(compiled)), expected)
+
+
+def test_depthwise_on_the_array_is_bit_exact_in_rtl(seed):
+    """The array-mode programs (tokens, double buffering, phases) in RTL, with AXI back-pressure."""
+    config = AcceleratorConfig(ArrayConfig(2, 3, "ws", "both"), spad_kib=1, acc_kib=1, bus_bits=64)
+    rng = np.random.default_rng(seed)
+    x = random_image(rng, 7, 9, 5)
+    programs = []
+    for window in (Window(3, 2, 1), Window(2, 2, 0), Window(3, 2, 0)):
+        weights = rng.integers(-128, 128, size=(window.kernel, window.kernel, 5))
+        scales = map(np.array, zip(*(quantize_multiplier(s) for s in rng.uniform(1e-4, 1e-2, 5))))
+        programs.append(compile_depthwise(config, x, weights, window, rng.integers(-3000, 3000, 5), *scales,
+                                          on_array=True))
+    runs = [AcceleratorRun(bytes(p.image.data), p.program_address, len(p.program), backpressure=i % 2 == 0, seed=i)
+            for i, p in enumerate(programs)]
+    for program, outcome in zip(programs, run_programs(config, runs, accelerator_model(config))):
+        expected = run_isa(program)
+        assert outcome.done and outcome.error is None, outcome
+        assert outcome.dram[:len(expected)] == expected
