@@ -1,12 +1,17 @@
 #!/usr/bin/env python3
-"""Benchmark (not a test): the accumulator path — depthwise convolution, pooling, residual add — in RTL.
+"""Benchmark (not a test): depthwise convolution, pooling and residual add in RTL.
 
 Each operation is compiled by ``quant.vector``, run on the accelerator with the
 in-design DRAM model (``sim.fast_runner``) and checked bit-exact against the ISA
-simulator. The depthwise path does C multiply-accumulates per cycle (one int8
+simulator. The accumulator path does C multiply-accumulates per cycle (one int8
 row combined into one accumulator row); its utilization is MACs / (C x cycles).
+With ``--dataflow ws`` depthwise convolutions also run in the array's depthwise
+mode (``quant.depthwise``), whose peak is kw x C MACs per cycle at stride 1 (each
+beat brings one pixel of C channels, used by the kw taps of every column) and
+ceil(kw / s) x C on the even phase of stride s; the line gives MACs per cycle and
+the fraction of the array's R x C.
 
-Run: python bench/vector.py [--pe 16x16] [--size 28x28x64]
+Run: python bench/vector.py [--pe 16x16] [--size 28x28x64] [--dataflow ws]
 """
 import argparse
 import sys
@@ -26,12 +31,15 @@ def main() -> int:
     parser.add_argument("--pe", default="16x16")
     parser.add_argument("--size", default="28x28x64", help="HxWxC of the input feature map")
     parser.add_argument("--bus-bits", type=int, default=128)
+    parser.add_argument("--dataflow", choices=["os", "ws"], default="os",
+                        help="ws also runs depthwise convolutions in the array's depthwise mode")
     args = parser.parse_args()
     height, width, channels = (int(v) for v in args.size.split("x"))
     rows, cols = parse_pe(args.pe)
-    config = AcceleratorConfig(ArrayConfig(rows, cols, "os", "int8"), bus_bits=args.bus_bits)
-    print(f"benchmark of the accumulator path, {time.strftime('%Y-%m-%d')}: {args.pe} OS int8, {args.bus_bits}-bit "
-          f"AXI, input {height}x{width}x{channels}, DRAM read latency 2 cycles")
+    config = AcceleratorConfig(ArrayConfig(rows, cols, args.dataflow, "int8"), bus_bits=args.bus_bits)
+    print(f"benchmark of depthwise, pooling and add, {time.strftime('%Y-%m-%d')}: {args.pe} "
+          f"{args.dataflow.upper()} int8, {args.bus_bits}-bit AXI, input {height}x{width}x{channels}, "
+          f"DRAM read latency 2 cycles")
     rng = np.random.default_rng(0)
     x = rng.integers(-128, 128, size=(height, width, channels))
     start = time.perf_counter()
@@ -39,20 +47,20 @@ def main() -> int:
     print(f"model build {time.perf_counter() - start:.0f} s")
     scales = [quantize_multiplier(s) for s in rng.uniform(1e-4, 1e-2, channels)]
     multipliers, shifts = np.array([m for m, _ in scales]), np.array([s for _, s in scales])
-    window = Window(3, 1, 1)
-    cases = [
-        ("depthwise 3x3 s1", compile_depthwise(config, x, rng.integers(-128, 128, (3, 3, channels)), window,
-                                               rng.integers(-3000, 3000, channels), multipliers, shifts),
-         output_size(height, window) * output_size(width, window) * 9 * channels),
-        ("depthwise 3x3 s2", compile_depthwise(config, x, rng.integers(-128, 128, (3, 3, channels)),
-                                               Window(3, 2, 1), rng.integers(-3000, 3000, channels), multipliers,
-                                               shifts),
-         output_size(height, Window(3, 2, 1)) * output_size(width, Window(3, 2, 1)) * 9 * channels),
-        ("max pool 3x3 s2", compile_pool(config, x, Window(3, 2, 1), "max"), None),
+    paths = [("array", True), ("accumulator path", False)] if config.array.depthwise else [("accumulator path", False)]
+    cases = []
+    for window in (Window(3, 1, 1), Window(3, 2, 1)):
+        macs = output_size(height, window) * output_size(width, window) * 9 * channels
+        for path, on_array in paths:
+            compiled = compile_depthwise(config, x, rng.integers(-128, 128, (3, 3, channels)), window,
+                                         rng.integers(-3000, 3000, channels), multipliers, shifts, on_array)
+            cases.append((f"depthwise 3x3 s{window.stride} ({path})", compiled, macs, on_array))
+    cases += [
+        ("max pool 3x3 s2", compile_pool(config, x, Window(3, 2, 1), "max"), None, False),
         ("residual add", compile_add(config, x, rng.integers(-128, 128, x.shape), 300, -200,
-                                     *quantize_multiplier(1 / 500)), None),
+                                     *quantize_multiplier(1 / 500)), None, False),
     ]
-    for name, compiled, macs in cases:
+    for name, compiled, macs, on_array in cases:
         dram = bytearray(compiled.image.data)
         IsaSimulator(config, dram).run(compiled.program_address, len(compiled.program))
         outcome = run_fast(config, bytes(compiled.image.data), compiled.program_address, len(compiled.program),
@@ -61,7 +69,11 @@ def main() -> int:
         exact = outcome.done and outcome.dram[:len(dram)] == bytes(dram)
         line = (f"{name}: bit-exact {exact}; {c['CYCLES']} cycles; read {c['BYTES_READ']} B, wrote "
                 f"{c['BYTES_WRITTEN']} B; {c['INSTRUCTIONS']} instructions")
-        if macs:
+        if macs and on_array:
+            line += (f"; {macs} MACs; {macs / c['CYCLES']:.1f} MACs/cycle, {macs / (3 * cols * c['CYCLES']):.1%} of "
+                     f"the depthwise mode's 3 x {cols}, {macs / (rows * cols * c['CYCLES']):.1%} of the array's "
+                     f"{rows * cols}")
+        elif macs:
             line += (f"; {macs} MACs; depthwise-path utilization {macs / (cols * c['CYCLES']):.1%} "
                      f"(of {cols} MACs/cycle)")
         print(line + f"; {outcome.clock_cycles / outcome.loop_seconds:,.0f} simulated cycles/s")

@@ -9,18 +9,25 @@ block for several output rows at once:
   ``s * (ox + k) + p``. A phase's input columns, loaded in order, make the
   taps consecutive rows: stationary row ``k`` holds ``w[dy, p + s * k]`` (the
   other rows 0, which multiply whatever the tail of the stream holds by 0).
-* A step (tile, dy, phase) LOADs the T output rows' input rows, each as
-  ``Wp = out_w + (kw - 1) // s`` pixels of its phase (borders are padding),
-  so activation row ``r * Wp + ox`` starts output ``(r, ox)``'s correlation;
-  its COMPUTE streams ``(T - 1) * Wp + out_w - 1 + R`` beats and accumulates
-  into accumulator row ``r * Wp + ox`` (the first step overwrites). Rows
-  ``ox >= out_w`` straddle two image rows and are never stored.
-* One STORE per output row writes its ``out_w`` accumulator rows.
+  Rows split the same way: window row ``dy = q + sy * j`` of vertical phase
+  ``q`` reads input rows ``sy * (oy + j) + q``.
+* A load group (tile, q, p) LOADs the input rows of its phases for the
+  tile's T output rows and the j > 0 below them, each as ``Wp = out_w +
+  ceil(kw / s) - 1`` pixels (borders are padding), so activation row
+  ``(r + j) * Wp + ox`` starts output ``(r, ox)``'s correlation for ``dy = q
+  + sy * j``. Each of its steps (one per j) is a COMPUTE of ``(T - 1) * Wp +
+  out_w - 1 + R`` beats from row ``j * Wp`` that accumulates into accumulator
+  row ``r * Wp + ox`` (a tile's first step overwrites). Rows ``ox >= out_w``
+  straddle two image rows. At stride 1 a 3x3 window is one load and three
+  steps per tile.
+* Two STOREs per tile: the first T - 1 output rows as Wp pixels each (a row's
+  straddling pixels land on the next row's first pixels, which that row then
+  overwrites in the same STORE), then the last row's ``out_w``.
 
-Steps double-buffer the activation scratchpad (a load runs while the previous
-step computes), tiles the accumulator (a tile's stores overlap the next tile's
-computes), and channel blocks the weight scratchpad (each block's kh x phases
-stationary tiles load once), with tokens as in ``quant.gemm``.
+Load groups double-buffer the activation and weight scratchpads (a group's
+stationary tiles and input rows load while the previous group computes), tiles
+the accumulator (a tile's stores overlap the next tile's computes), with
+tokens as in ``quant.gemm``.
 """
 import numpy as np
 
@@ -46,27 +53,25 @@ class DepthwisePlan:
                  out_height: int, out_width: int):
         self.rows = rows = config.array.rows
         self.kernel, self.stride, self.out_width = kernel, stride, out_width
-        self.phases = min(stride[1], kernel[1])
-        if kernel[0] * self.phases < 2:
-            # A block's weight load waits for the block before last only through two steps per block.
-            raise ValueError(f"A {kernel[0]}x{kernel[1]} window at stride {stride[1]} is one step per tile; "
-                             "the array's depthwise mode needs two")
         taps_per_phase = -(-kernel[1] // stride[1])
         if taps_per_phase > rows:
             raise ValueError(f"A {kernel[1]}-wide window at stride {stride[1]} needs {taps_per_phase} taps per "
                              f"column; the array has {rows} rows")
         self.width = out_width + taps_per_phase - 1
-        self.tile_rows = min(out_height, (config.act_rows // 2 - rows) // self.width,
+        # (vertical phase q, horizontal phase p, window rows dy of q): one load group each.
+        self.groups = [(q, p, list(range(q, kernel[0], stride[0])))
+                       for q in range(min(stride[0], kernel[0])) for p in range(min(stride[1], kernel[1]))]
+        extra_rows = max(len(dys) for _, _, dys in self.groups) - 1
+        self.tile_rows = min(out_height, (config.act_rows // 2 - rows) // self.width - extra_rows,
                              config.acc_rows // 2 // self.width,
                              (_MAX_BEATS - out_width + 1 - rows) // self.width + 1)
         if self.tile_rows < 1:
             raise ValueError(f"An output row of {out_width} pixels ({self.width} loaded) does not fit half the "
                              f"scratchpad ({config.act_rows // 2} rows) or half the accumulator "
                              f"({config.acc_rows // 2} rows)")
-        self.stationary_rows = kernel[0] * self.phases * rows
-        if 2 * self.stationary_rows > config.weight_rows:
-            raise ValueError(f"A {kernel[0]}x{kernel[1]} window needs {self.stationary_rows} stationary weight "
-                             f"rows per channel block, twice that in the {config.weight_rows}-row weight scratchpad")
+        if (extra_rows + 1) * rows > config.weight_rows // 2:
+            raise ValueError(f"A {kernel[0]}x{kernel[1]} window needs {(extra_rows + 1) * rows} stationary weight "
+                             f"rows per load group, more than half the {config.weight_rows}-row weight scratchpad")
 
     def beats(self, tile_rows: int) -> int:
         """A step's COMPUTE beats: its last output's correlation needs R rows from that output's row on."""
@@ -84,14 +89,13 @@ def plan_depthwise(config: AcceleratorConfig, kernel: tuple[int, int], stride: t
         return None
 
 
-def _stationary_tiles(weights: np.ndarray, plan: DepthwisePlan, rows: int, lanes: slice) -> np.ndarray:
-    """Each (dy, phase) R x C stationary tile of one channel block, stacked: tap k of phase p in row k."""
-    kh, kw = plan.kernel
-    tiles = np.zeros((kh, plan.phases, rows, weights.shape[2]), dtype=np.int64)
-    for dy in range(kh):
-        for phase in range(plan.phases):
-            taps = weights[dy, phase::plan.stride[1]]
-            tiles[dy, phase, :len(taps)] = taps
+def _stationary_tiles(weights: np.ndarray, plan: DepthwisePlan, phase: int, dys: list[int],
+                      lanes: slice) -> np.ndarray:
+    """The R x lanes stationary tile of each window row ``dy`` of horizontal ``phase``, stacked: tap k in row k."""
+    tiles = np.zeros((len(dys), plan.rows, weights.shape[2]), dtype=np.int64)
+    for index, dy in enumerate(dys):
+        taps = weights[dy, phase::plan.stride[1]]
+        tiles[index, :len(taps)] = taps
     return tiles.reshape(-1, weights.shape[2])[:, lanes]
 
 
@@ -108,39 +112,48 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
     plan = plan or DepthwisePlan(config, weights.shape[:2], stride, y.height, y.width)
     blocks = blocks or range(x.channel_blocks)
     act_half, acc_half, weight_half = config.act_rows // 2, config.acc_rows // 2, config.weight_rows // 2
-    kh = plan.kernel[0]
     body: list[Instruction] = []
-    step = tile = 0
-    for block_index, block in enumerate(blocks):
-        lanes = slice(block * x.lanes, block * x.lanes + x.block_channels(block))
-        region = image.place_rows(f"{name}.dw.c{block}", _stationary_tiles(weights, plan, rows, lanes))
-        weight_base = (block_index % 2) * weight_half
-        body.append(Instruction(Opcode.LOAD, {
-            "target": Target.WEIGHTS, "sram_addr": weight_base, "dram_addr": region.address,
-            "row_elems": x.block_channels(block), "rows": plan.stationary_rows, "row_stride": region.row_stride}))
+    group_index = tile = 0
+    for block in blocks:
+        channels = x.block_channels(block)
+        lanes = slice(block * x.lanes, block * x.lanes + channels)
+        regions = [image.place_rows(f"{name}.dw.c{block}.q{q}p{p}", _stationary_tiles(weights, plan, p, dys, lanes))
+                   for q, p, dys in plan.groups]
         for first in range(0, y.height, plan.tile_rows):
             tile_rows = min(plan.tile_rows, y.height - first)
             acc_base = (tile % 2) * acc_half
-            steps = [(dy, phase) for dy in range(kh) for phase in range(plan.phases)]
-            for index, (dy, phase) in enumerate(steps):
-                act_base = (step % 2) * act_half
-                fields = window_fields(x, block=block, first_row=first, out_rows=tile_rows, first_col=0,
-                                       out_cols=plan.width, stride=stride,
-                                       offset=(offset[0] + dy, offset[1] + phase))
+            steps = [(region, q, p, j) for region, (q, p, dys) in zip(regions, plan.groups) for j in range(len(dys))]
+            for region, (q, p, dys) in zip(regions, plan.groups):
+                half = group_index % 2
+                # Both halves this group overwrites were last read by the group before last.
                 body.append(Instruction(Opcode.LOAD, {
-                    "target": Target.ACTIVATIONS, "sram_addr": act_base, "row_elems": x.block_channels(block),
-                    "pad_value": 0, **fields}, pop_next=step >= 2, push_next=True))
-                body.append(Instruction(Opcode.COMPUTE, {
-                    "act_addr": act_base, "weight_addr": weight_base + (dy * plan.phases + phase) * rows,
-                    "acc_addr": acc_base, "beats": plan.beats(tile_rows), "accumulate": int(index > 0),
-                    "mode": ArithMode.INT8, "depthwise": 1},
-                    pop_prev=True, push_prev=True, pop_next=index == 0 and tile >= 2,
-                    push_next=index == len(steps) - 1))
-                step += 1
-            for row in range(tile_rows):
+                    "target": Target.WEIGHTS, "sram_addr": half * weight_half, "dram_addr": region.address,
+                    "row_elems": channels, "rows": len(dys) * rows, "row_stride": region.row_stride},
+                    pop_next=group_index >= 2))
+                fields = window_fields(x, block=block, first_row=first, out_rows=tile_rows + len(dys) - 1,
+                                       first_col=0, out_cols=plan.width, stride=stride,
+                                       offset=(offset[0] + q, offset[1] + p))
+                body.append(Instruction(Opcode.LOAD, {
+                    "target": Target.ACTIVATIONS, "sram_addr": half * act_half, "row_elems": channels,
+                    "pad_value": 0, **fields}, push_next=True))
+                for j in range(len(dys)):
+                    step = steps.index((region, q, p, j))
+                    body.append(Instruction(Opcode.COMPUTE, {
+                        "act_addr": half * act_half + j * plan.width, "weight_addr": half * weight_half + j * rows,
+                        "acc_addr": acc_base, "beats": plan.beats(tile_rows), "accumulate": int(step > 0),
+                        "mode": ArithMode.INT8, "depthwise": 1},
+                        pop_prev=j == 0, push_prev=j == len(dys) - 1, pop_next=step == 0 and tile >= 2,
+                        push_next=step == len(steps) - 1))
+                group_index += 1
+            # All but the last output row store Wp pixels: a row's straddling rows land on the next row's
+            # first pixels, which the next row then overwrites (same STORE, in order).
+            stores = [(0, tile_rows - 1, plan.width), (tile_rows - 1, 1, y.width)] if tile_rows > 1 else \
+                [(0, 1, y.width)]
+            for index, (row, count, width) in enumerate(stores):
                 body.append(Instruction(Opcode.STORE, {
                     "acc_addr": acc_base + row * plan.width, "channel_row": block - blocks.start,
                     "dram_addr": y.pixel_address(block, first + row, 0), "channels": y.block_channels(block),
-                    "rows": y.width, "row_stride": y.row_stride}, pop_prev=row == 0, push_prev=row == tile_rows - 1))
+                    "rows": width, "row_stride": y.row_stride, "blocks": count, "block_stride": y.width * y.row_stride},
+                    pop_prev=index == 0, push_prev=index == len(stores) - 1))
             tile += 1
     return body
