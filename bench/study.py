@@ -69,13 +69,14 @@ def _rows(entry) -> list[LayerFigures]:
     return [LayerFigures(**{**row, "shape": tuple(row["shape"])}) for row in entry["layers"]]
 
 
-def _array_layers(rows):
-    return [r for r in rows if r.op.startswith("conv")]
+def _array_layers(rows, dataflow: str = "os"):
+    """The layers the array runs: dense convolutions, and on WS arrays depthwise ones too (its depthwise mode)."""
+    return [r for r in rows if r.op.startswith("conv") or (dataflow == "ws" and r.op == "depthwise")]
 
 
-def _utilization(rows, pe) -> float:
-    """Dense-convolution MACs over the whole net's cycles x R x C."""
-    return sum(r.macs for r in _array_layers(rows)) / (pe * pe * sum(r.cycles for r in rows))
+def _utilization(rows, pe, dataflow: str) -> float:
+    """MACs of the array's layers over the whole net's cycles x R x C."""
+    return sum(r.macs for r in _array_layers(rows, dataflow)) / (pe * pe * sum(r.cycles for r in rows))
 
 
 def _peak(row: LayerFigures, pe: int) -> int:
@@ -165,8 +166,9 @@ def render(results: dict) -> None:
            if results["input"] != "3x224x224" else "")
         + "ShuffleNetV2 compiles (channel shuffle folded into the weights) and is included.",
         "",
-        "Utilization is dense-convolution MACs / (R x C x all cycles of the net) (depthwise, pooling and adds run on "
-        "the accumulator path, which is not the array). A layer is *memory-bound* when its DRAM bytes need more bus "
+        "Utilization is the MACs of the layers the array runs / (R x C x all cycles of the net): dense convolutions, "
+        "and on WS arrays depthwise convolutions too (the array's depthwise mode); pooling, adds and OS depthwise "
+        "layers run on the accumulator path, which is not the array. A layer is *memory-bound* when its DRAM bytes need more bus "
         "cycles (bytes / 16) than its MACs need at the peak of the unit that runs it (array: RC MACs/cycle; "
         "accumulator path: C): left of that unit's roofline ridge.",
         "",
@@ -184,7 +186,7 @@ def render(results: dict) -> None:
                     cells.append(f"not compiled: {entry.get('error', 'not run')}")
                     continue
                 rows = _rows(entry)
-                cells.append(f"{sum(r.cycles for r in rows):,} ({_utilization(rows, pe):.1%})")
+                cells.append(f"{sum(r.cycles for r in rows):,} ({_utilization(rows, pe, df):.1%})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     ratio_by_array = {pe: [sum(r.cycles for r in _rows(e[f"{pe}x{pe}_os"])) / sum(r.cycles for r in _rows(e[f"{pe}x{pe}_ws"]))
                            for e in nets.values() if "layers" in e.get(f"{pe}x{pe}_os", {})

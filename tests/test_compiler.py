@@ -18,6 +18,7 @@ from quant.graph import ChannelShuffle, Concat, Slice
 from quant.isasim import IsaSimulator
 from quant.ptq import calibrate, quantize, quantize_input
 from quant.zoo import ZOO
+from sim.accelerator_runner import AcceleratorRun, accelerator_model, run_programs
 from sim.fast_runner import run_fast
 
 
@@ -173,3 +174,24 @@ def test_net_runs_bit_exact_in_rtl(name, dataflow, rows, cols, arith, size, seed
     expected = golden.run(graph, image[None])
     for node in graph.nodes:
         assert np.array_equal(net.read_tensor(outcome.dram, node.output), expected[node.output][0]), node.name
+
+
+# The OS accelerator is test_accelerator's (one Verilator build for both files).
+@pytest.mark.parametrize("name, config, size", [
+    ("squeezenet1_1", AcceleratorConfig(ArrayConfig(4, 4, "os", "int8"), spad_kib=1, acc_kib=1, bus_bits=128), 32),
+    ("shufflenet_v2", config("ws", 8, 8, "both"), 32),      # its depthwise layers in the array's depthwise mode
+    ("binarynet", config("ws", 8, 8, "both"), 16),
+], ids=lambda value: value.array.name if isinstance(value, AcceleratorConfig) else str(value))
+def test_net_runs_bit_exact_in_cocotb(name, config, size, seed):
+    """A whole zoo net in cocotb against cocotbext-axi's AxiRam with random stalls on every AXI channel:
+    the final DRAM equals the ISA simulator's and the output tensor the golden model's."""
+    graph, image = small_net(name, seed, size=size)
+    net = compile_graph(config, graph, image)
+    dram = bytearray(net.image.data)
+    IsaSimulator(net.config, dram).run(net.program_address, len(net.program))
+    (outcome,) = run_programs(config, [AcceleratorRun(bytes(net.image.data), net.program_address, len(net.program),
+                                                      backpressure=True, seed=seed)], accelerator_model(config))
+    assert outcome.done and outcome.error is None, outcome
+    assert outcome.dram[:len(dram)] == bytes(dram)
+    output = graph.nodes[-1].output
+    assert np.array_equal(net.read_tensor(outcome.dram, output), golden.run(graph, image[None])[output][0])
