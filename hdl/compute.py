@@ -82,7 +82,8 @@ class ComputeUnit(wiring.Component):
         # registers while the previous tile streams). The activation reader starts each job once
         # the previous one has issued its reads; `deliveries` frames each job's beats (last, mode).
         beat_flags = {name: COMPUTE.members[name] for name in ("beats", "mode", "depthwise")}
-        act_job = data.StructLayout({"act_addr": len(self.act_read.addr), **beat_flags})
+        act_job = data.StructLayout({"act_addr": len(self.act_read.addr), **beat_flags,
+                                     "act_stride_log2": COMPUTE.members["act_stride_log2"]})
         delivery = data.StructLayout(beat_flags)
         act_jobs = m.submodules.act_jobs = fifo.SyncFIFOBuffered(width=act_job.size, depth=IN_FLIGHT)
         deliveries = m.submodules.deliveries = fifo.SyncFIFOBuffered(width=delivery.size, depth=IN_FLIGHT)
@@ -90,6 +91,7 @@ class ComputeUnit(wiring.Component):
         started_delivery, delivering = delivery(deliveries.w_data), delivery(deliveries.r_data)
         with m.If(act_jobs.r_rdy & ~act_reader.reading & deliveries.w_rdy):
             m.d.comb += [act_reader.first.eq(queued_job.act_addr), act_reader.count.eq(queued_job.beats),
+                         act_reader.step_shift.eq(queued_job.act_stride_log2),
                          act_reader.start.eq(1), act_jobs.r_en.eq(1), deliveries.w_en.eq(1)]
         m.d.comb += [started_delivery.beats.eq(queued_job.beats), started_delivery.mode.eq(queued_job.mode),
                      started_delivery.depthwise.eq(queued_job.depthwise)]
@@ -202,7 +204,8 @@ class ComputeUnit(wiring.Component):
                     unsupported = fields.depthwise & (fields.beats < rows)
                 else:
                     unsupported |= fields.depthwise
-                out_of_range = ((fields.act_addr + fields.beats > config.act_rows) |
+                last_act_row = fields.act_addr + ((fields.beats - 1) << fields.act_stride_log2)
+                out_of_range = ((fields.beats != 0) & (last_act_row >= config.act_rows) |
                                 (fields.weight_addr + weight_rows > config.weight_rows) |
                                 (fields.acc_addr + kept_rows > config.acc_rows)) & ~unsupported
                 with m.If(out_of_range | unsupported):
@@ -216,6 +219,7 @@ class ComputeUnit(wiring.Component):
                                  weight_reader.start.eq(1), started_job.act_addr.eq(fields.act_addr),
                                  started_job.beats.eq(fields.beats), started_job.mode.eq(fields.mode),
                                  started_job.depthwise.eq(fields.depthwise),
+                                 started_job.act_stride_log2.eq(fields.act_stride_log2),
                                  act_jobs.w_en.eq(1), in_flight.w_en.eq(1)]
                     m.next = "Idle"
         return m

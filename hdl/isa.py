@@ -85,6 +85,7 @@ STORE_BYTE_OFFSET_BITS = 6
 STORE = data.StructLayout({"acc_addr": 16, "channel_row": 12, **DESCRIPTOR_FIELDS, "channels": 7,
                            "byte_offset": STORE_BYTE_OFFSET_BITS})
 
+# Beat n reads activation row act_addr + (n << act_stride_log2); below, act[act_addr + n] stands for it.
 # OS: acc[acc_addr + i][j] (+)= sum_k A[i][k] * weight[weight_addr + k][j], i < R, j < C, k < beats,
 #     where A[i][b * R + t] = act[act_addr + b * R + i][t]: the activation rows are NHWC
 #     (a pixel's R channels), in blocks of R pixels per R reduction steps; beats is a
@@ -98,7 +99,7 @@ STORE = data.StructLayout({"acc_addr": 16, "channel_row": 12, **DESCRIPTOR_FIELD
 #     (``numerics.golden_depthwise``): beats - R + 1 result rows, beats >= R.
 COMPUTE = data.StructLayout({
     "act_addr": 16, "weight_addr": 16, "acc_addr": 16, "beats": 12, "accumulate": 1,
-    "mode": ArithMode, "depthwise": 1,
+    "mode": ArithMode, "depthwise": 1, "act_stride_log2": 2,
 })
 
 CONFIG = output_params_layout()

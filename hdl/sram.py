@@ -22,6 +22,7 @@ class RowReader(wiring.Component):
     start : In(1)          pulse: latch ``first`` and ``count`` and begin
     first : In(addr_width)
     count : In(16)
+    step_shift : In(2)     rows advance ``1 << step_shift`` per row read (latched with ``start``)
     busy : Out(1)          rows remain to be read or delivered
     reading : Out(1)       rows remain to be read; ``start`` may pulse again once it is low
                            (rows still buffered are delivered first)
@@ -34,7 +35,8 @@ class RowReader(wiring.Component):
     def __init__(self, *, addr_width: int, row_shape):
         self._row_shape = row_shape
         super().__init__({
-            "start": In(1), "first": In(addr_width), "count": In(16), "busy": Out(1), "reading": Out(1),
+            "start": In(1), "first": In(addr_width), "count": In(16), "step_shift": In(2),
+            "busy": Out(1), "reading": Out(1),
             "port": In(memory.ReadPort.Signature(addr_width=addr_width, shape=row_shape)),
             "rows": Out(stream.Signature(row_shape)),
         })
@@ -61,8 +63,9 @@ class RowReader(wiring.Component):
             self.busy.eq(self.reading | in_flight | buffer.r_rdy),
         ]
         m.d.sync += in_flight.eq(issue)
+        step_shift = Signal.like(self.step_shift)
         with m.If(self.start):
-            m.d.sync += [address.eq(self.first), remaining.eq(self.count)]
+            m.d.sync += [address.eq(self.first), remaining.eq(self.count), step_shift.eq(self.step_shift)]
         with m.Elif(issue):
-            m.d.sync += [address.eq(address + 1), remaining.eq(remaining - 1)]
+            m.d.sync += [address.eq(address + (1 << step_shift)), remaining.eq(remaining - 1)]
         return m

@@ -6,20 +6,21 @@ block for several output rows at once:
 
 * Phases: with horizontal stride s, output ``ox`` reads input columns
   ``s * ox + dx``; tap ``dx = p + s * k`` belongs to phase ``p`` and reads
-  ``s * (ox + k) + p``. A phase's input columns, loaded in order, make the
-  taps consecutive rows: stationary row ``k`` holds ``w[dy, p + s * k]`` (the
-  other rows 0, which multiply whatever the tail of the stream holds by 0).
-  Rows split the same way: window row ``dy = q + sy * j`` of vertical phase
-  ``q`` reads input rows ``sy * (oy + j) + q``.
-* A load group (tile, q, p) LOADs the input rows of its phases for the
-  tile's T output rows and the j > 0 below them, each as ``Wp = out_w +
-  ceil(kw / s) - 1`` pixels (borders are padding), so activation row
-  ``(r + j) * Wp + ox`` starts output ``(r, ox)``'s correlation for ``dy = q
-  + sy * j``. Each of its steps (one per j) is a COMPUTE of ``(T - 1) * Wp +
-  out_w - 1 + R`` beats from row ``j * Wp`` that accumulates into accumulator
-  row ``r * Wp + ox`` (a tile's first step overwrites). Rows ``ox >= out_w``
-  straddle two image rows. At stride 1 a 3x3 window is one load and three
-  steps per tile.
+  ``s * (ox + k) + p``. Read every s-th activation row from ``p`` on
+  (COMPUTE ``act_stride_log2``), a phase's columns make its taps consecutive
+  beats: stationary row ``k`` holds ``w[dy, p + s * k]`` (the other rows 0,
+  which multiply whatever the tail of the stream holds by 0). Window rows
+  split the same way: ``dy = q + sy * j`` of vertical phase ``q`` reads input
+  rows ``sy * (oy + j) + q``.
+* A load group (tile, q) LOADs, for the tile's T output rows and the j > 0
+  below them, the input rows of phase q, each as ``s * Wp`` consecutive pixels
+  (``Wp = out_w + ceil(kw / s) - 1``; borders are padding), so the beat ``r *
+  Wp + ox`` of a COMPUTE from row ``j * s * Wp + p`` is pixel ``s * ox + p`` of
+  row ``r + j``. Each (j, p) of the group is a COMPUTE of ``(T - 1) * Wp +
+  out_w - 1 + R`` beats that accumulates into accumulator row ``r * Wp + ox``
+  (a tile's first COMPUTE overwrites). Rows ``ox >= out_w`` straddle two image
+  rows. At stride 1 a 3x3 window is one load and three COMPUTEs per tile, at
+  stride 2 two loads and six COMPUTEs.
 * Two STOREs per tile: the first T - 1 output rows as Wp pixels each (a row's
   straddling pixels land on the next row's first pixels, which that row then
   overwrites in the same STORE), then the last row's ``out_w``.
@@ -44,7 +45,7 @@ _MAX_BEATS = (1 << COMPUTE.members["beats"]) - 1
 
 
 class DepthwisePlan:
-    """How a depthwise layer maps onto the array: phases, loaded row width Wp and output rows per tile.
+    """How a depthwise layer maps onto the array: phases, Wp and output rows per tile.
 
     Raises ``ValueError`` (saying why) where the layer does not fit the array's depthwise mode.
     """
@@ -53,28 +54,33 @@ class DepthwisePlan:
                  out_height: int, out_width: int):
         self.rows = rows = config.array.rows
         self.kernel, self.stride, self.out_width = kernel, stride, out_width
+        self.stride_log2 = stride[1].bit_length() - 1
+        if 1 << self.stride_log2 != stride[1] or self.stride_log2 >= 1 << COMPUTE.members["act_stride_log2"]:
+            raise ValueError(f"The depthwise mode reads every s-th activation row for s = 1, 2, 4 or 8, "
+                             f"not a horizontal stride of {stride[1]}")
         taps_per_phase = -(-kernel[1] // stride[1])
         if taps_per_phase > rows:
             raise ValueError(f"A {kernel[1]}-wide window at stride {stride[1]} needs {taps_per_phase} taps per "
                              f"column; the array has {rows} rows")
         self.width = out_width + taps_per_phase - 1
-        # (vertical phase q, horizontal phase p, window rows dy of q): one load group each.
-        self.groups = [(q, p, list(range(q, kernel[0], stride[0])))
-                       for q in range(min(stride[0], kernel[0])) for p in range(min(stride[1], kernel[1]))]
-        extra_rows = max(len(dys) for _, _, dys in self.groups) - 1
-        self.tile_rows = min(out_height, (config.act_rows // 2 - rows) // self.width - extra_rows,
+        self.phases = min(stride[1], kernel[1])
+        # Window rows of each vertical phase: one load group each.
+        self.groups = [list(range(q, kernel[0], stride[0])) for q in range(min(stride[0], kernel[0]))]
+        extra_rows = max(map(len, self.groups)) - 1
+        self.tile_rows = min(out_height, (config.act_rows // 2 // stride[1] - rows) // self.width - extra_rows,
                              config.acc_rows // 2 // self.width,
                              (_MAX_BEATS - out_width + 1 - rows) // self.width + 1)
         if self.tile_rows < 1:
-            raise ValueError(f"An output row of {out_width} pixels ({self.width} loaded) does not fit half the "
+            raise ValueError(f"An output row of {out_width} pixels ({self.width} per phase) does not fit half the "
                              f"scratchpad ({config.act_rows // 2} rows) or half the accumulator "
                              f"({config.acc_rows // 2} rows)")
-        if (extra_rows + 1) * rows > config.weight_rows // 2:
-            raise ValueError(f"A {kernel[0]}x{kernel[1]} window needs {(extra_rows + 1) * rows} stationary weight "
-                             f"rows per load group, more than half the {config.weight_rows}-row weight scratchpad")
+        if (extra_rows + 1) * self.phases * rows > config.weight_rows // 2:
+            raise ValueError(f"A {kernel[0]}x{kernel[1]} window at stride {stride[1]} needs "
+                             f"{(extra_rows + 1) * self.phases * rows} stationary weight rows per load group, more "
+                             f"than half the {config.weight_rows}-row weight scratchpad")
 
     def beats(self, tile_rows: int) -> int:
-        """A step's COMPUTE beats: its last output's correlation needs R rows from that output's row on."""
+        """A COMPUTE's beats: its last output's correlation needs R beats from that output's on."""
         return (tile_rows - 1) * self.width + self.out_width - 1 + self.rows
 
 
@@ -89,13 +95,13 @@ def plan_depthwise(config: AcceleratorConfig, kernel: tuple[int, int], stride: t
         return None
 
 
-def _stationary_tiles(weights: np.ndarray, plan: DepthwisePlan, phase: int, dys: list[int],
-                      lanes: slice) -> np.ndarray:
-    """The R x lanes stationary tile of each window row ``dy`` of horizontal ``phase``, stacked: tap k in row k."""
-    tiles = np.zeros((len(dys), plan.rows, weights.shape[2]), dtype=np.int64)
+def _stationary_tiles(weights: np.ndarray, plan: DepthwisePlan, dys: list[int], lanes: slice) -> np.ndarray:
+    """The R x lanes stationary tile of each (window row, horizontal phase), stacked: tap k in row k."""
+    tiles = np.zeros((len(dys), plan.phases, plan.rows, weights.shape[2]), dtype=np.int64)
     for index, dy in enumerate(dys):
-        taps = weights[dy, phase::plan.stride[1]]
-        tiles[index, :len(taps)] = taps
+        for phase in range(plan.phases):
+            taps = weights[dy, phase::plan.stride[1]]
+            tiles[index, phase, :len(taps)] = taps
     return tiles.reshape(-1, weights.shape[2])[:, lanes]
 
 
@@ -112,38 +118,42 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
     plan = plan or DepthwisePlan(config, weights.shape[:2], stride, y.height, y.width)
     blocks = blocks or range(x.channel_blocks)
     act_half, acc_half, weight_half = config.act_rows // 2, config.acc_rows // 2, config.weight_rows // 2
+    loaded_width = stride[1] * plan.width
     body: list[Instruction] = []
     group_index = tile = 0
     for block in blocks:
         channels = x.block_channels(block)
         lanes = slice(block * x.lanes, block * x.lanes + channels)
-        regions = [image.place_rows(f"{name}.dw.c{block}.q{q}p{p}", _stationary_tiles(weights, plan, p, dys, lanes))
-                   for q, p, dys in plan.groups]
+        regions = [image.place_rows(f"{name}.dw.c{block}.q{q}", _stationary_tiles(weights, plan, dys, lanes))
+                   for q, dys in enumerate(plan.groups)]
         for first in range(0, y.height, plan.tile_rows):
             tile_rows = min(plan.tile_rows, y.height - first)
             acc_base = (tile % 2) * acc_half
-            steps = [(region, q, p, j) for region, (q, p, dys) in zip(regions, plan.groups) for j in range(len(dys))]
-            for region, (q, p, dys) in zip(regions, plan.groups):
+            computes = sum(len(dys) for dys in plan.groups) * plan.phases
+            done = 0
+            for q, (region, dys) in enumerate(zip(regions, plan.groups)):
                 half = group_index % 2
                 # Both halves this group overwrites were last read by the group before last.
                 body.append(Instruction(Opcode.LOAD, {
                     "target": Target.WEIGHTS, "sram_addr": half * weight_half, "dram_addr": region.address,
-                    "row_elems": channels, "rows": len(dys) * rows, "row_stride": region.row_stride},
+                    "row_elems": channels, "rows": len(dys) * plan.phases * rows, "row_stride": region.row_stride},
                     pop_next=group_index >= 2))
                 fields = window_fields(x, block=block, first_row=first, out_rows=tile_rows + len(dys) - 1,
-                                       first_col=0, out_cols=plan.width, stride=stride,
-                                       offset=(offset[0] + q, offset[1] + p))
+                                       first_col=0, out_cols=loaded_width, stride=(stride[0], 1),
+                                       offset=(offset[0] + q, offset[1]))
                 body.append(Instruction(Opcode.LOAD, {
                     "target": Target.ACTIVATIONS, "sram_addr": half * act_half, "row_elems": channels,
                     "pad_value": 0, **fields}, push_next=True))
-                for j in range(len(dys)):
-                    step = steps.index((region, q, p, j))
+                steps = [(j, phase) for j in range(len(dys)) for phase in range(plan.phases)]
+                for index, (j, phase) in enumerate(steps):
                     body.append(Instruction(Opcode.COMPUTE, {
-                        "act_addr": half * act_half + j * plan.width, "weight_addr": half * weight_half + j * rows,
-                        "acc_addr": acc_base, "beats": plan.beats(tile_rows), "accumulate": int(step > 0),
-                        "mode": ArithMode.INT8, "depthwise": 1},
-                        pop_prev=j == 0, push_prev=j == len(dys) - 1, pop_next=step == 0 and tile >= 2,
-                        push_next=step == len(steps) - 1))
+                        "act_addr": half * act_half + j * loaded_width + phase, "act_stride_log2": plan.stride_log2,
+                        "weight_addr": half * weight_half + index * rows, "acc_addr": acc_base,
+                        "beats": plan.beats(tile_rows), "accumulate": int(done > 0), "mode": ArithMode.INT8,
+                        "depthwise": 1},
+                        pop_prev=index == 0, push_prev=index == len(steps) - 1, pop_next=done == 0 and tile >= 2,
+                        push_next=done == computes - 1))
+                    done += 1
                 group_index += 1
             # All but the last output row store Wp pixels: a row's straddling rows land on the next row's
             # first pixels, which the next row then overwrites (same STORE, in order).

@@ -167,8 +167,10 @@ class IsaSimulator:
         mode = ArithMode(f["mode"])
         if mode not in array.modes:
             raise IsaError(f"{where}: mode {mode.name} is not generated (arith {array.arith.value})")
-        beats = f["beats"]
-        self._check_rows(self.activations, f["act_addr"], beats, "activation scratchpad", where)
+        beats, stride = f["beats"], 1 << f["act_stride_log2"]
+        self._check_rows(self.activations, f["act_addr"], (beats - 1) * stride + 1 if beats else 0,
+                         "activation scratchpad", where)
+        activations = self.activations[f["act_addr"]:f["act_addr"] + beats * stride:stride]
         if f["depthwise"] and not array.depthwise:
             raise IsaError(f"{where}: depthwise COMPUTE on an array generated without the depthwise mode "
                            f"(dataflow {array.dataflow.value})")
@@ -178,13 +180,13 @@ class IsaSimulator:
             if beats % array.rows:
                 raise IsaError(f"{where}: OS beats {beats} is not a multiple of the array's {array.rows} rows")
             self._check_rows(self.weights, f["weight_addr"], beats, "weight scratchpad", where)
-            blocks = self.activations[f["act_addr"]:f["act_addr"] + beats].reshape(-1, array.rows, array.rows)
+            blocks = activations.reshape(-1, array.rows, array.rows)
             a = blocks.transpose(1, 0, 2).reshape(array.rows, beats)
             result = golden_gemm(a, self.weights[f["weight_addr"]:f["weight_addr"] + beats], mode)
         else:
             self._check_rows(self.weights, f["weight_addr"], array.rows, "weight scratchpad", where)
             stationary = self.weights[f["weight_addr"]:f["weight_addr"] + array.rows]
-            rows = self.activations[f["act_addr"]:f["act_addr"] + beats]
+            rows = activations
             if f["depthwise"]:
                 lanes = np.zeros((beats, array.cols), dtype=np.int64)
                 lanes[:, :min(array.rows, array.cols)] = rows[:, :array.cols]

@@ -20,6 +20,7 @@ PROGRAMS = 150
 CONFIGS = [AcceleratorConfig(ArrayConfig(2, 10, "os", "both"), spad_kib=1, acc_kib=1, bus_bits=64),
            AcceleratorConfig(ArrayConfig(2, 3, "ws", "both"), spad_kib=1, acc_kib=1, bus_bits=64)]
 PAGE = 4096
+HOT_ROWS = 24
 
 
 def depth(config, target):
@@ -46,6 +47,12 @@ def random_program(config, rng):
         image.write(records.address + row * 64, pack_channel_records(
             rng.integers(-5000, 5000, cols), multipliers[row], shifts[row], rng.integers(0, 2, cols)).tobytes())
     output = image.allocate("output", PAGE, PAGE)
+
+    def address(rows, count):
+        """A first row for ``count`` rows of a memory of ``rows``: half the time within its first HOT_ROWS,
+        so that computes and stores meet the rows that loads and computes wrote."""
+        end = rows if rng.integers(0, 2) else min(rows, max(count, HOT_ROWS))
+        return int(rng.integers(0, end - count + 1))
 
     def clear(target):
         return Instruction(Opcode.LOAD, {"target": target, "sram_addr": 0, "dram_addr": 0, "row_elems": 0,
@@ -77,14 +84,14 @@ def random_program(config, rng):
                      + burst)
             body.append(Instruction(Opcode.LOAD, {
                 "target": target,
-                "sram_addr": int(rng.integers(0, depth(config, target) - rows * blocks * groups + 1)),
+                "sram_addr": address(depth(config, target), rows * blocks * groups),
                 "dram_addr": source.address + bus * int(rng.integers(0, (PAGE - reach) // bus + 1)),
                 "row_elems": row_elems, "rows": rows, "row_stride": row_stride, "blocks": blocks,
                 "block_stride": block_stride, "groups": groups, "group_stride": group_stride,
                 "pad_before": pad_before, "pad_after": pad_after, "pad_blocks_before": pad_blocks_before,
                 "pad_blocks_after": pad_blocks_after, "pad_value": int(rng.integers(-128, 128)),
                 "combine": Combine(int(rng.integers(0, 3))), "scale": int(rng.integers(-(1 << 15), 1 << 15)),
-                "lane_scales": int(rng.integers(0, 2)), "scale_row": int(rng.integers(0, config.weight_rows))}))
+                "lane_scales": int(rng.integers(0, 2)), "scale_row": address(config.weight_rows, 1)}))
         elif kind == "compute":
             os = config.array.dataflow == Dataflow.OS
             depthwise = config.array.depthwise and int(rng.integers(0, 2))
@@ -93,11 +100,26 @@ def random_program(config, rng):
                 beats = int(rng.integers(config.array.rows, 3 * config.array.rows + 8))
             weight_rows = beats if config.array.dataflow == Dataflow.OS else config.array.rows
             result_rows = config.array.rows if os else beats - (config.array.rows - 1 if depthwise else 0)
-            body.append(Instruction(Opcode.COMPUTE, {
-                "act_addr": int(rng.integers(0, config.act_rows - beats + 1)),
-                "weight_addr": int(rng.integers(0, config.weight_rows - weight_rows + 1)),
-                "acc_addr": int(rng.integers(0, config.acc_rows - result_rows + 1)),
-                "beats": beats, "accumulate": int(rng.integers(0, 2)), "mode": mode, "depthwise": depthwise}))
+            stride_log2 = int(rng.integers(0, 4)) if rng.integers(0, 2) else 0
+            act_rows = (beats - 1 << stride_log2) + 1
+            compute = {"act_addr": address(config.act_rows, act_rows), "act_stride_log2": stride_log2,
+                       "weight_addr": address(config.weight_rows, weight_rows),
+                       "acc_addr": address(config.acc_rows, result_rows),
+                       "beats": beats, "accumulate": int(rng.integers(0, 2)), "mode": mode, "depthwise": depthwise}
+            directed = rng.integers(0, 2)
+            if directed:        # fresh operands from DRAM, so that the result depends on every lane
+                for target, first, count in ((Target.ACTIVATIONS, compute["act_addr"], act_rows),
+                                             (Target.WEIGHTS, compute["weight_addr"], weight_rows)):
+                    body.append(Instruction(Opcode.LOAD, {
+                        "target": target, "sram_addr": first, "row_elems": lanes(config, target), "rows": count,
+                        "row_stride": bus, "dram_addr": source.address + bus * int(
+                            rng.integers(0, (PAGE - count * bus) // bus + 1))}))
+            body.append(Instruction(Opcode.COMPUTE, compute))
+            if directed:        # and every result row stored
+                body.append(Instruction(Opcode.STORE, {
+                    "acc_addr": compute["acc_addr"], "channel_row": int(rng.integers(0, 4)),
+                    "dram_addr": output.address + bus * int(rng.integers(0, (PAGE - result_rows * bus) // bus + 1)),
+                    "channels": cols, "rows": result_rows, "row_stride": bus}))
         elif kind == "config":
             mode = ArithMode(int(rng.choice([m.value for m in config.array.modes])))
             low = int(rng.integers(-128, 128))
@@ -113,7 +135,7 @@ def random_program(config, rng):
             reach = (groups - 1) * group_stride + (blocks - 1) * block_stride + (rows - 1) * row_stride + bus * 8 \
                 + byte_offset
             body.append(Instruction(Opcode.STORE, {
-                "acc_addr": int(rng.integers(0, config.acc_rows - rows * blocks * groups + 1)),
+                "acc_addr": address(config.acc_rows, rows * blocks * groups),
                 "channel_row": int(rng.integers(0, 4)), "dram_addr": output.address + bus * int(
                     rng.integers(0, (PAGE - reach) // bus + 1)),
                 "channels": int(rng.integers(1, cols + 1)), "rows": rows, "row_stride": row_stride,
