@@ -6,9 +6,12 @@ input channels padded to whole blocks of R with zeros. Activations are read
 in place from the input feature map, one window tap at a time
 (``quant.window``): no im2col copy.
 
-* WS: a step is one (tap, input-channel block): R weight rows stay in the
-  array while the output pixels of a tile (whole output rows) stream through,
-  accumulating over the steps.
+* WS: a step is one (tap, input-channel block): the step loads one
+  activation tile (whole output rows) and R weight rows for each output block
+  of a round; each block's COMPUTE streams the tile past its stationary rows
+  into that block's own accumulator region, accumulating over the steps
+  (``_ws_round``: a round is as many blocks as half the accumulator holds
+  tiles of, at least ``_WS_ROUND_BLOCKS`` with shorter tiles).
 * OS: a step is R output pixels of one output row against the whole
   reduction (chunked if it exceeds a scratchpad half); the activation rows of
   each tap are one LOAD whose groups are the input-channel blocks, and when the
@@ -43,6 +46,28 @@ def _weight_regions(image: MemoryImage, name: str, weight: np.ndarray, lanes: in
     padded[:, :, :cin] = weight.reshape(cout, kh * kw, cin)
     rows = padded.reshape(cout, -1).T          # (K, cout)
     return {b: image.place_rows(f"{name}.w.n{b}", rows[:, b * cols:(b + 1) * cols]) for b in blocks}
+
+
+# WS rounds of at least this many output blocks make a step's COMPUTEs stream several times the rows its
+# loads bring (one activation tile, R weight rows per block), so the array rather than DRAM sets the pace.
+_WS_ROUND_BLOCKS = 4
+
+
+def _ws_round(config: AcceleratorConfig, width: int, height: int, blocks: int) -> tuple[int, int]:
+    """(output blocks per round, output rows per tile) for WS: each activation tile a step loads serves a
+    round of output blocks, each accumulating in its own region of an accumulator half."""
+    act_half, weight_half, acc_half = config.act_rows // 2, config.weight_rows // 2, config.acc_rows // 2
+    tile_rows = min(height, min(act_half, acc_half, _MAX_BEATS) // width)
+    if tile_rows == 0:
+        return 1, 0
+    most = min(blocks, weight_half // config.array.rows)
+    members = min(most, acc_half // (tile_rows * width))
+    if members < min(most, _WS_ROUND_BLOCKS):
+        # Shorter tiles for a round of _WS_ROUND_BLOCKS blocks, if a tile keeps a whole output row.
+        members = min(most, _WS_ROUND_BLOCKS)
+        tile_rows = max(1, min(tile_rows, acc_half // (members * width)))
+        members = max(1, min(members, acc_half // (tile_rows * width)))
+    return members, tile_rows
 
 
 def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: FeatureMap, y: FeatureMap,
@@ -83,33 +108,41 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
         return tap[0] + offset[0], tap[1] + offset[1]
 
     if array.dataflow == Dataflow.WS:
-        tile_rows = min(y.height, min(act_half, acc_half, _MAX_BEATS) // y.width)
+        members, tile_rows = _ws_round(config, y.width, y.height, len(blocks))
         if tile_rows == 0:
             raise ValueError(f"Layer {name}: an output row of {y.width} pixels exceeds half a scratchpad "
                              f"({min(act_half, acc_half)} rows)")
         steps = [(tap, cb) for tap in taps for cb in range(cin_blocks)]
-        for block in blocks:
-            region = regions[block]
+        rounds = 0
+        for first_block in range(0, len(blocks), members):
+            round_blocks = blocks[first_block:first_block + members]
             for first_row in range(0, y.height, tile_rows):
                 out_rows = min(tile_rows, y.height - first_row)
+                pixels = out_rows * y.width
+                acc_base = (rounds % 2) * acc_half
                 for index, (tap, cb) in enumerate(steps):
                     half = scheduler.steps % 2
                     k_row = (taps.index(tap) * cin_blocks + cb) * rows
-                    loads = [(Opcode.LOAD, {"target": Target.WEIGHTS, "sram_addr": half * weight_half,
-                                            "dram_addr": region.address + k_row * region.row_stride,
+                    loads = [(Opcode.LOAD, {"target": Target.WEIGHTS, "sram_addr": half * weight_half + j * rows,
+                                            "dram_addr": regions[block].address + k_row * regions[block].row_stride,
                                             "row_elems": y.block_channels(block), "rows": rows,
-                                            "row_stride": region.row_stride}),
-                             (Opcode.LOAD, {"target": Target.ACTIVATIONS, "sram_addr": half * act_half,
-                                            "row_elems": load_bytes(cb), "pad_value": pad_value, **window_fields(
-                                                x, block=cb, first_row=first_row, out_rows=out_rows, first_col=0,
-                                                out_cols=y.width, stride=stride, offset=tap_offset(tap))})]
-                    compute = {"act_addr": half * act_half, "weight_addr": half * weight_half,
-                               "acc_addr": (scheduler.tiles % 2) * acc_half, "beats": out_rows * y.width,
-                               "accumulate": int(index > 0), "mode": mode}
+                                            "row_stride": regions[block].row_stride})
+                             for j, block in enumerate(round_blocks)]
+                    loads.append((Opcode.LOAD, {"target": Target.ACTIVATIONS, "sram_addr": half * act_half,
+                                                "row_elems": load_bytes(cb), "pad_value": pad_value, **window_fields(
+                                                    x, block=cb, first_row=first_row, out_rows=out_rows, first_col=0,
+                                                    out_cols=y.width, stride=stride, offset=tap_offset(tap))}))
                     last = index == len(steps) - 1
-                    scheduler.step(loads, compute, starts_tile=index == 0, ends_tile=last,
-                                   store=[store(block, (scheduler.tiles % 2) * acc_half, first_row, out_rows, 0,
-                                                y.width)] if last else [])
+                    # A round's tiles hand the accumulator half over together: its first compute waits
+                    # for the stores of the round before last, and its last store releases the half.
+                    scheduler.step_many(loads, [
+                        ({"act_addr": half * act_half, "weight_addr": half * weight_half + j * rows,
+                          "acc_addr": acc_base + j * pixels, "beats": pixels, "accumulate": int(index > 0),
+                          "mode": mode}, index == 0, last,
+                         [store(block, acc_base + j * pixels, first_row, out_rows, 0, y.width)] if last else [],
+                         index == 0 and j == 0 and rounds >= 2, j == len(round_blocks) - 1)
+                        for j, block in enumerate(round_blocks)])
+                rounds += 1
         return scheduler.finish(end=False)
 
     k_blocks = len(taps) * cin_blocks

@@ -108,14 +108,18 @@ class PingPongScheduler:
         """Loads for step s are emitted before the computes of step s-1 (software pipelining).
 
         ``computes`` are (fields, starts_tile, ends_tile, stores); a tile's accumulator
-        half is ``acc_parity(i)`` for the i-th of them that starts a tile.
+        half is ``acc_parity(i)`` for the i-th of them that starts a tile. An entry may add
+        (waits, releases): whether the compute waits for a store token (default: it starts
+        a tile after the first two) and whether its last store gives one back (default yes),
+        for callers that hand accumulator regions over a round of tiles at a time.
         """
         for index, (opcode, fields) in enumerate(loads):
             self.program.append(Instruction(opcode, fields, pop_next=index == 0 and self.steps >= 2,
                                             push_next=index == len(loads) - 1))
         self._flush()
-        for compute, starts_tile, ends_tile, stores in computes:
-            self.pending.append((compute, starts_tile and self.tiles >= 2, ends_tile, stores))
+        for compute, starts_tile, ends_tile, stores, *handover in computes:
+            waits, releases = handover or (starts_tile and self.tiles >= 2, True)
+            self.pending.append((compute, waits, ends_tile, stores, releases))
             self.tiles += ends_tile
         self.steps += 1
 
@@ -124,13 +128,13 @@ class PingPongScheduler:
         return (self.tiles + offset) % 2
 
     def _flush(self):
-        for index, (compute, wait_for_store, ends_tile, stores) in enumerate(self.pending):
+        for index, (compute, wait_for_store, ends_tile, stores, releases) in enumerate(self.pending):
             # The step's first compute takes its loads' token; its last frees the scratchpad half.
             self.program.append(Instruction(Opcode.COMPUTE, compute, pop_prev=index == 0, pop_next=wait_for_store,
                                             push_prev=index == len(self.pending) - 1, push_next=ends_tile))
             for store_index, fields in enumerate(stores):
                 self.program.append(Instruction(Opcode.STORE, fields, pop_prev=store_index == 0,
-                                                push_prev=store_index == len(stores) - 1))
+                                                push_prev=releases and store_index == len(stores) - 1))
         self.pending = []
 
     def finish(self, end: bool = True) -> list[Instruction]:
