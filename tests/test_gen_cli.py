@@ -60,9 +60,16 @@ def test_accelerator_and_register_map(tmp_path):
         assert f"#define ACCEL_{r['name']} 0x{r['offset']:02x}u" in header
 
 
+def test_no_depthwise_leaves_out_the_mode():
+    with_mode, without = gen("--pe", "2x2", "--dataflow", "ws", "--top", "array"), \
+        gen("--pe", "2x2", "--dataflow", "ws", "--top", "array", "--no-depthwise")
+    assert "module systolic_2x2_ws_int8(" in with_mode.stdout and "column_in" in with_mode.stdout
+    assert "module systolic_2x2_ws_int8_nodw(" in without.stdout and "column_in" not in without.stdout
+
+
 def test_help_documents_every_option():
     result = gen("--help")
     assert result.returncode == 0
     for option in ("--pe", "--dataflow", "--arith", "-o", "ws", "os", "int8", "binary", "both", "--spad-kib",
-                   "--acc-kib", "--bus-bits", "--channel-rows", "--top", "--regmap"):
+                   "--acc-kib", "--bus-bits", "--channel-rows", "--top", "--regmap", "--no-depthwise"):
         assert option in result.stdout

@@ -140,3 +140,17 @@ def test_depthwise_on_the_array_is_bit_exact_in_rtl(seed):
         expected = run_isa(program)
         assert outcome.done and outcome.error is None, outcome
         assert outcome.dram[:len(expected)] == expected
+
+
+def test_depthwise_without_the_mode_runs_on_the_accumulator_path(seed):
+    rng = np.random.default_rng(seed)
+    x, weights = random_image(rng), rng.integers(-128, 128, size=(3, 3, 6))
+    scales = [np.zeros(6, dtype=np.int64), *map(np.array, zip(*[quantize_multiplier(1e-3)] * 6))]
+    for config in (CONFIG, AcceleratorConfig(ArrayConfig(4, 4, "ws", "int8", depthwise=False), spad_kib=1, acc_kib=1)):
+        with pytest.raises(ValueError, match="has no depthwise mode"):
+            compile_depthwise(config, x, weights, Window(3, 1, 1), *scales, on_array=True)
+        compiled = compile_depthwise(config, x, weights, Window(3, 1, 1), *scales)
+        assert not any(i.fields.get("depthwise") for i in compiled.program)
+        assert any(i.fields.get("lane_scales") for i in compiled.program)
+    with pytest.raises(ValueError, match="horizontal stride of 3"):
+        compile_depthwise(WS_CONFIG, x, weights, Window(3, 3, 0), *scales, on_array=True)
