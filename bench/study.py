@@ -198,10 +198,10 @@ def render(results: dict) -> None:
               "weight reader's hand-over; 7 cycles per COMPUTE measured on the 4x4 RTL), which thin layers with "
               "few taps and one or two input blocks do not amortize, more so as R grows; a WS COMPUTE streams "
               "up to an accumulator half of output pixels past R stationary weight rows, so its fill of R "
-              "cycles is spread over many more beats. At 8x8 that overhead is small and OS is the faster of the two on "
-              "nets without depthwise layers; MobileNetV2's and ShuffleNetV2's depthwise layers run in the array's "
-              "depthwise mode on WS (about 3 x C MACs per cycle at stride 1) and on the accumulator path on OS "
-              "(C per cycle).", ""]
+              "cycles is spread over many more beats. A WS step also loads one activation tile for a round of output "
+              "blocks (each block streams it past its own R weight rows), so its DRAM traffic per MAC is lower; "
+              "and MobileNetV2's and ShuffleNetV2's depthwise layers run in the array's depthwise mode on WS "
+              "(about 3 x C MACs per cycle at stride 1) but on the accumulator path on OS (C per cycle).", ""]
     lines += ["| net | " + " | ".join(f"{pe}x{pe}" for pe in arrays) + " |", "|---|" + "---|" * len(arrays)]
     for name, entries in nets.items():
         ratios = []
