@@ -37,15 +37,31 @@ __all__ = ["lower_conv"]
 _MAX_BEATS = (1 << Shape.cast(COMPUTE.members["beats"]).width) - 1
 
 
-def _weight_regions(image: MemoryImage, name: str, weight: np.ndarray, lanes: int, cols: int,
-                    blocks: range) -> dict:
-    """Per block of C output channels in ``blocks``, rows (tap, cin padded to ``lanes``) of C int8 lanes."""
-    cout, kh, kw, cin = weight.shape
-    cin_blocks = -(-cin // lanes)
-    padded = np.zeros((cout, kh * kw, cin_blocks * lanes), dtype=np.int64)
-    padded[:, :, :cin] = weight.reshape(cout, kh * kw, cin)
-    rows = padded.reshape(cout, -1).T          # (K, cout)
-    return {b: image.place_rows(f"{name}.w.n{b}", rows[:, b * cols:(b + 1) * cols]) for b in blocks}
+class _Weights:
+    """The weights of output ``blocks`` in one region: block after block, each its K rows (tap, cin padded
+    to ``lanes``) of C int8 lanes (zeros past its channels), so a round's rows of one step are one strided LOAD."""
+
+    def __init__(self, image: MemoryImage, name: str, weight: np.ndarray, lanes: int, cols: int, blocks: range):
+        cout, kh, kw, cin = weight.shape
+        cin_blocks = -(-cin // lanes)
+        padded = np.zeros((cout, kh * kw, cin_blocks * lanes), dtype=np.int64)
+        padded[:, :, :cin] = weight.reshape(cout, kh * kw, cin)
+        rows = padded.reshape(cout, -1).T          # (K, cout)
+        self.k = rows.shape[0]
+        stacked = np.zeros((len(blocks), self.k, cols), dtype=np.int64)
+        for index, block in enumerate(blocks):
+            part = rows[:, block * cols:(block + 1) * cols]
+            stacked[index, :, :part.shape[1]] = part
+        self.region = image.place_rows(f"{name}.w.n{blocks.start}", stacked.reshape(-1, cols))
+        self.blocks = blocks
+
+    def address(self, block: int, k_row: int) -> int:
+        """DRAM address of reduction row ``k_row`` of output block ``block``."""
+        return self.region.address + ((block - self.blocks.start) * self.k + k_row) * self.region.row_stride
+
+    @property
+    def block_stride(self) -> int:
+        return self.k * self.region.row_stride
 
 
 # WS rounds of at least this many output blocks make a step's COMPUTEs stream several times the rows its
@@ -89,7 +105,7 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
     taps = [(dy, dx) for dy in range(kh) for dx in range(kw)]
     cin_blocks = x.channel_blocks
     blocks = blocks or range(y.channel_blocks)
-    regions = _weight_regions(image, name, weight, rows, cols, blocks)
+    weights = _Weights(image, name, weight, rows, cols, blocks)
     act_half, weight_half, acc_half = config.act_rows // 2, config.weight_rows // 2, config.acc_rows // 2
     scheduler = PingPongScheduler()
     pad_value = neutral_padding(mode)[0]
@@ -123,11 +139,12 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                 for index, (tap, cb) in enumerate(steps):
                     half = scheduler.steps % 2
                     k_row = (taps.index(tap) * cin_blocks + cb) * rows
-                    loads = [(Opcode.LOAD, {"target": Target.WEIGHTS, "sram_addr": half * weight_half + j * rows,
-                                            "dram_addr": regions[block].address + k_row * regions[block].row_stride,
-                                            "row_elems": y.block_channels(block), "rows": rows,
-                                            "row_stride": regions[block].row_stride})
-                             for j, block in enumerate(round_blocks)]
+                    # The round's R rows of this step, block after block: one LOAD (a load queue slot each
+                    # keeps instruction fetch from stalling on a full queue).
+                    loads = [(Opcode.LOAD, {"target": Target.WEIGHTS, "sram_addr": half * weight_half,
+                                            "dram_addr": weights.address(round_blocks[0], k_row), "row_elems": cols,
+                                            "rows": rows, "row_stride": weights.region.row_stride,
+                                            "blocks": len(round_blocks), "block_stride": weights.block_stride})]
                     loads.append((Opcode.LOAD, {"target": Target.ACTIVATIONS, "sram_addr": half * act_half,
                                                 "row_elems": load_bytes(cb), "pad_value": pad_value, **window_fields(
                                                     x, block=cb, first_row=first_row, out_rows=out_rows, first_col=0,
@@ -183,9 +200,9 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                         if not keep_weights or (out_row == 0 and first_col == 0):
                             loads.append((Opcode.LOAD, {
                                 "target": Target.WEIGHTS, "sram_addr": weight_addr,
-                                "dram_addr": regions[block].address + chunk.start * rows * regions[block].row_stride,
+                                "dram_addr": weights.address(block, chunk.start * rows),
                                 "row_elems": y.block_channels(block), "rows": beats,
-                                "row_stride": regions[block].row_stride}))
+                                "row_stride": weights.region.row_stride}))
                         computes.append(({"act_addr": half * act_half, "weight_addr": weight_addr,
                                           "acc_addr": tiles[j], "beats": beats, "accumulate": int(index > 0),
                                           "mode": mode}, index == 0, last,
