@@ -3,9 +3,10 @@ from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .axi import ADDR_WIDTH, response_failed
+from .axi import ADDR_WIDTH, BURST_BOUNDARY, response_failed
 from .config import AcceleratorConfig
 from .isa import CHANNEL_RECORD_BYTES, INSTRUCTION, STORE_BYTE_OFFSET_BITS, Opcode
+from .load import MAX_BURST_ROWS
 from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, SHIFT_BITS, ArithMode
 from .postprocess import PostProcessor, channel_params_layout, output_params_layout
 from .sram import RowReader, address_width
@@ -15,7 +16,8 @@ __all__ = ["StoreUnit"]
 
 
 class StoreUnit(wiring.Component):
-    """Runs CONFIG and STORE; one AXI write burst per output row.
+    """Runs CONFIG and STORE; one AXI write burst per output row, or per run of single-beat rows
+    that follow each other in DRAM (up to ``MAX_BURST_ROWS``, within a 4 KiB page).
 
     Members
     -------
@@ -87,16 +89,34 @@ class StoreUnit(wiring.Component):
         beat_words = Array(row_bytes[j * bus_bytes * 8:(j + 1) * bus_bytes * 8] for j in range(span // bus_bytes))
         position = [(beat << (bus_bytes - 1).bit_length()) + byte for byte in range(bus_bytes)]
         strobes = Cat((at >= fields.byte_offset) & (at < end) for at in position)
-        m.d.comb += [self.wdata.eq(beat_words[beat]), self.wstrb.eq(strobes), self.wlast.eq(beat == beats - 1),
+        m.d.comb += [self.wdata.eq(beat_words[beat]), self.wstrb.eq(strobes),
                      self.bytes_written.eq(Mux(self.wvalid & self.wready, sum(strobes), 0))]
 
         walker = m.submodules.walker = RowWalker(padding=False)
         m.d.comb += [getattr(walker, name).eq(getattr(fields, name)) for name in DESCRIPTOR_FIELDS]
         m.d.comb += [walker.step.eq(1), walker.step_bytes.eq(fields.row_stride)]
+        # Single-beat rows that follow each other in DRAM share one burst, as loads do (``hdl.load``):
+        # up to MAX_BURST_ROWS within a block, never across a BURST_BOUNDARY.
+        beat_shift = (bus_bytes - 1).bit_length()
+        mergeable = Signal()
+        burst_rows = Signal(range(MAX_BURST_ROWS + 1))
+        page_beats_left = Signal(range((BURST_BOUNDARY >> beat_shift) + 1))
+        rows_left = Signal.like(burst_rows)        # rows of the current burst still to send
+        m.d.comb += [
+            mergeable.eq((beats == 1) & (fields.row_stride == bus_bytes)),
+            page_beats_left.eq((BURST_BOUNDARY - walker.address[:(BURST_BOUNDARY - 1).bit_length()]) >> beat_shift),
+            burst_rows.eq(1),
+        ]
+        with m.If(mergeable):
+            m.d.comb += burst_rows.eq(MAX_BURST_ROWS)
+            with m.If((walker.data_rows_left <= page_beats_left) & (walker.data_rows_left < MAX_BURST_ROWS)):
+                m.d.comb += burst_rows.eq(walker.data_rows_left)
+            with m.Elif(page_beats_left < MAX_BURST_ROWS):
+                m.d.comb += burst_rows.eq(page_beats_left)
         outstanding = Signal(8)
         aw_fire = Signal()
         b_fire = Signal()
-        m.d.comb += [self.awaddr.eq(walker.address), self.awlen.eq(beats - 1),
+        m.d.comb += [self.awaddr.eq(walker.address), self.awlen.eq(Mux(mergeable, burst_rows, beats) - 1),
                      aw_fire.eq(self.awvalid & self.awready), b_fire.eq(self.bvalid)]
         m.d.sync += outstanding.eq(outstanding + aw_fire - b_fire)
         with m.If(b_fire & (response_failed(self.bresp))):
@@ -136,17 +156,20 @@ class StoreUnit(wiring.Component):
                 with m.If(post.rows_out.valid):
                     m.d.comb += self.awvalid.eq(1)
                     with m.If(self.awready):
-                        m.d.sync += beat.eq(0)
+                        m.d.sync += [beat.eq(0), rows_left.eq(burst_rows)]
                         m.next = "Data"
             with m.State("Data"):
-                m.d.comb += [self.busy.eq(1), self.wvalid.eq(1)]
-                with m.If(self.wready):
-                    m.d.sync += beat.eq(beat + 1)
-                    with m.If(beat == beats - 1):
+                row_end = beat == beats - 1
+                m.d.comb += [self.busy.eq(1), self.wvalid.eq(post.rows_out.valid),
+                             self.wlast.eq(row_end & (rows_left == 1))]
+                with m.If(self.wvalid & self.wready):
+                    m.d.sync += beat.eq(Mux(row_end, 0, beat + 1))
+                    with m.If(row_end):
                         m.d.comb += [post.rows_out.ready.eq(1), walker.advance.eq(1)]
+                        m.d.sync += rows_left.eq(rows_left - 1)
                         with m.If(walker.last):
                             m.next = "Drain"
-                        with m.Else():
+                        with m.Elif(rows_left == 1):
                             m.next = "Address"
             with m.State("Drain"):
                 m.d.comb += self.busy.eq(1)

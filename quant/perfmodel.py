@@ -105,17 +105,24 @@ def _fields(instruction: Instruction) -> dict:
 
 
 def _load_walk(f: dict, bus_bytes: int) -> tuple[list[int], int]:
-    """(beats of each read burst in walk order, with 0 for a padding row) and the data beats in all.
-
-    Bursts follow ``hdl.load``: a row of ``beats`` beats is one burst, except single-beat rows
-    ``bus_bytes`` apart, which merge up to ``MAX_BURST_ROWS`` within a block and a 4 KiB page.
-    """
+    """(beats of each read burst in walk order, with 0 for a padding row) and the data beats in all."""
     rows, blocks, groups = f["rows"], f["blocks"], f["groups"]
     if not (rows and blocks and groups):
         return [], 0
     if f["row_elems"] == 0:
         return [0] * (rows * blocks * groups), 0
-    beats = -(-f["row_elems"] * target_element_bytes(Target(f["target"])) // bus_bytes)
+    return _bursts(f, -(-f["row_elems"] * target_element_bytes(Target(f["target"])) // bus_bytes), bus_bytes)
+
+
+def _bursts(f: dict, beats: int, bus_bytes: int) -> tuple[list[int], int]:
+    """(beats of each burst of a LOAD or STORE walk, 0 for a padding row) and the data beats in all.
+
+    Bursts follow ``hdl.load`` and ``hdl.store``: a row of ``beats`` beats is one burst, except
+    single-beat rows ``bus_bytes`` apart, which merge up to ``MAX_BURST_ROWS`` within a block and
+    a 4 KiB page.
+    """
+    f = {name: 0 for name in ("pad_before", "pad_after", "pad_blocks_before", "pad_blocks_after")} | f
+    rows, blocks, groups = f["rows"], f["blocks"], f["groups"]
     mergeable = beats == 1 and f["row_stride"] == bus_bytes
     walk: list[int] = []
     data = 0
@@ -324,10 +331,11 @@ class _Machine:
             else:
                 total = f["rows"] * f["blocks"] * f["groups"]
                 stored = stored_bytes(f["channels"], ArithMode.INT8)
-                beats = -(-stored // self.bus)
                 self.bytes_written += total * stored
                 if total:
-                    retire = start + t.post_latency + total * (1 + beats) + t.write_response + 1
+                    # An AW cycle per burst, a cycle per W beat.
+                    bursts, data_beats = _bursts(f, -(-(f["byte_offset"] + stored) // self.bus), self.bus)
+                    retire = start + t.post_latency + len(bursts) + data_beats + t.write_response + 1
                 else:
                     retire = start + 2
             self.unit_free[2] = retire + 1
