@@ -15,7 +15,8 @@ on the unit that executes it, from the hardware's documented behaviour (``hdl/*.
   activations have); it retires when its last result row is written, the array's drain
   (``stream_cycles``) later; SYNC retires in order;
 * **store**: CONFIG in two cycles; STORE streams accumulator rows through the post-processor,
-  one AW cycle plus one cycle per W beat per row, then waits for the write responses;
+  one AW cycle per burst (single-beat rows merge as for loads) plus one cycle per W beat, then
+  waits for the write responses;
 * **tokens** (``pop``/``push`` flags) make an instruction wait for the retirement of the
   instruction that pushed the token it pops, exactly as the up/down counters do.
 
