@@ -1,12 +1,14 @@
 """AXI4 and AXI4-Lite bus signatures, written from the manager's (initiator's) side."""
+from amaranth.hdl import Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["Response", "response_failed", "axi4_signature", "axi_lite_signature", "ADDR_WIDTH", "ID_WIDTH",
-           "BURST_BOUNDARY"]
+           "BURST_BOUNDARY", "MAX_BURST_ROWS", "merged_burst_rows"]
 
 ADDR_WIDTH = 32
 BURST_BOUNDARY = 4096      # no AXI burst may cross a multiple of this address
+MAX_BURST_ROWS = 16        # single-beat rows one DMA burst may carry
 ID_WIDTH = 2
 BURST_INCR = 1
 
@@ -21,6 +23,24 @@ class Response(enum.Enum, shape=2):
 def response_failed(response):
     """True for SLVERR or DECERR."""
     return (response == Response.SLVERR) | (response == Response.DECERR)
+
+
+def merged_burst_rows(m, *, address, rows_left, mergeable, bus_bytes: int):
+    """Rows the DMA burst starting at ``address`` carries: 1, or where single-beat rows follow each other
+    in DRAM (``mergeable``), up to ``MAX_BURST_ROWS`` of the ``rows_left`` in the block, never across a
+    ``BURST_BOUNDARY``. The load and the store unit both burst this way."""
+    beat_shift = (bus_bytes - 1).bit_length()
+    burst_rows = Signal(range(MAX_BURST_ROWS + 1))
+    page_beats_left = Signal(range((BURST_BOUNDARY >> beat_shift) + 1))
+    m.d.comb += [page_beats_left.eq((BURST_BOUNDARY - address[:(BURST_BOUNDARY - 1).bit_length()]) >> beat_shift),
+                 burst_rows.eq(1)]
+    with m.If(mergeable):
+        m.d.comb += burst_rows.eq(MAX_BURST_ROWS)
+        with m.If((rows_left <= page_beats_left) & (rows_left < MAX_BURST_ROWS)):
+            m.d.comb += burst_rows.eq(rows_left)
+        with m.Elif(page_beats_left < MAX_BURST_ROWS):
+            m.d.comb += burst_rows.eq(page_beats_left)
+    return burst_rows
 
 
 def axi4_signature(data_width: int) -> wiring.Signature:

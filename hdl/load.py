@@ -3,7 +3,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .axi import ADDR_WIDTH, BURST_BOUNDARY, response_failed
+from .axi import ADDR_WIDTH, MAX_BURST_ROWS, merged_burst_rows, response_failed
 from .config import AcceleratorConfig
 from .isa import INSTRUCTION, Target, target_element_bytes
 from .numerics import ACC_BITS, OPERAND_BITS, Combine
@@ -13,7 +13,6 @@ from .walker import DESCRIPTOR_FIELDS, PADDING_FIELDS, RowWalker
 __all__ = ["LoadUnit", "memory_shapes", "MAX_OUTSTANDING_READS", "MAX_BURST_ROWS"]
 
 MAX_OUTSTANDING_READS = 4
-MAX_BURST_ROWS = 16
 
 
 def memory_shapes(config: AcceleratorConfig) -> dict:
@@ -181,24 +180,12 @@ class LoadUnit(wiring.Component):
             with m.If(response_failed(self.rresp)):
                 m.d.comb += self.error_read.eq(1)
 
-        # Issuer: walks the rows, up to MAX_OUTSTANDING_READS bursts ahead of the writer.
-        # Single-beat rows that follow each other in DRAM share one burst, up to MAX_BURST_ROWS
-        # and never across a BURST_BOUNDARY.
+        # Issuer: walks the rows, up to MAX_OUTSTANDING_READS bursts ahead of the writer; single-beat
+        # rows that follow each other in DRAM share one burst.
         mergeable = Signal()
-        burst_rows = Signal(range(MAX_BURST_ROWS + 1))
-        page_beats_left = Signal(range((BURST_BOUNDARY >> beat_shift) + 1))
-        data_rows_left = walker.data_rows_left
-        m.d.comb += [
-            mergeable.eq((beats == 1) & (fields.row_stride == bus_bytes)),
-            page_beats_left.eq((BURST_BOUNDARY - walker.address[:(BURST_BOUNDARY - 1).bit_length()]) >> beat_shift),
-            burst_rows.eq(1),
-        ]
-        with m.If(mergeable):
-            m.d.comb += burst_rows.eq(MAX_BURST_ROWS)
-            with m.If((data_rows_left <= page_beats_left) & (data_rows_left < MAX_BURST_ROWS)):
-                m.d.comb += burst_rows.eq(data_rows_left)
-            with m.Elif(page_beats_left < MAX_BURST_ROWS):
-                m.d.comb += burst_rows.eq(page_beats_left)
+        m.d.comb += mergeable.eq((beats == 1) & (fields.row_stride == bus_bytes))
+        burst_rows = merged_burst_rows(m, address=walker.address, rows_left=walker.data_rows_left,
+                                       mergeable=mergeable, bus_bytes=bus_bytes)
         step = Signal(range(MAX_BURST_ROWS + 1))
         m.d.comb += [self.araddr.eq(walker.address), self.arlen.eq(Mux(mergeable, burst_rows, beats) - 1),
                      outstanding.w_data.eq(sram_row),

@@ -3,10 +3,9 @@ from amaranth.hdl import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .axi import ADDR_WIDTH, BURST_BOUNDARY, response_failed
+from .axi import ADDR_WIDTH, merged_burst_rows, response_failed
 from .config import AcceleratorConfig
 from .isa import CHANNEL_RECORD_BYTES, INSTRUCTION, STORE_BYTE_OFFSET_BITS, Opcode
-from .load import MAX_BURST_ROWS
 from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, SHIFT_BITS, ArithMode
 from .postprocess import PostProcessor, channel_params_layout, output_params_layout
 from .sram import RowReader, address_width
@@ -95,24 +94,12 @@ class StoreUnit(wiring.Component):
         walker = m.submodules.walker = RowWalker(padding=False)
         m.d.comb += [getattr(walker, name).eq(getattr(fields, name)) for name in DESCRIPTOR_FIELDS]
         m.d.comb += [walker.step.eq(1), walker.step_bytes.eq(fields.row_stride)]
-        # Single-beat rows that follow each other in DRAM share one burst, as loads do (``hdl.load``):
-        # up to MAX_BURST_ROWS within a block, never across a BURST_BOUNDARY.
-        beat_shift = (bus_bytes - 1).bit_length()
+        # Single-beat rows that follow each other in DRAM share one burst, as loads do.
         mergeable = Signal()
-        burst_rows = Signal(range(MAX_BURST_ROWS + 1))
-        page_beats_left = Signal(range((BURST_BOUNDARY >> beat_shift) + 1))
+        m.d.comb += mergeable.eq((beats == 1) & (fields.row_stride == bus_bytes))
+        burst_rows = merged_burst_rows(m, address=walker.address, rows_left=walker.data_rows_left,
+                                       mergeable=mergeable, bus_bytes=bus_bytes)
         rows_left = Signal.like(burst_rows)        # rows of the current burst still to send
-        m.d.comb += [
-            mergeable.eq((beats == 1) & (fields.row_stride == bus_bytes)),
-            page_beats_left.eq((BURST_BOUNDARY - walker.address[:(BURST_BOUNDARY - 1).bit_length()]) >> beat_shift),
-            burst_rows.eq(1),
-        ]
-        with m.If(mergeable):
-            m.d.comb += burst_rows.eq(MAX_BURST_ROWS)
-            with m.If((walker.data_rows_left <= page_beats_left) & (walker.data_rows_left < MAX_BURST_ROWS)):
-                m.d.comb += burst_rows.eq(walker.data_rows_left)
-            with m.Elif(page_beats_left < MAX_BURST_ROWS):
-                m.d.comb += burst_rows.eq(page_beats_left)
         outstanding = Signal(8)
         aw_fire = Signal()
         b_fire = Signal()
