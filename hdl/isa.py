@@ -29,7 +29,7 @@ from .walker import DESCRIPTOR_FIELDS, PADDING_FIELDS
 
 __all__ = ["Opcode", "Target", "INSTRUCTION_BITS", "INSTRUCTION", "HEADER", "LOAD", "STORE",
            "COMPUTE", "CONFIG", "Instruction", "encode", "decode", "CHANNEL_RECORD_BYTES",
-           "target_element_bytes", "FIELD_DEFAULTS", "STORE_BYTE_OFFSET_BITS"]
+           "target_element_bytes", "FIELD_DEFAULTS", "STORE_BYTE_OFFSET_BITS", "MAX_COMPUTE_BEATS"]
 
 INSTRUCTION_BITS = 256
 CHANNEL_RECORD_BYTES = 16     # bias int32, multiplier int32, shift int8, flip uint8, 6 bytes padding
@@ -101,6 +101,7 @@ COMPUTE = data.StructLayout({
     "act_addr": 16, "weight_addr": 16, "acc_addr": 16, "beats": 12, "accumulate": 1,
     "mode": ArithMode, "depthwise": 1, "act_stride_log2": 2,
 })
+MAX_COMPUTE_BEATS = (1 << Shape.cast(COMPUTE.members["beats"]).width) - 1
 
 CONFIG = output_params_layout()
 

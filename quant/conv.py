@@ -22,10 +22,9 @@ Both use ``gemm.PingPongScheduler``: loads run a step ahead into the other
 scratchpad half, stores of a tile overlap the next tile.
 """
 import numpy as np
-from amaranth.hdl import Shape
 
 from hdl.config import AcceleratorConfig, Dataflow
-from hdl.isa import COMPUTE, Instruction, Opcode, Target
+from hdl.isa import MAX_COMPUTE_BEATS, Instruction, Opcode, Target
 from hdl.numerics import ArithMode, neutral_padding
 
 from .gemm import PingPongScheduler
@@ -33,8 +32,6 @@ from .memory import FeatureMap, MemoryImage
 from .window import window_fields
 
 __all__ = ["lower_conv"]
-
-_MAX_BEATS = (1 << Shape.cast(COMPUTE.members["beats"]).width) - 1
 
 
 class _Weights:
@@ -73,7 +70,7 @@ def _ws_round(config: AcceleratorConfig, width: int, height: int, blocks: int) -
     """(output blocks per round, output rows per tile) for WS: each activation tile a step loads serves a
     round of output blocks, each accumulating in its own region of an accumulator half."""
     act_half, weight_half, acc_half = config.act_rows // 2, config.weight_rows // 2, config.acc_rows // 2
-    tile_rows = min(height, min(act_half, acc_half, _MAX_BEATS) // width)
+    tile_rows = min(height, min(act_half, acc_half, MAX_COMPUTE_BEATS) // width)
     if tile_rows == 0:
         return 1, 0
     most = min(blocks, weight_half // config.array.rows)
@@ -163,7 +160,7 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
         return scheduler.finish(end=False)
 
     k_blocks = len(taps) * cin_blocks
-    chunk_blocks = min(k_blocks, min(act_half, weight_half, _MAX_BEATS) // rows)
+    chunk_blocks = min(k_blocks, min(act_half, weight_half, MAX_COMPUTE_BEATS) // rows)
     chunks = [range(start, min(start + chunk_blocks, k_blocks)) for start in range(0, k_blocks, chunk_blocks)]
     # When the whole reduction fits one chunk, the weights of a group of output blocks stay
     # loaded (in the weight half of the group's parity) and each activation tile serves the group.

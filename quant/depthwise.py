@@ -33,15 +33,13 @@ tokens as in ``quant.gemm``.
 import numpy as np
 
 from hdl.config import AcceleratorConfig
-from hdl.isa import COMPUTE, Instruction, Opcode, Target
+from hdl.isa import COMPUTE, MAX_COMPUTE_BEATS, Instruction, Opcode, Target
 from hdl.numerics import ArithMode
 
 from .memory import FeatureMap, MemoryImage
 from .window import window_fields
 
 __all__ = ["DepthwisePlan", "plan_depthwise", "lower_depthwise_array"]
-
-_MAX_BEATS = (1 << COMPUTE.members["beats"]) - 1
 
 
 class DepthwisePlan:
@@ -69,7 +67,7 @@ class DepthwisePlan:
         extra_rows = max(map(len, self.groups)) - 1
         self.tile_rows = min(out_height, (config.act_rows // 2 // stride[1] - rows) // self.width - extra_rows,
                              config.acc_rows // 2 // self.width,
-                             (_MAX_BEATS - out_width + 1 - rows) // self.width + 1)
+                             (MAX_COMPUTE_BEATS - out_width + 1 - rows) // self.width + 1)
         if self.tile_rows < 1:
             raise ValueError(f"An output row of {out_width} pixels ({self.width} per phase) does not fit half the "
                              f"scratchpad ({config.act_rows // 2} rows) or half the accumulator "

@@ -16,18 +16,15 @@ one output tile overlap the computation of the next. Dependency tokens
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.hdl import Shape
 
 from hdl.config import AcceleratorConfig, Dataflow
-from hdl.isa import COMPUTE, Instruction, Opcode, Target
+from hdl.isa import MAX_COMPUTE_BEATS, Instruction, Opcode, Target
 from hdl.numerics import ArithMode, golden_gemm, neutral_padding, store_rows, stored_bytes
 
 from .memory import MemoryImage, Region
 from .program import load_channel_records
 
 __all__ = ["GemmLayer", "CompiledGemm", "compile_gemm", "PingPongScheduler"]
-
-_MAX_BEATS = (1 << Shape.cast(COMPUTE.members["beats"]).width) - 1
 
 
 @dataclass
@@ -192,7 +189,7 @@ def compile_gemm(config: AcceleratorConfig, layer: GemmLayer) -> CompiledGemm:
 
     if array.dataflow == Dataflow.OS:
         # A COMPUTE takes R rows (pixels) of each of its reduction blocks; beats cover whole blocks.
-        chunk_blocks = min(len(k_blocks), min(act_half, weight_half, _MAX_BEATS) // rows)
+        chunk_blocks = min(len(k_blocks), min(act_half, weight_half, MAX_COMPUTE_BEATS) // rows)
         chunks = _blocks(len(k_blocks), chunk_blocks)
         # When all of K fits one chunk, the weights of a group of channel blocks stay loaded (in the
         # weight half of the group's parity) for every row block, and each activation tile loaded
@@ -231,7 +228,7 @@ def compile_gemm(config: AcceleratorConfig, layer: GemmLayer) -> CompiledGemm:
                                          [store(b, tiles[j], m_block.start, pixels)] if last else []))
                     scheduler.step_many(loads, computes)
     else:
-        chunk = min(m, act_half, acc_half, _MAX_BEATS)
+        chunk = min(m, act_half, acc_half, MAX_COMPUTE_BEATS)
         # Two channel blocks per group (one per accumulator half): each activation block loaded
         # serves both, halving the activation traffic.
         group = min(2, len(n_blocks), weight_half // rows)
