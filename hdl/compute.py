@@ -199,15 +199,17 @@ class ComputeUnit(wiring.Component):
                     m.next = "Check"
             with m.State("Check"):
                 m.d.comb += feeding.eq(1)
-                unsupported = (fields.beats % rows != 0) if os else 0
-                if config.array.depthwise:
+                if os:
+                    unsupported = (fields.beats % rows != 0) | fields.depthwise
+                elif config.array.depthwise:
                     unsupported = fields.depthwise & (fields.beats < rows)
                 else:
-                    unsupported |= fields.depthwise
+                    unsupported = fields.depthwise
                 last_act_row = fields.act_addr + ((fields.beats - 1) << fields.act_stride_log2)
+                # kept_rows wraps for a depthwise COMPUTE shorter than R, which is refused as unsupported.
                 out_of_range = ((fields.beats != 0) & (last_act_row >= config.act_rows) |
                                 (fields.weight_addr + weight_rows > config.weight_rows) |
-                                (fields.acc_addr + kept_rows > config.acc_rows)) & ~unsupported
+                                (fields.acc_addr + kept_rows > config.acc_rows) & ~unsupported)
                 with m.If(out_of_range | unsupported):
                     m.d.comb += [self.error_range.eq(out_of_range), self.error_field.eq(~out_of_range)]
                     m.next = "Idle"

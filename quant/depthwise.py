@@ -118,6 +118,7 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
     act_half, acc_half, weight_half = config.act_rows // 2, config.acc_rows // 2, config.weight_rows // 2
     loaded_width = stride[1] * plan.width
     body: list[Instruction] = []
+    computes = sum(map(len, plan.groups)) * plan.phases        # per tile
     group_index = tile = 0
     for block in blocks:
         channels = x.block_channels(block)
@@ -127,7 +128,6 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
         for first in range(0, y.height, plan.tile_rows):
             tile_rows = min(plan.tile_rows, y.height - first)
             acc_base = (tile % 2) * acc_half
-            computes = sum(len(dys) for dys in plan.groups) * plan.phases
             done = 0
             for q, (region, dys) in enumerate(zip(regions, plan.groups)):
                 half = group_index % 2

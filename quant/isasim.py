@@ -186,13 +186,12 @@ class IsaSimulator:
         else:
             self._check_rows(self.weights, f["weight_addr"], array.rows, "weight scratchpad", where)
             stationary = self.weights[f["weight_addr"]:f["weight_addr"] + array.rows]
-            rows = activations
             if f["depthwise"]:
                 lanes = np.zeros((beats, array.cols), dtype=np.int64)
-                lanes[:, :min(array.rows, array.cols)] = rows[:, :array.cols]
+                lanes[:, :min(array.rows, array.cols)] = activations[:, :array.cols]
                 result = golden_depthwise(lanes, stationary, mode)
             else:
-                result = golden_gemm(rows, stationary, mode)
+                result = golden_gemm(activations, stationary, mode)
         self._check_rows(self.accumulators, f["acc_addr"], len(result), "accumulator", where)
         target = slice(f["acc_addr"], f["acc_addr"] + len(result))
         self.accumulators[target] = wrap_acc(self.accumulators[target] + result) if f["accumulate"] else result
