@@ -14,11 +14,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from amaranth.back import rtlil
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import ClockDomain, Elaboratable, Module
 from amaranth.lib import io, wiring
 
 from .board import NEXTPNR_CELLS, Board
 from .estimate import Needs, estimate_needs, fit_problems
+from .pll import PllClock, PllPlan
 from .synth import run_tool, synthesize
 
 __all__ = ["BuildReport", "DoesNotFit", "PinnedTop", "build"]
@@ -34,12 +35,13 @@ class PinnedTop(Elaboratable):
     ``pins`` maps a port name (Amaranth's flattened ``a__b`` form) to
     ``(resource, number, subsignal)``, e.g. ``{"uart_rx": ("uart", 0, "rx")}``
     (``subsignal`` None for a resource without subsignals, e.g. ``("led", 0, None)``).
-    The platform supplies the ``sync`` clock from the board oscillator.
+    The ``sync`` clock is the board oscillator, or the output of a PLL set by ``pll``.
     """
 
-    def __init__(self, design, pins: dict[str, tuple[str, int, str | None]]):
+    def __init__(self, design, pins: dict[str, tuple[str, int, str | None]], pll: PllPlan | None = None):
         self.design = design
         self.pins = pins
+        self.pll = pll
         self._ports = {"__".join(map(str, path)): (member, value)
                        for path, member, value in design.signature.flatten(design)}
         unknown = sorted(set(pins) - set(self._ports))
@@ -50,6 +52,9 @@ class PinnedTop(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         m.submodules.design = self.design
+        if self.pll is not None:
+            m.domains.sync = ClockDomain("sync")
+            m.submodules.pll = PllClock(self.pll, platform.request(platform.default_clk, dir="-"))
         resources = {}
         for port, (resource, number, subsignal) in self.pins.items():
             if (resource, number) not in resources:
@@ -85,6 +90,7 @@ class BuildReport:
     notes: list = field(default_factory=list)
     fits: bool | None = None
     passed: bool = False
+    pll: dict | None = None                             # the PLL's frequencies and parameters, if clocked by one
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -96,6 +102,9 @@ class BuildReport:
                          f"({100 * usage['used'] / max(1, usage['available']):5.1f}%)")
         if self.resources_from:
             lines.append(f"  resources from {self.resources_from}")
+        if self.pll:
+            lines.append(f"  clock {self.pll['output_mhz']:g} MHz from a PLL ({self.pll['input_mhz']:g} MHz in, VCO "
+                         f"{self.pll['vco_mhz']:g} MHz, {' '.join(f'{k}={v}' for k, v in self.pll['parameters'].items())})")
         if self.fmax_mhz is not None:
             lines.append(f"  Fmax {self.fmax_mhz:.1f} MHz, target {self.target_mhz:g} MHz")
         lines.append("  time " + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in self.seconds.items()))
@@ -119,14 +128,15 @@ def _nextpnr_report(path: Path, board: Board) -> tuple[dict, float | None]:
 
 def build(design, name: str, board: Board, workdir: Path, *, target_mhz: float | None = None,
           pins: dict | None = None, synth_only: bool = False, top_kind: str = "",
-          needs: Needs | None = None, progress=print, seed: int = 1) -> BuildReport:
+          needs: Needs | None = None, progress=print, seed: int = 1, pll: PllPlan | None = None) -> BuildReport:
     """Build ``design`` (top module ``name``) for ``board`` in ``workdir``; return the report.
 
-    Raises ``DoesNotFit`` before synthesis when the estimate exceeds the board
+    A pinned design is clocked by ``pll`` when given (its output is then the target clock), else by the
+    board oscillator. Raises ``DoesNotFit`` before synthesis when the estimate exceeds the board
     and before place and route when synthesis does.
     """
     workdir.mkdir(parents=True, exist_ok=True)
-    target_mhz = target_mhz or board.default_clock_mhz
+    target_mhz = pll.output_mhz if pll else target_mhz or board.default_clock_mhz
     start = time.perf_counter()
     seconds = {}
 
@@ -139,7 +149,7 @@ def build(design, name: str, board: Board, workdir: Path, *, target_mhz: float |
         design_file = workdir / f"{name}.il"
         design_file.write_text(text)
     else:
-        plan = board.platform().prepare(PinnedTop(design, pins), name=name)
+        plan = board.platform().prepare(PinnedTop(design, pins, pll), name=name)
         for filename, content in plan.files.items():
             (workdir / filename).write_text(content if isinstance(content, str) else content.decode())
         text = plan.files[f"{name}.il"]
@@ -150,6 +160,7 @@ def build(design, name: str, board: Board, workdir: Path, *, target_mhz: float |
     report = BuildReport(board.name, board.device, board.package, name, top_kind or
                          ("pinned top" if pins else "out-of-context top"), target_mhz,
                          {"DSPs": needs.dsps, "block RAMs": needs.block_rams, "multipliers": needs.multipliers})
+    report.pll = asdict(pll) if pll else None
     problems = fit_problems(needs, board)
     if problems:
         raise DoesNotFit(f"{name} does not fit {board.name}: " + "; ".join(problems))

@@ -11,7 +11,7 @@ Tokens between units are up/down counters (``hdl.isa`` explains the protocol).
 A run ends when END has been dispatched and every queue and unit is idle, or
 at the first error (``csr.ErrorCode``), which resets the units and queues.
 """
-from amaranth.hdl import Module, ResetInserter, Signal
+from amaranth.hdl import Module, Mux, ResetInserter, Signal
 from amaranth.lib import fifo, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -78,15 +78,28 @@ class Accelerator(wiring.Component):
         for target, (depth, lanes, element) in shapes.items():
             memories[target] = m.submodules[f"{target.name.lower()}_memory"] = memory.Memory(
                 shape=lanes * element * 8, depth=depth, init=[])
-            wiring.connect(m, getattr(load, f"write_{target.name.lower()}"),
-                           memories[target].write_port(granularity=8))
+            if target != Target.ACCUMULATORS:
+                wiring.connect(m, getattr(load, f"write_{target.name.lower()}"),
+                               memories[target].write_port(granularity=8))
         wiring.connect(m, compute.act_read, memories[Target.ACTIVATIONS].read_port())
         wiring.connect(m, compute.weight_read, memories[Target.WEIGHTS].read_port())
-        wiring.connect(m, compute.acc_read, memories[Target.ACCUMULATORS].read_port())
-        wiring.connect(m, compute.acc_write, memories[Target.ACCUMULATORS].write_port())
         wiring.connect(m, store.acc_read, memories[Target.ACCUMULATORS].read_port())
-        wiring.connect(m, load.acc_read, memories[Target.ACCUMULATORS].read_port())
         wiring.connect(m, load.weight_read, memories[Target.WEIGHTS].read_port())
+        # The accumulator has one write port and one read port besides the store's, so it maps onto
+        # FPGA block RAM: the compute unit's read-modify-write has them whenever it needs them
+        # (acc_busy), and accumulator and COMBINE loads hold their beats meanwhile.
+        acc_read = memories[Target.ACCUMULATORS].read_port()
+        acc_write = memories[Target.ACCUMULATORS].write_port(granularity=8)
+        load_write = load.write_accumulators
+        m.d.comb += [
+            load.acc_busy.eq(compute.acc_busy),
+            acc_read.addr.eq(Mux(load.acc_read.en, load.acc_read.addr, compute.acc_read.addr)),
+            acc_read.en.eq(load.acc_read.en | compute.acc_read.en),
+            compute.acc_read.data.eq(acc_read.data), load.acc_read.data.eq(acc_read.data),
+            acc_write.addr.eq(Mux(compute.acc_write.en, compute.acc_write.addr, load_write.addr)),
+            acc_write.data.eq(Mux(compute.acc_write.en, compute.acc_write.data, load_write.data)),
+            acc_write.en.eq(Mux(compute.acc_write.en, (1 << len(acc_write.en)) - 1, load_write.en)),
+        ]
         wiring.connect(m, store.channel_read, memories[Target.CHANNELS].read_port())
 
         # Tokens: up/down counters between neighbouring units.
@@ -121,10 +134,10 @@ class Accelerator(wiring.Component):
             m.d.comb += [axi.arid.eq(FETCH_ID), axi.araddr.eq(fetch.araddr), axi.arlen.eq(fetch.arlen),
                          axi.arvalid.eq(granted & fetch.arvalid), fetch.arready.eq(granted & axi.arready)]
         bus_size = (config.bus_bytes - 1).bit_length()
-        m.d.comb += [axi.arsize.eq(bus_size), axi.arburst.eq(BURST_INCR), axi.rready.eq(1),
+        m.d.comb += [axi.arsize.eq(bus_size), axi.arburst.eq(BURST_INCR), axi.rready.eq(load.rready),
                      axi.awsize.eq(bus_size), axi.awburst.eq(BURST_INCR), axi.awid.eq(0), axi.bready.eq(1)]
         for unit, unit_id in ((fetch, FETCH_ID), (load, LOAD_ID)):
-            m.d.comb += [unit.rvalid.eq(axi.rvalid & (axi.rid == unit_id)), unit.rdata.eq(axi.rdata),
+            m.d.comb += [unit.rvalid.eq(axi.rvalid & axi.rready & (axi.rid == unit_id)), unit.rdata.eq(axi.rdata),
                          unit.rresp.eq(axi.rresp), unit.rlast.eq(axi.rlast)]
         m.d.comb += [axi.awvalid.eq(store.awvalid), axi.awaddr.eq(store.awaddr), axi.awlen.eq(store.awlen),
                      store.awready.eq(axi.awready), axi.wvalid.eq(store.wvalid), axi.wdata.eq(store.wdata),

@@ -25,6 +25,7 @@ class ComputeUnit(wiring.Component):
     pop_prev, pop_next, push_prev, push_next : Out(1)     token pulses
     act_read, weight_read : scratchpad read ports;  acc_read, acc_write : accumulator ports
     array_busy : Out(1)   an activation beat enters the array this cycle
+    acc_busy : Out(1)     the accumulator ports are used this cycle (a result row read or written)
     waiting_load, waiting_store : Out(1)   stalled on a missing token
     error_range : Out(1)   rows outside a memory
     error_field : Out(1)   an OS COMPUTE whose beats are not a multiple of R, or a depthwise one
@@ -50,7 +51,7 @@ class ComputeUnit(wiring.Component):
             "weight_read": In(memory.ReadPort.Signature(addr_width=address_width(config.weight_rows), shape=cols * 8)),
             "acc_read": In(memory.ReadPort.Signature(addr_width=acc_width, shape=cols * ACC_BITS)),
             "acc_write": In(memory.WritePort.Signature(addr_width=acc_width, shape=cols * ACC_BITS)),
-            "array_busy": Out(1), "waiting_load": Out(1), "waiting_store": Out(1),
+            "array_busy": Out(1), "waiting_load": Out(1), "waiting_store": Out(1), "acc_busy": Out(1),
             "error_range": Out(1), "error_field": Out(1), "retired": Out(1), "busy": Out(1),
         })
 
@@ -142,6 +143,7 @@ class ComputeUnit(wiring.Component):
                      array.results.ready.eq(1), self.acc_read.addr.eq(head.acc_addr + received),
                      self.acc_read.en.eq(keep)]
         m.d.sync += [pending.eq(keep), written.eq(pending), written_address.eq(pending_address)]
+        m.d.comb += self.acc_busy.eq(keep | pending)
         head_done = Signal()
         with m.If(array.results.valid):
             m.d.sync += [pending_row.eq(array.results.payload.data), pending_address.eq(head.acc_addr + received),

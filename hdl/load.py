@@ -45,7 +45,9 @@ class LoadUnit(wiring.Component):
     instructions : In(stream.Signature(INSTRUCTION))
     token_available : In(1)       a compute->load token exists (for pop_next)
     pop_token, push_token : Out(1) one-cycle pulses (compute->load pop, load->compute push)
-    arvalid, araddr, arlen, arready, rvalid, rdata, rresp, rlast : the AXI read channels it uses
+    arvalid, araddr, arlen, arready, rvalid, rdata, rresp, rlast, rready : the AXI read channels it uses
+    acc_busy : In(1)               the compute unit uses the accumulator ports this cycle: an accumulator or
+                                   COMBINE load holds its R beats (rready low) and padding rows meanwhile
     write_<target> : one write port per memory of ``memory_shapes`` (byte granularity)
     acc_read, weight_read : read ports for COMBINE (old accumulator rows, per-lane scales)
     error_read, error_range : Out(1) pulses: a bad read response, an out-of-range SRAM row
@@ -61,7 +63,8 @@ class LoadUnit(wiring.Component):
             "instructions": In(stream.Signature(INSTRUCTION)),
             "token_available": In(1), "pop_token": Out(1), "push_token": Out(1),
             "arvalid": Out(1), "araddr": Out(ADDR_WIDTH), "arlen": Out(8), "arready": In(1),
-            "rvalid": In(1), "rdata": In(config.bus_bits), "rresp": In(2), "rlast": In(1),
+            "rvalid": In(1), "rdata": In(config.bus_bits), "rresp": In(2), "rlast": In(1), "rready": Out(1),
+            "acc_busy": In(1),
             "acc_read": In(memory.ReadPort.Signature(addr_width=address_width(config.acc_rows),
                                                      shape=cols * ACC_BITS)),
             "weight_read": In(memory.ReadPort.Signature(addr_width=address_width(config.weight_rows),
@@ -108,7 +111,11 @@ class LoadUnit(wiring.Component):
         data_beat = Signal()
         pad_write = Signal()
         write_address = Signal(16)
-        m.d.comb += [data_beat.eq(self.rvalid),
+        # The accumulator's read and write ports are shared with the compute unit, which has priority.
+        hold = Signal()
+        accumulating = Signal()       # an accumulator or COMBINE load is walking or draining
+        m.d.comb += [hold.eq(accumulating & self.acc_busy), self.rready.eq(~hold)]
+        m.d.comb += [data_beat.eq(self.rvalid & self.rready),
                      write_address.eq(Mux(data_beat, outstanding.r_data + row_in_burst, sram_row))]
 
         def row_bytes(row_length, pad_byte):
@@ -152,14 +159,17 @@ class LoadUnit(wiring.Component):
         stage_enables = Signal(cols)
         m.d.sync += [stage_valid.eq(writing & (fields.target == Target.COMBINE)), stage_address.eq(write_address),
                      stage_lanes.eq(incoming), stage_enables.eq(incoming_enables)]
-        m.d.comb += [self.acc_read.addr.eq(write_address), self.acc_read.en.eq(1),
+        m.d.comb += [self.acc_read.addr.eq(write_address),
+                     self.acc_read.en.eq(writing & (fields.target == Target.COMBINE)),
                      self.weight_read.addr.eq(fields.scale_row), self.weight_read.en.eq(1)]
         combined = Signal(acc_layout)
         old_row = acc_layout(self.acc_read.data)
         lane_scales = lanes_layout(self.weight_read.data)
         for lane in range(cols):
             old = old_row[lane]
-            product = stage_lanes[lane] * Mux(fields.lane_scales, lane_scales[lane], fields.scale)
+            # A Signal, so the three combine modes share one multiplier.
+            product = Signal(signed(ACC_BITS), name=f"combine_product_{lane}")
+            m.d.comb += product.eq(stage_lanes[lane] * Mux(fields.lane_scales, lane_scales[lane], fields.scale))
             with m.Switch(fields.combine):
                 with m.Case(Combine.OVERWRITE):
                     m.d.comb += combined[lane].eq(product)
@@ -172,7 +182,7 @@ class LoadUnit(wiring.Component):
                                                            for enable in stage_enables), 0))]
 
         # Writer: R beats in order of their bursts; a burst may carry several rows.
-        with m.If(self.rvalid):
+        with m.If(data_beat):
             row_done = beat == beats - 1
             m.d.sync += [beat.eq(Mux(row_done, 0, beat + 1)),
                          row_in_burst.eq(Mux(self.rlast, 0, row_in_burst + row_done))]
@@ -195,6 +205,7 @@ class LoadUnit(wiring.Component):
                      walker.step_bytes.eq(Mux(mergeable, burst_rows << beat_shift, fields.row_stride))]
         retire = Signal()
         advance = Signal()
+        to_accumulator = (fields.target == Target.ACCUMULATORS) | (fields.target == Target.COMBINE)
         m.d.comb += [self.retired.eq(retire), self.push_token.eq(retire & header.push_next), walker.advance.eq(advance)]
 
         with m.FSM():
@@ -211,7 +222,9 @@ class LoadUnit(wiring.Component):
                 undefined = ((fields.target.as_value() > max(t.value for t in Target)) |
                              ((fields.target == Target.COMBINE) &
                               (fields.combine.as_value() > max(c.value for c in Combine))))
-                out_of_range = (fields.sram_addr + fields.rows * fields.blocks * fields.groups > depth) | bad_scale_row
+                total_rows = Signal(len(fields.rows) + len(fields.blocks) + len(fields.groups))
+                m.d.comb += total_rows.eq(fields.rows * fields.blocks * fields.groups)
+                out_of_range = (fields.sram_addr + total_rows > depth) | bad_scale_row
                 with m.If(undefined | out_of_range):
                     m.d.comb += [self.error_field.eq(undefined), self.error_range.eq(~undefined)]
                     m.next = "Idle"
@@ -222,9 +235,9 @@ class LoadUnit(wiring.Component):
                     m.d.comb += walker.start.eq(1)
                     m.next = "Walk"
             with m.State("Walk"):
-                m.d.comb += self.busy.eq(1)
+                m.d.comb += [self.busy.eq(1), accumulating.eq(to_accumulator)]
                 with m.If(pad_row):
-                    m.d.comb += [pad_write.eq(~data_beat), advance.eq(~data_beat)]
+                    m.d.comb += [pad_write.eq(~data_beat & ~hold), advance.eq(~data_beat & ~hold)]
                 with m.Else():
                     m.d.comb += self.arvalid.eq(outstanding.w_rdy)
                     with m.If(self.arvalid & self.arready):
@@ -234,7 +247,7 @@ class LoadUnit(wiring.Component):
                     with m.If(walker.last):
                         m.next = "Drain"
             with m.State("Drain"):
-                m.d.comb += self.busy.eq(1)
+                m.d.comb += [self.busy.eq(1), accumulating.eq(to_accumulator)]
                 with m.If(~outstanding.r_rdy):
                     m.d.comb += retire.eq(1)
                     m.next = "Idle"

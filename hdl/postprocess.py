@@ -20,7 +20,9 @@ from amaranth.lib.wiring import In, Out
 from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, MULTIPLIER_FRACTION_BITS, OPERAND_BITS, SHIFT_BITS, ArithMode
 
 __all__ = ["PostProcessor", "channel_params_layout", "output_params_layout",
-           "accumulator_row_layout", "output_row_layout"]
+           "accumulator_row_layout", "output_row_layout", "BANKS"]
+
+BANKS = 2       # channel parameter sets, so consecutive STOREs overlap in the pipeline
 
 SHIFT = signed(SHIFT_BITS)
 
@@ -39,11 +41,12 @@ def output_params_layout() -> data.StructLayout:
 
 
 def accumulator_row_layout(lanes: int) -> data.StructLayout:
-    return data.StructLayout({"data": data.ArrayLayout(signed(ACC_BITS), lanes), "last": 1})
+    """A row in: its C accumulators, and the parameter bank that post-processes it."""
+    return data.StructLayout({"data": data.ArrayLayout(signed(ACC_BITS), lanes), "last": 1, "bank": 1})
 
 
 def output_row_layout(lanes: int) -> data.StructLayout:
-    return data.StructLayout({"data": data.ArrayLayout(signed(OPERAND_BITS), lanes), "last": 1})
+    return data.StructLayout({"data": data.ArrayLayout(signed(OPERAND_BITS), lanes), "last": 1, "bank": 1})
 
 
 class PostProcessor(wiring.Component):
@@ -58,12 +61,13 @@ class PostProcessor(wiring.Component):
     -------
     rows_in : In(stream.Signature(accumulator_row_layout(lanes)))
     rows_out : Out(stream.Signature(output_row_layout(lanes)))
-    channel_params : In(data.ArrayLayout(channel_params_layout(), lanes))
-        Held stable while rows are in flight.
+    channel_params : In(data.ArrayLayout(data.ArrayLayout(channel_params_layout(), lanes), BANKS))
+        Per bank; a bank is held stable while rows of it are in flight, so the rows of one
+        STORE can follow another's through the pipeline with the other bank.
     params : In(output_params_layout())
         Held stable while rows are in flight.
-    channels : In(range(lanes + 1))
-        Output channels kept; held stable while rows are in flight.
+    channels : In(data.ArrayLayout(range(lanes + 1), BANKS))
+        Per bank: output channels kept.
     """
 
     STAGES = 4
@@ -75,9 +79,9 @@ class PostProcessor(wiring.Component):
         super().__init__({
             "rows_in": In(stream.Signature(accumulator_row_layout(lanes))),
             "rows_out": Out(stream.Signature(output_row_layout(lanes))),
-            "channel_params": In(data.ArrayLayout(channel_params_layout(), lanes)),
+            "channel_params": In(data.ArrayLayout(data.ArrayLayout(channel_params_layout(), lanes), BANKS)),
             "params": In(output_params_layout()),
-            "channels": In(range(lanes + 1)),
+            "channels": In(data.ArrayLayout(range(lanes + 1), BANKS)),
         })
 
     def elaborate(self, platform):
@@ -87,19 +91,27 @@ class PostProcessor(wiring.Component):
         m.d.comb += [advance.eq(~self.rows_out.valid | self.rows_out.ready),
                      self.rows_in.ready.eq(advance)]
 
-        # valid and last ride along the pipeline.
-        framing = [Signal(2, name=f"framing_{stage}") for stage in range(self.STAGES)]
+        # valid, last and the bank ride along the pipeline; each stage uses the bank of its row.
+        framing = [Signal(3, name=f"framing_{stage}") for stage in range(self.STAGES)]
         with m.If(advance):
-            m.d.sync += framing[0].eq(Cat(self.rows_in.valid, self.rows_in.payload.last))
+            m.d.sync += framing[0].eq(Cat(self.rows_in.valid, self.rows_in.payload.last, self.rows_in.payload.bank))
             m.d.sync += [framing[stage].eq(framing[stage - 1]) for stage in range(1, self.STAGES)]
-        m.d.comb += [self.rows_out.valid.eq(framing[-1][0]), self.rows_out.payload.last.eq(framing[-1][1])]
+        m.d.comb += [self.rows_out.valid.eq(framing[-1][0]), self.rows_out.payload.last.eq(framing[-1][1]),
+                     self.rows_out.payload.bank.eq(framing[-1][2])]
+        # Stage n computes its register from the row of stage n - 1 (stage 0: the input).
+        banks = [self.rows_in.payload.bank, *(framing[stage][2] for stage in range(self.STAGES - 1))]
+
+        def channel_of(stage, lane):
+            return data.View(channel_params_layout(), Mux(banks[stage], self.channel_params[1][lane].as_value(),
+                                                          self.channel_params[0][lane].as_value()))
+
+        def kept_of(stage, lane):
+            return lane < Mux(banks[stage], self.channels[1], self.channels[0])
 
         sign_bits = Signal(lanes)
         requantized_lanes = []
         for lane in range(lanes):
-            channel = self.channel_params[lane]
-            kept = Signal(name=f"kept_{lane}")
-            m.d.comb += kept.eq(lane < self.channels)
+            channel = [channel_of(stage, lane) for stage in range(self.STAGES)]
             total = Signal(signed(ACC_BITS), name=f"total_{lane}")
             shifted = Signal(signed(ACC_BITS), name=f"shifted_{lane}")
             high = Signal(signed(ACC_BITS), name=f"high_{lane}")
@@ -107,14 +119,14 @@ class PostProcessor(wiring.Component):
             product = Signal(signed(2 * ACC_BITS), name=f"product_{lane}")
             nudged = Signal(signed(2 * ACC_BITS + 1), name=f"nudged_{lane}")
             m.d.comb += [
-                product.eq(shifted * channel.multiplier),
+                product.eq(shifted * channel[2].multiplier),
                 nudged.eq(product + Mux(product >= 0, 1 << 30, 1 - (1 << 30))),
             ]
             # Truncating division by 2**31 (C++ semantics): round negative values up.
             truncated = Mux(nudged < 0, nudged + ((1 << MULTIPLIER_FRACTION_BITS) - 1), nudged) \
                 >> MULTIPLIER_FRACTION_BITS
-            overflow = (shifted == -(1 << (ACC_BITS - 1))) & (channel.multiplier == -(1 << (ACC_BITS - 1)))
-            right = Mux(channel.shift < 0, -channel.shift, 0)[:SHIFT.width - 1]
+            overflow = (shifted == -(1 << (ACC_BITS - 1))) & (channel[2].multiplier == -(1 << (ACC_BITS - 1)))
+            right = Mux(channel[3].shift < 0, -channel[3].shift, 0)[:SHIFT.width - 1]
             mask = Signal(ACC_BITS, name=f"mask_{lane}")
             m.d.comb += mask.eq((1 << right) - 1)
             remainder = high.as_unsigned() & mask
@@ -125,15 +137,15 @@ class PostProcessor(wiring.Component):
             clamped = Mux(with_zero_point < self.params.clamp_min, self.params.clamp_min,
                           Mux(with_zero_point > self.params.clamp_max, self.params.clamp_max,
                               with_zero_point))
-            left = Mux(channel.shift > 0, channel.shift, 0)[:SHIFT.width - 1]
+            left = Mux(channel[1].shift > 0, channel[1].shift, 0)[:SHIFT.width - 1]
             requantized = Signal(signed(OPERAND_BITS), name=f"requantized_{lane}")
             with m.If(advance):
                 m.d.sync += [
-                    total.eq(self.rows_in.payload.data[lane] + channel.bias),
+                    total.eq(self.rows_in.payload.data[lane] + channel[0].bias),
                     shifted.eq(total << left),
-                    sign_delay[0].eq(((total >= 0) ^ channel.flip) & kept),
+                    sign_delay[0].eq(((total >= 0) ^ channel[1].flip) & kept_of(1, lane)),
                     high.eq(Mux(overflow, (1 << (ACC_BITS - 1)) - 1, truncated)),
-                    requantized.eq(Mux(kept, clamped, 0)),
+                    requantized.eq(Mux(kept_of(3, lane), clamped, 0)),
                 ]
                 m.d.sync += [sign_delay[stage].eq(sign_delay[stage - 1]) for stage in range(1, len(sign_delay))]
             m.d.comb += sign_bits[lane].eq(sign_delay[-1])

@@ -60,7 +60,7 @@ class RowReader(wiring.Component):
             self.rows.payload.eq(buffer.r_data),
             buffer.r_en.eq(self.rows.ready),
             self.reading.eq(remaining != 0),
-            self.busy.eq(self.reading | in_flight | buffer.r_rdy),
+            self.busy.eq(self.reading | in_flight | (buffer.level != 0)),     # level: rows not yet at r_rdy too
         ]
         m.d.sync += in_flight.eq(issue)
         step_shift = Signal.like(self.step_shift)

@@ -1,17 +1,20 @@
 """The store unit: executes CONFIG and STORE, post-processing accumulator rows into DRAM."""
 from amaranth.hdl import Array, Cat, Module, Mux, Signal
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import ADDR_WIDTH, merged_burst_rows, response_failed
 from .config import AcceleratorConfig
 from .isa import CHANNEL_RECORD_BYTES, INSTRUCTION, STORE_BYTE_OFFSET_BITS, Opcode
 from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, SHIFT_BITS, ArithMode
-from .postprocess import PostProcessor, channel_params_layout, output_params_layout
+from .postprocess import BANKS, PostProcessor, output_params_layout
 from .sram import RowReader, address_width
 from .walker import DESCRIPTOR_FIELDS, RowWalker
 
 __all__ = ["StoreUnit"]
+
+OUTPUT_ROWS = 8       # post-processed rows buffered ahead of the writer
+BURSTS_AHEAD = 4      # AW bursts issued ahead of their W beats
 
 
 class StoreUnit(wiring.Component):
@@ -49,72 +52,71 @@ class StoreUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         config, cols, bus_bytes = self.config, self.config.array.cols, self.config.bus_bytes
+        beat_shift = (bus_bytes - 1).bit_length()
         reader = m.submodules.reader = RowReader(addr_width=len(self.acc_read.addr), row_shape=cols * ACC_BITS)
         wiring.connect(m, reader.port, wiring.flipped(self.acc_read))
         post = m.submodules.post = PostProcessor(cols)
+        # Output rows wait here for the writer, so the next STORE's rows can enter the post-processor
+        # while this one's are still being written.
+        out_rows = m.submodules.out_rows = fifo.SyncFIFOBuffered(width=cols * 8, depth=OUTPUT_ROWS)
 
+        # Front end: CONFIG, and each STORE's check and rows through the post-processor.
         instruction = self.instructions.payload
         fields = Signal.like(instruction.fields.store)
         header = Signal.like(instruction.header)
         output = Signal(output_params_layout(), init={"clamp_min": -128, "clamp_max": 127})
-        channel_params = Signal(data.ArrayLayout(channel_params_layout(), cols))
+        # Consecutive STOREs alternate between the post-processor's parameter banks, so one's rows
+        # follow the other's through its pipeline.
+        bank = Signal()                        # the bank of the rows the reader delivers
+        channel_params = Signal.like(post.channel_params)
+        kept_channels = Signal.like(post.channels)
         m.d.comb += [post.rows_in.valid.eq(reader.rows.valid), post.rows_in.payload.data.eq(reader.rows.payload),
-                     reader.rows.ready.eq(post.rows_in.ready), post.channel_params.eq(channel_params),
-                     post.params.eq(output), post.channels.eq(fields.channels)]
+                     post.rows_in.payload.bank.eq(bank), reader.rows.ready.eq(post.rows_in.ready),
+                     post.channel_params.eq(channel_params), post.params.eq(output), post.channels.eq(kept_channels),
+                     out_rows.w_en.eq(post.rows_out.valid), out_rows.w_data.eq(post.rows_out.payload.data),
+                     post.rows_out.ready.eq(out_rows.w_rdy)]
 
         # Channel records as they sit in memory: bias, multiplier, shift byte, flip byte.
         record_bits = CHANNEL_RECORD_BYTES * 8
         records = self.channel_read.data
-        decoded = Signal.like(channel_params)
+        decoded = Signal.like(channel_params[0])
         for lane in range(cols):
             record = records[lane * record_bits:(lane + 1) * record_bits]
             m.d.comb += [decoded[lane].bias.eq(record[0:32]), decoded[lane].multiplier.eq(record[32:64]),
                          decoded[lane].shift.eq(record[64:64 + SHIFT_BITS]), decoded[lane].flip.eq(record[72])]
 
-        # Output rows: the stored bytes start byte_offset bytes into the row; beats per row.
+        # What the writer needs of a STORE, queued by the front end.
+        job_layout = data.StructLayout({**{name: width for name, width in DESCRIPTOR_FIELDS.items()},
+                                        "byte_offset": STORE_BYTE_OFFSET_BITS, "end": 8, "push_prev": 1})
+        jobs = m.submodules.jobs = fifo.SyncFIFO(width=job_layout.size, depth=2)
+        queued = job_layout(jobs.w_data)
         stored = Signal(8)
-        end = Signal(8)
-        beats = Signal(8)
-        m.d.comb += [
-            stored.eq(Mux(output.mode == ArithMode.BINARY,
-                          (fields.channels + BINARY_VALUES_PER_LANE - 1) >> 3, fields.channels)),
-            end.eq(fields.byte_offset + stored),
-            beats.eq((end + bus_bytes - 1) >> (bus_bytes - 1).bit_length()),
-        ]
-        beat = Signal(8)
-        span = -(-(cols + (1 << STORE_BYTE_OFFSET_BITS) - 1) // bus_bytes) * bus_bytes    # bytes, whole beats
-        row_bytes = Signal(span * 8)
-        m.d.comb += row_bytes.eq(post.rows_out.payload.data.as_value() << (fields.byte_offset * 8))
-        beat_words = Array(row_bytes[j * bus_bytes * 8:(j + 1) * bus_bytes * 8] for j in range(span // bus_bytes))
-        position = [(beat << (bus_bytes - 1).bit_length()) + byte for byte in range(bus_bytes)]
-        strobes = Cat((at >= fields.byte_offset) & (at < end) for at in position)
-        m.d.comb += [self.wdata.eq(beat_words[beat]), self.wstrb.eq(strobes),
-                     self.bytes_written.eq(Mux(self.wvalid & self.wready, sum(strobes), 0))]
+        m.d.comb += [stored.eq(Mux(output.mode == ArithMode.BINARY,
+                                   (fields.channels + BINARY_VALUES_PER_LANE - 1) >> 3, fields.channels)),
+                     queued.end.eq(fields.byte_offset + stored), queued.byte_offset.eq(fields.byte_offset),
+                     queued.push_prev.eq(header.push_prev)]
+        m.d.comb += [getattr(queued, name).eq(getattr(fields, name)) for name in DESCRIPTOR_FIELDS]
 
-        walker = m.submodules.walker = RowWalker(padding=False)
-        m.d.comb += [getattr(walker, name).eq(getattr(fields, name)) for name in DESCRIPTOR_FIELDS]
-        m.d.comb += [walker.step.eq(1), walker.step_bytes.eq(fields.row_stride)]
-        # Single-beat rows that follow each other in DRAM share one burst, as loads do.
-        mergeable = Signal()
-        m.d.comb += mergeable.eq((beats == 1) & (fields.row_stride == bus_bytes))
-        burst_rows = merged_burst_rows(m, address=walker.address, rows_left=walker.data_rows_left,
-                                       mergeable=mergeable, bus_bytes=bus_bytes)
-        rows_left = Signal.like(burst_rows)        # rows of the current burst still to send
-        outstanding = Signal(8)
-        aw_fire = Signal()
-        b_fire = Signal()
-        m.d.comb += [self.awaddr.eq(walker.address), self.awlen.eq(Mux(mergeable, burst_rows, beats) - 1),
-                     aw_fire.eq(self.awvalid & self.awready), b_fire.eq(self.bvalid)]
-        m.d.sync += outstanding.eq(outstanding + aw_fire - b_fire)
-        with m.If(b_fire & (response_failed(self.bresp))):
-            m.d.comb += self.error_write.eq(1)
-
-        retire = Signal()
-        m.d.comb += [self.retired.eq(retire), self.push_token.eq(retire & header.push_prev)]
+        writer_idle = Signal()
+        unit_idle = Signal()                   # no row in the post-processor and the writer idle
+        front_retire = Signal()
+        writer_retire = Signal()
+        total_rows = Signal(len(fields.rows) + len(fields.blocks) + len(fields.groups))
+        m.d.comb += total_rows.eq(fields.rows * fields.blocks * fields.groups)
+        # Per bank: rows still to leave the post-processor.
+        rows_left = Array(Signal.like(total_rows, name=f"rows_left_{b}") for b in range(BANKS))
+        with m.If(out_rows.w_en & out_rows.w_rdy):
+            m.d.sync += rows_left[post.rows_out.payload.bank].eq(rows_left[post.rows_out.payload.bank] - 1)
+        m.d.comb += unit_idle.eq(writer_idle & ~reader.busy & (Cat(*rows_left) == 0))
+        front_busy = Signal()
+        # A STORE's channel records are read as it is accepted and must hold while it waits to start.
+        m.d.comb += self.channel_read.en.eq(0)
         with m.FSM():
             with m.State("Idle"):
                 is_store = instruction.header.opcode == Opcode.STORE
-                with m.If(self.instructions.valid & (~instruction.header.pop_prev | self.token_available)):
+                # CONFIG changes the post-processing of rows in flight, so it waits for the unit to empty.
+                free = Mux(is_store, jobs.w_rdy, unit_idle)
+                with m.If(self.instructions.valid & free & (~instruction.header.pop_prev | self.token_available)):
                     m.d.comb += [self.instructions.ready.eq(1), self.pop_token.eq(instruction.header.pop_prev)]
                     m.d.sync += [fields.eq(instruction.fields.store), header.eq(instruction.header)]
                     with m.If(is_store):
@@ -125,44 +127,115 @@ class StoreUnit(wiring.Component):
                         m.d.sync += output.eq(instruction.fields.config)
                         m.next = "Retire"
             with m.State("Check"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += channel_params.eq(decoded)
-                total_rows = fields.rows * fields.blocks * fields.groups
+                m.d.comb += front_busy.eq(1)
                 with m.If((fields.acc_addr + total_rows > config.acc_rows) |
                           (fields.channel_row >= config.channel_rows) | (fields.channels > cols)):
-                    m.d.comb += self.error_range.eq(1)
-                    m.next = "Idle"
+                    # Reported once the stores before it are written, as if it ran alone.
+                    with m.If(unit_idle):
+                        m.d.comb += self.error_range.eq(1)
+                        m.next = "Idle"
                 with m.Elif(total_rows == 0):
-                    m.next = "Retire"
-                with m.Else():
+                    with m.If(unit_idle):        # retires in order, after the stores before it
+                        m.next = "Retire"
+                # Starts once the previous STORE's rows have all entered the post-processor and the
+                # other bank's (two STOREs back) have left it.
+                with m.Elif(~reader.busy & (rows_left[~bank] == 0)):
                     m.d.comb += [reader.first.eq(fields.acc_addr), reader.count.eq(total_rows), reader.start.eq(1),
-                                 walker.start.eq(1)]
-                    m.next = "Address"
-            with m.State("Address"):
-                m.d.comb += self.busy.eq(1)
-                with m.If(post.rows_out.valid):
-                    m.d.comb += self.awvalid.eq(1)
-                    with m.If(self.awready):
-                        m.d.sync += [beat.eq(0), rows_left.eq(burst_rows)]
-                        m.next = "Data"
-            with m.State("Data"):
-                row_end = beat == beats - 1
-                m.d.comb += [self.busy.eq(1), self.wvalid.eq(post.rows_out.valid),
-                             self.wlast.eq(row_end & (rows_left == 1))]
-                with m.If(self.wvalid & self.wready):
-                    m.d.sync += beat.eq(Mux(row_end, 0, beat + 1))
-                    with m.If(row_end):
-                        m.d.comb += [post.rows_out.ready.eq(1), walker.advance.eq(1)]
-                        m.d.sync += rows_left.eq(rows_left - 1)
-                        with m.If(walker.last):
-                            m.next = "Drain"
-                        with m.Elif(rows_left == 1):
-                            m.next = "Address"
-            with m.State("Drain"):
-                m.d.comb += self.busy.eq(1)
-                with m.If((outstanding == 0) & ~reader.busy):
-                    m.next = "Retire"
+                                 jobs.w_en.eq(1)]
+                    m.d.sync += bank.eq(~bank)
+                    for other in range(BANKS):
+                        with m.If(bank != other):
+                            m.d.sync += [channel_params[other].eq(decoded), kept_channels[other].eq(fields.channels),
+                                         rows_left[other].eq(total_rows)]
+                    m.next = "Idle"
             with m.State("Retire"):
-                m.d.comb += [self.busy.eq(1), retire.eq(1)]
+                m.d.comb += [front_busy.eq(1), front_retire.eq(1)]
                 m.next = "Idle"
+
+        # Writer, in two stages: the address stage walks a STORE's descriptor into AW bursts (up to
+        # BURSTS_AHEAD ahead of their data) and then takes the next STORE while the data stage still
+        # sends this one's W beats, each row's beats from the output queue.
+        def row_beats(end):
+            return (end + bus_bytes - 1) >> beat_shift
+
+        job = Signal(job_layout)               # the address stage's STORE
+        walker = m.submodules.walker = RowWalker(padding=False)
+        taking = Signal()                      # the address stage takes the next STORE (and starts its walk)
+        next_job = job_layout(jobs.r_data)
+        m.d.comb += [getattr(walker, name).eq(Mux(taking, getattr(next_job, name), getattr(job, name)))
+                     for name in DESCRIPTOR_FIELDS]
+        # Single-beat rows that follow each other in DRAM share one burst, as loads do.
+        mergeable = Signal()
+        m.d.comb += mergeable.eq((row_beats(job.end) == 1) & (job.row_stride == bus_bytes))
+        burst_rows = merged_burst_rows(m, address=walker.address, rows_left=walker.data_rows_left,
+                                       mergeable=mergeable, bus_bytes=bus_bytes)
+        burst_layout = data.StructLayout({"rows": len(burst_rows), "last": 1})
+        bursts = m.submodules.bursts = fifo.SyncFIFO(width=burst_layout.size, depth=BURSTS_AHEAD)
+        sending_layout = data.StructLayout({"byte_offset": STORE_BYTE_OFFSET_BITS, "end": 8, "push_prev": 1})
+        sendings = m.submodules.sendings = fifo.SyncFIFO(width=sending_layout.size, depth=2)
+        outstanding = Signal(8)
+        aw_fire = Signal()
+        b_fire = Signal()
+        addressing = Signal()                  # AW bursts of the address stage's STORE remain
+        m.d.comb += [self.awaddr.eq(walker.address), self.awlen.eq(Mux(mergeable, burst_rows, row_beats(job.end)) - 1),
+                     self.awvalid.eq(addressing & bursts.w_rdy), aw_fire.eq(self.awvalid & self.awready),
+                     bursts.w_en.eq(aw_fire), bursts.w_data.eq(Cat(burst_rows, walker.last)),
+                     walker.advance.eq(aw_fire), walker.step.eq(burst_rows),
+                     walker.step_bytes.eq(Mux(mergeable, burst_rows << beat_shift, job.row_stride)),
+                     b_fire.eq(self.bvalid)]
+        m.d.sync += outstanding.eq(outstanding + aw_fire - b_fire)
+        with m.If(b_fire & (response_failed(self.bresp))):
+            m.d.comb += self.error_write.eq(1)
+        with m.If(aw_fire & walker.last):
+            m.d.sync += addressing.eq(0)
+        # A STORE that pushes a token waits for all write responses outstanding, so no later STORE's
+        # bursts (whose data would wait behind it) may be issued until it is answered.
+        barrier = Signal()
+        m.d.comb += taking.eq(~addressing & ~barrier & jobs.r_rdy & sendings.w_rdy)
+        with m.If(taking):
+            m.d.comb += [walker.start.eq(1), jobs.r_en.eq(1), sendings.w_en.eq(1),
+                         sendings.w_data.eq(Cat(next_job.byte_offset, next_job.end, next_job.push_prev))]
+            m.d.sync += [job.eq(jobs.r_data), addressing.eq(1), barrier.eq(next_job.push_prev)]
+
+        # Data stage: the oldest STORE with bursts issued.
+        sending = sending_layout(sendings.r_data)
+        burst = burst_layout(bursts.r_data)
+        beats = Signal(8)
+        m.d.comb += beats.eq(row_beats(sending.end))
+        beat = Signal(8)
+        row_in_burst = Signal.like(burst_rows)
+        span = -(-(cols + (1 << STORE_BYTE_OFFSET_BITS) - 1) // bus_bytes) * bus_bytes    # bytes, whole beats
+        row_bytes = Signal(span * 8)
+        m.d.comb += row_bytes.eq(out_rows.r_data << (sending.byte_offset * 8))
+        beat_words = Array(row_bytes[j * bus_bytes * 8:(j + 1) * bus_bytes * 8] for j in range(span // bus_bytes))
+        position = [(beat << beat_shift) + byte for byte in range(bus_bytes)]
+        strobes = Cat((at >= sending.byte_offset) & (at < sending.end) for at in position)
+        m.d.comb += [self.wdata.eq(beat_words[beat]), self.wstrb.eq(strobes),
+                     self.bytes_written.eq(Mux(self.wvalid & self.wready, sum(strobes), 0))]
+        # A STORE that hands a token on retires once its writes are answered: what it releases (an
+        # accumulator half, or the end of a fenced pass) must be in DRAM. Later STOREs wait for it.
+        responding = Signal()
+        row_end = beat == beats - 1
+        burst_end = row_end & (row_in_burst == burst.rows - 1)
+        m.d.comb += [self.wvalid.eq(bursts.r_rdy & out_rows.r_rdy & ~responding), self.wlast.eq(burst_end)]
+        sent = Signal()              # the last W beat of the oldest STORE is accepted this cycle
+        with m.If(self.wvalid & self.wready):
+            m.d.sync += beat.eq(Mux(row_end, 0, beat + 1))
+            with m.If(row_end):
+                m.d.comb += out_rows.r_en.eq(1)
+                m.d.sync += row_in_burst.eq(Mux(burst_end, 0, row_in_burst + 1))
+            m.d.comb += [bursts.r_en.eq(burst_end), sent.eq(burst_end & burst.last)]
+        with m.If(sent & sending.push_prev):
+            m.d.sync += responding.eq(1)
+        answered = responding & (outstanding == 0)
+        with m.If(answered):
+            m.d.sync += [responding.eq(0), barrier.eq(0)]
+        m.d.comb += [writer_retire.eq(sent & ~sending.push_prev | answered),
+                     sendings.r_en.eq(sent & ~sending.push_prev | answered),
+                     writer_idle.eq((jobs.level == 0) & ~addressing & ~barrier & (sendings.level == 0) &
+                                    (outstanding == 0))]
+
+        m.d.comb += [self.retired.eq(front_retire | writer_retire),
+                     self.push_token.eq(front_retire & header.push_prev | answered),
+                     self.busy.eq(front_busy | ~unit_idle)]
         return m

@@ -64,6 +64,8 @@ class _Weights:
 # WS rounds of at least this many output blocks make a step's COMPUTEs stream several times the rows its
 # loads bring (one activation tile, R weight rows per block), so the array rather than DRAM sets the pace.
 _WS_ROUND_BLOCKS = 4
+# Activation tiles a WS layer with resident weights may keep in flight.
+_MAX_ACT_BUFFERS = 4
 
 
 def _ws_round(config: AcceleratorConfig, width: int, height: int, blocks: int) -> tuple[int, int]:
@@ -104,7 +106,6 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
     blocks = blocks or range(y.channel_blocks)
     weights = _Weights(image, name, weight, rows, cols, blocks)
     act_half, weight_half, acc_half = config.act_rows // 2, config.weight_rows // 2, config.acc_rows // 2
-    scheduler = PingPongScheduler()
     pad_value = neutral_padding(mode)[0]
 
     def load_bytes(block):      # int8 lanes past a block's channels meet zero weights; binary ones must be padding
@@ -126,23 +127,39 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
             raise ValueError(f"Layer {name}: an output row of {y.width} pixels exceeds half a scratchpad "
                              f"({min(act_half, acc_half)} rows)")
         steps = [(tap, cb) for tap in taps for cb in range(cin_blocks)]
+        # Resident weights: when a round's whole reduction fits half the weight scratchpad, its first tile
+        # loads it (step after step, into the half of the round's parity) and its other tiles reuse it.
+        resident = members * weights.k <= weight_half
+        # Then the activation scratchpad may hold more than two tiles, so loads run further ahead; a
+        # round's weight half is rewritten two rounds later, so a round must span buffers - 1 steps.
+        buffers = 2
+        if resident:
+            steps_per_round = len(steps) * -(-y.height // tile_rows)
+            buffers = max(2, min(_MAX_ACT_BUFFERS, config.act_rows // (tile_rows * y.width), steps_per_round + 1))
+        scheduler = PingPongScheduler(buffers)
+        act_region = config.act_rows // buffers
         rounds = 0
-        for first_block in range(0, len(blocks), members):
+        for round_index, first_block in enumerate(range(0, len(blocks), members)):
             round_blocks = blocks[first_block:first_block + members]
             for first_row in range(0, y.height, tile_rows):
                 out_rows = min(tile_rows, y.height - first_row)
                 pixels = out_rows * y.width
                 acc_base = (rounds % 2) * acc_half
                 for index, (tap, cb) in enumerate(steps):
-                    half = scheduler.steps % 2
+                    half = scheduler.region
                     k_row = (taps.index(tap) * cin_blocks + cb) * rows
-                    # The round's R rows of this step, block after block: one LOAD (a load queue slot each
-                    # keeps instruction fetch from stalling on a full queue).
-                    loads = [(Opcode.LOAD, {"target": Target.WEIGHTS, "sram_addr": half * weight_half,
-                                            "dram_addr": weights.address(round_blocks[0], k_row), "row_elems": cols,
-                                            "rows": rows, "row_stride": weights.region.row_stride,
-                                            "blocks": len(round_blocks), "block_stride": weights.block_stride})]
-                    loads.append((Opcode.LOAD, {"target": Target.ACTIVATIONS, "sram_addr": half * act_half,
+                    weight_base = ((round_index % 2) * weight_half + index * len(round_blocks) * rows if resident
+                                   else half * weight_half)
+                    loads = []
+                    if not resident or first_row == 0:
+                        # The round's R rows of this step, block after block: one LOAD (a load queue slot
+                        # each keeps instruction fetch from stalling on a full queue).
+                        loads.append((Opcode.LOAD, {
+                            "target": Target.WEIGHTS, "sram_addr": weight_base,
+                            "dram_addr": weights.address(round_blocks[0], k_row), "row_elems": cols, "rows": rows,
+                            "row_stride": weights.region.row_stride, "blocks": len(round_blocks),
+                            "block_stride": weights.block_stride}))
+                    loads.append((Opcode.LOAD, {"target": Target.ACTIVATIONS, "sram_addr": half * act_region,
                                                 "row_elems": load_bytes(cb), "pad_value": pad_value, **window_fields(
                                                     x, block=cb, first_row=first_row, out_rows=out_rows, first_col=0,
                                                     out_cols=y.width, stride=stride, offset=tap_offset(tap))}))
@@ -150,7 +167,7 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                     # A round's tiles hand the accumulator half over together: its first compute waits
                     # for the stores of the round before last, and its last store releases the half.
                     scheduler.step_many(loads, [
-                        ({"act_addr": half * act_half, "weight_addr": half * weight_half + j * rows,
+                        ({"act_addr": half * act_region, "weight_addr": weight_base + j * rows,
                           "acc_addr": acc_base + j * pixels, "beats": pixels, "accumulate": int(index > 0),
                           "mode": mode}, index == 0, last,
                          [store(block, acc_base + j * pixels, first_row, out_rows, 0, y.width)] if last else [],
@@ -159,6 +176,7 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                 rounds += 1
         return scheduler.finish(end=False)
 
+    scheduler = PingPongScheduler()
     k_blocks = len(taps) * cin_blocks
     chunk_blocks = min(k_blocks, min(act_half, weight_half, MAX_COMPUTE_BEATS) // rows)
     chunks = [range(start, min(start + chunk_blocks, k_blocks)) for start in range(0, k_blocks, chunk_blocks)]

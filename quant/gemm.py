@@ -87,10 +87,15 @@ class PingPongScheduler:
 
     A step's loads fill one scratchpad half; its computes (one or more output
     tiles reading that half) run while the next step's loads fill the other.
-    Output tiles alternate between the accumulator halves.
+    Output tiles alternate between the accumulator halves. With ``buffers`` > 2
+    the scratchpad is split in that many regions (``region``) and loads may run
+    ``buffers - 1`` steps ahead of the computes.
     """
 
-    def __init__(self):
+    def __init__(self, buffers: int = 2):
+        if buffers < 2:
+            raise ValueError(f"A step pipeline needs at least 2 buffers, not {buffers}")
+        self.buffers = buffers
         self.program: list[Instruction] = []
         self.steps = 0
         self.tiles = 0
@@ -111,7 +116,7 @@ class PingPongScheduler:
         for callers that hand accumulator regions over a round of tiles at a time.
         """
         for index, (opcode, fields) in enumerate(loads):
-            self.program.append(Instruction(opcode, fields, pop_next=index == 0 and self.steps >= 2,
+            self.program.append(Instruction(opcode, fields, pop_next=index == 0 and self.steps >= self.buffers,
                                             push_next=index == len(loads) - 1))
         self._flush()
         for compute, starts_tile, ends_tile, stores, *handover in computes:
@@ -119,6 +124,11 @@ class PingPongScheduler:
             self.pending.append((compute, waits, ends_tile, stores, releases))
             self.tiles += ends_tile
         self.steps += 1
+
+    @property
+    def region(self) -> int:
+        """The scratchpad region (of ``buffers``) the next step's loads fill."""
+        return self.steps % self.buffers
 
     def acc_parity(self, offset: int = 0) -> int:
         """The accumulator half of the tile ``offset`` tiles after the next one."""

@@ -14,9 +14,11 @@ on the unit that executes it, from the hardware's documented behaviour (``hdl/*.
   WS: after its R weight rows, which enter the array only once the previous COMPUTE's
   activations have); it retires when its last result row is written, the array's drain
   (``stream_cycles``) later; SYNC retires in order;
-* **store**: CONFIG in two cycles; STORE streams accumulator rows through the post-processor,
-  one AW cycle per burst (single-beat rows merge as for loads) plus one cycle per W beat, then
-  waits for the write responses;
+* **store**: a front end streams a STORE's accumulator rows through the post-processor (two
+  parameter banks, so consecutive STOREs follow each other through it) into an output queue
+  (``OUTPUT_ROWS``) while the writer sends earlier STOREs' W beats, one per cycle, its address
+  stage issuing their AW bursts ahead; a STORE that pushes a token waits for its write
+  responses; CONFIG waits for the unit to empty;
 * **tokens** (``pop``/``push`` flags) make an instruction wait for the retirement of the
   instruction that pushed the token it pops, exactly as the up/down counters do.
 
@@ -46,6 +48,7 @@ from hdl.isa import (
 from hdl.load import MAX_BURST_ROWS, MAX_OUTSTANDING_READS
 from hdl.numerics import ArithMode, stored_bytes
 from hdl.sram import RowReader
+from hdl.store import OUTPUT_ROWS
 from hdl.systolic_array import stream_cycles
 
 from .compiler import CompiledNet
@@ -72,8 +75,11 @@ class Timing:
     job_latency: int = 2            # COMPUTE issue to its activation job starting (job FIFO)
     act_latency: int = 5            # activation job start to its first row leaving the row reader
     result_latency: int = 1         # last result beat to retirement (accumulator read-modify-write, retire)
-    store_overhead: int = 3         # STORE Idle, Check, Retire
-    post_latency: int = 7           # accumulator row read + post-processor to the first AW
+    post_latency: int = 7           # STORE check to its first post-processed row in the output queue
+    store_read_latency: int = 2     # STORE check to its first row entering the post-processor
+    store_job_latency: int = 2      # STORE check to the address stage taking it (job queue)
+    store_write_latency: int = 3    # address stage takes a STORE to its first W beat (AW, burst queue)
+    store_queue_slack: int = 4      # rows the reader and post-processor hold beyond the output queue
     write_response: int = 3         # last W beat to its B response (DRAM write queue)
     done_latency: int = 2           # all units idle to DONE
     token_latency: int = 1          # a push is visible to a pop the next cycle
@@ -171,6 +177,10 @@ class _Machine:
         self.tokens = {key: deque() for key in ("lc", "cl", "cs", "sc")}
         self.compute_retired = deque(maxlen=IN_FLIGHT)
         self.last_retire = 0
+        self.rows_entered = 0                # the store unit's reader has delivered every row it started
+        self.address_free = 0                # the store unit's address stage can take the next STORE
+        self.writer_free = 0                 # its data stage can send the next W beat
+        self.writer_idle = 0                 # ... and every write it issued has its response
         self.weights_free = 0                # weight row reader
         self.act_reading = 0                 # the activation row reader can start its next job
         self.shadow_free = 0                 # WS: the shadow weight registers can take the next tile
@@ -221,7 +231,7 @@ class _Machine:
         t, config = self.t, self.config
         if instruction.opcode == Opcode.END:
             dispatch = self._fetch(None)
-            self.end = max(dispatch, *self.unit_free, self.last_retire) + t.done_latency
+            self.end = max(dispatch, *self.unit_free, self.last_retire, self.writer_idle) + t.done_latency
             self.instructions += 1
             return
         unit = unit_of(instruction.opcode)
@@ -327,19 +337,38 @@ class _Machine:
         else:
             start = max(ready, self._pop("cs") if instruction.pop_prev else 0)
             self.accepted[2].append(start)
-            if instruction.opcode == Opcode.CONFIG:
-                retire = start + 1
+            total = f["rows"] * f["blocks"] * f["groups"] if instruction.opcode == Opcode.STORE else 0
+            if total == 0:
+                # CONFIG, or a STORE without rows: once the post-processor and the writer have emptied.
+                start = max(start, self.writer_idle, self.rows_entered + t.post_latency - t.store_read_latency)
+                retire = start + 1 + (instruction.opcode == Opcode.STORE)
+                self.unit_free[2] = retire + 1
             else:
-                total = f["rows"] * f["blocks"] * f["groups"]
                 stored = stored_bytes(f["channels"], ArithMode.INT8)
                 self.bytes_written += total * stored
-                if total:
-                    # An AW cycle per burst, a cycle per W beat.
-                    bursts, data_beats = _bursts(f, -(-(f["byte_offset"] + stored) // self.bus), self.bus)
-                    retire = start + t.post_latency + len(bursts) + data_beats + t.write_response + 1
-                else:
-                    retire = start + 2
-            self.unit_free[2] = retire + 1
+                row_beats = -(-(f["byte_offset"] + stored) // self.bus)
+                bursts, data_beats = _bursts(f, row_beats, self.bus)
+                # The front end checks the STORE and starts its rows once the previous STORE's have all
+                # entered the post-processor (the other parameter bank takes them). The address stage
+                # issues an AW burst per cycle, a cycle after it takes the STORE; the data stage sends W
+                # beats back to back from the first post-processed row on, after the previous STORE's
+                # (and its write responses, if it pushed a token).
+                check = max(start + 1, self.rows_entered)
+                take = max(check + t.store_job_latency, self.address_free)
+                self.address_free = take + len(bursts) + 1
+                first_beat = max(take + t.store_write_latency, check + t.post_latency, self.writer_free)
+                last_beat = first_beat + data_beats - 1
+                responded = last_beat + t.write_response
+                retire = (responded if instruction.push_prev else last_beat) + 1
+                self.writer_free = retire if instruction.push_prev else last_beat + 1
+                if instruction.push_prev:        # no later STORE's bursts until it is answered
+                    self.address_free = max(self.address_free, retire)
+                self.writer_idle = max(self.writer_idle, responded + 1)
+                # Rows enter the post-processor one per cycle, but no more than the output queue and the
+                # pipeline hold ahead of the data stage.
+                self.rows_entered = max(check + t.store_read_latency + total,
+                                        first_beat + (total - OUTPUT_ROWS) * row_beats - t.store_queue_slack)
+                self.unit_free[2] = check + 1
             if instruction.push_prev:
                 self._push("sc", retire)
 

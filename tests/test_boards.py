@@ -14,6 +14,8 @@ from amaranth.lib.wiring import Out
 from boards.board import BOARDS
 from boards.estimate import estimate_needs
 from boards.flow import DoesNotFit, build
+from boards.pll import RANGES as PLL_RANGES
+from boards.pll import plan_pll
 from hdl.config import ArrayConfig
 from hdl.systolic_array import SystolicArray
 
@@ -66,6 +68,52 @@ def test_pinned_counter_becomes_an_icebreaker_bitstream(tmp_path):
     assert report.fmax_mhz > report.target_mhz
 
 
+@pytest.mark.parametrize("family, input_mhz, output_mhz", [
+    ("ecp5", 25, 100), ("ecp5", 25, 133), ("ecp5", 48, 100), ("ecp5", 25, 40), ("ice40", 12, 24),
+    ("ice40", 12, 30), ("ice40", 12, 100)])
+def test_pll_plan_is_legal_and_its_frequencies_follow_from_its_dividers(family, input_mhz, output_mhz):
+    plan = plan_pll(family, input_mhz, output_mhz)
+    p = plan.parameters
+    if family == "ecp5":
+        pfd = input_mhz / p["CLKI_DIV"]
+        out, vco = pfd * p["CLKFB_DIV"], pfd * p["CLKFB_DIV"] * p["CLKOP_DIV"]
+        assert 1 <= p["CLKI_DIV"] <= 128 and 1 <= p["CLKFB_DIV"] <= 80 and 1 <= p["CLKOP_DIV"] <= 128
+    else:
+        pfd = input_mhz / (p["DIVR"] + 1)
+        vco = pfd * (p["DIVF"] + 1)
+        out = vco / 2 ** p["DIVQ"]
+        assert 1 <= p["FILTER_RANGE"] <= 6 and 0 <= p["DIVF"] <= 127
+    ranges = PLL_RANGES[family]
+    for name, value in (("pfd", pfd), ("vco", vco), ("output", out)):
+        assert ranges[name][0] <= value <= ranges[name][1], name
+    assert plan.output_mhz == pytest.approx(out) and plan.vco_mhz == pytest.approx(vco)
+    assert abs(out - output_mhz) <= 0.02 * output_mhz
+
+
+@pytest.mark.parametrize("family, output_mhz, message", [
+    ("ecp5", 1000, "ecp5 PLL output must be 3.125 to 400 MHz, not 1000"),
+    ("ice40", 5, "ice40 PLL output must be 16 to 275 MHz, not 5"),
+    ("gowin", 50, "PLL family must be one of ecp5, ice40, not 'gowin'")])
+def test_pll_out_of_range_is_refused_with_the_range(family, output_mhz, message):
+    with pytest.raises(ValueError, match=message):
+        plan_pll(family, 12, output_mhz)
+
+
+@pytest.mark.parametrize("board, mhz", [("icebreaker", 30), ("ulx3s", 50)])
+def test_pinned_counter_runs_from_a_pll(tmp_path, board, mhz):
+    board = BOARDS[board]
+    plan = plan_pll(board.family, board.oscillator_mhz, mhz)
+    report = build(Counter(), "counter", board, tmp_path, pins={"led": ("led", 0, None)}, pll=plan,
+                   progress=lambda text: None)
+    assert report.stage == "bitstream" and report.passed, report.summary()
+    assert report.target_mhz == plan.output_mhz and report.pll["parameters"] == plan.parameters
+    netlist = json.loads((tmp_path / "counter.json").read_text())
+    cells = [cell for module in netlist["modules"].values() for cell in module["cells"].values()]
+    plls = [cell for cell in cells if cell["type"] in ("EHXPLLL", "SB_PLL40_PAD")]
+    assert len(plls) == 1
+    assert {name: int(plls[0]["parameters"][name], 2) for name in plan.parameters} == plan.parameters
+
+
 def test_pin_map_naming_a_missing_port_is_refused(tmp_path):
     counter = Counter()
     with pytest.raises(ValueError, match=r"Pin map names ports the design lacks: nope; its ports are led"):
@@ -106,8 +154,9 @@ def test_cli_reports_a_design_that_cannot_fit_in_one_line(tmp_path, capsys):
     (["--board", "ulx3s", "--dsp-limit", "4"], "--dsp-limit needs --multipliers mixed, not auto"),
     (["--board", "orangecrab", "--pe", "1x1", "--top", "soc"],
      "--top soc needs a UART on the board; orangecrab has none in amaranth-boards (use --top accelerator or array)"),
-    (["--board", "icebreaker", "--pe", "1x1", "--baud", "4000000"],
-     "Baud rate 4000000 is too fast for a 12000000.0 Hz clock"),
+    (["--board", "icebreaker", "--pe", "1x1", "--baud", "8000000"],
+     "Baud rate 8000000 is too fast for a 24000000.0 Hz clock"),
+    (["--board", "icebreaker", "--pe", "1x1", "--clock-mhz", "300"], "ice40 PLL output must be 16 to 275 MHz, not 300"),
 ])
 def test_cli_bad_arguments_exit_2_with_one_line(args, message, capsys):
     status, stderr = run_cli(capsys, *args)

@@ -16,6 +16,7 @@ from hdl.numerics import (
     store_rows,
 )
 from hdl.postprocess import (
+    BANKS,
     PostProcessor,
     accumulator_row_layout,
     channel_params_layout,
@@ -58,31 +59,38 @@ def test_post_processing_is_bit_exact(lanes, seed):
     runs, expected = [], []
     for index in range(8):
         mode = ArithMode.BINARY if index % 4 == 3 else ArithMode.INT8
-        params = random_params(rng, lanes, mode, realistic=index % 2 == 0)
+        # Both banks hold parameters; each row picks one (the rows of consecutive STOREs interleave so).
+        sets = [random_params(rng, lanes, mode, realistic=index % 2 == 0) for _ in range(BANKS)]
+        params = sets[0]
         rows = random_rows(rng, 40, lanes)
-        channels = channels_layout.const([
-            {name: int(params[name][lane]) for name in ("bias", "multiplier", "shift", "flip")}
-            for lane in range(lanes)]).as_bits()
+        banks = rng.integers(0, BANKS, size=len(rows)) if index % 2 else np.full(len(rows), index // 2 % BANKS)
+        channels = data.ArrayLayout(channels_layout, BANKS).const([[
+            {name: int(chosen[name][lane]) for name in ("bias", "multiplier", "shift", "flip")}
+            for lane in range(lanes)] for chosen in sets]).as_bits()
         output_params = output_params_layout().const(
             {name: params[name] for name in ("mode", "zero_point", "clamp_min", "clamp_max")}).as_bits()
         in_layout = accumulator_row_layout(lanes)
-        beats = [in_layout.const({"data": [int(v) for v in row], "last": i == len(rows) - 1}).as_bits()
+        beats = [in_layout.const({"data": [int(v) for v in row], "last": i == len(rows) - 1,
+                                  "bank": int(banks[i])}).as_bits()
                  for i, row in enumerate(rows)]
         throttled = index >= 6
-        kept = lanes if index % 3 == 0 else int(rng.integers(0, lanes + 1))
+        kept = [lanes if index % 3 == 0 else int(rng.integers(0, lanes + 1)) for _ in range(BANKS)]
         runs.append({"inputs": {"rows_in": beats}, "output": "rows_out", "output_beats": len(rows),
-                     "static": {"channel_params": channels, "params": output_params, "channels": kept},
+                     "static": {"channel_params": channels, "params": output_params,
+                                "channels": data.ArrayLayout(range(lanes + 1), BANKS).const(kept).as_bits()},
                      "seed": index,
                      "valid_probability": 0.5 if throttled else 1.0,
                      "ready_probability": 0.4 if throttled else 1.0})
-        expected.append((store_rows(rows, params["bias"], params["multiplier"], params["shift"], params["flip"],
-                                    mode, params["zero_point"], params["clamp_min"], params["clamp_max"], kept),
-                         params))
+        want = np.array([store_rows(row[None], sets[b]["bias"], sets[b]["multiplier"], sets[b]["shift"],
+                                    sets[b]["flip"], mode, params["zero_point"], params["clamp_min"],
+                                    params["clamp_max"], kept[b])[0] for row, b in zip(rows, banks)])
+        expected.append((want, params, banks))
     out_layout = output_row_layout(lanes)
-    for index, (outcome, (want, params)) in enumerate(zip(play_streams(model, runs), expected)):
+    for index, (outcome, (want, params, banks)) in enumerate(zip(play_streams(model, runs), expected)):
         beats = [out_layout.from_bits(bits) for bits in outcome["outputs"]]
         got = np.array([list(beat.data) for beat in beats])
         assert [int(beat.last) for beat in beats] == [0] * (len(beats) - 1) + [1]
+        assert [int(beat.bank) for beat in beats] == list(banks)
         mismatch = np.argwhere(got != want)
         assert mismatch.size == 0, (f"run {index} (seed {seed}), {len(mismatch)} lanes differ, first at "
                                     f"{tuple(mismatch[0])}: got {got[tuple(mismatch[0])]}, want "

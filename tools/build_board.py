@@ -13,6 +13,7 @@ from _cli import Parser, add_array_options, add_memory_options
 from boards.board import BOARDS, board_choices
 from boards.estimate import estimate_needs
 from boards.flow import DoesNotFit, build
+from boards.pll import PllPlan, plan_pll
 from boards.synth import SynthesisError
 from hdl.accelerator import Accelerator
 from hdl.config import AcceleratorConfig, ArrayConfig
@@ -43,12 +44,17 @@ def _design(args, multipliers, dsp_limit):
         return SystolicArray(array), array.name
     config = AcceleratorConfig(array, args.spad_kib, args.acc_kib, args.bus_bits, args.channel_rows)
     if args.top == "soc":
-        # Without a PLL the SoC runs from the board oscillator, so the UART divider is set for it.
-        board = BOARDS[args.board]
-        divider = clocks_per_bit(board.oscillator_mhz * 1e6, args.baud)
+        # The SoC runs from the PLL, so the UART divider is set for the PLL's output.
+        divider = clocks_per_bit(soc_clock_plan(args).output_mhz * 1e6, args.baud)
         return (HostLinkSoC(config, memory_kib=args.soc_kib, clocks_per_bit=divider),
                 "soc_" + accelerator_name(config).removeprefix("accel_"))
     return Accelerator(config), accelerator_name(config)
+
+
+def soc_clock_plan(args) -> PllPlan:
+    """The PLL setting that clocks the SoC at the target (``--clock-mhz`` or the board's default)."""
+    board = BOARDS[args.board]
+    return plan_pll(board.family, board.oscillator_mhz, args.clock_mhz or board.default_clock_mhz)
 
 
 def choose_multipliers(args, board):
@@ -127,15 +133,17 @@ def main(argv=None) -> int:
     workdir = args.output or Path("build/boards") / f"{args.board}_{name}"
     print(f"build_board.py: {name} for {board.name} ({board.device}), multipliers {chosen}, "
           f"target {args.clock_mhz or board.default_clock_mhz:g} MHz -> {workdir}", file=sys.stderr)
+    pll = None
     if pins is not None:
-        top_kind = (f"UART SoC (hdl/soc.py) on the board's pins, clocked by the {board.oscillator_mhz:g} MHz "
-                    f"oscillator (no PLL yet)")
+        pll = soc_clock_plan(args)
+        top_kind = (f"UART SoC (hdl/soc.py) on the board's pins, clocked at {pll.output_mhz:g} MHz by a PLL from "
+                    f"the {board.oscillator_mhz:g} MHz oscillator")
     else:
         top_kind = ("systolic array core" if args.top == "array" else "accelerator") + (
             ", out of context (ports not on pins)" if board.family == "ecp5" else ", unpinned")
     try:
         report = build(design, name, board, workdir, target_mhz=args.clock_mhz, synth_only=args.synth_only,
-                       top_kind=top_kind, needs=needs, pins=pins,
+                       top_kind=top_kind, needs=needs, pins=pins, pll=pll,
                        progress=lambda text: print(f"build_board.py: {text}", file=sys.stderr), seed=args.seed)
     except DoesNotFit as error:
         print(f"build_board.py: error: {error}", file=sys.stderr)
