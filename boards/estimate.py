@@ -7,7 +7,8 @@ that cannot fit should fail at once with the estimate. The estimate reads the
 * multipliers: each non-constant product takes ceil(A/w) * ceil(B/w) DSP
   blocks of w x w bits (ECP5 MULT18X18D: 18, iCE40 SB_MAC16: 16), as Yosys'
   ``mul2dsp`` splits it; products by constants become shifts and adds.
-* block RAMs: each memory of at least ``_MIN_BLOCK_RAM_BITS`` takes the
+* block RAMs: each memory of at least ``_MIN_BLOCK_RAM_BITS`` (a ``$mem_v2``
+  cell, or a ``memory`` with ``$memrd_v2``/``$memwr_v2`` port cells) takes the
   cheapest (depth, width) tiling of one block RAM, once per read port (one
   write and one read port per block), times its write ports.
 """
@@ -27,6 +28,7 @@ _DSP_WIDTH = {"ecp5": 18, "ice40": 16}
 _CELL = re.compile(r"^\s*cell (\$\w+) \S+\n((?:\s*parameter .*\n)*)((?:\s*connect .*\n)*)", re.M)
 _PARAM = re.compile(r"parameter \\(\w+) (\S+)")
 _CONST = re.compile(r"^\d+'[01xz-]+$")
+_MEMORY = re.compile(r"^\s*memory width (\d+) size (\d+) (\S+)\s*$", re.M)
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,29 @@ def estimate_needs(rtlil_text: str, board: Board) -> Needs:
             multipliers += 1
             dsps += math.ceil(int(p["A_WIDTH"]) / dsp_width) * math.ceil(int(p["B_WIDTH"]) / dsp_width)
         elif kind == "$mem_v2":
-            depth, width = int(p["SIZE"]), int(p["WIDTH"])
-            if depth * width < _MIN_BLOCK_RAM_BITS:
-                continue
-            memory_bits += depth * width
-            block_rams += _blocks(depth, width, board) * max(1, int(p["RD_PORTS"])) * max(1, int(p["WR_PORTS"]))
+            memory_bits, block_rams = _add_memory(memory_bits, block_rams, int(p["SIZE"]), int(p["WIDTH"]),
+                                                  int(p["RD_PORTS"]), int(p["WR_PORTS"]), board)
+    # Amaranth emits memories as ``memory`` declarations with separate port cells, module by module.
+    for module in rtlil_text.split("\nmodule ")[1:]:
+        ports = {}
+        for kind, params, _ in _CELL.findall(module):
+            if kind in ("$memrd_v2", "$memwr_v2"):
+                memid = dict(_PARAM.findall(params))["MEMID"].strip('"').replace("\\\\", "\\")
+                reads, writes = ports.get(memid, (0, 0))
+                ports[memid] = (reads + (kind == "$memrd_v2"), writes + (kind == "$memwr_v2"))
+        for width, size, memid in _MEMORY.findall(module):
+            reads, writes = ports.get(memid, (1, 1))
+            memory_bits, block_rams = _add_memory(memory_bits, block_rams, int(size), int(width), reads, writes,
+                                                  board)
     return Needs(dsps, block_rams, multipliers, memory_bits)
+
+
+def _add_memory(memory_bits: int, block_rams: int, depth: int, width: int, reads: int, writes: int,
+                board: Board) -> tuple[int, int]:
+    """The totals with one more memory: block RAM tiles once per read port, times its write ports."""
+    if depth * width < _MIN_BLOCK_RAM_BITS:
+        return memory_bits, block_rams
+    return memory_bits + depth * width, block_rams + _blocks(depth, width, board) * max(1, reads) * max(1, writes)
 
 
 def fit_problems(needs: Needs, board: Board) -> list[str]:

@@ -8,7 +8,7 @@ from .config import AcceleratorConfig
 from .isa import INSTRUCTION, Target, target_element_bytes
 from .numerics import ACC_BITS, OPERAND_BITS, Combine
 from .sram import address_width
-from .walker import DESCRIPTOR_FIELDS, PADDING_FIELDS, RowWalker
+from .walker import DESCRIPTOR_FIELDS, PADDING_FIELDS, RowWalker, descriptor_rows
 
 __all__ = ["LoadUnit", "memory_shapes", "MAX_OUTSTANDING_READS", "MAX_BURST_ROWS"]
 
@@ -203,6 +203,7 @@ class LoadUnit(wiring.Component):
                      step.eq(Mux(pad_row, 1, burst_rows)),
                      walker.step.eq(step),
                      walker.step_bytes.eq(Mux(mergeable, burst_rows << beat_shift, fields.row_stride))]
+        total_rows = descriptor_rows(m, fields)
         retire = Signal()
         advance = Signal()
         to_accumulator = (fields.target == Target.ACCUMULATORS) | (fields.target == Target.COMBINE)
@@ -214,7 +215,14 @@ class LoadUnit(wiring.Component):
                     m.d.comb += [self.instructions.ready.eq(1), self.pop_token.eq(instruction.header.pop_next)]
                     m.d.sync += [fields.eq(instruction.fields.load), header.eq(instruction.header),
                                  sram_row.eq(instruction.fields.load.sram_addr)]
-                    m.next = "Check"
+                    m.next = "Size"
+            # Two cycles for the registered rows x blocks x groups product.
+            with m.State("Size"):
+                m.d.comb += self.busy.eq(1)
+                m.next = "Total"
+            with m.State("Total"):
+                m.d.comb += self.busy.eq(1)
+                m.next = "Check"
             with m.State("Check"):
                 m.d.comb += self.busy.eq(1)
                 bad_scale_row = ((fields.target == Target.COMBINE) & fields.lane_scales &
@@ -222,8 +230,6 @@ class LoadUnit(wiring.Component):
                 undefined = ((fields.target.as_value() > max(t.value for t in Target)) |
                              ((fields.target == Target.COMBINE) &
                               (fields.combine.as_value() > max(c.value for c in Combine))))
-                total_rows = Signal(len(fields.rows) + len(fields.blocks) + len(fields.groups))
-                m.d.comb += total_rows.eq(fields.rows * fields.blocks * fields.groups)
                 out_of_range = (fields.sram_addr + total_rows > depth) | bad_scale_row
                 with m.If(undefined | out_of_range):
                     m.d.comb += [self.error_field.eq(undefined), self.error_range.eq(~undefined)]

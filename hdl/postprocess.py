@@ -1,12 +1,13 @@
 """The store path's post-processing: int32 accumulator rows to int8 or packed binary rows.
 
 Implements ``numerics.requantize`` and ``numerics.binarize`` + ``pack_bits``
-bit for bit, on C lanes in parallel, as a 4-stage pipeline:
+bit for bit, on C lanes in parallel, as a 5-stage pipeline:
 
 1. ``total = wrap32(acc + bias)``
 2. ``shifted = wrap32(total << max(shift, 0))``
-3. ``high = SaturatingRoundingDoublingHighMul(shifted, multiplier)``
-4. ``out = clamp(RoundingDivideByPOT(high, max(-shift, 0)) + zero_point)``
+3. ``product = shifted * multiplier`` (64 bits)
+4. ``high = SaturatingRoundingDoublingHighMul(shifted, multiplier)`` from the product
+5. ``out = clamp(RoundingDivideByPOT(high, max(-shift, 0)) + zero_point)``
 
 In binary mode lane ``l`` of the output packs the sign bits of channels
 ``8l .. 8l+7`` (``numerics.pack_bits``); lanes past ``ceil(C / 8)`` are 0.
@@ -70,7 +71,7 @@ class PostProcessor(wiring.Component):
         Per bank: output channels kept.
     """
 
-    STAGES = 4
+    STAGES = 5
 
     def __init__(self, lanes: int):
         if not isinstance(lanes, int) or not 1 <= lanes <= 64:
@@ -116,17 +117,15 @@ class PostProcessor(wiring.Component):
             shifted = Signal(signed(ACC_BITS), name=f"shifted_{lane}")
             high = Signal(signed(ACC_BITS), name=f"high_{lane}")
             sign_delay = [Signal(name=f"sign_{lane}_{stage}") for stage in range(self.STAGES - 1)]
+            # The 32 x 32 product has a stage of its own, the rounding of its high half the next.
             product = Signal(signed(2 * ACC_BITS), name=f"product_{lane}")
+            overflow = Signal(name=f"overflow_{lane}")
             nudged = Signal(signed(2 * ACC_BITS + 1), name=f"nudged_{lane}")
-            m.d.comb += [
-                product.eq(shifted * channel[2].multiplier),
-                nudged.eq(product + Mux(product >= 0, 1 << 30, 1 - (1 << 30))),
-            ]
+            m.d.comb += nudged.eq(product + Mux(product >= 0, 1 << 30, 1 - (1 << 30)))
             # Truncating division by 2**31 (C++ semantics): round negative values up.
             truncated = Mux(nudged < 0, nudged + ((1 << MULTIPLIER_FRACTION_BITS) - 1), nudged) \
                 >> MULTIPLIER_FRACTION_BITS
-            overflow = (shifted == -(1 << (ACC_BITS - 1))) & (channel[2].multiplier == -(1 << (ACC_BITS - 1)))
-            right = Mux(channel[3].shift < 0, -channel[3].shift, 0)[:SHIFT.width - 1]
+            right = Mux(channel[4].shift < 0, -channel[4].shift, 0)[:SHIFT.width - 1]
             mask = Signal(ACC_BITS, name=f"mask_{lane}")
             m.d.comb += mask.eq((1 << right) - 1)
             remainder = high.as_unsigned() & mask
@@ -144,8 +143,11 @@ class PostProcessor(wiring.Component):
                     total.eq(self.rows_in.payload.data[lane] + channel[0].bias),
                     shifted.eq(total << left),
                     sign_delay[0].eq(((total >= 0) ^ channel[1].flip) & kept_of(1, lane)),
+                    product.eq(shifted * channel[2].multiplier),
+                    overflow.eq((shifted == -(1 << (ACC_BITS - 1))) &
+                                (channel[2].multiplier == -(1 << (ACC_BITS - 1)))),
                     high.eq(Mux(overflow, (1 << (ACC_BITS - 1)) - 1, truncated)),
-                    requantized.eq(Mux(kept_of(3, lane), clamped, 0)),
+                    requantized.eq(Mux(kept_of(4, lane), clamped, 0)),
                 ]
                 m.d.sync += [sign_delay[stage].eq(sign_delay[stage - 1]) for stage in range(1, len(sign_delay))]
             m.d.comb += sign_bits[lane].eq(sign_delay[-1])

@@ -9,7 +9,7 @@ from .isa import CHANNEL_RECORD_BYTES, INSTRUCTION, STORE_BYTE_OFFSET_BITS, Opco
 from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, SHIFT_BITS, ArithMode
 from .postprocess import BANKS, PostProcessor, output_params_layout
 from .sram import RowReader, address_width
-from .walker import DESCRIPTOR_FIELDS, RowWalker
+from .walker import DESCRIPTOR_FIELDS, RowWalker, descriptor_rows
 
 __all__ = ["StoreUnit"]
 
@@ -101,8 +101,7 @@ class StoreUnit(wiring.Component):
         unit_idle = Signal()                   # no row in the post-processor and the writer idle
         front_retire = Signal()
         writer_retire = Signal()
-        total_rows = Signal(len(fields.rows) + len(fields.blocks) + len(fields.groups))
-        m.d.comb += total_rows.eq(fields.rows * fields.blocks * fields.groups)
+        total_rows = descriptor_rows(m, fields)
         # Per bank: rows still to leave the post-processor.
         rows_left = Array(Signal.like(total_rows, name=f"rows_left_{b}") for b in range(BANKS))
         with m.If(out_rows.w_en & out_rows.w_rdy):
@@ -122,10 +121,17 @@ class StoreUnit(wiring.Component):
                     with m.If(is_store):
                         m.d.comb += [self.channel_read.addr.eq(instruction.fields.store.channel_row),
                                      self.channel_read.en.eq(1)]
-                        m.next = "Check"
+                        m.next = "Size"
                     with m.Else():
                         m.d.sync += output.eq(instruction.fields.config)
                         m.next = "Retire"
+            # Two cycles for the registered rows x blocks x groups product.
+            with m.State("Size"):
+                m.d.comb += front_busy.eq(1)
+                m.next = "Total"
+            with m.State("Total"):
+                m.d.comb += front_busy.eq(1)
+                m.next = "Check"
             with m.State("Check"):
                 m.d.comb += front_busy.eq(1)
                 with m.If((fields.acc_addr + total_rows > config.acc_rows) |

@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from .axi import ADDR_WIDTH
 
-__all__ = ["DESCRIPTOR_FIELDS", "PADDING_FIELDS", "RowWalker", "row_addresses"]
+__all__ = ["descriptor_rows", "DESCRIPTOR_FIELDS", "PADDING_FIELDS", "RowWalker", "row_addresses"]
 
 # Field widths, shared by the LOAD and STORE layouts of ``hdl.isa``.
 DESCRIPTOR_FIELDS = {
@@ -106,3 +106,12 @@ class RowWalker(wiring.Component):
             with m.Else():
                 m.d.sync += [row.eq(row + self.step), row_address.eq(next_row_address)]
         return m
+
+
+def descriptor_rows(m, fields):
+    """rows x blocks x groups of the descriptor in ``fields``, valid two cycles after ``fields`` last
+    changed: the products are registered, so no multiplier chain sits in front of a unit's checks."""
+    partial = Signal(len(fields.rows) + len(fields.blocks))
+    total = Signal(len(partial) + len(fields.groups))
+    m.d.sync += [partial.eq(fields.rows * fields.blocks), total.eq(partial * fields.groups)]
+    return total

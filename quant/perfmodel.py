@@ -75,7 +75,8 @@ class Timing:
     job_latency: int = 2            # COMPUTE issue to its activation job starting (job FIFO)
     act_latency: int = 5            # activation job start to its first row leaving the row reader
     result_latency: int = 1         # last result beat to retirement (accumulator read-modify-write, retire)
-    post_latency: int = 7           # STORE check to its first post-processed row in the output queue
+    descriptor_latency: int = 2     # LOAD/STORE: the registered rows x blocks x groups product before Check
+    post_latency: int = 8           # STORE check to its first post-processed row in the output queue
     store_read_latency: int = 2     # STORE check to its first row entering the post-processor
     store_job_latency: int = 2      # STORE check to the address stage taking it (job queue)
     store_write_latency: int = 3    # address stage takes a STORE to its first W beat (AW, burst queue)
@@ -247,7 +248,7 @@ class _Machine:
             start = max(ready, self._pop("cl") if instruction.pop_next else 0)
             self.accepted[0].append(start)
             walk, data_beats = decoded[1], decoded[2]
-            issue = start + 2
+            issue = start + 2 + t.descriptor_latency
             done = issue
             bursts = deque()
             first_beat = None
@@ -341,7 +342,7 @@ class _Machine:
             if total == 0:
                 # CONFIG, or a STORE without rows: once the post-processor and the writer have emptied.
                 start = max(start, self.writer_idle, self.rows_entered + t.post_latency - t.store_read_latency)
-                retire = start + 1 + (instruction.opcode == Opcode.STORE)
+                retire = start + 1 + (instruction.opcode == Opcode.STORE) * (1 + t.descriptor_latency)
                 self.unit_free[2] = retire + 1
             else:
                 stored = stored_bytes(f["channels"], ArithMode.INT8)
@@ -353,7 +354,7 @@ class _Machine:
                 # issues an AW burst per cycle, a cycle after it takes the STORE; the data stage sends W
                 # beats back to back from the first post-processed row on, after the previous STORE's
                 # (and its write responses, if it pushed a token).
-                check = max(start + 1, self.rows_entered)
+                check = max(start + 1 + t.descriptor_latency, self.rows_entered)
                 take = max(check + t.store_job_latency, self.address_free)
                 self.address_free = take + len(bursts) + 1
                 first_beat = max(take + t.store_write_latency, check + t.post_latency, self.writer_free)
