@@ -52,7 +52,7 @@ class Board:
 
     ``block_ram_bits`` is the data capacity of one block RAM in its widest
     configuration (ECP5 DP16KD: 512 x 36 = 18 Kbit; iCE40 SB_RAM40_4K: 256 x 16
-    = 4 Kbit); ``default_clock_mhz`` is the accelerator clock a PLL would make
+    = 4 Kbit); ``default_clock_mhz`` is the accelerator clock the PLL makes
     from the oscillator, the target the timing report is held to.
     """
     name: str
