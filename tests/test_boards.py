@@ -16,7 +16,8 @@ from boards.estimate import estimate_needs
 from boards.flow import DoesNotFit, build
 from boards.pll import RANGES as PLL_RANGES
 from boards.pll import plan_pll
-from hdl.config import ArrayConfig
+from hdl.accelerator import Accelerator
+from hdl.config import AcceleratorConfig, ArrayConfig
 from hdl.systolic_array import SystolicArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
@@ -131,6 +132,19 @@ def test_too_many_multipliers_fail_before_synthesis(tmp_path):
                                          r"blocks \(36 multipliers\) but LFE5U-25F has 28$"):
         build(SystolicArray(config), config.name, BOARDS["orangecrab"], tmp_path, progress=lambda text: None)
     assert not (tmp_path / f"{config.name}.json").exists()          # yosys never ran
+
+
+def test_estimate_counts_the_accelerator_memories_and_products():
+    from amaranth.back import rtlil
+    config = AcceleratorConfig(ArrayConfig(4, 4, "os", "int8"), spad_kib=16, acc_kib=16)
+    needs = estimate_needs(rtlil.convert(Accelerator(config), name="accel"), BOARDS["ulx3s"])
+    # Scratchpads 8 + 8 KiB, accumulator 16 KiB, channel records 64 rows of 4 x 16 bytes; the
+    # queues and FIFOs are below block RAM size.
+    assert needs.memory_bits == (8 + 8 + 16 + 4) * 8192
+    # Array 16, requantization 4 lanes x 4, combine 4 (8x16), range checks 2 x (12x12 + 24x12).
+    assert needs.dsps == 16 + 16 + 4 + 6
+    # Yosys synthesized this design into 40 DP16KD (2026-12-01).
+    assert 36 <= needs.block_rams <= 48
 
 
 def test_cli_reports_a_design_that_cannot_fit_in_one_line(tmp_path, capsys):
