@@ -164,10 +164,7 @@ class LoadUnit(wiring.Component):
                      self.weight_read.addr.eq(fields.scale_row), self.weight_read.en.eq(1)]
         combined = Signal(acc_layout)
         old_row = acc_layout(self.acc_read.data)
-        # The scale row is fixed for a LOAD (read from its acceptance on): registered, so the
-        # scratchpad's read delay is not in front of the multiplier.
-        lane_scales = Signal(lanes_layout)
-        m.d.sync += lane_scales.eq(self.weight_read.data)
+        lane_scales = lanes_layout(self.weight_read.data)
         for lane in range(cols):
             old = old_row[lane]
             # A Signal, so the three combine modes share one multiplier.
