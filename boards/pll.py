@@ -67,9 +67,11 @@ def plan_pll(family: str, input_mhz: float, output_mhz: float) -> PllPlan:
                 continue
             for feedback_div in range(1, 81):
                 out = pfd * feedback_div
+                if not _inside(ranges, "output", out):
+                    continue
                 for output_div in range(1, 129):
                     vco = out * output_div
-                    if _inside(ranges, "vco", vco) and _inside(ranges, "output", out):
+                    if _inside(ranges, "vco", vco):
                         key = _preference(ranges, out, output_mhz, vco)
                         if best is None or key < best[0]:
                             best = (key, out, vco, {

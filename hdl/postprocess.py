@@ -103,11 +103,10 @@ class PostProcessor(wiring.Component):
         banks = [self.rows_in.payload.bank, *(framing[stage][2] for stage in range(self.STAGES - 1))]
 
         def channel_of(stage, lane):
-            return data.View(channel_params_layout(), Mux(banks[stage], self.channel_params[1][lane].as_value(),
-                                                          self.channel_params[0][lane].as_value()))
+            return self.channel_params[banks[stage]][lane]
 
         def kept_of(stage, lane):
-            return lane < Mux(banks[stage], self.channels[1], self.channels[0])
+            return lane < self.channels[banks[stage]]
 
         sign_bits = Signal(lanes)
         requantized_lanes = []

@@ -85,9 +85,11 @@ class StoreUnit(wiring.Component):
             m.d.comb += [decoded[lane].bias.eq(record[0:32]), decoded[lane].multiplier.eq(record[32:64]),
                          decoded[lane].shift.eq(record[64:64 + SHIFT_BITS]), decoded[lane].flip.eq(record[72])]
 
-        # What the writer needs of a STORE, queued by the front end.
-        job_layout = data.StructLayout({**{name: width for name, width in DESCRIPTOR_FIELDS.items()},
-                                        "byte_offset": STORE_BYTE_OFFSET_BITS, "end": 8, "push_prev": 1})
+        # What the writer needs of a STORE, queued by the front end: the data stage its row format and
+        # whether it hands a token on, the address stage also the descriptor.
+        sending_fields = {"byte_offset": STORE_BYTE_OFFSET_BITS, "end": 8, "push_prev": 1}
+        sending_layout = data.StructLayout(sending_fields)
+        job_layout = data.StructLayout({**DESCRIPTOR_FIELDS, **sending_fields})
         jobs = m.submodules.jobs = fifo.SyncFIFO(width=job_layout.size, depth=2)
         queued = job_layout(jobs.w_data)
         stored = Signal(8)
@@ -148,11 +150,8 @@ class StoreUnit(wiring.Component):
                 with m.Elif(~reader.busy & (rows_left[~bank] == 0)):
                     m.d.comb += [reader.first.eq(fields.acc_addr), reader.count.eq(total_rows), reader.start.eq(1),
                                  jobs.w_en.eq(1)]
-                    m.d.sync += bank.eq(~bank)
-                    for other in range(BANKS):
-                        with m.If(bank != other):
-                            m.d.sync += [channel_params[other].eq(decoded), kept_channels[other].eq(fields.channels),
-                                         rows_left[other].eq(total_rows)]
+                    m.d.sync += [bank.eq(~bank), channel_params[~bank].eq(decoded),
+                                 kept_channels[~bank].eq(fields.channels), rows_left[~bank].eq(total_rows)]
                     m.next = "Idle"
             with m.State("Retire"):
                 m.d.comb += [front_busy.eq(1), front_retire.eq(1)]
@@ -177,15 +176,16 @@ class StoreUnit(wiring.Component):
                                        mergeable=mergeable, bus_bytes=bus_bytes)
         burst_layout = data.StructLayout({"rows": len(burst_rows), "last": 1})
         bursts = m.submodules.bursts = fifo.SyncFIFO(width=burst_layout.size, depth=BURSTS_AHEAD)
-        sending_layout = data.StructLayout({"byte_offset": STORE_BYTE_OFFSET_BITS, "end": 8, "push_prev": 1})
         sendings = m.submodules.sendings = fifo.SyncFIFO(width=sending_layout.size, depth=2)
+        issued_burst = burst_layout(bursts.w_data)
+        taken = sending_layout(sendings.w_data)
         outstanding = Signal(8)
         aw_fire = Signal()
         b_fire = Signal()
         addressing = Signal()                  # AW bursts of the address stage's STORE remain
         m.d.comb += [self.awaddr.eq(walker.address), self.awlen.eq(Mux(mergeable, burst_rows, row_beats(job.end)) - 1),
                      self.awvalid.eq(addressing & bursts.w_rdy), aw_fire.eq(self.awvalid & self.awready),
-                     bursts.w_en.eq(aw_fire), bursts.w_data.eq(Cat(burst_rows, walker.last)),
+                     bursts.w_en.eq(aw_fire), issued_burst.rows.eq(burst_rows), issued_burst.last.eq(walker.last),
                      walker.advance.eq(aw_fire), walker.step.eq(burst_rows),
                      walker.step_bytes.eq(Mux(mergeable, burst_rows << beat_shift, job.row_stride)),
                      b_fire.eq(self.bvalid)]
@@ -199,8 +199,8 @@ class StoreUnit(wiring.Component):
         barrier = Signal()
         m.d.comb += taking.eq(~addressing & ~barrier & jobs.r_rdy & sendings.w_rdy)
         with m.If(taking):
-            m.d.comb += [walker.start.eq(1), jobs.r_en.eq(1), sendings.w_en.eq(1),
-                         sendings.w_data.eq(Cat(next_job.byte_offset, next_job.end, next_job.push_prev))]
+            m.d.comb += [walker.start.eq(1), jobs.r_en.eq(1), sendings.w_en.eq(1)]
+            m.d.comb += [getattr(taken, name).eq(getattr(next_job, name)) for name in sending_fields]
             m.d.sync += [job.eq(jobs.r_data), addressing.eq(1), barrier.eq(next_job.push_prev)]
 
         # Data stage: the oldest STORE with bursts issued.
@@ -236,8 +236,7 @@ class StoreUnit(wiring.Component):
         answered = responding & (outstanding == 0)
         with m.If(answered):
             m.d.sync += [responding.eq(0), barrier.eq(0)]
-        m.d.comb += [writer_retire.eq(sent & ~sending.push_prev | answered),
-                     sendings.r_en.eq(sent & ~sending.push_prev | answered),
+        m.d.comb += [writer_retire.eq(sent & ~sending.push_prev | answered), sendings.r_en.eq(writer_retire),
                      writer_idle.eq((jobs.level == 0) & ~addressing & ~barrier & (sendings.level == 0) &
                                     (outstanding == 0))]
 

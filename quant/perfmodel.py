@@ -360,10 +360,12 @@ class _Machine:
                 first_beat = max(take + t.store_write_latency, check + t.post_latency, self.writer_free)
                 last_beat = first_beat + data_beats - 1
                 responded = last_beat + t.write_response
-                retire = (responded if instruction.push_prev else last_beat) + 1
-                self.writer_free = retire if instruction.push_prev else last_beat + 1
-                if instruction.push_prev:        # no later STORE's bursts until it is answered
+                if instruction.push_prev:        # answered first; no later STORE's bursts until then
+                    retire = responded + 1
                     self.address_free = max(self.address_free, retire)
+                else:
+                    retire = last_beat + 1
+                self.writer_free = retire
                 self.writer_idle = max(self.writer_idle, responded + 1)
                 # Rows enter the post-processor one per cycle, but no more than the output queue and the
                 # pipeline hold ahead of the data stage.
