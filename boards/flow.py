@@ -18,7 +18,7 @@ from amaranth.hdl import ClockDomain, Elaboratable, Module
 from amaranth.lib import io, wiring
 
 from .board import NEXTPNR_CELLS, Board
-from .estimate import Needs, estimate_needs, fit_problems
+from .estimate import Needs, estimate_needs, fit_problems, synthesis_overruns
 from .pll import PllClock, PllPlan
 from .synth import run_tool, synthesize
 
@@ -172,8 +172,7 @@ def build(design, name: str, board: Board, workdir: Path, *, target_mhz: float |
     report.resources = {resource: {"used": used, "available": board.resources[resource]}
                         for resource, used in counts.items()}
     report.resources_from, report.stage = "yosys", "synthesis"
-    over = [f"{resource} {usage['used']} > {usage['available']}" for resource, usage in report.resources.items()
-            if usage["used"] > usage["available"]]
+    over = synthesis_overruns(counts, board)
     report.fits = not over
     if over:
         report.notes.append(f"synthesized design exceeds {board.device}: {', '.join(over)}")

@@ -76,12 +76,12 @@ class Timing:
     act_latency: int = 5            # activation job start to its first row leaving the row reader
     result_latency: int = 1         # last result beat to retirement (accumulator read-modify-write, retire)
     descriptor_latency: int = 2     # LOAD/STORE: the registered rows x blocks x groups product before Check
-    post_latency: int = 8           # STORE check to its first post-processed row in the output queue
+    post_latency: int = 11          # STORE check to its first W beat (reader, post-processor, output queue)
     store_read_latency: int = 2     # STORE check to its first row entering the post-processor
     store_job_latency: int = 2      # STORE check to the address stage taking it (job queue)
     store_write_latency: int = 3    # address stage takes a STORE to its first W beat (AW, burst queue)
     store_queue_slack: int = 4      # rows the reader and post-processor hold beyond the output queue
-    write_response: int = 3         # last W beat to its B response (DRAM write queue)
+    write_response: int = 1         # last W beat to its B response (sim/axi_dram.sv)
     done_latency: int = 2           # all units idle to DONE
     token_latency: int = 1          # a push is visible to a pop the next cycle
 

@@ -3,6 +3,7 @@
 Builds of large arrays are benchmarks (bench/boards.py), not tests.
 """
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
 from boards.board import BOARDS
-from boards.estimate import estimate_needs
+from boards.estimate import PACKING_OVERHEAD, estimate_needs, synthesis_overruns
 from boards.flow import DoesNotFit, build
 from boards.pll import RANGES as PLL_RANGES
 from boards.pll import plan_pll
@@ -140,6 +141,24 @@ def test_too_many_multipliers_fail_before_synthesis(tmp_path):
                                          r"blocks \(36 multipliers\) but LFE5U-25F has 28$"):
         build(SystolicArray(config), config.name, BOARDS["orangecrab"], tmp_path, progress=lambda text: None)
     assert not (tmp_path / f"{config.name}.json").exists()          # yosys never ran
+
+
+def test_synthesized_luts_are_checked_with_the_packing_overhead():
+    """The 16x16 SoC's synthesis counts (2026-12-01: 48,791 LUT4 + 2 x 15,082 CCU2C + 4 x 415 DPR16X4)
+    are under the ECP5-85F's 83,640 LUTs, but nextpnr packed them into 87,621 sites: refused."""
+    ulx3s = BOARDS["ulx3s"]
+    lut_equivalents = 48_791 + 2 * 15_082 + 4 * 415
+    soc = {"LUTs": lut_equivalents, "FFs": 51_195, "DSPs": 156, "block RAMs": 168}
+    assert lut_equivalents < ulx3s.resources["LUTs"]
+    assert synthesis_overruns(soc, ulx3s) == [
+        f"LUTs {lut_equivalents} (about {math.ceil(lut_equivalents * PACKING_OVERHEAD['ecp5'])} LUT sites after "
+        "nextpnr packing, +9%) > 83640"]
+    # The 4x4 accelerator (8,093 LUT4 + 2 x 2,591 CCU2C) is far from it; iCE40 counts stay as they are.
+    assert synthesis_overruns({"LUTs": 8_093 + 2 * 2_591, "FFs": 7_674, "DSPs": 42, "block RAMs": 40}, ulx3s) == []
+    assert synthesis_overruns({"LUTs": 5_281, "FFs": 100, "DSPs": 8, "block RAMs": 0},
+                              BOARDS["icebreaker"]) == ["LUTs 5281 > 5280"]
+    assert synthesis_overruns({"LUTs": 5_280, "FFs": 100, "DSPs": 9, "block RAMs": 0},
+                              BOARDS["icebreaker"]) == ["DSPs 9 > 8"]
 
 
 def test_estimate_counts_the_accelerator_memories_and_products():
