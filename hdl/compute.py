@@ -78,10 +78,17 @@ class ComputeUnit(wiring.Component):
                          transposer.rows_in.payload.eq(act_reader.rows.payload),
                          act_reader.rows.ready.eq(transposer.rows_in.ready)]
             activation_rows = transposer.columns
-        # Activation jobs: the issue stage starts the weight reader at once and queues the
-        # activation job, so weights run one instruction ahead (a WS preload fills the shadow
-        # registers while the previous tile streams). The activation reader starts each job once
-        # the previous one has issued its reads; `deliveries` frames each job's beats (last, mode).
+        # Jobs: the issue stage queues each COMPUTE's weight rows and activation rows separately,
+        # and each reader starts its next job once it has issued the previous one's reads. Weights
+        # so run one instruction ahead on WS (a preload fills the shadow registers while the
+        # previous tile streams), and on OS the next activation block fills the transposer while
+        # the previous block's weights still stream. `deliveries` frames each job's beats (last, mode).
+        weight_job = data.StructLayout({"weight_addr": len(self.weight_read.addr), "count": len(weight_reader.count)})
+        weight_jobs = m.submodules.weight_jobs = fifo.SyncFIFO(width=weight_job.size, depth=IN_FLIGHT)
+        queued_weights, started_weights = weight_job(weight_jobs.r_data), weight_job(weight_jobs.w_data)
+        with m.If(weight_jobs.r_rdy & ~weight_reader.reading):
+            m.d.comb += [weight_reader.first.eq(queued_weights.weight_addr), weight_reader.count.eq(queued_weights.count),
+                         weight_reader.start.eq(1), weight_jobs.r_en.eq(1)]
         beat_flags = {name: COMPUTE.members[name] for name in ("beats", "mode", "depthwise")}
         act_job = data.StructLayout({"act_addr": len(self.act_read.addr), **beat_flags,
                                      "act_stride_log2": COMPUTE.members["act_stride_log2"]})
@@ -218,9 +225,9 @@ class ComputeUnit(wiring.Component):
                 with m.Elif(fields.beats == 0):
                     m.d.comb += in_flight.w_en.eq(1)
                     m.next = "Idle"
-                with m.Elif(~weight_reader.reading & act_jobs.w_rdy):
-                    m.d.comb += [weight_reader.first.eq(fields.weight_addr), weight_reader.count.eq(weight_rows),
-                                 weight_reader.start.eq(1), started_job.act_addr.eq(fields.act_addr),
+                with m.Elif(weight_jobs.w_rdy & act_jobs.w_rdy):
+                    m.d.comb += [started_weights.weight_addr.eq(fields.weight_addr), started_weights.count.eq(weight_rows),
+                                 weight_jobs.w_en.eq(1), started_job.act_addr.eq(fields.act_addr),
                                  started_job.beats.eq(fields.beats), started_job.mode.eq(fields.mode),
                                  started_job.depthwise.eq(fields.depthwise),
                                  started_job.act_stride_log2.eq(fields.act_stride_log2),

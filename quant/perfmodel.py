@@ -186,7 +186,8 @@ class _Machine:
         self.act_reading = 0                 # the activation row reader can start its next job
         self.shadow_free = 0                 # WS: the shadow weight registers can take the next tile
         self.array_free = 0                  # the cycle after the last activation beat entered
-        self.act_jobs = deque(maxlen=IN_FLIGHT)
+        self.act_jobs = deque(maxlen=IN_FLIGHT)      # start of each queued activation job
+        self.weight_jobs = deque(maxlen=IN_FLIGHT)   # ... and of each weight job
         self.fetches: list[int] = []          # cycles fetched instructions' data started (this pass)
         self.loads: list[tuple[int, int, float]] = []     # (first issue, last beat, mean burst beats) per LOAD
         self.end = 0
@@ -304,23 +305,29 @@ class _Machine:
                 self.unit_free[1] = start + t.compute_issue
                 retire = max(start + t.compute_issue + t.sync_latency, self.last_retire + 1)
             else:
-                check = max(start + 1, self.weights_free)
+                # The check queues a weight job and an activation job; each reader starts its next
+                # job once it has issued the previous one's reads.
+                check = start + 1
                 if len(self.act_jobs) == IN_FLIGHT:
                     check = max(check, self.act_jobs[0])
+                if len(self.weight_jobs) == IN_FLIGHT:
+                    check = max(check, self.weight_jobs[0])
                 self.unit_free[1] = check + 1
                 rows = config.array.rows
                 job = max(check + t.job_latency, self.act_reading)
                 self.act_jobs.append(job)
+                weights = max(check + 1, self.weights_free)
+                self.weight_jobs.append(weights)
                 if config.array.dataflow == Dataflow.OS:
                     # Weights go in lockstep with the transposed activations, R rows behind the reader.
-                    enter = max(self.array_free, job + t.act_latency + rows)
+                    enter = max(self.array_free, job + t.act_latency + rows, weights + t.act_latency)
                     self.array_free = enter + beats
-                    self.weights_free = max(check + 1 + beats, self.array_free - RowReader.DEPTH)
+                    self.weights_free = max(weights + 1 + beats, self.array_free - RowReader.DEPTH)
                     self.act_reading = max(job + 1 + beats, self.array_free - rows - RowReader.DEPTH)
                 else:
                     # R weight rows fill the shadow registers once the previous tile's first beat has passed.
-                    preload = max(check + t.act_latency, self.shadow_free)
-                    self.weights_free = max(check + 1 + rows, preload + rows - RowReader.DEPTH)
+                    preload = max(weights + t.act_latency, self.shadow_free)
+                    self.weights_free = max(weights + 1 + rows, preload + rows - RowReader.DEPTH)
                     enter = max(self.array_free, job + t.act_latency, preload + rows)
                     self.shadow_free = enter + 1
                     self.array_free = enter + beats
