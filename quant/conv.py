@@ -23,6 +23,7 @@ scratchpad half, stores of a tile overlap the next tile.
 """
 import numpy as np
 
+from hdl.compute import IN_FLIGHT
 from hdl.config import AcceleratorConfig, Dataflow
 from hdl.isa import MAX_COMPUTE_BEATS, Instruction, Opcode, Target
 from hdl.numerics import ArithMode, neutral_padding
@@ -176,7 +177,11 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                 rounds += 1
         return scheduler.finish(end=False)
 
-    scheduler = PingPongScheduler()
+    # An OS tile (R output pixels) drains for about 2R + C cycles after its last beat: as many
+    # tiles as the compute unit keeps in flight, each in its own accumulator region, overlap that.
+    acc_buffers = max(2, min(IN_FLIGHT, config.acc_rows // rows))
+    acc_region = config.acc_rows // acc_buffers
+    scheduler = PingPongScheduler(acc_buffers=acc_buffers)
     k_blocks = len(taps) * cin_blocks
     chunk_blocks = min(k_blocks, min(act_half, weight_half, MAX_COMPUTE_BEATS) // rows)
     chunks = [range(start, min(start + chunk_blocks, k_blocks)) for start in range(0, k_blocks, chunk_blocks)]
@@ -190,7 +195,7 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
         for out_row in range(y.height):
             for first_col in range(0, y.width, rows):
                 out_cols = min(rows, y.width - first_col)
-                tiles = [scheduler.acc_parity(j) * acc_half for j in range(len(members))]
+                tiles = [scheduler.acc_region(j) * acc_region for j in range(len(members))]
                 for index, chunk in enumerate(chunks):
                     half = scheduler.steps % 2
                     beats = len(chunk) * rows

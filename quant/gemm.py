@@ -87,15 +87,16 @@ class PingPongScheduler:
 
     A step's loads fill one scratchpad half; its computes (one or more output
     tiles reading that half) run while the next step's loads fill the other.
-    Output tiles alternate between the accumulator halves. With ``buffers`` > 2
-    the scratchpad is split in that many regions (``region``) and loads may run
-    ``buffers - 1`` steps ahead of the computes.
+    Output tiles take turns in ``acc_buffers`` accumulator regions (``acc_region``;
+    default the two halves), so that many tiles may be computed before the first is
+    stored. With ``buffers`` > 2 the scratchpad is split in that many regions
+    (``region``) and loads may run ``buffers - 1`` steps ahead of the computes.
     """
 
-    def __init__(self, buffers: int = 2):
-        if buffers < 2:
-            raise ValueError(f"A step pipeline needs at least 2 buffers, not {buffers}")
-        self.buffers = buffers
+    def __init__(self, buffers: int = 2, acc_buffers: int = 2):
+        if buffers < 2 or acc_buffers < 2:
+            raise ValueError(f"A step pipeline needs at least 2 buffers of each kind, not {buffers} and {acc_buffers}")
+        self.buffers, self.acc_buffers = buffers, acc_buffers
         self.program: list[Instruction] = []
         self.steps = 0
         self.tiles = 0
@@ -110,9 +111,9 @@ class PingPongScheduler:
         """Loads for step s are emitted before the computes of step s-1 (software pipelining).
 
         ``computes`` are (fields, starts_tile, ends_tile, stores); a tile's accumulator
-        half is ``acc_parity(i)`` for the i-th of them that starts a tile. An entry may add
+        region is ``acc_region(i)`` for the i-th of them that starts a tile. An entry may add
         (waits, releases): whether the compute waits for a store token (default: it starts
-        a tile after the first two) and whether its last store gives one back (default yes),
+        a tile after the first ``acc_buffers``) and whether its last store gives one back (default yes),
         for callers that hand accumulator regions over a round of tiles at a time.
         """
         for index, (opcode, fields) in enumerate(loads):
@@ -120,7 +121,7 @@ class PingPongScheduler:
                                             push_next=index == len(loads) - 1))
         self._flush()
         for compute, starts_tile, ends_tile, stores, *handover in computes:
-            waits, releases = handover or (starts_tile and self.tiles >= 2, True)
+            waits, releases = handover or (starts_tile and self.tiles >= self.acc_buffers, True)
             self.pending.append((compute, waits, ends_tile, stores, releases))
             self.tiles += ends_tile
         self.steps += 1
@@ -130,9 +131,9 @@ class PingPongScheduler:
         """The scratchpad region (of ``buffers``) the next step's loads fill."""
         return self.steps % self.buffers
 
-    def acc_parity(self, offset: int = 0) -> int:
-        """The accumulator half of the tile ``offset`` tiles after the next one."""
-        return (self.tiles + offset) % 2
+    def acc_region(self, offset: int = 0) -> int:
+        """The accumulator region (of ``acc_buffers``) of the tile ``offset`` tiles after the next one."""
+        return (self.tiles + offset) % self.acc_buffers
 
     def _flush(self):
         for index, (compute, wait_for_store, ends_tile, stores, releases) in enumerate(self.pending):
@@ -211,7 +212,7 @@ def compile_gemm(config: AcceleratorConfig, layer: GemmLayer) -> CompiledGemm:
             blocks = range(first_block, min(first_block + group, len(n_blocks)))
             for m_block in _blocks(m, rows):
                 pixels = m_block.stop - m_block.start
-                tiles = [scheduler.acc_parity(j) * acc_half for j in range(len(blocks))]
+                tiles = [scheduler.acc_region(j) * acc_half for j in range(len(blocks))]
                 for c, chunk in enumerate(chunks):
                     half = scheduler.steps % 2
                     beats = (chunk.stop - chunk.start) * rows
@@ -246,7 +247,7 @@ def compile_gemm(config: AcceleratorConfig, layer: GemmLayer) -> CompiledGemm:
             blocks = range(first_block, min(first_block + group, len(n_blocks)))
             for m_chunk in _blocks(m, chunk):
                 beats = m_chunk.stop - m_chunk.start
-                tiles = [scheduler.acc_parity(j) * acc_half for j in range(len(blocks))]
+                tiles = [scheduler.acc_region(j) * acc_half for j in range(len(blocks))]
                 for j, k_block in enumerate(k_blocks):
                     half = scheduler.steps % 2
                     depth = k_block.stop - k_block.start

@@ -8,9 +8,11 @@ on the unit that executes it, from the hardware's documented behaviour (``hdl/*.
 * **load**: Idle, Check, then the walk issues one AXI read burst per two cycles (the shared
   AR grant), at most ``MAX_OUTSTANDING_READS`` in flight; consecutive single-beat rows share a
   burst of up to ``MAX_BURST_ROWS`` (never across ``BURST_BOUNDARY``); padding rows take a cycle
-  each; the read channel returns one beat per cycle after the DRAM latency, shared with fetch;
+  each; the read channel returns one beat per cycle after the DRAM latency, in the order of the
+  address handshakes, shared with fetch (a fetch's beats wait for the LOAD bursts addressed
+  before it and delay those addressed after it);
 * **compute**: Idle, Check (one COMPUTE issued per two cycles at best, ``IN_FLIGHT`` in
-  flight); each COMPUTE streams its activation beats (OS: with its weight rows in lockstep;
+  flight; its weight and activation jobs queue for their row readers); each COMPUTE streams its activation beats (OS: with its weight rows in lockstep;
   WS: after its R weight rows, which enter the array only once the previous COMPUTE's
   activations have); it retires when its last result row is written, the array's drain
   (``stream_cycles``) later; SYNC retires in order;
@@ -164,8 +166,8 @@ class _Machine:
     def __init__(self, config: AcceleratorConfig, timing: Timing, previous: "_Machine | None" = None):
         self.config, self.t = config, timing
         self.decoded = previous.decoded if previous else {}     # id(instruction) -> (fields, walk, data beats)
-        self.previous_fetches = sorted(previous.fetches) if previous else []
-        self.previous_loads = sorted(previous.loads) if previous else []
+        self.previous_bursts = sorted(previous.bursts) if previous else []
+        self.previous_fetch_ars = sorted(previous.fetch_ars) if previous else []
         self.bus = config.bus_bytes
         self.instruction_beats = INSTRUCTION_BITS // config.bus_bits
         self.reset()
@@ -188,8 +190,9 @@ class _Machine:
         self.array_free = 0                  # the cycle after the last activation beat entered
         self.act_jobs = deque(maxlen=IN_FLIGHT)      # start of each queued activation job
         self.weight_jobs = deque(maxlen=IN_FLIGHT)   # ... and of each weight job
-        self.fetches: list[int] = []          # cycles fetched instructions' data started (this pass)
-        self.loads: list[tuple[int, int, float]] = []     # (first issue, last beat, mean burst beats) per LOAD
+        self.fetch_ars: list[int] = []        # AR handshakes of instruction fetches (this pass)
+        self.bursts: list[tuple[int, int]] = []           # (AR handshake, cycle after the last R beat) per LOAD burst
+        self.last_burst_ar = -1
         self.end = 0
         self.load_stall = self.store_stall = 0
         self.bytes_read = self.bytes_written = self.array_busy = self.instructions = 0
@@ -203,25 +206,23 @@ class _Machine:
         return cell
 
     def _fetch_wait(self, ar: int) -> int:
-        """Cycles an instruction fetch's data waits behind the bursts of a LOAD streaming at its AR
-        (the DRAM answers in order): the LOAD windows of the previous pass."""
-        data = ar + self.t.read_latency
-        index = bisect.bisect_right(self.previous_loads, (data, float("inf"))) - 1
-        if index < 0:
-            return 0
-        first, done, burst = self.previous_loads[index]
-        return min(done - data, int(MAX_OUTSTANDING_READS * burst)) if data < done else 0
+        """Cycles an instruction fetch's data waits behind the LOAD bursts whose addresses went out
+        before its own (the DRAM answers in order; the fetch has priority on the AR grant): the
+        bursts of the previous pass."""
+        index = bisect.bisect_left(self.previous_bursts, (ar, -1)) - 1
+        return max(0, self.previous_bursts[index][1] - (ar + self.t.read_latency)) if index >= 0 else 0
 
-    def _fetches_during(self, first: int, done: int) -> int:
-        """Instruction fetches whose data crossed the R channel in [first, done) in the previous pass."""
-        return bisect.bisect_left(self.previous_fetches, done) - bisect.bisect_left(self.previous_fetches, first)
+    def _fetches_between(self, after: int, before: int) -> list[int]:
+        """AR handshakes of the previous pass's fetches in (after, before)."""
+        return self.previous_fetch_ars[bisect.bisect_right(self.previous_fetch_ars, after):
+                                       bisect.bisect_left(self.previous_fetch_ars, before)]
 
     def _fetch(self, unit: int) -> int:
         """Dispatch time of the next instruction for ``unit`` (None: END)."""
         t = self.t
         ar = self.now_fetch + t.fetch_request - 1
         last = ar + t.read_latency + self.instruction_beats - 1 + self._fetch_wait(ar)
-        self.fetches.append(ar + t.read_latency)
+        self.fetch_ars.append(ar)
         self.bytes_read += self.instruction_beats * self.bus
         dispatch = last + 1
         if unit is not None and len(self.accepted[unit]) == QUEUE_DEPTH:
@@ -267,21 +268,18 @@ class _Machine:
                 if len(bursts) == MAX_OUTSTANDING_READS:
                     issue = max(issue, bursts.popleft() + 1)
                 ar = issue + t.load_issue - 1
-                first = max(ar + t.read_latency, self.read_bus)
+                channel = self.read_bus
+                for fetch_ar in self._fetches_between(self.last_burst_ar, ar):   # their beats come first
+                    channel = max(channel, fetch_ar + t.read_latency) + self.instruction_beats
+                first = max(ar + t.read_latency, channel)
                 first_beat = first if first_beat is None else first_beat
                 self.read_bus = done = first + beats
+                self.last_burst_ar = ar
                 bursts.append(done - 1)
                 streaming.append((first, done))
+                self.bursts.append((ar, done))
                 issue = ar + 1
             self.bytes_read += data_beats * self.bus
-            bursts_in_all = sum(1 for beats in walk if beats)
-            if data_beats:
-                burst = data_beats / bursts_in_all
-                self.loads.append((first_beat, done, burst))
-                if burst > t.load_issue:            # bursts back to back: fetched instructions take R beats
-                    stolen = self._fetches_during(first_beat, done) * self.instruction_beats
-                    done += stolen
-                    self.read_bus += stolen
             retire = max(issue, done) + t.load_overhead - 2
             self.unit_free[0] = retire + 1
             if instruction.push_next:
