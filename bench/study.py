@@ -158,7 +158,7 @@ def render(results: dict) -> None:
         "prediction of `quant/perfmodel.py` from the compiled program: no RTL was run here. The model matches the "
         "RTL's performance counters within 5% on every layer of SqueezeNet 1.1 and MobileNetV2 at 4x4 and 8x8 OS "
         "(the test); on WS at those sizes within 5% on most layers but up to 13% long on layers of one or two "
-        "pixels; and on SqueezeNet 1.1 at 3x112x112 on 16x16 within 1.1% per layer (OS) and 2.0% (WS) (see the "
+        "pixels; and on SqueezeNet 1.1 at 3x112x112 on 16x16 within 0.8% per layer (OS) and 1.7% (WS) (see the "
         "README, 'The performance model'); it has not been checked against RTL at 32x32. "
         + ("The input is 112x112 rather than 224x224 to keep the run near 15 minutes on this shared 2-core "
            "machine (the model walks every instruction in Python); channel counts, which decide how full the "
