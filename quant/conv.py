@@ -180,7 +180,7 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
     # An OS tile (R output pixels) drains for about 2R + C cycles after its last beat: as many
     # tiles as the compute unit keeps in flight, each in its own accumulator region, overlap that.
     acc_buffers = max(2, min(IN_FLIGHT, config.acc_rows // rows))
-    acc_region = config.acc_rows // acc_buffers
+    region_rows = config.acc_rows // acc_buffers
     scheduler = PingPongScheduler(acc_buffers=acc_buffers)
     k_blocks = len(taps) * cin_blocks
     chunk_blocks = min(k_blocks, min(act_half, weight_half, MAX_COMPUTE_BEATS) // rows)
@@ -195,7 +195,7 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
         for out_row in range(y.height):
             for first_col in range(0, y.width, rows):
                 out_cols = min(rows, y.width - first_col)
-                tiles = [scheduler.acc_region(j) * acc_region for j in range(len(members))]
+                tiles = [scheduler.acc_region(j) * region_rows for j in range(len(members))]
                 for index, chunk in enumerate(chunks):
                     half = scheduler.steps % 2
                     beats = len(chunk) * rows

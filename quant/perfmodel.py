@@ -198,12 +198,10 @@ class _Machine:
         self.bytes_read = self.bytes_written = self.array_busy = self.instructions = 0
 
     def _pop(self, key: str) -> int:
-        return self.tokens[key].popleft()[0] if self.tokens[key] else 0
+        return self.tokens[key].popleft() if self.tokens[key] else 0
 
-    def _push(self, key: str, when: int) -> list[int]:
-        cell = [when + self.t.token_latency]          # mutable: a later fetch may delay the pushing LOAD
-        self.tokens[key].append(cell)
-        return cell
+    def _push(self, key: str, when: int) -> None:
+        self.tokens[key].append(when + self.t.token_latency)
 
     def _fetch_wait(self, ar: int) -> int:
         """Cycles an instruction fetch's data waits behind the LOAD bursts whose addresses went out
@@ -253,7 +251,6 @@ class _Machine:
             issue = start + 2 + t.descriptor_latency
             done = issue
             bursts = deque()
-            first_beat = None
             streaming = deque(maxlen=MAX_OUTSTANDING_READS)     # R beat cycles of the bursts in flight
             for beats in walk:
                 if beats == 0:            # a padding row takes the write port in a cycle without an R beat
@@ -272,7 +269,6 @@ class _Machine:
                 for fetch_ar in self._fetches_between(self.last_burst_ar, ar):   # their beats come first
                     channel = max(channel, fetch_ar + t.read_latency) + self.instruction_beats
                 first = max(ar + t.read_latency, channel)
-                first_beat = first if first_beat is None else first_beat
                 self.read_bus = done = first + beats
                 self.last_burst_ar = ar
                 bursts.append(done - 1)
