@@ -12,15 +12,22 @@ in place from the input feature map, one window tap at a time
   into that block's own accumulator region, accumulating over the steps
   (``_ws_round``: a round is as many blocks as half the accumulator holds
   tiles of, at least ``_WS_ROUND_BLOCKS`` with shorter tiles).
-* OS: a step is R output pixels of one output row against the whole
-  reduction (chunked if it exceeds a scratchpad half); the activation rows of
-  each tap are one LOAD whose groups are the input-channel blocks, and when the
-  reduction fits one chunk they serve every output block whose weights fit
-  half the weight scratchpad.
+* OS: a step is a tile of R output pixels against the whole reduction
+  (chunked if it exceeds a scratchpad half). Tiles take the pixels in raster
+  order across image rows (``_os_tiles``; a pointwise convolution reads them
+  as one long row), so a width that is no multiple of R idles no lanes; the
+  activation rows of each tap are one LOAD per image row the tile touches
+  (whose groups are the input-channel blocks when it touches one). When the
+  reduction fits one chunk, the tile serves every output block whose weights
+  fit half the weight scratchpad, or, when that is one block, a group filling
+  the whole weight scratchpad (loaded behind a barrier on the earlier
+  computes).
 
-Both use ``gemm.PingPongScheduler``: loads run a step ahead into the other
-scratchpad half, stores of a tile overlap the next tile.
+Both use ``gemm.PingPongScheduler``: loads run ahead into other scratchpad
+regions (up to ``_MAX_ACT_BUFFERS``), stores of a tile overlap the next tiles.
 """
+from dataclasses import replace
+
 import numpy as np
 
 from hdl.compute import IN_FLIGHT
@@ -177,11 +184,16 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                 rounds += 1
         return scheduler.finish(end=False)
 
+    if (kh, kw, tuple(stride), tuple(offset)) == (1, 1, (1, 1), (0, 0)):
+        # A pointwise convolution is a GEMM over the pixels, which lie in DRAM one after another:
+        # seen as one long output row, its tiles of R pixels cross image rows in one LOAD per run.
+        x = replace(x, height=1, width=x.height * x.width)
+        y = replace(y, height=1, width=y.height * y.width)
     # An OS tile (R output pixels) drains for about 2R + C cycles after its last beat: as many
-    # tiles as the compute unit keeps in flight, each in its own accumulator region, overlap that.
-    acc_buffers = max(2, min(IN_FLIGHT, config.acc_rows // rows))
+    # tiles as the compute unit keeps in flight, and as many again waiting for their STOREs,
+    # each in its own accumulator region, overlap that.
+    acc_buffers = max(2, min(2 * IN_FLIGHT, config.acc_rows // rows))
     region_rows = config.acc_rows // acc_buffers
-    scheduler = PingPongScheduler(acc_buffers=acc_buffers)
     k_blocks = len(taps) * cin_blocks
     chunk_blocks = min(k_blocks, min(act_half, weight_half, MAX_COMPUTE_BEATS) // rows)
     chunks = [range(start, min(start + chunk_blocks, k_blocks)) for start in range(0, k_blocks, chunk_blocks)]
@@ -190,42 +202,103 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
     keep_weights = len(chunks) == 1
     k_rows = chunk_blocks * rows
     group = max(1, min(len(blocks), weight_half // k_rows)) if keep_weights else 1
+    # A group of one block reads as many activation rows as it computes beats: rather groups that fill
+    # the whole weight scratchpad, each group's weights loaded once every earlier compute has retired.
+    whole_weights = keep_weights and group == 1 and min(len(blocks), config.weight_rows // k_rows) > 1
+    if whole_weights:
+        group = min(len(blocks), config.weight_rows // k_rows)
+    tiles = _os_tiles(y, rows, span=_os_spans_rows(y, rows, len(taps) * cin_blocks, group * chunk_blocks * rows))
+    # A step's loads wait for the computes that last used their region to retire (2R + C cycles after
+    # their last beat), and instruction fetch, in program order, waits behind them: with more regions
+    # than two the step two back has long retired. A group's weight half is rewritten two groups
+    # later, so with resident weights a group must span buffers - 1 steps.
+    steps_per_group = len(tiles) * len(chunks)
+    buffers = min(_MAX_ACT_BUFFERS, config.act_rows // k_rows,
+                  steps_per_group + 1 if keep_weights and not whole_weights else config.weight_rows // k_rows)
+    buffers = max(2, buffers)
+    act_region, weight_region = config.act_rows // buffers, config.weight_rows // buffers
+    scheduler = PingPongScheduler(buffers, acc_buffers)
     for g, first in enumerate(range(0, len(blocks), group)):
         members = blocks[first:first + group]
-        for out_row in range(y.height):
-            for first_col in range(0, y.width, rows):
-                out_cols = min(rows, y.width - first_col)
-                tiles = [scheduler.acc_region(j) * region_rows for j in range(len(members))]
-                for index, chunk in enumerate(chunks):
-                    half = scheduler.steps % 2
-                    beats = len(chunk) * rows
-                    loads = []
-                    sram_row = half * act_half
-                    for tap_index, tap in enumerate(taps):
-                        blocks_here = [kb % cin_blocks for kb in chunk if kb // cin_blocks == tap_index]
-                        while blocks_here:      # one LOAD per run of evenly spaced input blocks
-                            run = x.run(blocks_here[0], len(blocks_here))
-                            loads.append((Opcode.LOAD, {
-                                "target": Target.ACTIVATIONS, "sram_addr": sram_row,
-                                "row_elems": load_bytes(blocks_here[0]), "pad_value": pad_value,
-                                **window_fields(x, block=blocks_here[0], first_row=out_row, out_rows=1,
-                                                first_col=first_col, out_cols=out_cols, stride=stride,
-                                                offset=tap_offset(tap), rows=rows, groups=run)}))
-                            sram_row += run * rows
-                            blocks_here = blocks_here[run:]
-                    computes = []
-                    last = index == len(chunks) - 1
-                    for j, block in enumerate(members):
-                        weight_addr = ((g % 2) * weight_half + j * k_rows) if keep_weights else half * weight_half
-                        if not keep_weights or (out_row == 0 and first_col == 0):
-                            loads.append((Opcode.LOAD, {
-                                "target": Target.WEIGHTS, "sram_addr": weight_addr,
-                                "dram_addr": weights.address(block, chunk.start * rows),
-                                "row_elems": y.block_channels(block), "rows": beats,
-                                "row_stride": weights.region.row_stride}))
-                        computes.append(({"act_addr": half * act_half, "weight_addr": weight_addr,
-                                          "acc_addr": tiles[j], "beats": beats, "accumulate": int(index > 0),
-                                          "mode": mode}, index == 0, last,
-                                         [store(block, tiles[j], out_row, 1, first_col, out_cols)] if last else []))
-                    scheduler.step_many(loads, computes)
+        for tile_index, segments in enumerate(tiles):
+            out_row, first_col, _ = segments[0]
+            pixels = sum(count for _, _, count in segments)
+            regions = [scheduler.acc_region(j) * region_rows for j in range(len(members))]
+            for index, chunk in enumerate(chunks):
+                region = scheduler.region
+                beats = len(chunk) * rows
+                loads = []
+                sram_row = region * act_region
+
+                def load(block, row, col, count, sram_rows, groups=1):
+                    return (Opcode.LOAD, {
+                        "target": Target.ACTIVATIONS, "sram_addr": sram_row, "row_elems": load_bytes(block),
+                        "pad_value": pad_value, **window_fields(
+                            x, block=block, first_row=row, out_rows=1, first_col=col, out_cols=count,
+                            stride=stride, offset=tap_offset(tap), rows=sram_rows, groups=groups)})
+
+                for tap_index, tap in enumerate(taps):
+                    blocks_here = [kb % cin_blocks for kb in chunk if kb // cin_blocks == tap_index]
+                    if len(segments) > 1:      # a block's R rows are one LOAD per segment (the last padded to R)
+                        for block in blocks_here:
+                            for number, (row, col, count) in enumerate(segments):
+                                last_segment = number == len(segments) - 1
+                                loads.append(load(block, row, col, count, count + (rows - pixels) * last_segment))
+                                sram_row += count + (rows - pixels) * last_segment
+                        continue
+                    while blocks_here:      # one LOAD per run of evenly spaced input blocks
+                        run = x.run(blocks_here[0], len(blocks_here))
+                        loads.append(load(blocks_here[0], out_row, first_col, pixels, rows, groups=run))
+                        sram_row += run * rows
+                        blocks_here = blocks_here[run:]
+                computes = []
+                weight_loads = []
+                last = index == len(chunks) - 1
+                for j, block in enumerate(members):
+                    weight_addr = (j * k_rows if whole_weights else (g % 2) * weight_half + j * k_rows) \
+                        if keep_weights else region * weight_region
+                    if not keep_weights or tile_index == 0:
+                        weight_loads.append((Opcode.LOAD, {
+                            "target": Target.WEIGHTS, "sram_addr": weight_addr,
+                            "dram_addr": weights.address(block, chunk.start * rows),
+                            "row_elems": y.block_channels(block), "rows": beats,
+                            "row_stride": weights.region.row_stride}))
+                    # A tile's pixels follow each other in DRAM, across image rows too: one STORE.
+                    computes.append(({"act_addr": region * act_region, "weight_addr": weight_addr,
+                                      "acc_addr": regions[j], "beats": beats, "accumulate": int(index > 0),
+                                      "mode": mode}, index == 0, last,
+                                     [store(block, regions[j], out_row, 1, first_col, pixels)] if last else []))
+                if whole_weights and g > 0:
+                    scheduler.step_many(loads, computes, after_all=weight_loads)
+                else:
+                    scheduler.step_many(loads + weight_loads, computes)
     return scheduler.finish(end=False)
+
+
+# Cycles an OS step spends on each activation LOAD it issues (its fetch, check and first burst); a
+# tile crossing image rows takes a LOAD per row it touches for each (tap, input block).
+_LOAD_CYCLES = 12
+
+
+def _os_spans_rows(y: FeatureMap, rows: int, loads_per_segment: int, step_beats: int) -> bool:
+    """Whether OS tiles should cross output rows: when rows leave lanes idle and a step's computes
+    (``step_beats``) outlast the LOADs of two segments."""
+    return y.width % rows != 0 and 2 * loads_per_segment * _LOAD_CYCLES <= step_beats
+
+
+def _os_tiles(y: FeatureMap, rows: int, span: bool) -> list[list[tuple[int, int, int]]]:
+    """OS tiles of up to R output pixels as (output row, first column, pixels) segments: R pixels in
+    raster order across rows (``span``), or each row cut into its own tiles."""
+    if not span:
+        return [[(row, col, min(rows, y.width - col))] for row in range(y.height) for col in range(0, y.width, rows)]
+    tiles = []
+    total = y.height * y.width
+    for first in range(0, total, rows):
+        segments, pixel = [], first
+        while pixel < min(first + rows, total):
+            row, col = divmod(pixel, y.width)
+            count = min(y.width - col, first + rows - pixel, total - pixel)
+            segments.append((row, col, count))
+            pixel += count
+        tiles.append(segments)
+    return tiles

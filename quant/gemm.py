@@ -13,7 +13,7 @@ alternately (ping-pong); loads run one step ahead of compute, and stores of
 one output tile overlap the computation of the next. Dependency tokens
 (``hdl.isa``) enforce it, VTA style.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from hdl.isa import MAX_COMPUTE_BEATS, Instruction, Opcode, Target
 from hdl.numerics import ArithMode, golden_gemm, neutral_padding, store_rows, stored_bytes
 
 from .memory import MemoryImage, Region
-from .program import load_channel_records
+from .program import IDLE_LOAD, load_channel_records
 
 __all__ = ["GemmLayer", "CompiledGemm", "compile_gemm", "PingPongScheduler"]
 
@@ -100,6 +100,7 @@ class PingPongScheduler:
         self.program: list[Instruction] = []
         self.steps = 0
         self.tiles = 0
+        self.released = 0          # steps whose compute->load token a load has taken
         self.pending: list[tuple] = []
 
     def step(self, loads: list[tuple[Opcode, dict]], compute: dict, *, starts_tile: bool, ends_tile: bool,
@@ -107,7 +108,8 @@ class PingPongScheduler:
         """A step with one compute."""
         self.step_many(loads, [(compute, starts_tile, ends_tile, store)])
 
-    def step_many(self, loads: list[tuple[Opcode, dict]], computes: list[tuple[dict, bool, bool, list[dict]]]):
+    def step_many(self, loads: list[tuple[Opcode, dict]], computes: list[tuple[dict, bool, bool, list[dict]]],
+                  after_all: list[tuple[Opcode, dict]] = ()):
         """Loads for step s are emitted before the computes of step s-1 (software pipelining).
 
         ``computes`` are (fields, starts_tile, ends_tile, stores); a tile's accumulator
@@ -115,10 +117,25 @@ class PingPongScheduler:
         (waits, releases): whether the compute waits for a store token (default: it starts
         a tile after the first ``acc_buffers``) and whether its last store gives one back (default yes),
         for callers that hand accumulator regions over a round of tiles at a time.
+        ``after_all`` are loads that overwrite what any earlier step may still read (weights every
+        step before used): behind a barrier, they wait until every earlier compute has retired.
         """
-        for index, (opcode, fields) in enumerate(loads):
-            self.program.append(Instruction(opcode, fields, pop_next=index == 0 and self.steps >= self.buffers,
-                                            push_next=index == len(loads) - 1))
+        # A step's region was last used ``buffers`` steps back: its first load takes that step's token,
+        # unless a barrier since has taken it.
+        recycles = bool(loads) and self.steps - self.buffers == self.released
+        self.released += recycles
+        self.program += [Instruction(opcode, fields, pop_next=index == 0 and recycles)
+                         for index, (opcode, fields) in enumerate(loads)]
+        if after_all:
+            # The barrier: zero-row loads take the token of every step not released yet. The earlier
+            # steps' computes go first in program order, since these loads wait for them.
+            self._flush()
+            self.program += [Instruction(Opcode.LOAD, IDLE_LOAD, pop_next=True)
+                             for _ in range(self.steps - self.released)]
+            self.released = self.steps
+            self.program += [Instruction(opcode, fields) for opcode, fields in after_all]
+        if loads or after_all:      # the computes wait for all of them
+            self.program[-1] = replace(self.program[-1], push_next=True)
         self._flush()
         for compute, starts_tile, ends_tile, stores, *handover in computes:
             waits, releases = handover or (starts_tile and self.tiles >= self.acc_buffers, True)
@@ -137,7 +154,7 @@ class PingPongScheduler:
 
     def _flush(self):
         for index, (compute, wait_for_store, ends_tile, stores, releases) in enumerate(self.pending):
-            # The step's first compute takes its loads' token; its last frees the scratchpad half.
+            # The step's first compute takes its loads' token; its last frees the scratchpad region.
             self.program.append(Instruction(Opcode.COMPUTE, compute, pop_prev=index == 0, pop_next=wait_for_store,
                                             push_prev=index == len(self.pending) - 1, push_next=ends_tile))
             for store_index, fields in enumerate(stores):

@@ -6,7 +6,7 @@ on the unit that executes it, from the hardware's documented behaviour (``hdl/*.
 * **fetch** reads one ``INSTRUCTION_BITS`` instruction per AXI burst and requests the next only
   after dispatching it into its unit's queue (``QUEUE_DEPTH`` deep; a full queue stalls fetch);
 * **load**: Idle, Check, then the walk issues one AXI read burst per two cycles (the shared
-  AR grant), at most ``MAX_OUTSTANDING_READS`` in flight; consecutive single-beat rows share a
+  AR grant, which an instruction fetch asking in the same cycle takes first), at most ``MAX_OUTSTANDING_READS`` in flight; consecutive single-beat rows share a
   burst of up to ``MAX_BURST_ROWS`` (never across ``BURST_BOUNDARY``); padding rows take a cycle
   each; the read channel returns one beat per cycle after the DRAM latency, in the order of the
   address handshakes, shared with fetch (a fetch's beats wait for the LOAD bursts addressed
@@ -168,6 +168,7 @@ class _Machine:
         self.decoded = previous.decoded if previous else {}     # id(instruction) -> (fields, walk, data beats)
         self.previous_bursts = sorted(previous.bursts) if previous else []
         self.previous_fetch_ars = sorted(previous.fetch_ars) if previous else []
+        self.fetch_ar_set = frozenset(self.previous_fetch_ars)
         self.bus = config.bus_bytes
         self.instruction_beats = INSTRUCTION_BITS // config.bus_bits
         self.reset()
@@ -264,6 +265,10 @@ class _Machine:
                     continue
                 if len(bursts) == MAX_OUTSTANDING_READS:
                     issue = max(issue, bursts.popleft() + 1)
+                # Fetch has priority on the AR grant: a fetch address granted as this burst asks for
+                # the grant (or one cycle before) holds it for its handshake.
+                while issue in self.fetch_ar_set or issue + 1 in self.fetch_ar_set:
+                    issue = (issue + 1 if issue + 1 in self.fetch_ar_set else issue) + 1
                 ar = issue + t.load_issue - 1
                 channel = self.read_bus
                 for fetch_ar in self._fetches_between(self.last_burst_ar, ar):   # their beats come first

@@ -5,9 +5,10 @@ from hdl.isa import CHANNEL_RECORD_BYTES, Instruction, Opcode, Target
 
 from .memory import MemoryImage, pack_channel_records
 
-__all__ = ["UNIT_NAMES", "unit_of", "serialized", "fenced", "load_channel_records"]
+__all__ = ["UNIT_NAMES", "IDLE_LOAD", "unit_of", "serialized", "fenced", "load_channel_records"]
 
 UNIT_NAMES = ("load", "compute", "store")      # the token chain, in order
+IDLE_LOAD = {"target": 0, "rows": 0}            # LOAD fields that move nothing: such a LOAD only passes tokens
 _UNIT = {Opcode.LOAD: 0, Opcode.COMPUTE: 1, Opcode.SYNC: 1, Opcode.CONFIG: 2, Opcode.STORE: 2}
 
 
@@ -67,10 +68,9 @@ def fenced(program: list[Instruction]) -> list[Instruction]:
     compute = (Opcode.COMPUTE, Opcode.SYNC)
     stores_left = _count(program, (Opcode.STORE, Opcode.CONFIG), "push_prev") - _count(program, compute, "pop_next")
     loads_left = _count(program, compute, "push_prev") - _count(program, (Opcode.LOAD,), "pop_next")
-    idle_load = {"target": 0, "rows": 0}
     return (program + [Instruction(Opcode.SYNC, {}, pop_next=True) for _ in range(stores_left)]
             + [Instruction(Opcode.SYNC, {}, push_prev=True)]
-            + [Instruction(Opcode.LOAD, idle_load, pop_next=True) for _ in range(loads_left + 1)])
+            + [Instruction(Opcode.LOAD, IDLE_LOAD, pop_next=True) for _ in range(loads_left + 1)])
 
 
 def load_channel_records(image: MemoryImage, name: str, lanes: int, bias, multiplier, shift, flip=None) -> Instruction:

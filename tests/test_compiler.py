@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from hdl.config import AcceleratorConfig, ArrayConfig
+from hdl.isa import Target
 from hdl.numerics import ArithMode
 from quant import golden
 from quant.compiler import UnsupportedLayer, compile_graph
@@ -91,6 +92,42 @@ def test_channel_shuffle_and_split_copy_nothing(seed):
     # Every block belongs to one computed tensor (or the input): views add none.
     assert owners == {net.feature_maps[name].block_address(b) for name in (graph.input, *computed)
                       for b in range(net.feature_maps[name].channel_blocks)}
+
+
+class OddWidthNet(nn.Module):
+    """A 3x3 and a 1x1 convolution on a 13x13 map: widths that are no multiple of R."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv3 = nn.Sequential(nn.Conv2d(8, 32, 3, 1, 1), nn.ReLU())
+        self.conv1 = nn.Sequential(nn.Conv2d(32, 12, 1), nn.ReLU())
+
+    def forward(self, x):
+        return self.conv1(self.conv3(x))
+
+
+@pytest.mark.parametrize("spad_kib", [64, 2])
+def test_os_tiles_and_weight_groups(spad_kib, seed):
+    """OS tiles of R output pixels: a pointwise convolution reads its pixels as one long row, so 13x13 = 169
+    pixels are 43 tiles of 4 (13 rows of 4 tiles would be 52); a KxK one crosses image rows too (a LOAD
+    per image row a tile touches) when its steps compute long enough to hide the extra LOADs, here its 8
+    output blocks against 2 x 18 LOADs. With 2 KiB scratchpads one block's 72 weight rows fill more than
+    half the 256-row weight scratchpad: groups of 3 blocks share the whole of it, each group's weights
+    loaded once every compute before has retired (and the steps too short to cross rows)."""
+    torch.manual_seed(seed)
+    images = torch.rand(2, 8, 13, 13, generator=torch.Generator().manual_seed(seed))
+    graph = trace(OddWidthNet().eval(), (8, 13, 13))
+    graph = quantize(graph, calibrate(graph, images))
+    image = quantize_input(graph, images.numpy())[0]
+    accelerator = AcceleratorConfig(ArrayConfig(4, 4, "os", "int8"), spad_kib=spad_kib, acc_kib=4, bus_bits=64)
+    net = check_every_tensor(accelerator, graph, image, f"odd-width net, {spad_kib} KiB (seed {seed})")
+    spans = {span.name.split("_")[0]: net.program[span.start:span.end] for span in net.layers}
+    computes = {name: sum(i.opcode.name == "COMPUTE" for i in program) for name, program in spans.items()}
+    tiles = 43 if spad_kib == 64 else 52
+    assert computes == {"conv3": tiles * 8, "conv1": 43 * 3}, computes
+    weight_rows = [i.fields["sram_addr"] for i in spans["conv3"]
+                   if i.opcode.name == "LOAD" and i.fields["target"] == Target.WEIGHTS]
+    assert weight_rows == ([72 * j for j in range(8)] if spad_kib == 64 else [0, 72, 144] * 2 + [0, 72]), weight_rows
 
 
 class GroupNet(nn.Module):
