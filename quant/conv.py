@@ -204,20 +204,28 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
     group = max(1, min(len(blocks), weight_half // k_rows)) if keep_weights else 1
     # A group of one block reads as many activation rows as it computes beats: rather groups that fill
     # the whole weight scratchpad, each group's weights loaded once every earlier compute has retired.
-    whole_weights = keep_weights and group == 1 and min(len(blocks), config.weight_rows // k_rows) > 1
+    whole_group = min(len(blocks), config.weight_rows // k_rows)
+    whole_weights = keep_weights and group == 1 and whole_group > 1
     if whole_weights:
-        group = min(len(blocks), config.weight_rows // k_rows)
+        group = whole_group
     tiles = _os_tiles(y, rows, span=_os_spans_rows(y, rows, len(taps) * cin_blocks, group * chunk_blocks * rows))
     # A step's loads wait for the computes that last used their region to retire (2R + C cycles after
     # their last beat), and instruction fetch, in program order, waits behind them: with more regions
     # than two the step two back has long retired. A group's weight half is rewritten two groups
     # later, so with resident weights a group must span buffers - 1 steps.
     steps_per_group = len(tiles) * len(chunks)
-    buffers = min(_MAX_ACT_BUFFERS, config.act_rows // k_rows,
-                  steps_per_group + 1 if keep_weights and not whole_weights else config.weight_rows // k_rows)
-    buffers = max(2, buffers)
+    buffers = max(2, min(_MAX_ACT_BUFFERS, config.act_rows // k_rows,
+                         steps_per_group + 1 if keep_weights and not whole_weights else config.weight_rows // k_rows))
     act_region, weight_region = config.act_rows // buffers, config.weight_rows // buffers
     scheduler = PingPongScheduler(buffers, acc_buffers)
+
+    def act_load(tap, block, sram_row, row, col, count, sram_rows, groups=1):
+        return (Opcode.LOAD, {
+            "target": Target.ACTIVATIONS, "sram_addr": sram_row, "row_elems": load_bytes(block),
+            "pad_value": pad_value, **window_fields(
+                x, block=block, first_row=row, out_rows=1, first_col=col, out_cols=count,
+                stride=stride, offset=tap_offset(tap), rows=sram_rows, groups=groups)})
+
     for g, first in enumerate(range(0, len(blocks), group)):
         members = blocks[first:first + group]
         for tile_index, segments in enumerate(tiles):
@@ -229,34 +237,28 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                 beats = len(chunk) * rows
                 loads = []
                 sram_row = region * act_region
-
-                def load(block, row, col, count, sram_rows, groups=1):
-                    return (Opcode.LOAD, {
-                        "target": Target.ACTIVATIONS, "sram_addr": sram_row, "row_elems": load_bytes(block),
-                        "pad_value": pad_value, **window_fields(
-                            x, block=block, first_row=row, out_rows=1, first_col=col, out_cols=count,
-                            stride=stride, offset=tap_offset(tap), rows=sram_rows, groups=groups)})
-
                 for tap_index, tap in enumerate(taps):
                     blocks_here = [kb % cin_blocks for kb in chunk if kb // cin_blocks == tap_index]
                     if len(segments) > 1:      # a block's R rows are one LOAD per segment (the last padded to R)
                         for block in blocks_here:
                             for number, (row, col, count) in enumerate(segments):
-                                last_segment = number == len(segments) - 1
-                                loads.append(load(block, row, col, count, count + (rows - pixels) * last_segment))
-                                sram_row += count + (rows - pixels) * last_segment
+                                sram_rows = count + (rows - pixels) * (number == len(segments) - 1)
+                                loads.append(act_load(tap, block, sram_row, row, col, count, sram_rows))
+                                sram_row += sram_rows
                         continue
                     while blocks_here:      # one LOAD per run of evenly spaced input blocks
                         run = x.run(blocks_here[0], len(blocks_here))
-                        loads.append(load(blocks_here[0], out_row, first_col, pixels, rows, groups=run))
+                        loads.append(act_load(tap, blocks_here[0], sram_row, out_row, first_col, pixels, rows,
+                                              groups=run))
                         sram_row += run * rows
                         blocks_here = blocks_here[run:]
                 computes = []
                 weight_loads = []
                 last = index == len(chunks) - 1
+                # Resident weights: block j of the group at j * k_rows of the group's half (or of all).
+                group_base = 0 if whole_weights else (g % 2) * weight_half
                 for j, block in enumerate(members):
-                    weight_addr = (j * k_rows if whole_weights else (g % 2) * weight_half + j * k_rows) \
-                        if keep_weights else region * weight_region
+                    weight_addr = group_base + j * k_rows if keep_weights else region * weight_region
                     if not keep_weights or tile_index == 0:
                         weight_loads.append((Opcode.LOAD, {
                             "target": Target.WEIGHTS, "sram_addr": weight_addr,

@@ -6,11 +6,12 @@ on the unit that executes it, from the hardware's documented behaviour (``hdl/*.
 * **fetch** reads one ``INSTRUCTION_BITS`` instruction per AXI burst and requests the next only
   after dispatching it into its unit's queue (``QUEUE_DEPTH`` deep; a full queue stalls fetch);
 * **load**: Idle, Check, then the walk issues one AXI read burst per two cycles (the shared
-  AR grant, which an instruction fetch asking in the same cycle takes first), at most ``MAX_OUTSTANDING_READS`` in flight; consecutive single-beat rows share a
-  burst of up to ``MAX_BURST_ROWS`` (never across ``BURST_BOUNDARY``); padding rows take a cycle
-  each; the read channel returns one beat per cycle after the DRAM latency, in the order of the
-  address handshakes, shared with fetch (a fetch's beats wait for the LOAD bursts addressed
-  before it and delay those addressed after it);
+  AR grant, which an instruction fetch asking in the same cycle takes first), at most
+  ``MAX_OUTSTANDING_READS`` in flight; consecutive single-beat rows share a burst of up to
+  ``MAX_BURST_ROWS`` (never across ``BURST_BOUNDARY``); padding rows take a cycle each; the read
+  channel returns one beat per cycle after the DRAM latency, in the order of the address
+  handshakes, shared with fetch (a fetch's beats wait for the LOAD bursts addressed before it and
+  delay those addressed after it);
 * **compute**: Idle, Check (one COMPUTE issued per two cycles at best, ``IN_FLIGHT`` in
   flight; its weight and activation jobs queue for their row readers); each COMPUTE streams its activation beats (OS: with its weight rows in lockstep;
   WS: after its R weight rows, which enter the array only once the previous COMPUTE's
