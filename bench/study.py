@@ -69,14 +69,14 @@ def _rows(entry) -> list[LayerFigures]:
     return [LayerFigures(**{**row, "shape": tuple(row["shape"])}) for row in entry["layers"]]
 
 
-def _array_layers(rows, dataflow: str = "os"):
-    """The layers the array runs: dense convolutions, and on WS arrays depthwise ones too (its depthwise mode)."""
-    return [r for r in rows if r.op.startswith("conv") or (dataflow == "ws" and r.op == "depthwise")]
+def _array_layers(rows):
+    """The layers the array runs: dense convolutions and depthwise ones (its depthwise mode)."""
+    return [r for r in rows if r.op.startswith("conv") or r.op == "depthwise"]
 
 
-def _utilization(rows, pe, dataflow: str) -> float:
+def _utilization(rows, pe) -> float:
     """MACs of the array's layers over the whole net's cycles x R x C."""
-    return sum(r.macs for r in _array_layers(rows, dataflow)) / (pe * pe * sum(r.cycles for r in rows))
+    return sum(r.macs for r in _array_layers(rows)) / (pe * pe * sum(r.cycles for r in rows))
 
 
 def _peak(row: LayerFigures, pe: int) -> int:
@@ -166,8 +166,8 @@ def render(results: dict) -> None:
         + "ShuffleNetV2 compiles (channel shuffle folded into the weights) and is included.",
         "",
         "Utilization is the MACs of the layers the array runs / (R x C x all cycles of the net): dense convolutions, "
-        "and on WS arrays depthwise convolutions too (the array's depthwise mode); pooling, adds and OS depthwise "
-        "layers run on the accumulator path, which is not the array. A layer is *memory-bound* when its DRAM bytes need more bus "
+        "and depthwise convolutions (the array's depthwise mode, both dataflows since 2026-12-02 #3); pooling and adds "
+        "run on the accumulator path, which is not the array. A layer is *memory-bound* when its DRAM bytes need more bus "
         "cycles (bytes / 16) than its MACs need at the peak of the unit that runs it (array: RC MACs/cycle; "
         "accumulator path: C): left of that unit's roofline ridge.",
         "",
@@ -185,7 +185,7 @@ def render(results: dict) -> None:
                     cells.append(f"not compiled: {entry.get('error', 'not run')}")
                     continue
                 rows = _rows(entry)
-                cells.append(f"{sum(r.cycles for r in rows):,} ({_utilization(rows, pe, df):.1%})")
+                cells.append(f"{sum(r.cycles for r in rows):,} ({_utilization(rows, pe):.1%})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     ratio_by_array = {pe: [sum(r.cycles for r in _rows(e[f"{pe}x{pe}_os"])) / sum(r.cycles for r in _rows(e[f"{pe}x{pe}_ws"]))
                            for e in nets.values() if "layers" in e.get(f"{pe}x{pe}_os", {})
@@ -200,8 +200,9 @@ def render(results: dict) -> None:
               "up to an accumulator half of output pixels past R stationary weight rows, so its fill of R "
               "cycles is spread over many more beats. A WS step also loads one activation tile for a round of output "
               "blocks (each block streams it past its own R weight rows), so its DRAM traffic per MAC is lower; "
-              "and MobileNetV2's and ShuffleNetV2's depthwise layers run in the array's depthwise mode on WS "
-              "(about 3 x C MACs per cycle at stride 1) but on the accumulator path on OS (C per cycle).", ""]
+              "MobileNetV2's and ShuffleNetV2's depthwise layers run in the array's depthwise mode on both "
+              "(at most 3 x C MACs per cycle at stride 1; OS in R-beat COMPUTEs of R - 2 outputs each, so it "
+              "also pays the per-COMPUTE costs above).", ""]
     lines += ["| net | " + " | ".join(f"{pe}x{pe}" for pe in arrays) + " |", "|---|" + "---|" * len(arrays)]
     for name, entries in nets.items():
         ratios = []

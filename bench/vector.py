@@ -5,13 +5,13 @@ Each operation is compiled by ``quant.vector``, run on the accelerator with the
 in-design DRAM model (``sim.fast_runner``) and checked bit-exact against the ISA
 simulator. The accumulator path does C multiply-accumulates per cycle (one int8
 row combined into one accumulator row); its utilization is MACs / (C x cycles).
-With ``--dataflow ws`` depthwise convolutions also run in the array's depthwise
-mode (``quant.depthwise``), whose peak is kw x C MACs per cycle at stride 1 (each
-beat brings one pixel of C channels, used by the kw taps of every column) and
-ceil(kw / s) x C on the even phase of stride s; the line gives MACs per cycle and
-the fraction of the array's R x C.
+Depthwise convolutions also run in the array's depthwise mode (``quant.depthwise``;
+both dataflows), whose peak is kw x C MACs per cycle at stride 1 (each beat brings
+one pixel of C channels, used by the kw taps of every column) and ceil(kw / s) x C
+on the even phase of stride s; the line gives MACs per cycle and the fraction of
+the array's R x C.
 
-Run: python bench/vector.py [--pe 16x16] [--size 28x28x64] [--dataflow ws]
+Run: python bench/vector.py [--pe 16x16] [--size 28x28x64] [--dataflow os|ws]
 """
 import argparse
 import sys
@@ -32,7 +32,7 @@ def main() -> int:
     parser.add_argument("--size", default="28x28x64", help="HxWxC of the input feature map")
     parser.add_argument("--bus-bits", type=int, default=128)
     parser.add_argument("--dataflow", choices=["os", "ws"], default="os",
-                        help="ws also runs depthwise convolutions in the array's depthwise mode")
+                        help="the array's dataflow (default os)")
     args = parser.parse_args()
     height, width, channels = (int(v) for v in args.size.split("x"))
     rows, cols = parse_pe(args.pe)

@@ -5,7 +5,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig, ArithSupport, Dataflow
 from .isa import COMPUTE, INSTRUCTION, Opcode
-from .numerics import ACC_BITS
+from .numerics import ACC_BITS, ArithMode
 from .sram import RowReader, address_width
 from .systolic_array import SystolicArray
 from .transposer import Transposer
@@ -29,14 +29,19 @@ class ComputeUnit(wiring.Component):
     waiting_load, waiting_store : Out(1)   stalled on a missing token
     error_range : Out(1)   rows outside a memory
     error_field : Out(1)   an OS COMPUTE whose beats are not a multiple of R, or a depthwise one
-                           with fewer than R beats or on an array without the depthwise mode
+                           on an array without the depthwise mode, with fewer than R beats (WS),
+                           or with taps outside 1..R or binary (OS)
     retired : Out(1);  busy : Out(1)
 
     OS reads activations as NHWC rows (a pixel's R channels) in blocks of R
     pixels and transposes each block into R beats (one channel, R pixels), so
-    both dataflows share one scratchpad layout. A depthwise COMPUTE of B beats
-    writes the first B - R + 1 of its B result rows (``hdl.isa.COMPUTE``); the
-    array's last R - 1 results mix in later beats and are dropped.
+    both dataflows share one scratchpad layout. A depthwise COMPUTE streams its
+    rows untransposed (a beat is a pixel, lane j channel j) and writes only the
+    result rows that do not mix in later beats (``hdl.isa.COMPUTE``): on WS the
+    first B - R + 1 of its B, on OS the first R - taps + 1 of its R, with weight
+    0 streamed from beat ``taps`` on. A COMPUTE whose depthwise flag differs
+    from the previous one's waits (OS) until that one's beats are all in the
+    array, so the transposer is empty whenever rows bypass it.
     """
 
     def __init__(self, config: AcceleratorConfig):
@@ -72,12 +77,28 @@ class ComputeUnit(wiring.Component):
 
         # Activation beats: rows from the scratchpad (transposed in blocks for OS), framed and tagged with the mode.
         activation_rows = act_reader.rows
+        # OS depthwise rows bypass the transposer; every job in the reader or the transposer
+        # has the flag of the last one started (a job with the other flag waits, below).
+        streaming_depthwise = Signal()
         if os:
             transposer = m.submodules.transposer = Transposer(rows)
-            m.d.comb += [transposer.rows_in.valid.eq(act_reader.rows.valid),
-                         transposer.rows_in.payload.eq(act_reader.rows.payload),
-                         act_reader.rows.ready.eq(transposer.rows_in.ready)]
-            activation_rows = transposer.columns
+            m.d.comb += transposer.rows_in.payload.eq(act_reader.rows.payload)
+            if config.array.depthwise:
+                activation_rows = stream.Signature(act_reader.rows.payload.shape()).create()
+                with m.If(streaming_depthwise):
+                    m.d.comb += [activation_rows.valid.eq(act_reader.rows.valid),
+                                 activation_rows.payload.eq(act_reader.rows.payload),
+                                 act_reader.rows.ready.eq(activation_rows.ready)]
+                with m.Else():
+                    m.d.comb += [transposer.rows_in.valid.eq(act_reader.rows.valid),
+                                 act_reader.rows.ready.eq(transposer.rows_in.ready),
+                                 activation_rows.valid.eq(transposer.columns.valid),
+                                 activation_rows.payload.eq(transposer.columns.payload),
+                                 transposer.columns.ready.eq(activation_rows.ready)]
+            else:
+                m.d.comb += [transposer.rows_in.valid.eq(act_reader.rows.valid),
+                             act_reader.rows.ready.eq(transposer.rows_in.ready)]
+                activation_rows = transposer.columns
         # Jobs: the issue stage queues each COMPUTE's weight rows and activation rows separately,
         # and each reader starts its next job once it has issued the previous one's reads. Weights
         # so run one instruction ahead on WS (a preload fills the shadow registers while the
@@ -89,7 +110,7 @@ class ComputeUnit(wiring.Component):
         with m.If(weight_jobs.r_rdy & ~weight_reader.reading):
             m.d.comb += [weight_reader.first.eq(queued_weights.weight_addr), weight_reader.count.eq(queued_weights.count),
                          weight_reader.start.eq(1), weight_jobs.r_en.eq(1)]
-        beat_flags = {name: COMPUTE.members[name] for name in ("beats", "mode", "depthwise")}
+        beat_flags = {name: COMPUTE.members[name] for name in ("beats", "mode", "depthwise", "taps")}
         act_job = data.StructLayout({"act_addr": len(self.act_read.addr), **beat_flags,
                                      "act_stride_log2": COMPUTE.members["act_stride_log2"]})
         delivery = data.StructLayout(beat_flags)
@@ -97,12 +118,14 @@ class ComputeUnit(wiring.Component):
         deliveries = m.submodules.deliveries = fifo.SyncFIFOBuffered(width=delivery.size, depth=IN_FLIGHT)
         queued_job, started_job = act_job(act_jobs.r_data), act_job(act_jobs.w_data)
         started_delivery, delivering = delivery(deliveries.w_data), delivery(deliveries.r_data)
-        with m.If(act_jobs.r_rdy & ~act_reader.reading & deliveries.w_rdy):
+        same_routing = (queued_job.depthwise == streaming_depthwise) | (deliveries.level == 0)
+        with m.If(act_jobs.r_rdy & ~act_reader.reading & deliveries.w_rdy & same_routing):
             m.d.comb += [act_reader.first.eq(queued_job.act_addr), act_reader.count.eq(queued_job.beats),
                          act_reader.step_shift.eq(queued_job.act_stride_log2),
                          act_reader.start.eq(1), act_jobs.r_en.eq(1), deliveries.w_en.eq(1)]
+            m.d.sync += streaming_depthwise.eq(queued_job.depthwise)
         m.d.comb += [started_delivery.beats.eq(queued_job.beats), started_delivery.mode.eq(queued_job.mode),
-                     started_delivery.depthwise.eq(queued_job.depthwise)]
+                     started_delivery.depthwise.eq(queued_job.depthwise), started_delivery.taps.eq(queued_job.taps)]
 
         sent = Signal.like(delivering.beats)
         last_beat = sent == delivering.beats - 1
@@ -119,6 +142,10 @@ class ComputeUnit(wiring.Component):
             m.d.comb += array.activations.payload.mode.eq(delivering.mode)
         if config.array.depthwise:
             m.d.comb += array.activations.payload.depthwise.eq(delivering.depthwise)
+            if os:
+                # Weights and activations beat in lockstep, so `sent` also counts weight beats.
+                with m.If(delivering.depthwise & (sent >= delivering.taps)):
+                    m.d.comb += array.weights.payload.data.eq(0)
         with m.If(beat):
             m.d.sync += sent.eq(Mux(last_beat, 0, sent + 1))
             m.d.comb += deliveries.r_en.eq(last_beat)
@@ -184,7 +211,7 @@ class ComputeUnit(wiring.Component):
         m.d.comb += [self.retired.eq(retire), self.push_prev.eq(retire & flags[0]), self.push_next.eq(retire & flags[1])]
 
         result_rows = rows if os else fields.beats
-        kept_rows = Mux(fields.depthwise, fields.beats - (rows - 1), result_rows)
+        kept_rows = Mux(fields.depthwise, (rows + 1 - fields.taps) if os else fields.beats - (rows - 1), result_rows)
         weight_rows = fields.beats if os else rows
         m.d.comb += [record.acc_addr.eq(fields.acc_addr), record.rows.eq(Mux(fields.beats == 0, 0, result_rows)),
                      record.kept.eq(kept_rows),
@@ -209,7 +236,12 @@ class ComputeUnit(wiring.Component):
             with m.State("Check"):
                 m.d.comb += feeding.eq(1)
                 if os:
-                    unsupported = (fields.beats % rows != 0) | fields.depthwise
+                    unsupported = fields.beats % rows != 0
+                    if config.array.depthwise:
+                        unsupported |= fields.depthwise & ((fields.taps == 0) | (fields.taps > rows) |
+                                                           (fields.mode != ArithMode.INT8))
+                    else:
+                        unsupported |= fields.depthwise
                 elif config.array.depthwise:
                     unsupported = fields.depthwise & (fields.beats < rows)
                 else:
@@ -229,7 +261,7 @@ class ComputeUnit(wiring.Component):
                     m.d.comb += [started_weights.weight_addr.eq(fields.weight_addr), started_weights.count.eq(weight_rows),
                                  weight_jobs.w_en.eq(1), started_job.act_addr.eq(fields.act_addr),
                                  started_job.beats.eq(fields.beats), started_job.mode.eq(fields.mode),
-                                 started_job.depthwise.eq(fields.depthwise),
+                                 started_job.depthwise.eq(fields.depthwise), started_job.taps.eq(fields.taps),
                                  started_job.act_stride_log2.eq(fields.act_stride_log2),
                                  act_jobs.w_en.eq(1), in_flight.w_en.eq(1)]
                     m.next = "Idle"

@@ -94,9 +94,10 @@ class ArrayConfig:
     dsp_limit : int or None
         With ``"mixed"`` only: how many PEs (row-major) get a DSP multiplier, 1 to R*C - 1.
     depthwise : bool or None
-        (WS only) Give the array its depthwise mode, chosen per COMPUTE: each column
-        correlates its own channel with R stationary taps (``hdl.isa.COMPUTE``), at the cost
-        of an operand multiplexer per PE. Default: on for WS, off (and not allowed) for OS.
+        Give the array its depthwise mode, chosen per COMPUTE: each column correlates its own
+        channel with the taps of its weight lane (WS: R stationary taps; OS: the taps streamed
+        with the tile, every row one output pixel; ``hdl.isa.COMPUTE``), at the cost of an
+        operand multiplexer per PE. Default: on.
     pipelined : bool
         Register the input lanes at the array's edge and each PE's product before it is
         accumulated (``PIPELINE_STAGES`` more cycles of latency), so that no path runs from a
@@ -132,13 +133,10 @@ class ArrayConfig:
         if not isinstance(self.pipelined, bool):
             raise TypeError(f"Array pipelined must be True or False, not {self.pipelined!r}")
         if self.depthwise is None:
-            object.__setattr__(self, "depthwise", self.dataflow == Dataflow.WS)
+            object.__setattr__(self, "depthwise", True)
         elif not isinstance(self.depthwise, bool):
-            raise TypeError(f"Array depthwise must be True, False or None (the dataflow's default), "
+            raise TypeError(f"Array depthwise must be True, False or None (the default: on), "
                             f"not {self.depthwise!r}")
-        elif self.depthwise and self.dataflow != Dataflow.WS:
-            raise ValueError("The depthwise array mode needs the WS dataflow (stationary taps, partial sums "
-                             "flowing down), not os")
         pes = self.rows * self.cols
         if self.multipliers == Multipliers.MIXED:
             if (not isinstance(self.dsp_limit, int) or isinstance(self.dsp_limit, bool)
@@ -184,7 +182,7 @@ class ArrayConfig:
         suffix = {Multipliers.DSP: "", Multipliers.LUT: "_lut", Multipliers.MIXED: f"_dsp{self.dsp_limit}"}
         return (f"systolic_{self.rows}x{self.cols}_{self.dataflow.value}_{self.arith.value}"
                 f"{suffix[self.multipliers]}{'_p' if self.pipelined else ''}"
-                f"{'_nodw' if self.dataflow == Dataflow.WS and not self.depthwise else ''}")
+                f"{'' if self.depthwise else '_nodw'}")
 
     @staticmethod
     def dataflow_choices() -> list[str]:

@@ -93,13 +93,17 @@ STORE = data.StructLayout({"acc_addr": 16, "channel_row": 12, **DESCRIPTOR_FIELD
 # WS: the stationary weights become weight[weight_addr + r], r < R (preloaded while
 #     the previous COMPUTE finishes); then
 #     acc[acc_addr + m][j] (+)= sum_r act[act_addr + m][r] * stationary[r][j], m < beats.
-# WS with depthwise (arrays generated with ``ArrayConfig.depthwise``): each column j correlates
-#     its own channel, activation lane j (0 for j >= R), with the stationary column:
-#     acc[acc_addr + m][j] (+)= sum_r act[act_addr + m + r][j] * stationary[r][j], m <= beats - R
-#     (``numerics.golden_depthwise``): beats - R + 1 result rows, beats >= R.
+# Depthwise (arrays generated with ``ArrayConfig.depthwise``): each column j correlates its own
+#     channel, activation lane j (0 for j >= R), with its weight lane (``numerics.golden_depthwise``):
+# WS: with the stationary column, beats - R + 1 result rows, beats >= R (taps is not used):
+#     acc[acc_addr + m][j] (+)= sum_r act[act_addr + m + r][j] * stationary[r][j], m <= beats - R.
+# OS: with the first `taps` of the streamed weight rows (1 <= taps <= R; int8 only; beats is a
+#     multiple of R; the rows from weight_addr + taps on are read but multiply as 0), each
+#     array row one output pixel, R - taps + 1 result rows:
+#     acc[acc_addr + i][j] (+)= sum_t act[act_addr + i + t][j] * weight[weight_addr + t][j], t < taps, i <= R - taps.
 COMPUTE = data.StructLayout({
     "act_addr": 16, "weight_addr": 16, "acc_addr": 16, "beats": 12, "accumulate": 1,
-    "mode": ArithMode, "depthwise": 1, "act_stride_log2": 2,
+    "mode": ArithMode, "depthwise": 1, "act_stride_log2": 2, "taps": 7,
 })
 MAX_COMPUTE_BEATS = (1 << Shape.cast(COMPUTE.members["beats"]).width) - 1
 

@@ -148,10 +148,10 @@ class ProcessingElement(wiring.Component):
         }
         if config.dataflow == Dataflow.WS:
             members.update({"psum_in": In(ACCUMULATOR), "psum_out": Out(ACCUMULATOR)})
-            if config.depthwise:
-                members["column_in"] = In(OPERAND)
         else:
             members["result"] = Out(ACCUMULATOR)
+        if config.depthwise:
+            members["column_in"] = In(OPERAND)
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -162,14 +162,14 @@ class ProcessingElement(wiring.Component):
         with m.If(self.advance):
             m.d.sync += [self.act_out.eq(self.act_in), self.weight_out.eq(self.weight_in)]
 
+        operand = self.act_in.data
+        if self.config.depthwise:
+            operand = Mux(self.act_in.depthwise, self.column_in, self.act_in.data)
         if self.config.dataflow == Dataflow.WS:
             shadow = Signal(OPERAND)
             active = Signal(OPERAND)
             # The first activation of a tile already multiplies with the new weights.
             weight = Mux(self.act_in.first, shadow, active)
-            operand = self.act_in.data
-            if self.config.depthwise:
-                operand = Mux(self.act_in.depthwise, self.column_in, self.act_in.data)
             product = self._staged(m, lane_product(m, self.config, operand, weight, mode, dsp))
             with m.If(self.advance):
                 m.d.sync += self.psum_out.eq(self.psum_in + product)
@@ -179,7 +179,7 @@ class ProcessingElement(wiring.Component):
                     m.d.sync += active.eq(shadow)
         else:
             accumulator = Signal(ACCUMULATOR)
-            product = self._staged(m, lane_product(m, self.config, self.act_in.data, self.weight_in, mode, dsp))
+            product = self._staged(m, lane_product(m, self.config, operand, self.weight_in, mode, dsp))
             valid = self._staged(m, self.act_in.valid)
             last = self._staged(m, self.act_in.last)
             total = Signal(ACCUMULATOR)

@@ -29,17 +29,26 @@ Weight stationary (WS)
     Loading the next tile's weights takes R cycles, so tiles with M < R are
     padded with idle cycles; M >= R keeps every PE busy.
 
-Depthwise mode (WS arrays with ``config.depthwise``)
+Depthwise mode (arrays with ``config.depthwise``)
     Each column works on its own channel: on a depthwise beat every PE of
     column j multiplies lane j of the activation stream (the value entering
-    row j, so already skewed by j) instead of its row's lane, so the partial
-    sum of beat m leaves column j as ``sum_r x[m + r][j] * w[r][j]``: a 1-D
-    correlation of R stationary taps per channel (``numerics.golden_depthwise``).
-    Result beat m needs beats up to m + R - 1, so of a tile's M beats the last
-    R - 1 results mix in the next tile's beats; the compute unit drops them.
+    row j, so already skewed by j) instead of its row's lane. PE (i, j) sees
+    that value i beats after its own row's beat, so a 1-D correlation per
+    channel (``numerics.golden_depthwise``) comes out:
+
+    * WS: the partial sum of beat m leaves column j as ``sum_r x[m + r][j] *
+      w[r][j]`` (R stationary taps). Result beat m needs beats up to m + R - 1,
+      so of a tile's M beats the last R - 1 results mix in the next tile's
+      beats; the compute unit drops them.
+    * OS: row i of a K-beat tile (K >= R) sums ``x[i + k][j] * w[k][j]`` over
+      the tile's K weight beats k, so row i is output pixel i of a correlation
+      with the streamed taps. Where ``i + k >= K`` the operand is a later
+      beat's (or 0): the compute unit streams weight 0 at such beats and keeps
+      only the rows that do not need them.
+
     Columns j >= R multiply 0. Between a depthwise tile's first and last beat
-    the array stalls while no activation beat is offered (``results`` shows no
-    beat meanwhile), so its columns stay aligned with the partial sums.
+    the array stalls while no beat is offered (``results`` shows no beat
+    meanwhile), so its columns stay aligned with their rows.
 
 The whole array advances only while ``results`` can accept, so back-pressure
 stalls it without losing data. ``stream_cycles`` gives the exact cycle count.
@@ -145,7 +154,8 @@ class SystolicArray(wiring.Component):
         m.d.comb += advance.eq((~results.valid | results.ready) & ~depthwise_gap)
         if config.depthwise:
             depthwise_open = Signal()
-            m.d.comb += depthwise_gap.eq(depthwise_open & ~acts.valid)
+            offered = acts.valid if config.dataflow == Dataflow.WS else acts.valid & weights.valid
+            m.d.comb += depthwise_gap.eq(depthwise_open & ~offered)
             with m.If(acts.valid & acts.ready):
                 m.d.sync += depthwise_open.eq(acts.payload.depthwise & ~acts.payload.last)
 

@@ -1,8 +1,10 @@
-"""Lowering of depthwise convolution onto the array's depthwise mode (WS arrays, ``ArrayConfig.depthwise``).
+"""Lowering of depthwise convolution onto the array's depthwise mode (``ArrayConfig.depthwise``).
 
-A depthwise COMPUTE correlates every column's channel with R stationary taps
-(``hdl.isa.COMPUTE``), so one COMPUTE does one window row ``dy`` of a channel
-block for several output rows at once:
+A depthwise COMPUTE correlates every column's channel with the taps of its
+weight lane (``hdl.isa.COMPUTE``), so COMPUTEs do one window row ``dy`` of a
+channel block for several output rows at once (WS: one COMPUTE streams them
+all past R stationary taps; OS: R-beat COMPUTEs of T taps each produce the
+next R - T + 1 of them, below):
 
 * Phases: with horizontal stride s, output ``ox`` reads input columns
   ``s * ox + dx``; tap ``dx = p + s * k`` belongs to phase ``p`` and reads
@@ -20,7 +22,10 @@ block for several output rows at once:
   out_w - 1 + R`` beats that accumulates into accumulator row ``r * Wp + ox``
   (a tile's first COMPUTE overwrites). Rows ``ox >= out_w`` straddle two image
   rows. At stride 1 a 3x3 window is one load and three COMPUTEs per tile, at
-  stride 2 two loads and six COMPUTEs.
+  stride 2 two loads and six COMPUTEs. On OS each of those is a chain of
+  R-beat COMPUTEs with ``taps`` T = ceil(kw / s), the one from beat ``c``
+  writing accumulator rows ``c .. c + R - T`` (chunks of R - T + 1; the last
+  chunk's rows past the tile are never stored).
 * Two STOREs per tile: the first T - 1 output rows as Wp pixels each (a row's
   straddling pixels land on the next row's first pixels, which that row then
   overwrites in the same STORE), then the last row's ``out_w``.
@@ -32,7 +37,7 @@ tokens as in ``quant.gemm``.
 """
 import numpy as np
 
-from hdl.config import AcceleratorConfig
+from hdl.config import AcceleratorConfig, Dataflow
 from hdl.isa import COMPUTE, MAX_COMPUTE_BEATS, Instruction, Opcode, Target
 from hdl.numerics import ArithMode
 
@@ -51,6 +56,7 @@ class DepthwisePlan:
     def __init__(self, config: AcceleratorConfig, kernel: tuple[int, int], stride: tuple[int, int],
                  out_height: int, out_width: int):
         self.rows = rows = config.array.rows
+        self.os = config.array.dataflow == Dataflow.OS
         self.kernel, self.stride, self.out_width = kernel, stride, out_width
         self.stride_log2 = stride[1].bit_length() - 1
         if 1 << self.stride_log2 != stride[1] or self.stride_log2 >= 1 << COMPUTE.members["act_stride_log2"]:
@@ -61,12 +67,16 @@ class DepthwisePlan:
             raise ValueError(f"A {kernel[1]}-wide window at stride {stride[1]} needs {taps_per_phase} taps per "
                              f"column; the array has {rows} rows")
         self.width = out_width + taps_per_phase - 1
+        self.taps = taps_per_phase
+        # OS: a COMPUTE's results; a tile's last chunk runs past its outputs by up to chunk - 1 rows.
+        self.chunk = rows - taps_per_phase + 1
         self.phases = min(stride[1], kernel[1])
         # Window rows of each vertical phase: one load group each.
         self.groups = [list(range(q, kernel[0], stride[0])) for q in range(min(stride[0], kernel[0]))]
         extra_rows = max(map(len, self.groups)) - 1
         self.tile_rows = min(out_height, (config.act_rows // 2 // stride[1] - rows) // self.width - extra_rows,
-                             config.acc_rows // 2 // self.width,
+                             (config.acc_rows // 2 - out_width - self.chunk + 1) // self.width + 1 if self.os
+                             else config.acc_rows // 2 // self.width,
                              (MAX_COMPUTE_BEATS - out_width + 1 - rows) // self.width + 1)
         if self.tile_rows < 1:
             raise ValueError(f"An output row of {out_width} pixels ({self.width} per phase) does not fit half the "
@@ -77,9 +87,17 @@ class DepthwisePlan:
                              f"{(extra_rows + 1) * self.phases * rows} stationary weight rows per load group, more "
                              f"than half the {config.weight_rows}-row weight scratchpad")
 
+    def positions(self, tile_rows: int) -> int:
+        """Accumulator rows a tile's outputs take (rows ``ox >= out_w`` straddle two image rows)."""
+        return (tile_rows - 1) * self.width + self.out_width
+
     def beats(self, tile_rows: int) -> int:
-        """A COMPUTE's beats: its last output's correlation needs R beats from that output's on."""
-        return (tile_rows - 1) * self.width + self.out_width - 1 + self.rows
+        """A WS COMPUTE's beats: its last output's correlation needs R beats from that output's on."""
+        return self.positions(tile_rows) - 1 + self.rows
+
+    def chunks(self, tile_rows: int) -> range:
+        """The first output of each COMPUTE of a (window row, phase): one for WS, every R - T + 1 for OS."""
+        return range(0, self.positions(tile_rows), self.chunk) if self.os else range(1)
 
 
 def plan_depthwise(config: AcceleratorConfig, kernel: tuple[int, int], stride: tuple[int, int],
@@ -118,7 +136,7 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
     act_half, acc_half, weight_half = config.act_rows // 2, config.acc_rows // 2, config.weight_rows // 2
     loaded_width = stride[1] * plan.width
     body: list[Instruction] = []
-    computes = sum(map(len, plan.groups)) * plan.phases        # per tile
+    steps_per_tile = sum(map(len, plan.groups)) * plan.phases
     group_index = tile = 0
     for block in blocks:
         channels = x.block_channels(block)
@@ -128,6 +146,8 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
         for first in range(0, y.height, plan.tile_rows):
             tile_rows = min(plan.tile_rows, y.height - first)
             acc_base = (tile % 2) * acc_half
+            chunks = plan.chunks(tile_rows)
+            computes = steps_per_tile * len(chunks)
             done = 0
             for q, (region, dys) in enumerate(zip(regions, plan.groups)):
                 half = group_index % 2
@@ -142,14 +162,16 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
                 body.append(Instruction(Opcode.LOAD, {
                     "target": Target.ACTIVATIONS, "sram_addr": half * act_half, "row_elems": channels,
                     "pad_value": 0, **fields}, push_next=True))
-                steps = [(j, phase) for j in range(len(dys)) for phase in range(plan.phases)]
-                for index, (j, phase) in enumerate(steps):
+                steps = [(index, j, phase, chunk) for index, (j, phase) in enumerate(
+                    (j, phase) for j in range(len(dys)) for phase in range(plan.phases)) for chunk in chunks]
+                for number, (index, j, phase, chunk) in enumerate(steps):
                     body.append(Instruction(Opcode.COMPUTE, {
-                        "act_addr": half * act_half + j * loaded_width + phase, "act_stride_log2": plan.stride_log2,
-                        "weight_addr": half * weight_half + index * rows, "acc_addr": acc_base,
-                        "beats": plan.beats(tile_rows), "accumulate": int(done > 0), "mode": ArithMode.INT8,
-                        "depthwise": 1},
-                        pop_prev=index == 0, push_prev=index == len(steps) - 1, pop_next=done == 0 and tile >= 2,
+                        "act_addr": half * act_half + j * loaded_width + phase + stride[1] * chunk,
+                        "act_stride_log2": plan.stride_log2,
+                        "weight_addr": half * weight_half + index * rows, "acc_addr": acc_base + chunk,
+                        "beats": rows if plan.os else plan.beats(tile_rows), "taps": plan.taps if plan.os else 0,
+                        "accumulate": int(done >= len(chunks)), "mode": ArithMode.INT8, "depthwise": 1},
+                        pop_prev=number == 0, push_prev=number == len(steps) - 1, pop_next=done == 0 and tile >= 2,
                         push_next=done == computes - 1))
                     done += 1
                 group_index += 1

@@ -180,9 +180,19 @@ class IsaSimulator:
             if beats % array.rows:
                 raise IsaError(f"{where}: OS beats {beats} is not a multiple of the array's {array.rows} rows")
             self._check_rows(self.weights, f["weight_addr"], beats, "weight scratchpad", where)
-            blocks = activations.reshape(-1, array.rows, array.rows)
-            a = blocks.transpose(1, 0, 2).reshape(array.rows, beats)
-            result = golden_gemm(a, self.weights[f["weight_addr"]:f["weight_addr"] + beats], mode)
+            if f["depthwise"]:
+                taps = f["taps"]
+                if not 1 <= taps <= array.rows:
+                    raise IsaError(f"{where}: OS depthwise taps {taps} is outside 1..{array.rows} (the array's rows)")
+                if mode != ArithMode.INT8:
+                    raise IsaError(f"{where}: OS depthwise COMPUTEs are int8 only, not {mode.name}")
+                lanes = np.zeros((array.rows, array.cols), dtype=np.int64)
+                lanes[:, :min(array.rows, array.cols)] = activations[:array.rows, :array.cols]
+                result = golden_depthwise(lanes, self.weights[f["weight_addr"]:f["weight_addr"] + taps], mode)
+            else:
+                blocks = activations.reshape(-1, array.rows, array.rows)
+                a = blocks.transpose(1, 0, 2).reshape(array.rows, beats)
+                result = golden_gemm(a, self.weights[f["weight_addr"]:f["weight_addr"] + beats], mode)
         else:
             self._check_rows(self.weights, f["weight_addr"], array.rows, "weight scratchpad", where)
             stationary = self.weights[f["weight_addr"]:f["weight_addr"] + array.rows]

@@ -167,7 +167,6 @@ class _Machine:
     def __init__(self, config: AcceleratorConfig, timing: Timing, previous: "_Machine | None" = None):
         self.config, self.t = config, timing
         self.decoded = previous.decoded if previous else {}     # id(instruction) -> (fields, walk, data beats)
-        self.previous_bursts = sorted(previous.bursts) if previous else []
         self.previous_fetch_ars = sorted(previous.fetch_ars) if previous else []
         self.fetch_ar_set = frozenset(self.previous_fetch_ars)
         self.bus = config.bus_bytes
@@ -190,6 +189,7 @@ class _Machine:
         self.act_reading = 0                 # the activation row reader can start its next job
         self.shadow_free = 0                 # WS: the shadow weight registers can take the next tile
         self.array_free = 0                  # the cycle after the last activation beat entered
+        self.streaming_depthwise = False     # OS: the last activation job bypassed the transposer
         self.act_jobs = deque(maxlen=IN_FLIGHT)      # start of each queued activation job
         self.weight_jobs = deque(maxlen=IN_FLIGHT)   # ... and of each weight job
         self.fetch_ars: list[int] = []        # AR handshakes of instruction fetches (this pass)
@@ -207,10 +207,10 @@ class _Machine:
 
     def _fetch_wait(self, ar: int) -> int:
         """Cycles an instruction fetch's data waits behind the LOAD bursts whose addresses went out
-        before its own (the DRAM answers in order; the fetch has priority on the AR grant): the
-        bursts of the previous pass."""
-        index = bisect.bisect_left(self.previous_bursts, (ar, -1)) - 1
-        return max(0, self.previous_bursts[index][1] - (ar + self.t.read_latency)) if index >= 0 else 0
+        before its own (the DRAM answers in order; the fetch has priority on the AR grant). Those
+        bursts belong to LOADs dispatched before this fetch, so this pass has timed them already."""
+        index = bisect.bisect_left(self.bursts, (ar, -1)) - 1
+        return max(0, self.bursts[index][1] - (ar + self.t.read_latency)) if index >= 0 else 0
 
     def _fetches_between(self, after: int, before: int) -> list[int]:
         """AR handshakes of the previous pass's fetches in (after, before)."""
@@ -315,15 +315,21 @@ class _Machine:
                 self.unit_free[1] = check + 1
                 rows = config.array.rows
                 job = max(check + t.job_latency, self.act_reading)
+                os = config.array.dataflow == Dataflow.OS
+                if os and bool(f["depthwise"]) != self.streaming_depthwise:
+                    # Rows switch between the transposer and its bypass once the previous job's beats are in.
+                    job = max(job, self.array_free)
+                    self.streaming_depthwise = bool(f["depthwise"])
                 self.act_jobs.append(job)
                 weights = max(check + 1, self.weights_free)
                 self.weight_jobs.append(weights)
-                if config.array.dataflow == Dataflow.OS:
-                    # Weights go in lockstep with the transposed activations, R rows behind the reader.
-                    enter = max(self.array_free, job + t.act_latency + rows, weights + t.act_latency)
+                if os:
+                    # Weights go in lockstep with the activations, transposed ones R rows behind the reader.
+                    transposed = 0 if f["depthwise"] else rows
+                    enter = max(self.array_free, job + t.act_latency + transposed, weights + t.act_latency)
                     self.array_free = enter + beats
                     self.weights_free = max(weights + 1 + beats, self.array_free - RowReader.DEPTH)
-                    self.act_reading = max(job + 1 + beats, self.array_free - rows - RowReader.DEPTH)
+                    self.act_reading = max(job + 1 + beats, self.array_free - transposed - RowReader.DEPTH)
                 else:
                     # R weight rows fill the shadow registers once the previous tile's first beat has passed.
                     preload = max(weights + t.act_latency, self.shadow_free)

@@ -235,7 +235,7 @@ def compile_depthwise(config: AcceleratorConfig, x: np.ndarray, weights: np.ndar
     plan = None
     if on_array:
         if not config.array.depthwise:
-            raise ValueError(f"The {config.array.name} array has no depthwise mode (a WS array has it unless "
+            raise ValueError(f"The {config.array.name} array has no depthwise mode (arrays have it unless "
                              "generated with depthwise=False)")
         plan = DepthwisePlan(config, kernel, stride, *out_size)
     elif on_array is None:

@@ -89,7 +89,7 @@ FAULTS = [
     (ErrorCode.ILLEGAL_FIELD, "undefined combine"),
     (ErrorCode.ILLEGAL_FIELD, [Instruction(Opcode.COMPUTE, {"act_addr": 0, "weight_addr": 0, "acc_addr": 0,
                                                             "beats": 4, "mode": ArithMode.INT8, "depthwise": 1}),
-                               END]),      # OS arrays have no depthwise mode
+                               END]),      # an OS depthwise COMPUTE needs 1 to R taps
     (ErrorCode.SRAM_RANGE, [Instruction(Opcode.COMPUTE, {"act_addr": 0, "weight_addr": 0, "acc_addr": 0,
                                                          "beats": 40, "mode": ArithMode.INT8,
                                                          "act_stride_log2": 3}), END]),   # rows 0, 8, .. 312 of 256

@@ -38,11 +38,10 @@ def test_config_coerces_and_validates():
         ArrayConfig(4, 4, "os", "int4")
 
 
-def test_depthwise_mode_defaults_to_the_dataflow():
-    assert ArrayConfig(4, 4, "ws").depthwise and not ArrayConfig(4, 4, "os").depthwise
+def test_depthwise_mode_is_on_by_default():
+    assert ArrayConfig(4, 4, "ws").depthwise and ArrayConfig(4, 4, "os").depthwise
     assert ArrayConfig(4, 4, "ws", depthwise=False).name == "systolic_4x4_ws_int8_nodw"
+    assert ArrayConfig(4, 4, "os", depthwise=False).name == "systolic_4x4_os_int8_nodw"
     assert ArrayConfig(4, 4, "ws").name == "systolic_4x4_ws_int8"
-    with pytest.raises(ValueError, match="depthwise array mode needs the WS dataflow"):
-        ArrayConfig(4, 4, "os", depthwise=True)
     with pytest.raises(TypeError, match="depthwise must be True, False or None"):
         ArrayConfig(4, 4, "ws", depthwise="yes")

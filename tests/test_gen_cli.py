@@ -60,11 +60,12 @@ def test_accelerator_and_register_map(tmp_path):
         assert f"#define ACCEL_{r['name']} 0x{r['offset']:02x}u" in header
 
 
-def test_no_depthwise_leaves_out_the_mode():
-    with_mode, without = gen("--pe", "2x2", "--dataflow", "ws", "--top", "array"), \
-        gen("--pe", "2x2", "--dataflow", "ws", "--top", "array", "--no-depthwise")
-    assert "module systolic_2x2_ws_int8(" in with_mode.stdout and "column_in" in with_mode.stdout
-    assert "module systolic_2x2_ws_int8_nodw(" in without.stdout and "column_in" not in without.stdout
+@pytest.mark.parametrize("dataflow", ["ws", "os"])
+def test_no_depthwise_leaves_out_the_mode(dataflow):
+    with_mode, without = gen("--pe", "2x2", "--dataflow", dataflow, "--top", "array"), \
+        gen("--pe", "2x2", "--dataflow", dataflow, "--top", "array", "--no-depthwise")
+    assert f"module systolic_2x2_{dataflow}_int8(" in with_mode.stdout and "column_in" in with_mode.stdout
+    assert f"module systolic_2x2_{dataflow}_int8_nodw(" in without.stdout and "column_in" not in without.stdout
 
 
 def test_help_documents_every_option():

@@ -94,18 +94,23 @@ def random_program(config, rng):
                 "lane_scales": int(rng.integers(0, 2)), "scale_row": address(config.weight_rows, 1)}))
         elif kind == "compute":
             os = config.array.dataflow == Dataflow.OS
+            rows = config.array.rows
             depthwise = config.array.depthwise and int(rng.integers(0, 2))
-            beats = config.array.rows * int(rng.integers(1, 6)) if os else int(rng.integers(1, 12))
-            if depthwise:
-                beats = int(rng.integers(config.array.rows, 3 * config.array.rows + 8))
-            weight_rows = beats if config.array.dataflow == Dataflow.OS else config.array.rows
-            result_rows = config.array.rows if os else beats - (config.array.rows - 1 if depthwise else 0)
+            beats = rows * int(rng.integers(1, 6)) if os else int(rng.integers(1, 12))
+            taps, compute_mode = 0, mode
+            if depthwise and os:           # OS depthwise COMPUTEs are int8 only
+                taps, compute_mode = int(rng.integers(1, rows + 1)), ArithMode.INT8
+            elif depthwise:
+                beats = int(rng.integers(rows, 3 * rows + 8))
+            weight_rows = beats if os else rows
+            result_rows = (rows - taps + 1 if depthwise else rows) if os else beats - (rows - 1 if depthwise else 0)
             stride_log2 = int(rng.integers(0, 4)) if rng.integers(0, 2) else 0
             act_rows = (beats - 1 << stride_log2) + 1
             compute = {"act_addr": address(config.act_rows, act_rows), "act_stride_log2": stride_log2,
                        "weight_addr": address(config.weight_rows, weight_rows),
                        "acc_addr": address(config.acc_rows, result_rows),
-                       "beats": beats, "accumulate": int(rng.integers(0, 2)), "mode": mode, "depthwise": depthwise}
+                       "beats": beats, "accumulate": int(rng.integers(0, 2)), "mode": compute_mode, "depthwise": depthwise,
+                       "taps": taps}
             directed = rng.integers(0, 2)
             if directed:        # fresh operands from DRAM, so that the result depends on every lane
                 for target, first, count in ((Target.ACTIVATIONS, compute["act_addr"], act_rows),

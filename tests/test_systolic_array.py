@@ -97,56 +97,76 @@ def test_steady_state_one_mac_per_pe_per_cycle(dataflow, seed):
 
 
 def depthwise_and_gemm_tiles(config, rng, tiles=12):
-    """WS tiles, two of three depthwise: (depthwise, mode, activation rows, stationary weights)."""
+    """Tiles, two of three depthwise: (depthwise, mode, activation beats, weight beats, kept result rows).
+
+    WS weights are the R stationary rows; OS streams a weight row per beat, a depthwise tile's
+    taps in its first T rows and 0 after them (int8: what the compute unit streams there).
+    """
+    rows, cols = config.rows, config.cols
     cases = []
     for index in range(tiles):
         depthwise = index % 3 != 2
-        mode = ArithMode(int(rng.choice([m.value for m in config.modes])))
-        beats = int(rng.integers(config.rows if depthwise else 1, 3 * config.rows + 6))
-        cases.append((depthwise, mode, rng.integers(-128, 128, (beats, config.rows)),
-                      rng.integers(-128, 128, (config.rows, config.cols))))
+        if config.dataflow == Dataflow.WS:
+            mode = ArithMode(int(rng.choice([m.value for m in config.modes])))
+            beats = int(rng.integers(rows if depthwise else 1, 3 * rows + 6))
+            w = rng.integers(-128, 128, (rows, cols))
+            kept = beats - rows + 1 if depthwise else beats
+        else:
+            mode = ArithMode.INT8 if depthwise else ArithMode(int(rng.choice([m.value for m in config.modes])))
+            beats = int(rng.integers(rows, 3 * rows + 6)) if depthwise else int(rng.integers(1, 3 * rows + 6))
+            w = rng.integers(-128, 128, (beats, cols))
+            kept = rows
+            if depthwise:
+                taps = int(rng.integers(1, rows + 1))
+                w[taps:] = 0
+                kept = min(rows, beats - taps + 1)
+        cases.append((depthwise, mode, rng.integers(-128, 128, (beats, rows)), w, kept))
     return cases
 
 
-def expected_rows(config, depthwise, mode, x, w):
+def expected_rows(config, depthwise, mode, x, w, kept):
     if not depthwise:
-        return golden_gemm(x, w, mode)
+        return golden_gemm(x.T, w, mode) if config.dataflow == Dataflow.OS else golden_gemm(x, w, mode)
     lanes = np.zeros((len(x), config.cols), dtype=np.int64)
     lanes[:, :min(config.rows, config.cols)] = x[:, :config.cols]
-    return golden_depthwise(lanes, w, mode)
+    return golden_depthwise(lanes, w[:len(x) - kept + 1], mode)[:kept]
 
 
 # 3x5: columns beyond R multiply 0; 5x3: lanes beyond C unused; the pipelined array's extra stages.
-@pytest.mark.parametrize("config", [ArrayConfig(3, 5, "ws", "both"), ArrayConfig(5, 3, "ws", "both"),
-                                    ArrayConfig(5, 3, "ws", "both", "mixed", 4, pipelined=True)],
+@pytest.mark.parametrize("config", [ArrayConfig(3, 5, dataflow, "both") for dataflow in Dataflow] +
+                         [ArrayConfig(5, 3, dataflow, "both") for dataflow in Dataflow] +
+                         [ArrayConfig(5, 3, dataflow, "both", "mixed", 4, pipelined=True) for dataflow in Dataflow],
                          ids=lambda c: c.name)
 def test_depthwise_tiles_between_gemm_tiles_are_bit_exact(config, seed):
-    """Depthwise beats correlate each column's channel with its R taps, through input gaps and back-pressure."""
+    """Depthwise beats correlate each column's channel with its taps, through input gaps and back-pressure."""
     rng = np.random.default_rng(seed)
     act_layout, weight_layout = activation_beat_layout(config), weight_beat_layout(config)
     result_layout = result_beat_layout(config)
+    os = config.dataflow == Dataflow.OS
     runs, plans = [], []
     for valid_probability, ready_probability in ((1.0, 1.0), (0.6, 0.5)):
         tiles = depthwise_and_gemm_tiles(config, rng)
         activations, weights = [], []
-        for depthwise, mode, x, w in tiles:
+        for depthwise, mode, x, w, _ in tiles:
             weights += [weight_layout.const({"data": [int(v) for v in row]}).as_bits() for row in w]
             activations += [act_layout.const({"data": [int(v) for v in row], "last": beat == len(x) - 1,
                                               "mode": mode, "depthwise": depthwise}).as_bits()
                             for beat, row in enumerate(x)]
         runs.append({"inputs": {"activations": activations, "weights": weights}, "output": "results",
-                     "output_beats": len(activations), "seed": int(rng.integers(1 << 31)),
+                     "output_beats": len(tiles) * config.rows if os else len(activations),
+                     "seed": int(rng.integers(1 << 31)),
                      "valid_probability": valid_probability, "ready_probability": ready_probability})
         plans.append(tiles)
     for run, tiles, outcome in zip(runs, plans, play_streams(array_model(config), runs)):
         beats = [result_layout.from_bits(bits) for bits in outcome["outputs"]]
         position = 0
-        for index, (depthwise, mode, x, w) in enumerate(tiles):
-            tile_beats = beats[position:position + len(x)]
-            position += len(x)
-            assert [int(beat.last) for beat in tile_beats] == [0] * (len(x) - 1) + [1]
-            expected = expected_rows(config, depthwise, mode, x, w)
-            got = np.array([list(beat.data) for beat in tile_beats[:len(expected)]], dtype=np.int64)
+        for index, (depthwise, mode, x, w, kept) in enumerate(tiles):
+            result_rows = config.rows if os else len(x)
+            tile_beats = beats[position:position + result_rows]
+            position += result_rows
+            assert [int(beat.last) for beat in tile_beats] == [0] * (result_rows - 1) + [1]
+            expected = expected_rows(config, depthwise, mode, x, w, kept)
+            got = np.array([list(beat.data) for beat in tile_beats[:kept]], dtype=np.int64)
             assert np.array_equal(got, expected), (
                 f"{config.name} tile {index} (depthwise {depthwise}, {mode.name}, {len(x)} beats, valid "
                 f"{run['valid_probability']}), seed {seed}:\n{got}\nexpected\n{expected}")

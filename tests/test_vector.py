@@ -14,7 +14,8 @@ from quant.vector import Window, compile_add, compile_depthwise, compile_pool, o
 from sim.accelerator_runner import AcceleratorRun, accelerator_model, run_programs
 
 # Small memories (64 accumulator rows) force several output-row tiles per channel block.
-CONFIG = AcceleratorConfig(ArrayConfig(4, 4, "os", "int8"), spad_kib=1, acc_kib=1, bus_bits=128)
+# Without the array's depthwise mode, so that depthwise convolutions take the accumulator path.
+CONFIG = AcceleratorConfig(ArrayConfig(4, 4, "os", "int8", depthwise=False), spad_kib=1, acc_kib=1, bus_bits=128)
 WINDOWS = [Window(3, 1, 1), Window(3, 2, 1), Window(2, 2, 0), Window(3, 2, 0), Window(1, 1, 0)]
 
 
@@ -105,7 +106,10 @@ WS_CONFIG = AcceleratorConfig(ArrayConfig(4, 4, "ws", "int8"), spad_kib=1, acc_k
 
 
 @pytest.mark.parametrize("config", [WS_CONFIG, AcceleratorConfig(ArrayConfig(3, 5, "ws", "int8"), spad_kib=1,
-                                                                  acc_kib=1, bus_bits=64)],
+                                                                  acc_kib=1, bus_bits=64),
+                                    AcceleratorConfig(ArrayConfig(4, 4, "os", "int8"), spad_kib=1, acc_kib=1),
+                                    AcceleratorConfig(ArrayConfig(3, 5, "os", "int8"), spad_kib=1, acc_kib=1,
+                                                      bus_bits=64)],
                          ids=lambda c: c.array.name)
 @pytest.mark.parametrize("window", WINDOWS[:4] + [Window(5, 2, 2)], ids=str)
 def test_depthwise_convolution_on_the_array(config, window, seed):
@@ -123,9 +127,10 @@ def test_depthwise_convolution_on_the_array(config, window, seed):
     assert np.array_equal(compiled.read_output(run_isa(compiled)), expected)
 
 
-def test_depthwise_on_the_array_is_bit_exact_in_rtl(seed):
+@pytest.mark.parametrize("dataflow", ["ws", "os"])
+def test_depthwise_on_the_array_is_bit_exact_in_rtl(dataflow, seed):
     """The array-mode programs (tokens, double buffering, phases) in RTL, with AXI back-pressure."""
-    config = AcceleratorConfig(ArrayConfig(2, 3, "ws", "both"), spad_kib=1, acc_kib=1, bus_bits=64)
+    config = AcceleratorConfig(ArrayConfig(2, 3, dataflow, "both"), spad_kib=1, acc_kib=1, bus_bits=64)
     rng = np.random.default_rng(seed)
     x = random_image(rng, 7, 9, 5)
     programs = []

@@ -30,8 +30,8 @@ def add_array_options(parser: argparse.ArgumentParser, default_pe: str = "16x16"
                         help="int8 MACs, binary XNOR-popcount MACs, or both selected per "
                              "operation at run time (default int8)")
     parser.add_argument("--no-depthwise", action="store_true",
-                        help="ws: leave out the array's depthwise mode (an operand multiplexer per PE); "
-                             "depthwise layers then run on the accumulator path, as with os")
+                        help="leave out the array's depthwise mode (an operand multiplexer per PE); "
+                             "depthwise layers then run on the accumulator path")
 
 
 def array_config(args: argparse.Namespace) -> ArrayConfig:
