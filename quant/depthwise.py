@@ -135,7 +135,8 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
     blocks = blocks or range(x.channel_blocks)
     act_half, acc_half, weight_half = config.act_rows // 2, config.acc_rows // 2, config.weight_rows // 2
     loaded_width = stride[1] * plan.width
-    body: list[Instruction] = []
+    # Per load group: its LOADs, its COMPUTEs, and (after a tile's last group) the tile's STOREs.
+    groups: list[tuple[list[Instruction], list[Instruction]]] = []
     steps_per_tile = sum(map(len, plan.groups)) * plan.phases
     group_index = tile = 0
     for block in blocks:
@@ -151,15 +152,17 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
             done = 0
             for q, (region, dys) in enumerate(zip(regions, plan.groups)):
                 half = group_index % 2
+                loads, body = [], []
+                groups.append((loads, body))
                 # Both halves this group overwrites were last read by the group before last.
-                body.append(Instruction(Opcode.LOAD, {
+                loads.append(Instruction(Opcode.LOAD, {
                     "target": Target.WEIGHTS, "sram_addr": half * weight_half, "dram_addr": region.address,
                     "row_elems": channels, "rows": len(dys) * plan.phases * rows, "row_stride": region.row_stride},
                     pop_next=group_index >= 2))
                 fields = window_fields(x, block=block, first_row=first, out_rows=tile_rows + len(dys) - 1,
                                        first_col=0, out_cols=loaded_width, stride=(stride[0], 1),
                                        offset=(offset[0] + q, offset[1]))
-                body.append(Instruction(Opcode.LOAD, {
+                loads.append(Instruction(Opcode.LOAD, {
                     "target": Target.ACTIVATIONS, "sram_addr": half * act_half, "row_elems": channels,
                     "pad_value": 0, **fields}, push_next=True))
                 steps = [(index, j, phase, chunk) for index, (j, phase) in enumerate(
@@ -186,4 +189,10 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
                     "rows": width, "row_stride": y.row_stride, "blocks": count, "block_stride": y.width * y.row_stride},
                     pop_prev=index == 0, push_prev=index == len(stores) - 1))
             tile += 1
-    return body
+    # Each group's LOADs go ahead of the previous group's COMPUTEs: fetch is in order, and a long
+    # run of COMPUTEs would otherwise keep the next group's LOADs out of the load queue until
+    # the compute queue had taken nearly all of them.
+    program = list(groups[0][0]) if groups else []
+    for (_, body), (next_loads, _) in zip(groups, groups[1:] + [([], [])]):
+        program += next_loads + body
+    return program
