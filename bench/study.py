@@ -157,7 +157,7 @@ def render(results: dict) -> None:
         f"64 KiB accumulator, {8 * bus_bytes}-bit AXI = {bus_bytes} B/cycle, DRAM read latency 2). Every figure is a "
         "prediction of `quant/perfmodel.py` from the compiled program: no RTL was run here. The model matches the "
         "RTL's performance counters within 5% on every layer of SqueezeNet 1.1 and MobileNetV2 at 4x4 and 8x8 OS "
-        "(the test); on WS at 4x4 up to 8.9% off on depthwise layers and layers of one or two pixels; and on SqueezeNet 1.1 at 3x112x112 on 16x16 within 0.8% per layer (OS) and 1.7% (WS) (see the "
+        "(the test); on WS at 4x4 up to 8.0% off (the classifiers and late 1x1 layers); and on SqueezeNet 1.1 at 3x112x112 on 16x16 within 0.8% per layer (OS) and 1.7% (WS) (see the "
         "README, 'The performance model'); it has not been checked against RTL at 32x32. "
         + ("The input is 112x112 rather than 224x224 to keep the run near 15 minutes on this shared 2-core "
            "machine (the model walks every instruction in Python); channel counts, which decide how full the "
