@@ -80,7 +80,8 @@ def _utilization(rows, pe) -> float:
 
 
 def _peak(row: LayerFigures, pe: int) -> int:
-    """MACs per cycle of the unit that runs the layer: the array (R x C) or the accumulator path (C)."""
+    """MACs per cycle of the unit that runs the layer: the array (R x C), else C (the accumulator path; for a
+    depthwise layer in the array's depthwise mode, whose peak is kw x C, a ridge kw times too far right)."""
     return pe * pe if row.op.startswith("conv") else pe
 
 
@@ -157,7 +158,7 @@ def render(results: dict) -> None:
         f"64 KiB accumulator, {8 * bus_bytes}-bit AXI = {bus_bytes} B/cycle, DRAM read latency 2). Every figure is a "
         "prediction of `quant/perfmodel.py` from the compiled program: no RTL was run here. The model matches the "
         "RTL's performance counters within 5% on every layer of SqueezeNet 1.1 and MobileNetV2 at 4x4 and 8x8 OS "
-        "(the test); on WS at 4x4 up to 8.0% off (the classifiers and late 1x1 layers); and on SqueezeNet 1.1 at 3x112x112 on 16x16 within 0.8% per layer (OS) and 1.7% (WS) (see the "
+        "and at 8x8 WS (the test); on WS at 4x4 up to 8.0% off (the classifiers and late 1x1 layers); and on SqueezeNet 1.1 at 3x112x112 on 16x16 within 0.8% per layer (OS) and 1.7% (WS) (see the "
         "README, 'The performance model'); it has not been checked against RTL at 32x32. "
         + ("The input is 112x112 rather than 224x224 to keep the run near 15 minutes on this shared 2-core "
            "machine (the model walks every instruction in Python); channel counts, which decide how full the "
@@ -169,7 +170,8 @@ def render(results: dict) -> None:
         "and depthwise convolutions (the array's depthwise mode, both dataflows since 2026-12-02 #3); pooling and adds "
         "run on the accumulator path, which is not the array. A layer is *memory-bound* when its DRAM bytes need more bus "
         "cycles (bytes / 16) than its MACs need at the peak of the unit that runs it (array: RC MACs/cycle; "
-        "accumulator path: C): left of that unit's roofline ridge.",
+        "accumulator path, and depthwise layers in the array's depthwise mode: C, the mode's peak being kw x C): "
+        "left of that unit's roofline ridge.",
         "",
         "## WS against OS",
         "",

@@ -1,4 +1,5 @@
 """The analytic performance model (quant/perfmodel.py) against the RTL's performance counters, layer by layer.
+OS at 4x4 and 8x8, WS at 8x8.
 
 Each net is compiled for the accelerator, run one layer per program segment on the fast runner
 (sim/net_runner.py: START clears the counters, so every layer's counters are its own) and
@@ -22,7 +23,8 @@ from sim.net_runner import layer_segments, run_layers
 
 TOLERANCE = 0.05
 EXACT = ("BYTES_READ", "BYTES_WRITTEN", "ARRAY_BUSY", "INSTRUCTIONS")
-CASES = [("squeezenet1_1", 4), ("mobilenet_v2", 4), ("squeezenet1_1", 8), ("mobilenet_v2", 8)]
+CASES = [("squeezenet1_1", 4, "os"), ("mobilenet_v2", 4, "os"), ("squeezenet1_1", 8, "os"), ("mobilenet_v2", 8, "os"),
+         ("squeezenet1_1", 8, "ws"), ("mobilenet_v2", 8, "ws")]
 
 
 def compiled(name: str, pe: int, dataflow: str = "os"):
@@ -35,9 +37,9 @@ def compiled(name: str, pe: int, dataflow: str = "os"):
     return compile_graph(AcceleratorConfig(ArrayConfig(pe, pe, dataflow, "int8")), integer, x)
 
 
-@pytest.mark.parametrize("name,pe", CASES, ids=[f"{name}-{pe}x{pe}" for name, pe in CASES])
-def test_model_predicts_every_layer_of_the_rtl(name, pe):
-    net = compiled(name, pe)
+@pytest.mark.parametrize("name,pe,dataflow", CASES, ids=[f"{name}-{pe}x{pe}-{df}" for name, pe, df in CASES])
+def test_model_predicts_every_layer_of_the_rtl(name, pe, dataflow):
+    net = compiled(name, pe, dataflow)
     outcome = run_layers(net)
     assert outcome.finished and outcome.done, outcome.error
     assert len(outcome.segments) == len(net.layers)
@@ -46,12 +48,12 @@ def test_model_predicts_every_layer_of_the_rtl(name, pe):
     for span, measured, predicted in zip(net.layers, outcome.segments, predict_net(net)):
         counters = predicted.counters()
         for counter in EXACT:
-            assert counters[counter] == measured[counter], f"{name} {pe}x{pe} {span.name}: {counter}"
+            assert counters[counter] == measured[counter], f"{name} {pe}x{pe} {dataflow} {span.name}: {counter}"
         error = predicted.cycles / measured["CYCLES"] - 1
         print(f"{span.name:28} {ops[span.name]:9} RTL {measured['CYCLES']:7} model {predicted.cycles:7} {error:+.1%}")
         if abs(error) > TOLERANCE:
             misses.append(f"{span.name} ({ops[span.name]}): RTL {measured['CYCLES']}, model {predicted.cycles}")
-    assert not misses, f"{name} on {pe}x{pe}: " + "; ".join(misses)
+    assert not misses, f"{name} on {pe}x{pe} {dataflow}: " + "; ".join(misses)
 
 
 def test_per_layer_segments_add_up_to_the_whole_program():
