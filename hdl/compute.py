@@ -118,12 +118,14 @@ class ComputeUnit(wiring.Component):
         deliveries = m.submodules.deliveries = fifo.SyncFIFOBuffered(width=delivery.size, depth=IN_FLIGHT)
         queued_job, started_job = act_job(act_jobs.r_data), act_job(act_jobs.w_data)
         started_delivery, delivering = delivery(deliveries.w_data), delivery(deliveries.r_data)
-        same_routing = (queued_job.depthwise == streaming_depthwise) | (deliveries.level == 0)
+        bypassing = os and config.array.depthwise
+        same_routing = (queued_job.depthwise == streaming_depthwise) | (deliveries.level == 0) if bypassing else 1
         with m.If(act_jobs.r_rdy & ~act_reader.reading & deliveries.w_rdy & same_routing):
             m.d.comb += [act_reader.first.eq(queued_job.act_addr), act_reader.count.eq(queued_job.beats),
                          act_reader.step_shift.eq(queued_job.act_stride_log2),
                          act_reader.start.eq(1), act_jobs.r_en.eq(1), deliveries.w_en.eq(1)]
-            m.d.sync += streaming_depthwise.eq(queued_job.depthwise)
+            if bypassing:
+                m.d.sync += streaming_depthwise.eq(queued_job.depthwise)
         m.d.comb += [started_delivery.beats.eq(queued_job.beats), started_delivery.mode.eq(queued_job.mode),
                      started_delivery.depthwise.eq(queued_job.depthwise), started_delivery.taps.eq(queued_job.taps)]
 
