@@ -79,11 +79,12 @@ class ComputeUnit(wiring.Component):
         activation_rows = act_reader.rows
         # OS depthwise rows bypass the transposer; every job in the reader or the transposer
         # has the flag of the last one started (a job with the other flag waits, below).
+        bypassing = os and config.array.depthwise
         streaming_depthwise = Signal()
         if os:
             transposer = m.submodules.transposer = Transposer(rows)
             m.d.comb += transposer.rows_in.payload.eq(act_reader.rows.payload)
-            if config.array.depthwise:
+            if bypassing:
                 activation_rows = stream.Signature(act_reader.rows.payload.shape()).create()
                 with m.If(streaming_depthwise):
                     m.d.comb += [activation_rows.valid.eq(act_reader.rows.valid),
@@ -118,7 +119,6 @@ class ComputeUnit(wiring.Component):
         deliveries = m.submodules.deliveries = fifo.SyncFIFOBuffered(width=delivery.size, depth=IN_FLIGHT)
         queued_job, started_job = act_job(act_jobs.r_data), act_job(act_jobs.w_data)
         started_delivery, delivering = delivery(deliveries.w_data), delivery(deliveries.r_data)
-        bypassing = os and config.array.depthwise
         same_routing = (queued_job.depthwise == streaming_depthwise) | (deliveries.level == 0) if bypassing else 1
         with m.If(act_jobs.r_rdy & ~act_reader.reading & deliveries.w_rdy & same_routing):
             m.d.comb += [act_reader.first.eq(queued_job.act_addr), act_reader.count.eq(queued_job.beats),

@@ -186,9 +186,8 @@ class IsaSimulator:
                     raise IsaError(f"{where}: OS depthwise taps {taps} is outside 1..{array.rows} (the array's rows)")
                 if mode != ArithMode.INT8:
                     raise IsaError(f"{where}: OS depthwise COMPUTEs are int8 only, not {mode.name}")
-                lanes = np.zeros((array.rows, array.cols), dtype=np.int64)
-                lanes[:, :min(array.rows, array.cols)] = activations[:array.rows, :array.cols]
-                result = golden_depthwise(lanes, self.weights[f["weight_addr"]:f["weight_addr"] + taps], mode)
+                result = golden_depthwise(self._column_channels(activations[:array.rows]),
+                                          self.weights[f["weight_addr"]:f["weight_addr"] + taps], mode)
             else:
                 blocks = activations.reshape(-1, array.rows, array.rows)
                 a = blocks.transpose(1, 0, 2).reshape(array.rows, beats)
@@ -197,15 +196,20 @@ class IsaSimulator:
             self._check_rows(self.weights, f["weight_addr"], array.rows, "weight scratchpad", where)
             stationary = self.weights[f["weight_addr"]:f["weight_addr"] + array.rows]
             if f["depthwise"]:
-                lanes = np.zeros((beats, array.cols), dtype=np.int64)
-                lanes[:, :min(array.rows, array.cols)] = activations[:, :array.cols]
-                result = golden_depthwise(lanes, stationary, mode)
+                result = golden_depthwise(self._column_channels(activations), stationary, mode)
             else:
                 result = golden_gemm(activations, stationary, mode)
         self._check_rows(self.accumulators, f["acc_addr"], len(result), "accumulator", where)
         target = slice(f["acc_addr"], f["acc_addr"] + len(result))
         self.accumulators[target] = wrap_acc(self.accumulators[target] + result) if f["accumulate"] else result
         self.stats.macs += beats * array.rows * array.cols
+
+    def _column_channels(self, activations: np.ndarray) -> np.ndarray:
+        """A depthwise COMPUTE's operand per column: activation lane j for column j, 0 for j >= R."""
+        array = self.config.array
+        lanes = np.zeros((len(activations), array.cols), dtype=np.int64)
+        lanes[:, :min(array.rows, array.cols)] = activations[:, :array.cols]
+        return lanes
 
     def _configure(self, f: dict, where: str) -> None:
         if not f["clamp_min"] <= f["clamp_max"]:
