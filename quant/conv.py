@@ -20,8 +20,9 @@ in place from the input feature map, one window tap at a time
   (whose groups are the input-channel blocks when it touches one). When the
   reduction fits one chunk, the tile serves every output block whose weights
   fit half the weight scratchpad, or, when that is one block, a group filling
-  the whole weight scratchpad (loaded behind a barrier on the earlier
-  computes).
+  the whole weight scratchpad (block j's weights replace the previous group's
+  block j once its last compute is done). Each block's compute of a group's
+  first tile waits only for its own weights.
 
 Both use ``gemm.PingPongScheduler``: loads run ahead into other scratchpad
 regions (up to ``_MAX_ACT_BUFFERS``), stores of a tile overlap the next tiles.
@@ -226,8 +227,12 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                 x, block=block, first_row=row, out_rows=1, first_col=col, out_cols=count,
                 stride=stride, offset=tap_offset(tap), rows=sram_rows, groups=groups)})
 
-    for g, first in enumerate(range(0, len(blocks), group)):
-        members = blocks[first:first + group]
+    # Whole-scratchpad groups as even as their size allows: a short last group would leave the array
+    # waiting for each tile's activations, which it uses for fewer beats.
+    count = -(-len(blocks) // group)
+    bounds = [-(-len(blocks) * g // count) if whole_weights else min(g * group, len(blocks)) for g in range(count + 1)]
+    for g in range(count):
+        members = blocks[bounds[g]:bounds[g + 1]]
         for tile_index, segments in enumerate(tiles):
             out_row, first_col, _ = segments[0]
             pixels = sum(count for _, _, count in segments)
@@ -270,10 +275,10 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                                       "acc_addr": regions[j], "beats": beats, "accumulate": int(index > 0),
                                       "mode": mode}, index == 0, last,
                                      [store(block, regions[j], out_row, 1, first_col, pixels)] if last else []))
-                if whole_weights and g > 0:
-                    scheduler.step_many(loads, computes, after_all=weight_loads)
-                else:
-                    scheduler.step_many(loads + weight_loads, computes)
+                # Each block's compute starts once its own weights are in; a whole-scratchpad group's
+                # block j replaces the previous group's once that group's last compute of block j is done.
+                scheduler.step_many(loads, computes, stages=[[load] for load in weight_loads],
+                                    reuse=whole_weights and g > 0 and tile_index == 0)
     return scheduler.finish(end=False)
 
 

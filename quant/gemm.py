@@ -102,6 +102,7 @@ class PingPongScheduler:
         self.tiles = 0
         self.released = 0          # steps whose compute->load token a load has taken
         self.pending: list[tuple] = []
+        self.flush_before_loads = False
 
     def step(self, loads: list[tuple[Opcode, dict]], compute: dict, *, starts_tile: bool, ends_tile: bool,
              store: list[dict]):
@@ -109,7 +110,7 @@ class PingPongScheduler:
         self.step_many(loads, [(compute, starts_tile, ends_tile, store)])
 
     def step_many(self, loads: list[tuple[Opcode, dict]], computes: list[tuple[dict, bool, bool, list[dict]]],
-                  after_all: list[tuple[Opcode, dict]] = ()):
+                  stages: list[list[tuple[Opcode, dict]]] = (), reuse: bool = False):
         """Loads for step s are emitted before the computes of step s-1 (software pipelining).
 
         ``computes`` are (fields, starts_tile, ends_tile, stores); a tile's accumulator
@@ -117,31 +118,56 @@ class PingPongScheduler:
         (waits, releases): whether the compute waits for a store token (default: it starts
         a tile after the first ``acc_buffers``) and whether its last store gives one back (default yes),
         for callers that hand accumulator regions over a round of tiles at a time.
-        ``after_all`` are loads that overwrite what any earlier step may still read (weights every
-        step before used): behind a barrier, they wait until every earlier compute has retired.
+        ``stages`` are loads after ``loads`` that compute j (of those with j < len(stages)) needs
+        up to its own stage j, so that it starts as soon as they are in: each stage gives its own
+        token. With ``reuse``, stage j overwrites what the previous step's compute j (and, for
+        the last stage, all of them) and every earlier step read: the previous step's computes
+        each give a token back, stage j waits for its compute's (the weights of one output block
+        replaced as soon as the last tile that used them has left the array).
         """
+        if reuse and not stages:
+            raise ValueError("reuse needs the stages that overwrite the previous step's operands")
+        previous = len(self.pending)
+        if self.flush_before_loads:
+            # The previous step's computes wait for its stages only: fetched ahead of these loads, they need
+            # not wait until every load before them in program order is in the load unit's queue.
+            self._flush(each_gives_token=reuse)
         # A step's region was last used ``buffers`` steps back: its first load takes that step's token,
-        # unless a barrier since has taken it.
+        # unless an earlier reuse has taken it.
         recycles = bool(loads) and self.steps - self.buffers == self.released
         self.released += recycles
         self.program += [Instruction(opcode, fields, pop_next=index == 0 and recycles)
                          for index, (opcode, fields) in enumerate(loads)]
-        if after_all:
-            # The barrier: zero-row loads take the token of every step not released yet. The earlier
-            # steps' computes go first in program order, since these loads wait for them.
-            self._flush()
+        if reuse:
+            # The previous step's computes go first in program order, since the stages wait for them;
+            # zero-row loads take the tokens of the steps before it that no load has taken yet.
+            self._flush(each_gives_token=True)
             self.program += [Instruction(Opcode.LOAD, IDLE_LOAD, pop_next=True)
-                             for _ in range(self.steps - self.released)]
+                             for _ in range(self.steps - 1 - self.released)]
             self.released = self.steps
-            self.program += [Instruction(opcode, fields) for opcode, fields in after_all]
-        if loads or after_all:      # the computes wait for all of them
+        taken = 0
+        for index, stage in enumerate(stages):
+            # Tokens of the previous step taken once this stage is done: its own compute's, all for the last.
+            if reuse:
+                wanted = previous if index == len(stages) - 1 else min(index + 1, previous)
+                self.program += [Instruction(Opcode.LOAD, IDLE_LOAD, pop_next=True)
+                                 for _ in range(wanted - taken - 1)]
+            first = len(self.program)
+            self.program += [Instruction(opcode, fields) for opcode, fields in stage]
+            if reuse and wanted > taken:
+                self.program[first] = replace(self.program[first], pop_next=True)
+                taken = wanted
+            self.program[-1] = replace(self.program[-1], push_next=True)
+        if loads and not stages:      # the computes wait for all of them
             self.program[-1] = replace(self.program[-1], push_next=True)
         self._flush()
-        for compute, starts_tile, ends_tile, stores, *handover in computes:
+        for index, (compute, starts_tile, ends_tile, stores, *handover) in enumerate(computes):
             waits, releases = handover or (starts_tile and self.tiles >= self.acc_buffers, True)
-            self.pending.append((compute, waits, ends_tile, stores, releases))
+            takes_load_token = index < len(stages) if stages else index == 0
+            self.pending.append((compute, takes_load_token, waits, ends_tile, stores, releases))
             self.tiles += ends_tile
         self.steps += 1
+        self.flush_before_loads = bool(stages)
 
     @property
     def region(self) -> int:
@@ -152,11 +178,12 @@ class PingPongScheduler:
         """The accumulator region (of ``acc_buffers``) of the tile ``offset`` tiles after the next one."""
         return (self.tiles + offset) % self.acc_buffers
 
-    def _flush(self):
-        for index, (compute, wait_for_store, ends_tile, stores, releases) in enumerate(self.pending):
-            # The step's first compute takes its loads' token; its last frees the scratchpad region.
-            self.program.append(Instruction(Opcode.COMPUTE, compute, pop_prev=index == 0, pop_next=wait_for_store,
-                                            push_prev=index == len(self.pending) - 1, push_next=ends_tile))
+    def _flush(self, each_gives_token: bool = False):
+        for index, (compute, takes_load_token, wait_for_store, ends_tile, stores, releases) in enumerate(self.pending):
+            # A compute takes its loads' token; the step's last frees the scratchpad region.
+            gives = each_gives_token or index == len(self.pending) - 1
+            self.program.append(Instruction(Opcode.COMPUTE, compute, pop_prev=takes_load_token,
+                                            pop_next=wait_for_store, push_prev=gives, push_next=ends_tile))
             for store_index, fields in enumerate(stores):
                 self.program.append(Instruction(Opcode.STORE, fields, pop_prev=store_index == 0,
                                                 push_prev=releases and store_index == len(stores) - 1))

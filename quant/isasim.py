@@ -5,7 +5,9 @@ Instructions execute one at a time in program order, with the numerics of
 would; a program must be *sequentially consistent*: each pop is matched by a
 push earlier in program order (programs from ``quant.gemm`` are), so program
 order is one of the interleavings the concurrent hardware may take, and every
-correctly synchronized interleaving gives the same DRAM image.
+correctly synchronized interleaving gives the same DRAM image. Whether a program
+is correctly synchronized is checked as it runs (``quant.races``, on unless
+``check_races`` is false): a ``RaceError`` names two accesses no token orders.
 """
 from dataclasses import dataclass, field
 
@@ -18,6 +20,7 @@ from hdl.walker import row_addresses
 
 from .memory import AXI_BOUNDARY, INSTRUCTION_BYTES, unpack_channel_records
 from .program import UNIT_NAMES, unit_of
+from .races import RaceChecker
 
 __all__ = ["IsaError", "IsaSimulator", "RunStats"]
 
@@ -46,7 +49,7 @@ class RunStats:
 class IsaSimulator:
     """Architectural state of one accelerator and an interpreter for its programs."""
 
-    def __init__(self, config: AcceleratorConfig, dram: bytearray):
+    def __init__(self, config: AcceleratorConfig, dram: bytearray, check_races: bool = True):
         self.config = config
         self.dram = dram
         rows, cols = config.array.rows, config.array.cols
@@ -57,6 +60,10 @@ class IsaSimulator:
         self.output = {"mode": ArithMode.INT8, "zero_point": 0, "clamp_min": -128, "clamp_max": 127}
         self.tokens = dict.fromkeys(set(_QUEUES.values()), 0)
         self.stats = RunStats()
+        # Refuses programs whose tokens leave two units' accesses to a row unordered (``quant.races``).
+        self.races = RaceChecker({"activations": config.act_rows, "weights": config.weight_rows,
+                                  "accumulators": config.acc_rows, "channels": config.channel_rows},
+                                 len(dram)) if check_races else None
 
     # --- DRAM access -------------------------------------------------------------------
     def _dram_read(self, address: int, size: int, where: str) -> bytes:
@@ -78,6 +85,10 @@ class IsaSimulator:
             raise IsaError(f"{where}: DRAM access {address:#x}+{size} crosses a {AXI_BOUNDARY}-byte boundary")
         if address + size > len(self.dram):
             raise IsaError(f"{where}: DRAM access {address:#x}+{size} is outside the {len(self.dram)}-byte memory")
+
+    def _touch(self, space: str, rows, write: bool = False) -> None:
+        if self.races:
+            self.races.touch(space, rows, write)
 
     @staticmethod
     def _check_rows(memory: np.ndarray, first: int, count: int, name: str, where: str) -> None:
@@ -104,18 +115,24 @@ class IsaSimulator:
 
     def execute(self, instruction: Instruction, where: str = "") -> None:
         unit = UNIT_NAMES[unit_of(instruction.opcode)]
+        popped = []
         for flag in ("pop_prev", "pop_next"):
             if getattr(instruction, flag):
                 queue = self._queue(unit, flag, where)
                 if self.tokens[queue] == 0:
                     raise IsaError(f"{where}: waits for a {queue} token that no earlier instruction pushed")
                 self.tokens[queue] -= 1
+                popped.append(queue)
+        if self.races:
+            self.races.issue(unit_of(instruction.opcode), popped, where)
         handler = {Opcode.LOAD: self._load, Opcode.COMPUTE: self._compute, Opcode.STORE: self._store,
                    Opcode.CONFIG: self._configure, Opcode.SYNC: lambda fields, where: None}[instruction.opcode]
         handler(instruction.fields, where)
-        for flag in ("push_prev", "push_next"):
-            if getattr(instruction, flag):
-                self.tokens[self._queue(unit, flag, where)] += 1
+        pushed = [self._queue(unit, flag, where) for flag in ("push_prev", "push_next") if getattr(instruction, flag)]
+        for queue in pushed:
+            self.tokens[queue] += 1
+        if self.races:
+            self.races.retire(pushed)
 
     @staticmethod
     def _queue(unit: str, flag: str, where: str) -> str:
@@ -127,12 +144,12 @@ class IsaSimulator:
     def _load(self, f: dict, where: str) -> None:
         target = Target(f["target"])
         element = target_element_bytes(target)
-        memory, lanes, name = {
-            Target.ACTIVATIONS: (self.activations, self.config.array.rows, "activation scratchpad"),
-            Target.WEIGHTS: (self.weights, self.config.array.cols, "weight scratchpad"),
-            Target.ACCUMULATORS: (self.accumulators, self.config.array.cols, "accumulator"),
-            Target.CHANNELS: (self.channels, self.config.array.cols, "channel memory"),
-            Target.COMBINE: (self.accumulators, self.config.array.cols, "accumulator"),
+        memory, lanes, name, space = {
+            Target.ACTIVATIONS: (self.activations, self.config.array.rows, "activation scratchpad", "activations"),
+            Target.WEIGHTS: (self.weights, self.config.array.cols, "weight scratchpad", "weights"),
+            Target.ACCUMULATORS: (self.accumulators, self.config.array.cols, "accumulator", "accumulators"),
+            Target.CHANNELS: (self.channels, self.config.array.cols, "channel memory", "channels"),
+            Target.COMBINE: (self.accumulators, self.config.array.cols, "accumulator", "accumulators"),
         }[target]
         rows, blocks = f["rows"], f["blocks"]
         if f["row_elems"] > lanes:
@@ -148,7 +165,17 @@ class IsaSimulator:
         if target == Target.COMBINE and f["lane_scales"]:
             self._check_rows(self.weights, f["scale_row"], 1, "weight scratchpad", where)
         dtype = {1: "<i1", 4: "<i4", CHANNEL_RECORD_BYTES: "u1"}[element]
-        for index, address in enumerate(row_addresses(f)):
+        addresses = row_addresses(f)
+        if self.races:
+            for address in addresses:
+                if address is not None and f["row_elems"]:
+                    self.races.dram(address, f["row_elems"] * element, write=False)
+            if target == Target.COMBINE:
+                self._touch(space, slice(f["sram_addr"], f["sram_addr"] + len(addresses)))
+                if f["lane_scales"]:
+                    self._touch("weights", slice(f["scale_row"], f["scale_row"] + 1))
+            self._touch(space, slice(f["sram_addr"], f["sram_addr"] + len(addresses)), write=True)
+        for index, address in enumerate(addresses):
             row = np.zeros(memory.shape[1:], dtype=np.int64) if target == Target.CHANNELS else \
                 np.full(lanes, f["pad_value"], dtype=np.int64)
             if address is not None and f["row_elems"]:
@@ -171,6 +198,7 @@ class IsaSimulator:
         self._check_rows(self.activations, f["act_addr"], (beats - 1) * stride + 1 if beats else 0,
                          "activation scratchpad", where)
         activations = self.activations[f["act_addr"]:f["act_addr"] + beats * stride:stride]
+        self._touch("activations", slice(f["act_addr"], f["act_addr"] + beats * stride, stride))
         if f["depthwise"] and not array.depthwise:
             raise IsaError(f"{where}: depthwise COMPUTE on an array generated without the depthwise mode "
                            f"(dataflow {array.dataflow.value})")
@@ -186,21 +214,27 @@ class IsaSimulator:
                     raise IsaError(f"{where}: OS depthwise taps {taps} is outside 1..{array.rows} (the array's rows)")
                 if mode != ArithMode.INT8:
                     raise IsaError(f"{where}: OS depthwise COMPUTEs are int8 only, not {mode.name}")
-                result = golden_depthwise(self._column_channels(activations[:array.rows]),
-                                          self.weights[f["weight_addr"]:f["weight_addr"] + taps], mode)
+                weights = slice(f["weight_addr"], f["weight_addr"] + taps)
+                result = golden_depthwise(self._column_channels(activations[:array.rows]), self.weights[weights], mode)
             else:
                 blocks = activations.reshape(-1, array.rows, array.rows)
                 a = blocks.transpose(1, 0, 2).reshape(array.rows, beats)
-                result = golden_gemm(a, self.weights[f["weight_addr"]:f["weight_addr"] + beats], mode)
+                weights = slice(f["weight_addr"], f["weight_addr"] + beats)
+                result = golden_gemm(a, self.weights[weights], mode)
         else:
             self._check_rows(self.weights, f["weight_addr"], array.rows, "weight scratchpad", where)
-            stationary = self.weights[f["weight_addr"]:f["weight_addr"] + array.rows]
+            weights = slice(f["weight_addr"], f["weight_addr"] + array.rows)
+            stationary = self.weights[weights]
             if f["depthwise"]:
                 result = golden_depthwise(self._column_channels(activations), stationary, mode)
             else:
                 result = golden_gemm(activations, stationary, mode)
         self._check_rows(self.accumulators, f["acc_addr"], len(result), "accumulator", where)
         target = slice(f["acc_addr"], f["acc_addr"] + len(result))
+        self._touch("weights", weights)
+        if f["accumulate"]:
+            self._touch("accumulators", target)
+        self._touch("accumulators", target, write=True)
         self.accumulators[target] = wrap_acc(self.accumulators[target] + result) if f["accumulate"] else result
         self.stats.macs += beats * array.rows * array.cols
 
@@ -225,10 +259,14 @@ class IsaSimulator:
         addresses = row_addresses(f)
         self._check_rows(self.accumulators, f["acc_addr"], len(addresses), "accumulator", where)
         params = unpack_channel_records(self.channels[f["channel_row"]])
+        self._touch("accumulators", slice(f["acc_addr"], f["acc_addr"] + len(addresses)))
+        self._touch("channels", slice(f["channel_row"], f["channel_row"] + 1))
         out = self.output
         lanes = store_rows(self.accumulators[f["acc_addr"]:f["acc_addr"] + len(addresses)], params["bias"],
                            params["multiplier"], params["shift"], params["flip"], ArithMode(out["mode"]),
                            out["zero_point"], out["clamp_min"], out["clamp_max"], f["channels"])
         width = stored_bytes(f["channels"], ArithMode(out["mode"]))
         for address, values in zip(addresses, lanes):
+            if self.races:
+                self.races.dram(address + f["byte_offset"], width, write=True)
             self._dram_write(address, values[:width].astype(np.int8).tobytes(), where, f["byte_offset"])

@@ -4,6 +4,8 @@ Nets are small (width 0.25, 32x32 inputs) on 4x4 arrays with small memories,
 so every layer tiles, chunks and double-buffers, and wide layers take several
 passes through the channel memory.
 """
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -17,7 +19,9 @@ from quant.compiler import UnsupportedLayer, compile_graph
 from quant.frontend import trace
 from quant.graph import ChannelShuffle, Concat, Slice
 from quant.isasim import IsaSimulator
+from quant.memory import MemoryImage
 from quant.ptq import calibrate, quantize, quantize_input
+from quant.races import RaceError
 from quant.zoo import ZOO
 from sim.accelerator_runner import AcceleratorRun, accelerator_model, run_programs
 from sim.fast_runner import run_fast
@@ -112,15 +116,11 @@ def test_os_tiles_and_weight_groups(spad_kib, seed):
     pixels are 43 tiles of 4 (13 rows of 4 tiles would be 52); a KxK one crosses image rows too (a LOAD
     per image row a tile touches) when its steps compute long enough to hide the extra LOADs, here its 8
     output blocks against 2 x 18 LOADs. With 2 KiB scratchpads one block's 72 weight rows fill more than
-    half the 256-row weight scratchpad: groups of 3 blocks share the whole of it, each group's weights
-    loaded once every compute before has retired (and the steps too short to cross rows)."""
-    torch.manual_seed(seed)
-    images = torch.rand(2, 8, 13, 13, generator=torch.Generator().manual_seed(seed))
-    graph = trace(OddWidthNet().eval(), (8, 13, 13))
-    graph = quantize(graph, calibrate(graph, images))
-    image = quantize_input(graph, images.numpy())[0]
-    accelerator = AcceleratorConfig(ArrayConfig(4, 4, "os", "int8"), spad_kib=spad_kib, acc_kib=4, bus_bits=64)
-    net = check_every_tensor(accelerator, graph, image, f"odd-width net, {spad_kib} KiB (seed {seed})")
+    half the 256-row weight scratchpad: groups of 3, 3 and 2 blocks share the whole of it, each block's
+    weights loaded once the previous group's last compute of the block in the same place has retired
+    (and the steps too short to cross rows)."""
+    graph, image = _odd_width_net(seed)
+    net = check_every_tensor(_odd_width_config(spad_kib), graph, image, f"odd-width net, {spad_kib} KiB (seed {seed})")
     spans = {span.name.split("_")[0]: net.program[span.start:span.end] for span in net.layers}
     computes = {name: sum(i.opcode.name == "COMPUTE" for i in program) for name, program in spans.items()}
     tiles = 43 if spad_kib == 64 else 52
@@ -128,6 +128,35 @@ def test_os_tiles_and_weight_groups(spad_kib, seed):
     weight_rows = [i.fields["sram_addr"] for i in spans["conv3"]
                    if i.opcode.name == "LOAD" and i.fields["target"] == Target.WEIGHTS]
     assert weight_rows == ([72 * j for j in range(8)] if spad_kib == 64 else [0, 72, 144] * 2 + [0, 72]), weight_rows
+
+
+def _odd_width_net(seed):
+    torch.manual_seed(seed)
+    images = torch.rand(2, 8, 13, 13, generator=torch.Generator().manual_seed(seed))
+    graph = trace(OddWidthNet().eval(), (8, 13, 13))
+    graph = quantize(graph, calibrate(graph, images))
+    return graph, quantize_input(graph, images.numpy())[0]
+
+
+def _odd_width_config(spad_kib):
+    return AcceleratorConfig(ArrayConfig(4, 4, "os", "int8"), spad_kib=spad_kib, acc_kib=4, bus_bits=64)
+
+
+def test_weight_reuse_without_its_token_is_refused(seed):
+    """The 2 KiB case above: a group's weight LOAD into block j's place waits for the previous group's last
+    compute of block j. Without that token the ISA simulator still computes the right tensors (it runs in
+    program order), but the race check refuses the program: on the hardware the LOAD could overwrite
+    weights a compute is still reading."""
+    graph, image = _odd_width_net(seed)
+    net = compile_graph(_odd_width_config(2), graph, image)
+    reuse = next(i for i, instruction in enumerate(net.program) if instruction.opcode.name == "LOAD"
+                 and instruction.fields["target"] == Target.WEIGHTS and instruction.pop_next)
+    program = list(net.program)
+    program[reuse] = replace(program[reuse], pop_next=False)
+    image = MemoryImage(net.image.alignment, bytearray(net.image.data), dict(net.image.regions))
+    image.place_program("corrupted", program)
+    with pytest.raises(RaceError, match=f"instruction {reuse} .*: weights row 0 was read by compute"):
+        IsaSimulator(net.config, image.data).run(image.regions["corrupted"].address, len(program))
 
 
 class GroupNet(nn.Module):

@@ -9,6 +9,7 @@ from hdl.numerics import ArithMode
 from quant.gemm import compile_gemm
 from quant.isasim import IsaError, IsaSimulator
 from quant.memory import MemoryImage
+from quant.races import RaceError
 
 
 def run(compiled):
@@ -71,3 +72,41 @@ def test_illegal_opcode_is_refused():
     image.write(0, bytes([6]))
     with pytest.raises(IsaError, match="instruction 0: Illegal opcode 6"):
         IsaSimulator(CONFIG, image.data).run(0, 1)
+
+
+ACT_LOAD = {**LOAD, "rows": 2}
+OS_COMPUTE = {"act_addr": 0, "weight_addr": 0, "acc_addr": 0, "beats": 2, "accumulate": 0, "mode": ArithMode.INT8}
+STORE = {"acc_addr": 0, "channel_row": 0, "dram_addr": 64, "rows": 2, "row_stride": 8, "blocks": 1,
+         "block_stride": 0, "channels": 2}
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+@pytest.mark.parametrize("case, message", [
+    # A LOAD refilling rows a COMPUTE reads (write after read) needs the compute's token back.
+    ("reload", "activations row 0 was read by compute instruction #0"),
+    # A STORE of the COMPUTE's results (read after write) needs its compute->store token.
+    ("store", "accumulators row 0 was written by compute instruction #0"),
+    # A LOAD of what a STORE wrote to DRAM needs a token chain store -> compute -> load.
+    ("dram", "reads DRAM 0x40 that store instruction #0 writes"),
+])
+def test_unordered_accesses_are_refused(case, message, ordered):
+    """The simulator runs in program order, where each case computes the right values; the hardware's
+    units run concurrently, so without the tokens (``ordered`` false) the program is refused."""
+    load = Instruction(Opcode.LOAD, ACT_LOAD, push_next=True)
+    if case == "reload":
+        program = [load, Instruction(Opcode.COMPUTE, OS_COMPUTE, pop_prev=True, push_prev=ordered),
+                   Instruction(Opcode.LOAD, ACT_LOAD, pop_next=ordered)]
+    elif case == "store":
+        program = [load, Instruction(Opcode.COMPUTE, OS_COMPUTE, pop_prev=True, push_next=ordered),
+                   Instruction(Opcode.STORE, STORE, pop_prev=ordered)]
+    else:
+        program = [load, Instruction(Opcode.COMPUTE, OS_COMPUTE, pop_prev=True, push_next=True),
+                   Instruction(Opcode.STORE, STORE, pop_prev=True, push_prev=ordered),
+                   Instruction(Opcode.SYNC, {}, pop_next=ordered, push_prev=ordered),
+                   Instruction(Opcode.LOAD, {**ACT_LOAD, "dram_addr": 64}, pop_next=ordered)]
+    simulator, region = program_on(CONFIG, program + [Instruction(Opcode.END, {})])
+    if ordered:
+        simulator.run(region.address, len(program) + 1)
+    else:
+        with pytest.raises(RaceError, match=message):
+            simulator.run(region.address, len(program) + 1)
