@@ -35,6 +35,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from hdl.axi import BURST_BOUNDARY
+from hdl.accelerator import QUEUE_DEPTH
 from hdl.compute import IN_FLIGHT
 from hdl.config import AcceleratorConfig, Dataflow
 from hdl.isa import (
@@ -60,7 +61,6 @@ from .report import LayerFigures
 
 __all__ = ["Timing", "LayerPrediction", "predict_program", "predict_net", "predicted_figures"]
 
-QUEUE_DEPTH = 4                     # hdl/accelerator.py: each unit's instruction queue
 CONTENTION_PASSES = 3               # fetch and load share the R channel: each pass uses the previous pass's
                                     # timing (an approximation: the passes need not converge)
 

@@ -89,21 +89,16 @@ class RaceChecker:
 
     def dram(self, address: int, size: int, write: bool) -> None:
         """A LOAD reads, or a STORE writes, DRAM bytes ``address`` .. ``address + size - 1``."""
-        first, last = address // DRAM_WORD, (address + size - 1) // DRAM_WORD
-        if write:
-            loaded, mine, table = self.clock[0], self.positions[2], self.dram_written
-            for word in range(first, last + 1):
-                if self.dram_read[word] > loaded:
-                    raise RaceError(f"{self.where}: writes DRAM {word * DRAM_WORD:#x} that load instruction "
-                                    f"#{self.dram_read[word]} reads, with no token between them")
-                table[word] = mine
-        else:
-            stored, mine, table = self.clock[2], self.positions[0], self.dram_read
-            for word in range(first, last + 1):
-                if self.dram_written[word] > stored:
-                    raise RaceError(f"{self.where}: reads DRAM {word * DRAM_WORD:#x} that store instruction "
-                                    f"#{self.dram_written[word]} writes, with no token between them")
-                table[word] = mine
+        # A store's write must follow the load unit's last read of a word; a load's read, the last write.
+        other, mine, other_unit, unit = (self.dram_read, self.dram_written, 0, 2) if write else \
+            (self.dram_written, self.dram_read, 2, 0)
+        done, position = self.clock[other_unit], self.positions[unit]
+        for word in range(address // DRAM_WORD, (address + size - 1) // DRAM_WORD + 1):
+            if other[word] > done:
+                raise RaceError(f"{self.where}: {('reads', 'writes')[write]} DRAM {word * DRAM_WORD:#x} that "
+                                f"{('store', 'load')[write]} instruction #{other[word]} {('writes', 'reads')[write]}, "
+                                f"with no token between them")
+            mine[word] = position
 
     def _refuse(self, space: str, rows, index: int, how: str, unit: int, position: int):
         from .program import UNIT_NAMES
