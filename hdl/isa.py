@@ -64,7 +64,9 @@ HEADER = data.StructLayout({
 })
 
 # A LOAD writes the groups x blocks x rows SRAM rows of its descriptor (``hdl.walker``:
-# strides, and padding rows and blocks for convolution borders) from sram_addr on. A data
+# strides, and padding rows and blocks for convolution borders) from sram_addr on, skipping
+# sram_gap rows after each group (``walker.sram_rows``: so that loads of a few rows of several
+# channel blocks each can interleave their rows with other loads' in SRAM). A data
 # row's first row_elems lanes come from DRAM, the rest are pad_value; padding rows are all
 # pad_value, and so is every row when row_elems is 0 (a DRAM-free fill). COMBINE rows (C
 # int8 lanes) go into the accumulator by ``numerics.combine_rows`` with ``combine`` and a
@@ -73,6 +75,7 @@ HEADER = data.StructLayout({
 LOAD = data.StructLayout({
     "target": Target, "sram_addr": 16, **DESCRIPTOR_FIELDS, "row_elems": 7, **PADDING_FIELDS,
     "pad_value": signed(8), "combine": Combine, "scale": signed(SCALE_BITS), "lane_scales": 1, "scale_row": 16,
+    "sram_gap": 7,
 })
 
 # A STORE post-processes the groups x blocks x rows accumulator rows from acc_addr on,

@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from .axi import ADDR_WIDTH
 
-__all__ = ["descriptor_rows", "DESCRIPTOR_FIELDS", "PADDING_FIELDS", "RowWalker", "row_addresses"]
+__all__ = ["descriptor_rows", "DESCRIPTOR_FIELDS", "PADDING_FIELDS", "RowWalker", "row_addresses", "sram_rows"]
 
 # Field widths, shared by the LOAD and STORE layouts of ``hdl.isa``.
 DESCRIPTOR_FIELDS = {
@@ -43,6 +43,13 @@ def row_addresses(fields: dict) -> list[int | None]:
     return addresses
 
 
+def sram_rows(fields: dict) -> list[int]:
+    """The SRAM row of each row of a LOAD's walk: from sram_addr on, sram_gap rows skipped after each group."""
+    group_rows = fields["rows"] * fields["blocks"]
+    return [fields["sram_addr"] + group * (group_rows + fields["sram_gap"]) + row
+            for group in range(fields["groups"]) for row in range(group_rows)]
+
+
 class RowWalker(wiring.Component):
     """Walks a descriptor: ``address``/``pad`` of the current row; ``advance`` moves ``step`` rows on.
 
@@ -60,6 +67,7 @@ class RowWalker(wiring.Component):
     address : Out(ADDR_WIDTH)          DRAM address of the current row (if it is a data row)
     pad : Out(1)                       the current row is padding
     data_rows_left : Out(12)           data rows from the current one to the block's trailing padding
+    group_end : Out(1)                 advancing now finishes a group
     last : Out(1)                      advancing now finishes the walk
     """
 
@@ -67,7 +75,7 @@ class RowWalker(wiring.Component):
         self.padding = padding
         fields = {**DESCRIPTOR_FIELDS, **(PADDING_FIELDS if padding else {})}
         members = {"start": In(1), "advance": In(1), "step": In(12), "step_bytes": In(ADDR_WIDTH),
-                   "address": Out(ADDR_WIDTH), "pad": Out(1), "data_rows_left": Out(12), "last": Out(1)}
+                   "address": Out(ADDR_WIDTH), "pad": Out(1), "data_rows_left": Out(12), "group_end": Out(1), "last": Out(1)}
         members.update({name: In(width) for name, width in fields.items()})
         super().__init__(members)
 
@@ -86,7 +94,7 @@ class RowWalker(wiring.Component):
         end_of_block = row + self.step >= d["rows"]
         end_of_group = end_of_block & (block == d["blocks"] - 1)
         m.d.comb += [self.address.eq(row_address), self.pad.eq(row_pad | block_pad),
-                     self.data_rows_left.eq(d["rows"] - d["pad_after"] - row),
+                     self.data_rows_left.eq(d["rows"] - d["pad_after"] - row), self.group_end.eq(end_of_group),
                      self.last.eq(end_of_group & (group == d["groups"] - 1))]
 
         with m.If(self.start):

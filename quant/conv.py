@@ -16,8 +16,9 @@ in place from the input feature map, one window tap at a time
   (chunked if it exceeds a scratchpad half). Tiles take the pixels in raster
   order across image rows (``_os_tiles``; a pointwise convolution reads them
   as one long row), so a width that is no multiple of R idles no lanes; the
-  activation rows of each tap are one LOAD per image row the tile touches
-  (whose groups are the input-channel blocks when it touches one). When the
+  activation rows of each tap are one LOAD per image row the tile touches,
+  whose groups are the input-channel blocks (``sram_gap`` leaves the other
+  rows' pixels between a block's rows of one image row). When the
   reduction fits one chunk, the tile serves every output block whose weights
   fit half the weight scratchpad, or, when that is one block, a group filling
   the whole weight scratchpad (block j's weights replace the previous group's
@@ -209,7 +210,11 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
     whole_weights = keep_weights and group == 1 and whole_group > 1
     if whole_weights:
         group = whole_group
-    tiles = _os_tiles(y, rows, span=_os_spans_rows(y, rows, len(taps) * cin_blocks, group * chunk_blocks * rows))
+    runs, block = 0, 0       # LOADs per tap and image row: runs of evenly spaced input blocks
+    while block < cin_blocks:
+        block += x.run(block, cin_blocks - block)
+        runs += 1
+    tiles = _os_tiles(y, rows, span=_os_spans_rows(y, rows, len(taps) * runs, group * chunk_blocks * rows))
     # A step's loads wait for the computes that last used their region to retire (2R + C cycles after
     # their last beat), and instruction fetch, in program order, waits behind them: with more regions
     # than two the step two back has long retired. A group's weight half is rewritten two groups
@@ -220,10 +225,11 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
     act_region, weight_region = config.act_rows // buffers, config.weight_rows // buffers
     scheduler = PingPongScheduler(buffers, acc_buffers)
 
-    def act_load(tap, block, sram_row, row, col, count, sram_rows, groups=1):
+    def act_load(tap, block, sram_row, row, col, count, sram_rows, groups):
+        """``sram_rows`` rows of each of ``groups`` input blocks, every block's at R rows from the last."""
         return (Opcode.LOAD, {
             "target": Target.ACTIVATIONS, "sram_addr": sram_row, "row_elems": load_bytes(block),
-            "pad_value": pad_value, **window_fields(
+            "pad_value": pad_value, "sram_gap": rows - sram_rows, **window_fields(
                 x, block=block, first_row=row, out_rows=1, first_col=col, out_cols=count,
                 stride=stride, offset=tap_offset(tap), rows=sram_rows, groups=groups)})
 
@@ -244,17 +250,16 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                 sram_row = region * act_region
                 for tap_index, tap in enumerate(taps):
                     blocks_here = [kb % cin_blocks for kb in chunk if kb // cin_blocks == tap_index]
-                    if len(segments) > 1:      # a block's R rows are one LOAD per segment (the last padded to R)
-                        for block in blocks_here:
-                            for number, (row, col, count) in enumerate(segments):
-                                sram_rows = count + (rows - pixels) * (number == len(segments) - 1)
-                                loads.append(act_load(tap, block, sram_row, row, col, count, sram_rows))
-                                sram_row += sram_rows
-                        continue
-                    while blocks_here:      # one LOAD per run of evenly spaced input blocks
+                    # One LOAD per run of evenly spaced input blocks and segment: a block's R rows are its
+                    # segments' pixels (the last padded to R).
+                    while blocks_here:
                         run = x.run(blocks_here[0], len(blocks_here))
-                        loads.append(act_load(tap, blocks_here[0], sram_row, out_row, first_col, pixels, rows,
-                                              groups=run))
+                        lane = 0         # of the tile's R pixels, the segment's first
+                        for number, (row, col, count) in enumerate(segments):
+                            sram_rows = count + (rows - pixels) * (number == len(segments) - 1)
+                            loads.append(act_load(tap, blocks_here[0], sram_row + lane, row, col, count,
+                                                  sram_rows, groups=run))
+                            lane += sram_rows
                         sram_row += run * rows
                         blocks_here = blocks_here[run:]
                 computes = []

@@ -16,7 +16,7 @@ import numpy as np
 from hdl.config import AcceleratorConfig, Dataflow
 from hdl.isa import CHANNEL_RECORD_BYTES, Instruction, Opcode, Target, decode, target_element_bytes
 from hdl.numerics import ArithMode, combine_rows, golden_depthwise, golden_gemm, store_rows, stored_bytes, wrap_acc
-from hdl.walker import row_addresses
+from hdl.walker import row_addresses, sram_rows
 
 from .memory import AXI_BOUNDARY, INSTRUCTION_BYTES, unpack_channel_records
 from .program import UNIT_NAMES, unit_of
@@ -161,7 +161,8 @@ class IsaSimulator:
         padded = f["pad_before"] or f["pad_after"] or f["pad_blocks_before"] or f["pad_blocks_after"]
         if target == Target.CHANNELS and padded:
             raise IsaError(f"{where}: channel loads take no padding rows")
-        self._check_rows(memory, f["sram_addr"], rows * blocks * f["groups"], name, where)
+        written = sram_rows(f)
+        self._check_rows(memory, f["sram_addr"], written[-1] + 1 - f["sram_addr"] if written else 0, name, where)
         if target == Target.COMBINE and f["lane_scales"]:
             self._check_rows(self.weights, f["scale_row"], 1, "weight scratchpad", where)
         dtype = {1: "<i1", 4: "<i4", CHANNEL_RECORD_BYTES: "u1"}[element]
@@ -171,18 +172,17 @@ class IsaSimulator:
                 if address is not None and f["row_elems"]:
                     self.races.dram(address, f["row_elems"] * element, write=False)
             if target == Target.COMBINE:
-                self._touch(space, slice(f["sram_addr"], f["sram_addr"] + len(addresses)))
+                self._touch(space, written)
                 if f["lane_scales"]:
                     self._touch("weights", slice(f["scale_row"], f["scale_row"] + 1))
-            self._touch(space, slice(f["sram_addr"], f["sram_addr"] + len(addresses)), write=True)
-        for index, address in enumerate(addresses):
+            self._touch(space, written, write=True)
+        for address, sram_row in zip(addresses, written):
             row = np.zeros(memory.shape[1:], dtype=np.int64) if target == Target.CHANNELS else \
                 np.full(lanes, f["pad_value"], dtype=np.int64)
             if address is not None and f["row_elems"]:
                 values = np.frombuffer(self._dram_read(address, f["row_elems"] * element, where), dtype=dtype)
                 row[:f["row_elems"]] = values.reshape(-1, CHANNEL_RECORD_BYTES) if target == Target.CHANNELS \
                     else values
-            sram_row = f["sram_addr"] + index
             if target == Target.COMBINE:
                 scale = self.weights[f["scale_row"]] if f["lane_scales"] else f["scale"]
                 memory[sram_row] = combine_rows(memory[sram_row], row, scale, f["combine"])

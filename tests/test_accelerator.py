@@ -80,6 +80,8 @@ FAULTS = [
     (ErrorCode.READ_RESPONSE, [Instruction(Opcode.LOAD, {**LOAD, "dram_addr": DRAM_BYTES + 64}), END]),
     (ErrorCode.WRITE_RESPONSE, [Instruction(Opcode.STORE, {**STORE, "dram_addr": DRAM_BYTES + 64}), END]),
     (ErrorCode.SRAM_RANGE, [Instruction(Opcode.LOAD, {**LOAD, "sram_addr": 65535}), END]),
+    (ErrorCode.SRAM_RANGE, [Instruction(Opcode.LOAD, {**LOAD, "sram_addr": 200, "groups": 2, "sram_gap": 53}),
+                            END]),     # rows 200, 201, 255, 256 of 256
     (ErrorCode.SRAM_RANGE, [Instruction(Opcode.LOAD, {**LOAD, "target": Target.COMBINE, "lane_scales": 1,
                                                       "scale_row": 4000}), END]),
     (ErrorCode.PROGRAM_OVERRUN, [Instruction(Opcode.SYNC, {}), Instruction(Opcode.SYNC, {})]),

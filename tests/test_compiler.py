@@ -113,18 +113,17 @@ class OddWidthNet(nn.Module):
 @pytest.mark.parametrize("spad_kib", [64, 2])
 def test_os_tiles_and_weight_groups(spad_kib, seed):
     """OS tiles of R output pixels: a pointwise convolution reads its pixels as one long row, so 13x13 = 169
-    pixels are 43 tiles of 4 (13 rows of 4 tiles would be 52); a KxK one crosses image rows too (a LOAD
-    per image row a tile touches) when its steps compute long enough to hide the extra LOADs, here its 8
-    output blocks against 2 x 18 LOADs. With 2 KiB scratchpads one block's 72 weight rows fill more than
-    half the 256-row weight scratchpad: groups of 3, 3 and 2 blocks share the whole of it, each block's
-    weights loaded once the previous group's last compute of the block in the same place has retired
-    (and the steps too short to cross rows)."""
+    pixels are 43 tiles of 4 (13 rows of 4 tiles would be 52); a KxK one crosses image rows too (per tap,
+    a LOAD per image row a tile touches, its groups the two input blocks) when its steps compute long
+    enough to hide the extra LOADs, here 8 or 3 output blocks against 2 x 9 LOADs. With 2 KiB scratchpads
+    one block's 72 weight rows fill more than half the 256-row weight scratchpad: groups of 3, 3 and 2
+    blocks share the whole of it, each block's weights loaded once the previous group's last compute of
+    the block in the same place has retired."""
     graph, image = _odd_width_net(seed)
     net = check_every_tensor(_odd_width_config(spad_kib), graph, image, f"odd-width net, {spad_kib} KiB (seed {seed})")
     spans = {span.name.split("_")[0]: net.program[span.start:span.end] for span in net.layers}
     computes = {name: sum(i.opcode.name == "COMPUTE" for i in program) for name, program in spans.items()}
-    tiles = 43 if spad_kib == 64 else 52
-    assert computes == {"conv3": tiles * 8, "conv1": 43 * 3}, computes
+    assert computes == {"conv3": 43 * 8, "conv1": 43 * 3}, computes
     weight_rows = [i.fields["sram_addr"] for i in spans["conv3"]
                    if i.opcode.name == "LOAD" and i.fields["target"] == Target.WEIGHTS]
     assert weight_rows == ([72 * j for j in range(8)] if spad_kib == 64 else [0, 72, 144] * 2 + [0, 72]), weight_rows

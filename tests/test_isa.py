@@ -23,7 +23,7 @@ FIELDS = {
                   "rows": 4095, "row_stride": 1 << 23, "blocks": 7, "block_stride": 123456, "groups": 4095,
                   "group_stride": (1 << 24) - 16, "pad_before": 3, "pad_after": 63, "pad_blocks_before": 127,
                   "pad_blocks_after": 1, "pad_value": -128, "combine": Combine.MAX, "scale": -32768,
-                  "lane_scales": 1, "scale_row": 511},
+                  "lane_scales": 1, "scale_row": 511, "sram_gap": 127},
     Opcode.STORE: {"acc_addr": 9, "channel_row": 4095, "dram_addr": 64, "channels": 33, "byte_offset": 37, "rows": 2,
                    "row_stride": 16, "blocks": 1, "block_stride": 0, "groups": 3, "group_stride": 4096},
     Opcode.COMPUTE: {"act_addr": 1, "weight_addr": 2, "acc_addr": 3, "beats": 4095, "accumulate": 1,

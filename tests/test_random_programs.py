@@ -69,7 +69,8 @@ def random_program(config, rng):
         if kind == "load":
             target = Target(int(rng.choice([0, 1, 2, 4, 4])))
             rows, blocks, groups = int(rng.integers(1, 7)), int(rng.integers(1, 4)), int(rng.integers(1, 3))
-            if rows * blocks * groups > depth(config, target):
+            sram_gap = int(rng.integers(0, 5)) if rng.integers(0, 2) else 0
+            if rows * blocks * groups + (groups - 1) * sram_gap > depth(config, target):
                 blocks = groups = 1
             pad_before = int(rng.integers(0, rows))
             pad_after = int(rng.integers(0, rows - pad_before + 1))
@@ -84,7 +85,8 @@ def random_program(config, rng):
                      + burst)
             body.append(Instruction(Opcode.LOAD, {
                 "target": target,
-                "sram_addr": address(depth(config, target), rows * blocks * groups),
+                "sram_addr": address(depth(config, target), rows * blocks * groups + (groups - 1) * sram_gap),
+                "sram_gap": sram_gap,
                 "dram_addr": source.address + bus * int(rng.integers(0, (PAGE - reach) // bus + 1)),
                 "row_elems": row_elems, "rows": rows, "row_stride": row_stride, "blocks": blocks,
                 "block_stride": block_stride, "groups": groups, "group_stride": group_stride,
@@ -115,10 +117,11 @@ def random_program(config, rng):
             if directed:        # fresh operands from DRAM, so that the result depends on every lane
                 for target, first, count in ((Target.ACTIVATIONS, compute["act_addr"], act_rows),
                                              (Target.WEIGHTS, compute["weight_addr"], weight_rows)):
+                    burst = -(-lanes(config, target) * target_element_bytes(target) // bus) * bus
                     body.append(Instruction(Opcode.LOAD, {
                         "target": target, "sram_addr": first, "row_elems": lanes(config, target), "rows": count,
                         "row_stride": bus, "dram_addr": source.address + bus * int(
-                            rng.integers(0, (PAGE - count * bus) // bus + 1))}))
+                            rng.integers(0, (PAGE - (count - 1) * bus - burst) // bus + 1))}))
             body.append(Instruction(Opcode.COMPUTE, compute))
             if directed:        # and every result row stored
                 body.append(Instruction(Opcode.STORE, {
