@@ -101,8 +101,8 @@ class PingPongScheduler:
         self.steps = 0
         self.tiles = 0
         self.released = 0          # steps whose compute->load token a load has taken
-        self.pending: list[tuple] = []
-        self.flush_before_loads = False
+        self.pending: list[tuple] = []      # the last step's computes, emitted after the next step's loads
+        self.emitted: list[int] = []        # program indices of the last emitted step's computes
 
     def step(self, loads: list[tuple[Opcode, dict]], compute: dict, *, starts_tile: bool, ends_tile: bool,
              store: list[dict]):
@@ -120,32 +120,44 @@ class PingPongScheduler:
         for callers that hand accumulator regions over a round of tiles at a time.
         ``stages`` are loads after ``loads`` that compute j (of those with j < len(stages)) needs
         up to its own stage j, so that it starts as soon as they are in: each stage gives its own
-        token. With ``reuse``, stage j overwrites what the previous step's compute j (and, for
-        the last stage, all of them) and every earlier step read: the previous step's computes
-        each give a token back, stage j waits for its compute's (the weights of one output block
-        replaced as soon as the last tile that used them has left the array).
+        token, and compute j follows stage j in program order (fetched in order, it need not wait
+        until the later stages are in the load unit's queue). With ``reuse``, stage j overwrites what
+        the previous step's compute j (and, for the last stage, all of them) and every earlier step
+        read: the previous step's computes each give a token back, stage j waits for its compute's
+        (the weights of one output block replaced as soon as the last tile that used them has left
+        the array).
         """
         if reuse and not stages:
             raise ValueError("reuse needs the stages that overwrite the previous step's operands")
-        previous = len(self.pending)
-        if self.flush_before_loads:
-            # The previous step's computes wait for its stages only: fetched ahead of these loads, they need
-            # not wait until every load before them in program order is in the load unit's queue.
-            self._flush(each_gives_token=reuse)
         # A step's region was last used ``buffers`` steps back: its first load takes that step's token,
         # unless an earlier reuse has taken it.
         recycles = bool(loads) and self.steps - self.buffers == self.released
         self.released += recycles
         self.program += [Instruction(opcode, fields, pop_next=index == 0 and recycles)
                          for index, (opcode, fields) in enumerate(loads)]
+        entries = []
+        for index, (compute, starts_tile, ends_tile, stores, *handover) in enumerate(computes):
+            waits, releases = handover or (starts_tile and self.tiles >= self.acc_buffers, True)
+            takes_load_token = index < len(stages) if stages else index == 0
+            entries.append((compute, takes_load_token, waits, ends_tile, stores, releases))
+            self.tiles += ends_tile
+        self.steps += 1
+        if not stages:
+            if loads:       # the computes wait for all of them
+                self.program[-1] = replace(self.program[-1], push_next=True)
+            self._flush()
+            self.pending = entries
+            return
         if reuse:
-            # The previous step's computes go first in program order, since the stages wait for them;
-            # zero-row loads take the tokens of the steps before it that no load has taken yet.
-            self._flush(each_gives_token=True)
+            # The previous step's computes go first in program order, since the stages wait for them, and
+            # each gives a token; zero-row loads take the tokens of the steps before it that no load has taken.
+            self._flush()
+            for index in self.emitted:
+                self.program[index] = replace(self.program[index], push_prev=True)
             self.program += [Instruction(Opcode.LOAD, IDLE_LOAD, pop_next=True)
-                             for _ in range(self.steps - 1 - self.released)]
-            self.released = self.steps
-        taken = 0
+                             for _ in range(self.steps - 2 - self.released)]
+            self.released = self.steps - 1
+        previous, taken = len(self.emitted), 0
         for index, stage in enumerate(stages):
             # Tokens of the previous step taken once this stage is done: its own compute's, all for the last.
             if reuse:
@@ -158,16 +170,30 @@ class PingPongScheduler:
                 self.program[first] = replace(self.program[first], pop_next=True)
                 taken = wanted
             self.program[-1] = replace(self.program[-1], push_next=True)
-        if loads and not stages:      # the computes wait for all of them
-            self.program[-1] = replace(self.program[-1], push_next=True)
-        self._flush()
-        for index, (compute, starts_tile, ends_tile, stores, *handover) in enumerate(computes):
-            waits, releases = handover or (starts_tile and self.tiles >= self.acc_buffers, True)
-            takes_load_token = index < len(stages) if stages else index == 0
-            self.pending.append((compute, takes_load_token, waits, ends_tile, stores, releases))
-            self.tiles += ends_tile
-        self.steps += 1
-        self.flush_before_loads = bool(stages)
+            if index == 0:
+                self._flush()       # the previous step's computes, if they are still to come
+                self.emitted = []
+            last = index == len(stages) - 1
+            for number in range(index, len(entries) if last else min(index + 1, len(entries))):
+                self._emit(entries[number], gives=number == len(entries) - 1)
+
+    def _flush(self):
+        """Emit the pending computes (the previous step's): the last frees the scratchpad region."""
+        if self.pending:
+            self.emitted = []
+            for index, entry in enumerate(self.pending):
+                self._emit(entry, gives=index == len(self.pending) - 1)
+            self.pending = []
+
+    def _emit(self, entry: tuple, gives: bool):
+        """A compute (it takes its loads' token; ``gives`` a compute->load token) and its stores."""
+        compute, takes_load_token, wait_for_store, ends_tile, stores, releases = entry
+        self.emitted.append(len(self.program))
+        self.program.append(Instruction(Opcode.COMPUTE, compute, pop_prev=takes_load_token,
+                                        pop_next=wait_for_store, push_prev=gives, push_next=ends_tile))
+        for store_index, fields in enumerate(stores):
+            self.program.append(Instruction(Opcode.STORE, fields, pop_prev=store_index == 0,
+                                            push_prev=releases and store_index == len(stores) - 1))
 
     @property
     def region(self) -> int:
@@ -177,17 +203,6 @@ class PingPongScheduler:
     def acc_region(self, offset: int = 0) -> int:
         """The accumulator region (of ``acc_buffers``) of the tile ``offset`` tiles after the next one."""
         return (self.tiles + offset) % self.acc_buffers
-
-    def _flush(self, each_gives_token: bool = False):
-        for index, (compute, takes_load_token, wait_for_store, ends_tile, stores, releases) in enumerate(self.pending):
-            # A compute takes its loads' token; the step's last frees the scratchpad region.
-            gives = each_gives_token or index == len(self.pending) - 1
-            self.program.append(Instruction(Opcode.COMPUTE, compute, pop_prev=takes_load_token,
-                                            pop_next=wait_for_store, push_prev=gives, push_next=ends_tile))
-            for store_index, fields in enumerate(stores):
-                self.program.append(Instruction(Opcode.STORE, fields, pop_prev=store_index == 0,
-                                                push_prev=releases and store_index == len(stores) - 1))
-        self.pending = []
 
     def finish(self, end: bool = True) -> list[Instruction]:
         """The program, ending with END unless ``end`` is false (a layer of a longer program)."""
