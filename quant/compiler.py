@@ -19,7 +19,11 @@ Dense and group convolutions run on the systolic array (``quant.conv``): the
 weights are laid out in array coordinates (output block x C columns, input
 block x R lanes), so a group convolution is block-diagonal, and each output
 block reduces only over the input blocks its groups touch (one fenced pass per
-run of output blocks with the same input blocks). Binary convolutions run on
+run of output blocks with the same input blocks). A convolution of the network
+input whose few channels would leave most lanes idle (an RGB image: 3 of L)
+reads an im2col copy of it that the compiler lays out beside it, (H_out,
+W_out, kh * kw * C_in), as a pointwise convolution: its taps share lanes
+(``_packs_input``; the host writes the input, so the copy costs no instructions). Binary convolutions run on
 the array in binary mode: a binary block is a whole scratchpad row of R bytes
 (8 R channels), written by R / (C / 8) output blocks of C channels, each
 stored at its byte offset into the rows (STORE ``byte_offset``). Depthwise
@@ -28,17 +32,18 @@ layer fits (``quant.depthwise``), otherwise, like pooling and residual adds,
 on the accumulator path (``quant.vector``). Layers run one after another (``program.fenced``); inside
 a layer loads, computes and stores overlap.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from hdl.config import AcceleratorConfig
 from hdl.isa import Instruction, Opcode
-from hdl.numerics import BINARY_VALUES_PER_LANE, ArithMode
+from hdl.numerics import BINARY_VALUES_PER_LANE, ArithMode, neutral_padding
 
 from .conv import lower_conv
 from .depthwise import lower_depthwise_array, plan_depthwise
-from .graph import Add, Binarize, ChannelShuffle, Concat, Conv, Graph, Pool, PoolKind, Slice
+from .golden import windows
+from .graph import Add, Binarize, ChannelShuffle, Concat, Conv, Graph, Padding, Pool, PoolKind, Slice
 from .memory import FeatureMap, MemoryImage
 from .program import fenced, load_channel_records, serialized
 from .vector import lower_add, lower_depthwise, lower_pool
@@ -69,6 +74,9 @@ class CompiledNet:
     layers: list[LayerSpan]
     # Per tensor, each logical channel's position in its feature map: block * lanes + lane.
     slots: dict[str, np.ndarray] = field(default_factory=dict)
+    # Convolutions that read an im2col copy of the network input instead of it (``_packs_input``): a new
+    # input must be written there too.
+    input_copies: dict[str, FeatureMap] = field(default_factory=dict)
 
     def read_tensor(self, dram: bytes, name: str) -> np.ndarray:
         """Tensor ``name`` as stored in ``dram``: (H, W, C) int8, or (H, W, C / 8) packed lanes if binary."""
@@ -124,6 +132,13 @@ class _Plan:
         self.where: dict[tuple[str, int], tuple[int, int]] = {}   # (tensor, channel) -> (its block, lane)
         fmap = image.place_feature_map(graph.input, x, self.int8_lanes)
         self._adopt(graph.input, fmap, [(graph.input, c) for c in range(fmap.channels)])
+        self.packed: dict[str, FeatureMap] = {}       # conv node -> the im2col copy of the input it reads
+        for node in graph.nodes:
+            if _packs_input(config, graph, node):
+                patches = windows(np.asarray(x)[None], node.kernel, node.stride, node.padding,
+                                  neutral_padding(node.arith)[0])[0]
+                self.packed[node.name] = image.place_feature_map(
+                    f"{node.name}.im2col", patches.reshape(*patches.shape[:2], -1), self.int8_lanes)
         for node in graph.nodes:
             if isinstance(node, (Conv, Pool, Add)):
                 for name in _inputs(node):
@@ -191,6 +206,18 @@ class _Plan:
         fmap = FeatureMap(name, blocks[0][0], height, width, channels, self.lanes(name), stride,
                           tuple(a for a, _ in blocks), tuple(n for _, n in blocks), binary)
         return fmap, np.asarray(slots, dtype=np.int64)
+
+
+def _packs_input(config: AcceleratorConfig, graph: Graph, node) -> bool:
+    """Whether ``node`` convolves the network input as an im2col copy: fewer blocks of lanes for its
+    taps' channels together than for each tap's channels apart."""
+    if not (isinstance(node, Conv) and node.input == graph.input and node.groups == 1
+            and node.arith == ArithMode.INT8 and node.kernel != (1, 1)):
+        return False
+    lanes = min(config.array.rows, config.array.cols)
+    kh, kw = node.kernel
+    channels = graph.tensors[graph.input].shape[2]
+    return -(-kh * kw * channels // lanes) < kh * kw * -(-channels // lanes)
 
 
 def _array_weights(config: AcceleratorConfig, node: Conv, x: FeatureMap, x_slots: np.ndarray, y: FeatureMap,
@@ -267,8 +294,8 @@ def _passes(config: AcceleratorConfig, out_blocks: int, needed: np.ndarray | Non
     return runs
 
 
-def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, maps: dict, slots: dict
-           ) -> list[list[Instruction]]:
+def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, maps: dict, slots: dict,
+           packed: dict[str, FeatureMap]) -> list[list[Instruction]]:
     """One node's passes, each to be fenced: CONFIG and the pass's channel records, then its instructions."""
     y = maps[node.output]
     cols = config.array.cols
@@ -277,9 +304,15 @@ def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, ma
     records = _records(config, node, y, slots[node.output])
     offset = (-node.padding.top, -node.padding.left) if not isinstance(node, Add) else (0, 0)
     needed = weights = None
+    conv = node
     if isinstance(node, Conv) and not _is_depthwise(graph, node):
-        x = maps[node.input]
-        weights, needed = _array_weights(config, node, x, slots[node.input], y, slots[node.output])
+        x, x_slots = maps[node.input], slots[node.input]
+        if node.name in packed:     # a pointwise convolution of the im2col copy, channel (dy, dx, c)
+            x, x_slots = packed[node.name], np.arange(packed[node.name].channels)
+            conv = replace(node, weight=node.weight.reshape(len(node.weight), 1, 1, -1), stride=(1, 1),
+                           padding=Padding(0, 0, 0, 0))
+            offset = (0, 0)
+        weights, needed = _array_weights(config, conv, x, x_slots, y, slots[node.output])
     passes = []
     for blocks, inputs in _passes(config, y.channel_blocks, needed):
         channels = slice(blocks.start * cols, blocks.stop * cols)
@@ -288,7 +321,7 @@ def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, ma
         if weights is not None:
             x_sub = _sub_map(x, inputs)
             columns = np.concatenate([np.arange(b * config.array.rows, (b + 1) * config.array.rows) for b in inputs])
-            passes.append(head + lower_conv(config, image, node.name, x_sub, y, weights[..., columns], node.stride,
+            passes.append(head + lower_conv(config, image, node.name, x_sub, y, weights[..., columns], conv.stride,
                                             offset, blocks, node.arith))
         elif isinstance(node, Conv):
             x, x_slots = maps[node.input], slots[node.input]
@@ -350,9 +383,9 @@ def compile_graph(config: AcceleratorConfig, graph: Graph, x: np.ndarray) -> Com
         if isinstance(node, (Concat, Slice, ChannelShuffle)):
             continue
         start = len(program)
-        for instructions in _lower(config, image, graph, node, maps, slots):
+        for instructions in _lower(config, image, graph, node, maps, slots, plan.packed):
             program += fenced(instructions)     # the program before is balanced
         layers.append(LayerSpan(node.name, start, len(program)))
     program.append(Instruction(Opcode.END, {}))
     region = image.place_program("program", program)
-    return CompiledNet(config, graph, image, program, region.address, maps, layers, slots)
+    return CompiledNet(config, graph, image, program, region.address, maps, layers, slots, plan.packed)

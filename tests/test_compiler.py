@@ -129,6 +129,38 @@ def test_os_tiles_and_weight_groups(spad_kib, seed):
     assert weight_rows == ([72 * j for j in range(8)] if spad_kib == 64 else [0, 72, 144] * 2 + [0, 72]), weight_rows
 
 
+class RgbNet(nn.Module):
+    """A strided, padded 3x3 convolution of a 3-channel input (9 taps x 3 channels fill 7 blocks of 4 lanes,
+    not 9), then a pointwise one."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, 2, 1), nn.ReLU(), nn.Conv2d(8, 4, 1))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
+def test_rgb_input_convolution_reads_an_im2col_copy(dataflow, seed):
+    """The network input's 3x3 convolution reads the compiler's im2col copy of the input ((8, 8, 27) in 7
+    blocks) as a pointwise convolution, bit-exact; the pointwise one after it reads its input in place."""
+    torch.manual_seed(seed)
+    images = torch.rand(2, 3, 15, 15, generator=torch.Generator().manual_seed(seed))
+    graph = trace(RgbNet().eval(), (3, 15, 15))
+    graph = quantize(graph, calibrate(graph, images))
+    net = check_every_tensor(config(dataflow), graph, quantize_input(graph, images.numpy())[0],
+                             f"RGB net, {dataflow} (seed {seed})")
+    first, second = graph.nodes[0].name, graph.nodes[-1].name
+    im2col = net.image.regions[f"{first}.im2col"]
+    assert im2col.rows == 7 * 8 * 8, im2col      # a row per pixel and block
+    reads = {span.name: {i.fields["dram_addr"] for i in net.program[span.start:span.end]
+                         if i.opcode.name == "LOAD" and i.fields["target"] == Target.ACTIVATIONS}
+             for span in net.layers}
+    assert all(im2col.address <= address < im2col.address + im2col.size for address in reads[first]), reads
+    assert f"{second}.im2col" not in net.image.regions
+
+
 def _odd_width_net(seed):
     torch.manual_seed(seed)
     images = torch.rand(2, 8, 13, 13, generator=torch.Generator().manual_seed(seed))

@@ -64,7 +64,8 @@ def main(argv=None) -> int:
             "program_length": len(net.program), "image_bytes": len(net.image.data),
             "regions": {name: vars(region) for name, region in net.image.regions.items()},
             "tensors": {name: vars(fmap) for name, fmap in net.feature_maps.items()},
-            "input": integer.input, "output": integer.output}, indent=2))
+            "input": integer.input, "output": integer.output,
+            "input_im2col_copies": {node: vars(fmap) for node, fmap in net.input_copies.items()}}, indent=2))
         (args.output / "summary.json").write_text(json.dumps([layer.as_dict() for layer in layers], indent=2))
         with open(args.output / "summary.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(layers[0].as_dict()))
