@@ -316,13 +316,14 @@ def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, ma
     passes = []
     for blocks, inputs in _passes(config, y.channel_blocks, needed):
         channels = slice(blocks.start * cols, blocks.stop * cols)
-        head = [_config(node.post), load_channel_records(image, f"{node.name}.channels.{blocks.start}", cols,
-                                                         *(records[k][channels] for k in records))]
+        channel_load = load_channel_records(image, f"{node.name}.channels.{blocks.start}", cols,
+                                            *(records[k][channels] for k in records))
+        head = [_config(node.post), channel_load]
         if weights is not None:
             x_sub = _sub_map(x, inputs)
             columns = np.concatenate([np.arange(b * config.array.rows, (b + 1) * config.array.rows) for b in inputs])
-            passes.append(head + lower_conv(config, image, node.name, x_sub, y, weights[..., columns], conv.stride,
-                                            offset, blocks, node.arith))
+            passes.append(head[:1] + lower_conv(config, image, node.name, x_sub, y, weights[..., columns],
+                                                conv.stride, offset, channel_load, blocks, node.arith))
         elif isinstance(node, Conv):
             x, x_slots = maps[node.input], slots[node.input]
             taps = np.zeros(node.kernel + (x.channel_blocks * x.lanes,), dtype=np.int64)

@@ -97,7 +97,8 @@ def _ws_round(config: AcceleratorConfig, width: int, height: int, blocks: int) -
 
 def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: FeatureMap, y: FeatureMap,
                weight: np.ndarray, stride: tuple[int, int], offset: tuple[int, int],
-               blocks: range | None = None, mode: ArithMode = ArithMode.INT8) -> list[Instruction]:
+               records: Instruction, blocks: range | None = None, mode: ArithMode = ArithMode.INT8
+               ) -> list[Instruction]:
     """Instructions computing output channel ``blocks`` (default all) of ``y`` and storing them.
 
     ``weight`` is in array coordinates, ``(y blocks * C, kh, kw, x blocks * R)``:
@@ -105,8 +106,9 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
     multiplies lane ``l`` of input block ``k`` (zeros where no channel is; for a
     binary ``mode`` a lane is a byte of 8 packed channels and the lanes past a
     block's bytes are loaded as ``numerics.neutral_padding``).
-    ``offset`` is minus the (top, left) padding. CONFIG and channel records are
-    the caller's: channel row ``b - blocks.start`` must hold output block ``b``'s records.
+    ``offset`` is minus the (top, left) padding. CONFIG is the caller's; ``records``
+    is the LOAD of output block ``b``'s channel records into channel row ``b - blocks.start``:
+    issued first, or, where a group's weights come block by block, each block's row with them.
     """
     array = config.array
     rows, cols = array.rows, array.cols
@@ -184,7 +186,7 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                          index == 0 and j == 0 and rounds >= 2, j == len(round_blocks) - 1)
                         for j, block in enumerate(round_blocks)])
                 rounds += 1
-        return scheduler.finish(end=False)
+        return [records] + scheduler.finish(end=False)
 
     if (kh, kw, tuple(stride), tuple(offset)) == (1, 1, (1, 1), (0, 0)):
         # A pointwise convolution is a GEMM over the pixels, which lie in DRAM one after another:
@@ -225,6 +227,11 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
     act_region, weight_region = config.act_rows // buffers, config.weight_rows // buffers
     scheduler = PingPongScheduler(buffers, acc_buffers)
 
+    def records_row(block):
+        """The channel-records row of one output block, out of ``records``."""
+        row, f = block - blocks.start, records.fields
+        return (Opcode.LOAD, {**f, "dram_addr": f["dram_addr"] + row * f["row_stride"], "sram_addr": row, "rows": 1})
+
     def act_load(tap, block, sram_row, row, col, count, sram_rows, groups):
         """``sram_rows`` rows of each of ``groups`` input blocks, every block's at R rows from the last."""
         return (Opcode.LOAD, {
@@ -237,54 +244,68 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
     # waiting for each tile's activations, which it uses for fewer beats.
     count = -(-len(blocks) // group)
     bounds = [-(-len(blocks) * g // count) if whole_weights else min(g * group, len(blocks)) for g in range(count + 1)]
+    # The first group's first tile waits for each block's weights in turn (a block's LOADs take longer
+    # than its compute): when that costs more than loading a second tile, the first two tiles share a
+    # step, block after block, so that the array computes two tiles against each block meanwhile.
+    first_group = bounds[1] - bounds[0]
+    tile_loads = len(taps) * runs * len(tiles[0]) if tiles else 0
+    paired = (keep_weights and len(tiles) >= max(2, buffers) and 2 * k_rows <= act_region
+              and first_group * _LOAD_CYCLES > tile_loads * _LOAD_CYCLES + k_rows)
     for g in range(count):
         members = blocks[bounds[g]:bounds[g + 1]]
-        for tile_index, segments in enumerate(tiles):
-            out_row, first_col, _ = segments[0]
-            pixels = sum(count for _, _, count in segments)
-            regions = [scheduler.acc_region(j) * region_rows for j in range(len(members))]
+        steps = [tiles[:2]] + [[tile] for tile in tiles[2:]] if paired and g == 0 else [[tile] for tile in tiles]
+        for step_index, step_tiles in enumerate(steps):
+            regions = [scheduler.acc_region(i) * region_rows for i in range(len(members) * len(step_tiles))]
             for index, chunk in enumerate(chunks):
                 region = scheduler.region
                 beats = len(chunk) * rows
                 loads = []
                 sram_row = region * act_region
-                for tap_index, tap in enumerate(taps):
-                    blocks_here = [kb % cin_blocks for kb in chunk if kb // cin_blocks == tap_index]
-                    # One LOAD per run of evenly spaced input blocks and segment: a block's R rows are its
-                    # segments' pixels (the last padded to R).
-                    while blocks_here:
-                        run = x.run(blocks_here[0], len(blocks_here))
-                        lane = 0         # of the tile's R pixels, the segment's first
-                        for number, (row, col, count) in enumerate(segments):
-                            sram_rows = count + (rows - pixels) * (number == len(segments) - 1)
-                            loads.append(act_load(tap, blocks_here[0], sram_row + lane, row, col, count,
-                                                  sram_rows, groups=run))
-                            lane += sram_rows
-                        sram_row += run * rows
-                        blocks_here = blocks_here[run:]
-                computes = []
-                weight_loads = []
+                for segments in step_tiles:
+                    pixels = sum(count for _, _, count in segments)
+                    for tap_index, tap in enumerate(taps):
+                        blocks_here = [kb % cin_blocks for kb in chunk if kb // cin_blocks == tap_index]
+                        # One LOAD per run of evenly spaced input blocks and segment: a block's R rows are
+                        # its segments' pixels (the last padded to R).
+                        while blocks_here:
+                            run = x.run(blocks_here[0], len(blocks_here))
+                            lane = 0         # of the tile's R pixels, the segment's first
+                            for number, (row, col, count) in enumerate(segments):
+                                sram_rows = count + (rows - pixels) * (number == len(segments) - 1)
+                                loads.append(act_load(tap, blocks_here[0], sram_row + lane, row, col, count,
+                                                      sram_rows, groups=run))
+                                lane += sram_rows
+                            sram_row += run * rows
+                            blocks_here = blocks_here[run:]
                 last = index == len(chunks) - 1
                 # Resident weights: block j of the group at j * k_rows of the group's half (or of all).
                 group_base = 0 if whole_weights else (g % 2) * weight_half
-                for j, block in enumerate(members):
-                    weight_addr = group_base + j * k_rows if keep_weights else region * weight_region
-                    if not keep_weights or tile_index == 0:
-                        weight_loads.append((Opcode.LOAD, {
-                            "target": Target.WEIGHTS, "sram_addr": weight_addr,
+                weight_addrs = [group_base + j * k_rows if keep_weights else region * weight_region
+                                for j in range(len(members))]
+                weight_loads = []
+                if not keep_weights or step_index == 0:
+                    for j, block in enumerate(members):
+                        weight_loads.append([(Opcode.LOAD, {
+                            "target": Target.WEIGHTS, "sram_addr": weight_addrs[j],
                             "dram_addr": weights.address(block, chunk.start * rows),
                             "row_elems": y.block_channels(block), "rows": beats,
-                            "row_stride": weights.region.row_stride}))
+                            "row_stride": weights.region.row_stride})] + ([records_row(block)] if keep_weights else []))
+                computes = []
+                for i, (j, number) in enumerate((j, number) for j in range(len(members))
+                                                for number in range(len(step_tiles))):
+                    out_row, first_col, _ = step_tiles[number][0]
+                    pixels = sum(count for _, _, count in step_tiles[number])
                     # A tile's pixels follow each other in DRAM, across image rows too: one STORE.
-                    computes.append(({"act_addr": region * act_region, "weight_addr": weight_addr,
-                                      "acc_addr": regions[j], "beats": beats, "accumulate": int(index > 0),
-                                      "mode": mode}, index == 0, last,
-                                     [store(block, regions[j], out_row, 1, first_col, pixels)] if last else []))
-                # Each block's compute starts once its own weights are in; a whole-scratchpad group's
+                    computes.append(({"act_addr": region * act_region + number * k_rows,
+                                      "weight_addr": weight_addrs[j], "acc_addr": regions[i], "beats": beats,
+                                      "accumulate": int(index > 0), "mode": mode}, index == 0, last,
+                                     [store(members[j], regions[i], out_row, 1, first_col, pixels)] if last else []))
+                # Each block's computes start once its own weights are in; a whole-scratchpad group's
                 # block j replaces the previous group's once that group's last compute of block j is done.
-                scheduler.step_many(loads, computes, stages=[[load] for load in weight_loads],
-                                    reuse=whole_weights and g > 0 and tile_index == 0)
-    return scheduler.finish(end=False)
+                scheduler.step_many(loads, computes, stages=weight_loads,
+                                    reuse=whole_weights and g > 0 and step_index == 0,
+                                    stage_computes=[len(step_tiles)] * len(weight_loads))
+    return ([] if keep_weights else [records]) + scheduler.finish(end=False)
 
 
 # Cycles an OS step spends on each activation LOAD it issues (its fetch, check and first burst); a

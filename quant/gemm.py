@@ -110,7 +110,8 @@ class PingPongScheduler:
         self.step_many(loads, [(compute, starts_tile, ends_tile, store)])
 
     def step_many(self, loads: list[tuple[Opcode, dict]], computes: list[tuple[dict, bool, bool, list[dict]]],
-                  stages: list[list[tuple[Opcode, dict]]] = (), reuse: bool = False):
+                  stages: list[list[tuple[Opcode, dict]]] = (), reuse: bool = False,
+                  stage_computes: list[int] | None = None):
         """Loads for step s are emitted before the computes of step s-1 (software pipelining).
 
         ``computes`` are (fields, starts_tile, ends_tile, stores); a tile's accumulator
@@ -118,17 +119,21 @@ class PingPongScheduler:
         (waits, releases): whether the compute waits for a store token (default: it starts
         a tile after the first ``acc_buffers``) and whether its last store gives one back (default yes),
         for callers that hand accumulator regions over a round of tiles at a time.
-        ``stages`` are loads after ``loads`` that compute j (of those with j < len(stages)) needs
-        up to its own stage j, so that it starts as soon as they are in: each stage gives its own
-        token, and compute j follows stage j in program order (fetched in order, it need not wait
-        until the later stages are in the load unit's queue). With ``reuse``, stage j overwrites what
+        ``stages`` are loads after ``loads`` that the computes after them (``stage_computes[j]`` after
+        stage j, default one, the rest after the last) need up to their stage, so that they start as
+        soon as it is in: each stage gives its own token, and its computes follow it in program order
+        (fetched in order, they need not wait until the later stages are in the load unit's queue).
+        With ``reuse``, stage j overwrites what
         the previous step's compute j (and, for the last stage, all of them) and every earlier step
         read: the previous step's computes each give a token back, stage j waits for its compute's
         (the weights of one output block replaced as soon as the last tile that used them has left
         the array).
         """
-        if reuse and not stages:
-            raise ValueError("reuse needs the stages that overwrite the previous step's operands")
+        counts = stage_computes or [1] * len(stages)
+        if reuse and (not stages or any(count != 1 for count in counts)):
+            raise ValueError("reuse needs the stages that overwrite the previous step's operands, "
+                             "a compute each")
+        firsts = [sum(counts[:index]) for index in range(len(stages))]     # each stage's first compute
         # A step's region was last used ``buffers`` steps back: its first load takes that step's token,
         # unless an earlier reuse has taken it.
         recycles = bool(loads) and self.steps - self.buffers == self.released
@@ -138,7 +143,7 @@ class PingPongScheduler:
         entries = []
         for index, (compute, starts_tile, ends_tile, stores, *handover) in enumerate(computes):
             waits, releases = handover or (starts_tile and self.tiles >= self.acc_buffers, True)
-            takes_load_token = index < len(stages) if stages else index == 0
+            takes_load_token = index in firsts if stages else index == 0
             entries.append((compute, takes_load_token, waits, ends_tile, stores, releases))
             self.tiles += ends_tile
         self.steps += 1
@@ -174,7 +179,8 @@ class PingPongScheduler:
                 self._flush()       # the previous step's computes, if they are still to come
                 self.emitted = []
             last = index == len(stages) - 1
-            for number in range(index, len(entries) if last else min(index + 1, len(entries))):
+            for number in range(firsts[index], len(entries) if last else
+                                min(firsts[index] + counts[index], len(entries))):
                 self._emit(entries[number], gives=number == len(entries) - 1)
 
     def _flush(self):
