@@ -203,9 +203,7 @@ class LoadUnit(wiring.Component):
                      step.eq(Mux(pad_row, 1, burst_rows)),
                      walker.step.eq(step),
                      walker.step_bytes.eq(Mux(mergeable, burst_rows << beat_shift, fields.row_stride))]
-        total_rows = descriptor_rows(m, fields)
-        gap_rows = Signal(len(fields.groups) + len(fields.sram_gap))     # rows skipped between groups
-        m.d.sync += gap_rows.eq(Mux(fields.groups == 0, 0, (fields.groups - 1) * fields.sram_gap))
+        sram_span = descriptor_rows(m, fields, gap=fields.sram_gap)
         retire = Signal()
         advance = Signal()
         to_accumulator = (fields.target == Target.ACCUMULATORS) | (fields.target == Target.COMBINE)
@@ -232,8 +230,7 @@ class LoadUnit(wiring.Component):
                 undefined = ((fields.target.as_value() > max(t.value for t in Target)) |
                              ((fields.target == Target.COMBINE) &
                               (fields.combine.as_value() > max(c.value for c in Combine))))
-                extent = Mux(total_rows == 0, 0, total_rows + gap_rows)
-                out_of_range = (fields.sram_addr + extent > depth) | bad_scale_row
+                out_of_range = (fields.sram_addr + sram_span > depth) | bad_scale_row
                 with m.If(undefined | out_of_range):
                     m.d.comb += [self.error_field.eq(undefined), self.error_range.eq(~undefined)]
                     m.next = "Idle"

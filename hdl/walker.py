@@ -116,10 +116,17 @@ class RowWalker(wiring.Component):
         return m
 
 
-def descriptor_rows(m, fields):
+def descriptor_rows(m, fields, gap=None):
     """rows x blocks x groups of the descriptor in ``fields``, valid two cycles after ``fields`` last
-    changed: the products are registered, so no multiplier chain sits in front of a unit's checks."""
+    changed: the products are registered, so no multiplier chain sits in front of a unit's checks.
+    With ``gap`` (rows skipped after each group): the SRAM rows the walk spans, gaps between its
+    groups included (``sram_rows``), from the same multiplier."""
     partial = Signal(len(fields.rows) + len(fields.blocks))
-    total = Signal(len(partial) + len(fields.groups))
-    m.d.sync += [partial.eq(fields.rows * fields.blocks), total.eq(partial * fields.groups)]
+    m.d.sync += partial.eq(fields.rows * fields.blocks)
+    if gap is None:
+        total = Signal(len(partial) + len(fields.groups))
+        m.d.sync += total.eq(partial * fields.groups)
+        return total
+    total = Signal(len(partial) + 1 + len(fields.groups))
+    m.d.sync += total.eq(Mux((partial == 0) | (fields.groups == 0), 0, (partial + gap) * fields.groups - gap))
     return total
