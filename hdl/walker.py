@@ -75,7 +75,8 @@ class RowWalker(wiring.Component):
         self.padding = padding
         fields = {**DESCRIPTOR_FIELDS, **(PADDING_FIELDS if padding else {})}
         members = {"start": In(1), "advance": In(1), "step": In(12), "step_bytes": In(ADDR_WIDTH),
-                   "address": Out(ADDR_WIDTH), "pad": Out(1), "data_rows_left": Out(12), "group_end": Out(1), "last": Out(1)}
+                   "address": Out(ADDR_WIDTH), "pad": Out(1), "data_rows_left": Out(12), "group_end": Out(1),
+                   "last": Out(1)}
         members.update({name: In(width) for name, width in fields.items()})
         super().__init__(members)
 

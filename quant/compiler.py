@@ -134,7 +134,7 @@ class _Plan:
         self._adopt(graph.input, fmap, [(graph.input, c) for c in range(fmap.channels)])
         self.packed: dict[str, FeatureMap] = {}       # conv node -> the im2col copy of the input it reads
         for node in graph.nodes:
-            if _packs_input(config, graph, node):
+            if _packs_input(graph, node, self.int8_lanes):
                 patches = windows(np.asarray(x)[None], node.kernel, node.stride, node.padding,
                                   neutral_padding(node.arith)[0])[0]
                 self.packed[node.name] = image.place_feature_map(
@@ -208,13 +208,12 @@ class _Plan:
         return fmap, np.asarray(slots, dtype=np.int64)
 
 
-def _packs_input(config: AcceleratorConfig, graph: Graph, node) -> bool:
-    """Whether ``node`` convolves the network input as an im2col copy: fewer blocks of lanes for its
+def _packs_input(graph: Graph, node, lanes: int) -> bool:
+    """Whether ``node`` convolves the network input as an im2col copy: fewer blocks of ``lanes`` for its
     taps' channels together than for each tap's channels apart."""
     if not (isinstance(node, Conv) and node.input == graph.input and node.groups == 1
             and node.arith == ArithMode.INT8 and node.kernel != (1, 1)):
         return False
-    lanes = min(config.array.rows, config.array.cols)
     kh, kw = node.kernel
     channels = graph.tensors[graph.input].shape[2]
     return -(-kh * kw * channels // lanes) < kh * kw * -(-channels // lanes)
@@ -318,12 +317,13 @@ def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, ma
         channels = slice(blocks.start * cols, blocks.stop * cols)
         channel_load = load_channel_records(image, f"{node.name}.channels.{blocks.start}", cols,
                                             *(records[k][channels] for k in records))
-        head = [_config(node.post), channel_load]
-        if weights is not None:
+        configure = _config(node.post)
+        head = [configure, channel_load]
+        if weights is not None:      # lower_conv places the channel records itself
             x_sub = _sub_map(x, inputs)
             columns = np.concatenate([np.arange(b * config.array.rows, (b + 1) * config.array.rows) for b in inputs])
-            passes.append(head[:1] + lower_conv(config, image, node.name, x_sub, y, weights[..., columns],
-                                                conv.stride, offset, channel_load, blocks, node.arith))
+            passes.append([configure] + lower_conv(config, image, node.name, x_sub, y, weights[..., columns],
+                                                   conv.stride, offset, channel_load, blocks, node.arith))
         elif isinstance(node, Conv):
             x, x_slots = maps[node.input], slots[node.input]
             taps = np.zeros(node.kernel + (x.channel_blocks * x.lanes,), dtype=np.int64)

@@ -29,6 +29,7 @@ Both use ``gemm.PingPongScheduler``: loads run ahead into other scratchpad
 regions (up to ``_MAX_ACT_BUFFERS``), stores of a tile overlap the next tiles.
 """
 from dataclasses import replace
+from itertools import product
 
 import numpy as np
 
@@ -291,8 +292,7 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                             "row_elems": y.block_channels(block), "rows": beats,
                             "row_stride": weights.region.row_stride})] + ([records_row(block)] if keep_weights else []))
                 computes = []
-                for i, (j, number) in enumerate((j, number) for j in range(len(members))
-                                                for number in range(len(step_tiles))):
+                for i, (j, number) in enumerate(product(range(len(members)), range(len(step_tiles)))):
                     out_row, first_col, _ = step_tiles[number][0]
                     pixels = sum(count for _, _, count in step_tiles[number])
                     # A tile's pixels follow each other in DRAM, across image rows too: one STORE.

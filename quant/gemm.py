@@ -123,11 +123,10 @@ class PingPongScheduler:
         stage j, default one, the rest after the last) need up to their stage, so that they start as
         soon as it is in: each stage gives its own token, and its computes follow it in program order
         (fetched in order, they need not wait until the later stages are in the load unit's queue).
-        With ``reuse``, stage j overwrites what
-        the previous step's compute j (and, for the last stage, all of them) and every earlier step
-        read: the previous step's computes each give a token back, stage j waits for its compute's
-        (the weights of one output block replaced as soon as the last tile that used them has left
-        the array).
+        With ``reuse``, stage j overwrites what the previous step's compute j (and, for the last
+        stage, all of them) and every earlier step read: the previous step's computes each give a
+        token back, stage j waits for its compute's (the weights of one output block replaced as
+        soon as the last tile that used them has left the array).
         """
         counts = stage_computes or [1] * len(stages)
         if reuse and (not stages or any(count != 1 for count in counts)):
