@@ -10,9 +10,10 @@ from .sram import RowReader, address_width
 from .systolic_array import SystolicArray
 from .transposer import Transposer
 
-__all__ = ["ComputeUnit"]
+__all__ = ["ComputeUnit", "IN_FLIGHT", "RESULT_LATENCY"]
 
 IN_FLIGHT = 4      # instructions in the array at once (issued, results not all written)
+RESULT_LATENCY = 2     # a result row leaving the array to its accumulator write (fetch, add)
 
 
 class ComputeUnit(wiring.Component):
@@ -163,50 +164,58 @@ class ComputeUnit(wiring.Component):
         record = Signal(record_layout)
         m.d.comb += in_flight.w_data.eq(record)
 
-        # Results: read-modify-write into the accumulator, one row per cycle. A row written in
-        # the previous cycle is forwarded (back-to-back instructions may accumulate into it).
+        # Results: read-modify-write into the accumulator in three stages, one row per cycle:
+        # read (the row's address), fetch (register the old row) and add (write). The block RAM's
+        # clock-to-out and the 32-bit add so sit in different cycles. The old row misses the writes
+        # of the two cycles after its read; fetch takes those from the add stage instead.
         acc_row = data.ArrayLayout(signed(ACC_BITS), cols)
         received = Signal(13)
-        pending = Signal()
-        pending_accumulate = Signal()
-        pending_row = Signal(acc_row)
-        pending_address = Signal.like(self.acc_write.addr)
-        written = Signal()
-        written_row = Signal(acc_row)
-        written_address = Signal.like(self.acc_write.addr)
         keep = Signal()
+        fetching, fetching_accumulate = Signal(), Signal()
+        fetching_row, fetching_address = Signal(acc_row), Signal.like(self.acc_write.addr)
+        adding, adding_accumulate = Signal(), Signal()
+        adding_row, adding_address = Signal(acc_row), Signal.like(self.acc_write.addr)
+        old_row = Signal(acc_row)
+        written, written_row, written_address = Signal(), Signal(acc_row), Signal.like(self.acc_write.addr)
         m.d.comb += [keep.eq(array.results.valid & (received < head.kept)),
                      array.results.ready.eq(1), self.acc_read.addr.eq(head.acc_addr + received),
                      self.acc_read.en.eq(keep)]
-        m.d.sync += [pending.eq(keep), written.eq(pending), written_address.eq(pending_address)]
-        m.d.comb += self.acc_busy.eq(keep | pending)
+        # acc_busy: the read port this cycle, and the write port while the add stage holds a row.
+        m.d.comb += self.acc_busy.eq(keep | adding)
         head_done = Signal()
         with m.If(array.results.valid):
-            m.d.sync += [pending_row.eq(array.results.payload.data), pending_address.eq(head.acc_addr + received),
-                         pending_accumulate.eq(head.accumulate), received.eq(received + 1)]
+            m.d.sync += [fetching_row.eq(array.results.payload.data), fetching_address.eq(head.acc_addr + received),
+                         fetching_accumulate.eq(head.accumulate), received.eq(received + 1)]
             with m.If(received + 1 == head.rows):
                 m.d.comb += head_done.eq(1)
                 m.d.sync += received.eq(0)
-        forward = written & (written_address == pending_address)
-        old_row = Mux(forward, written_row, self.acc_read.data)
         new_row = Signal(acc_row)
         for lane in range(cols):
-            m.d.comb += new_row[lane].eq(Mux(pending_accumulate, acc_row(old_row)[lane] + pending_row[lane],
-                                             pending_row[lane]))
-        m.d.sync += written_row.eq(new_row)
-        m.d.comb += [self.acc_write.addr.eq(pending_address), self.acc_write.data.eq(new_row),
-                     self.acc_write.en.eq(pending)]
+            m.d.comb += new_row[lane].eq(Mux(adding_accumulate, old_row[lane] + adding_row[lane], adding_row[lane]))
+        m.d.sync += [fetching.eq(keep), adding.eq(fetching), adding_row.eq(fetching_row),
+                     adding_address.eq(fetching_address), adding_accumulate.eq(fetching_accumulate),
+                     written.eq(adding), written_row.eq(new_row), written_address.eq(adding_address)]
+        with m.If(adding & (adding_address == fetching_address)):
+            m.d.sync += old_row.eq(new_row)
+        with m.Elif(written & (written_address == fetching_address)):
+            m.d.sync += old_row.eq(written_row)
+        with m.Else():
+            m.d.sync += old_row.eq(self.acc_read.data)
+        m.d.comb += [self.acc_write.addr.eq(adding_address), self.acc_write.data.eq(new_row),
+                     self.acc_write.en.eq(adding)]
 
-        # Retirement: the cycle after the last result row (as it is written), or at once for a
-        # record without results (SYNC, no beats) unless another retirement takes that cycle.
+        # Retirement: as the last result row is written, or at once for a record without
+        # results (SYNC, no beats) unless another retirement takes that cycle.
         retiring = Signal()
         retiring_flags = Signal(2)
         retire = Signal()
         flags = Signal(2)
-        m.d.sync += [retiring.eq(head_done), retiring_flags.eq(Cat(head.push_prev, head.push_next))]
+        head_done_late, done_flags = Signal(), Signal(2)
+        m.d.sync += [head_done_late.eq(head_done), done_flags.eq(Cat(head.push_prev, head.push_next)), retiring.eq(head_done_late),
+                     retiring_flags.eq(done_flags)]
         with m.If(retiring):
             m.d.comb += [retire.eq(1), flags.eq(retiring_flags)]
-        with m.Elif(in_flight.r_rdy & (head.rows == 0)):
+        with m.Elif(in_flight.r_rdy & (head.rows == 0) & ~head_done_late):
             m.d.comb += [retire.eq(1), flags.eq(Cat(head.push_prev, head.push_next)), in_flight.r_en.eq(1)]
         with m.If(head_done):
             m.d.comb += in_flight.r_en.eq(1)
@@ -220,7 +229,7 @@ class ComputeUnit(wiring.Component):
                      record.accumulate.eq(fields.accumulate), record.push_prev.eq(header.push_prev),
                      record.push_next.eq(header.push_next)]
         feeding = Signal()
-        m.d.comb += self.busy.eq(feeding | in_flight.r_rdy | retiring | pending)
+        m.d.comb += self.busy.eq(feeding | in_flight.r_rdy | retiring | head_done_late | fetching | adding)
         with m.FSM():
             with m.State("Idle"):
                 blocked_prev = instruction.header.pop_prev & ~self.prev_token_available

@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 from .axi import ADDR_WIDTH, MAX_BURST_ROWS, merged_burst_rows, response_failed
 from .config import AcceleratorConfig
 from .isa import INSTRUCTION, Target, target_element_bytes
-from .numerics import ACC_BITS, OPERAND_BITS, Combine
+from .numerics import ACC_BITS, OPERAND_BITS, SCALE_BITS, Combine
 from .sram import address_width
 from .walker import DESCRIPTOR_FIELDS, PADDING_FIELDS, RowWalker, descriptor_rows
 
@@ -132,7 +132,7 @@ class LoadUnit(wiring.Component):
         writing = data_beat | pad_write
         combine_write = Signal(cols * ACC_BITS // 8)
         combine_data = Signal(cols * ACC_BITS)
-        stage_address = Signal(16)
+        combine_address = Signal(16)
         for target, (target_depth, lanes, element) in memory_shapes(config).items():
             port = getattr(self, f"write_{target.name.lower()}")
             if target == Target.CHANNELS:
@@ -147,39 +147,46 @@ class LoadUnit(wiring.Component):
                          port.en.eq(Mux(writing & (fields.target == target), enables, 0))]
             if target == Target.ACCUMULATORS:
                 with m.If(combine_write.any()):
-                    m.d.comb += [port.addr.eq(stage_address), port.data.eq(combine_data),
+                    m.d.comb += [port.addr.eq(combine_address), port.data.eq(combine_data),
                                  port.en.eq(combine_write)]
 
-        # COMBINE: this cycle's row is staged while the old accumulator row is read, and combined next cycle.
+        # COMBINE: a three-stage read-modify-write like the compute unit's (same latency, so the
+        # shared read port, which the compute unit has first, also keeps the write port free):
+        # read the old row while staging this cycle's lanes; fetch: register the old row and the
+        # lanes' products; combine: add or max, and write. The per-lane scales are registered
+        # from the weight scratchpad while the LOAD is checked.
         lanes_layout = data.ArrayLayout(signed(OPERAND_BITS), cols)
         acc_layout = data.ArrayLayout(signed(ACC_BITS), cols)
         incoming, incoming_enables = row_bytes(cols, lambda byte: fields.pad_value.as_unsigned())
-        stage_valid = Signal()
-        stage_lanes = Signal(lanes_layout)
-        stage_enables = Signal(cols)
-        m.d.sync += [stage_valid.eq(writing & (fields.target == Target.COMBINE)), stage_address.eq(write_address),
-                     stage_lanes.eq(incoming), stage_enables.eq(incoming_enables)]
+        staged, staged_address = Signal(), Signal(16)
+        staged_lanes, staged_enables = Signal(lanes_layout), Signal(cols)
+        fetched, fetched_address, fetched_enables = Signal(), Signal(16), Signal(cols)
+        fetched_old, fetched_products = Signal(acc_layout), Signal(acc_layout)
+        fetched_combine = Signal.like(fields.combine)     # the next LOAD may set fields meanwhile
+        scales = Signal(data.ArrayLayout(signed(SCALE_BITS), cols))
+        lane_scales = lanes_layout(self.weight_read.data)
+        m.d.sync += [staged.eq(writing & (fields.target == Target.COMBINE)), staged_address.eq(write_address),
+                     staged_lanes.eq(incoming), staged_enables.eq(incoming_enables),
+                     fetched.eq(staged), fetched_address.eq(staged_address), fetched_enables.eq(staged_enables),
+                     fetched_old.eq(self.acc_read.data), fetched_combine.eq(fields.combine)]
         m.d.comb += [self.acc_read.addr.eq(write_address),
                      self.acc_read.en.eq(writing & (fields.target == Target.COMBINE)),
                      self.weight_read.addr.eq(fields.scale_row), self.weight_read.en.eq(1)]
         combined = Signal(acc_layout)
-        old_row = acc_layout(self.acc_read.data)
-        lane_scales = lanes_layout(self.weight_read.data)
         for lane in range(cols):
-            old = old_row[lane]
-            # A Signal, so the three combine modes share one multiplier.
-            product = Signal(signed(ACC_BITS), name=f"combine_product_{lane}")
-            m.d.comb += product.eq(stage_lanes[lane] * Mux(fields.lane_scales, lane_scales[lane], fields.scale))
-            with m.Switch(fields.combine):
+            m.d.sync += [scales[lane].eq(Mux(fields.lane_scales, lane_scales[lane], fields.scale)),
+                         fetched_products[lane].eq(staged_lanes[lane] * scales[lane])]
+            old, product = fetched_old[lane], fetched_products[lane]
+            with m.Switch(fetched_combine):
                 with m.Case(Combine.OVERWRITE):
                     m.d.comb += combined[lane].eq(product)
                 with m.Case(Combine.ADD):
                     m.d.comb += combined[lane].eq(old + product)
                 with m.Case(Combine.MAX):
                     m.d.comb += combined[lane].eq(Mux(product > old, product, old))
-        m.d.comb += [combine_data.eq(combined),
-                     combine_write.eq(Mux(stage_valid, Cat(enable.replicate(ACC_BITS // 8)
-                                                           for enable in stage_enables), 0))]
+        m.d.comb += [combine_address.eq(fetched_address), combine_data.eq(combined),
+                     combine_write.eq(Mux(fetched, Cat(enable.replicate(ACC_BITS // 8)
+                                                       for enable in fetched_enables), 0))]
 
         # Writer: R beats in order of their bursts; a burst may carry several rows.
         with m.If(data_beat):
@@ -257,4 +264,6 @@ class LoadUnit(wiring.Component):
                 with m.If(~outstanding.r_rdy):
                     m.d.comb += retire.eq(1)
                     m.next = "Idle"
+        with m.If(staged | fetched):
+            m.d.comb += self.busy.eq(1)
         return m

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from hdl.axi import BURST_BOUNDARY
 from hdl.accelerator import QUEUE_DEPTH
-from hdl.compute import IN_FLIGHT
+from hdl.compute import IN_FLIGHT, RESULT_LATENCY
 from hdl.config import AcceleratorConfig, Dataflow
 from hdl.isa import (
     COMPUTE,
@@ -77,7 +77,7 @@ class Timing:
     sync_latency: int = 1           # SYNC: through the in-flight FIFO to its retirement
     job_latency: int = 2            # COMPUTE issue to its activation job starting (job FIFO)
     act_latency: int = 5            # activation job start to its first row leaving the row reader
-    result_latency: int = 1         # last result beat to retirement (accumulator read-modify-write, retire)
+    result_latency: int = RESULT_LATENCY   # last result beat to retirement (accumulator read-modify-write)
     descriptor_latency: int = 2     # LOAD/STORE: the registered rows x blocks x groups product before Check
     post_latency: int = 11          # STORE check to its first W beat (reader, post-processor, output queue)
     store_read_latency: int = 2     # STORE check to its first row entering the post-processor
