@@ -211,8 +211,8 @@ class ComputeUnit(wiring.Component):
         retire = Signal()
         flags = Signal(2)
         head_done_late, done_flags = Signal(), Signal(2)
-        m.d.sync += [head_done_late.eq(head_done), done_flags.eq(Cat(head.push_prev, head.push_next)), retiring.eq(head_done_late),
-                     retiring_flags.eq(done_flags)]
+        m.d.sync += [head_done_late.eq(head_done), done_flags.eq(Cat(head.push_prev, head.push_next)),
+                     retiring.eq(head_done_late), retiring_flags.eq(done_flags)]
         with m.If(retiring):
             m.d.comb += [retire.eq(1), flags.eq(retiring_flags)]
         with m.Elif(in_flight.r_rdy & (head.rows == 0) & ~head_done_late):

@@ -35,10 +35,9 @@ class LoadUnit(wiring.Component):
     """Runs LOAD instructions from ``instructions`` with AXI read bursts, up to
     ``MAX_OUTSTANDING_READS`` in flight; consecutive single-beat rows share a burst.
 
-    COMBINE rows pass a one-row read-modify-write stage into the accumulator
-    (``numerics.combine_rows``). Writes in consecutive cycles to one row (the
-    beats of a multi-beat row) enable disjoint lanes, so the stage needs no
-    forwarding.
+    COMBINE rows pass a three-stage read-modify-write into the accumulator
+    (``numerics.combine_rows``). Writes close together to one row (the beats of
+    a multi-beat row) enable disjoint lanes, so the stages need no forwarding.
 
     Members
     -------
