@@ -9,7 +9,7 @@
 Reads on ``m_axi`` carry ID 0 (fetch) or 1 (load); writes come from the store unit.
 Tokens between units are up/down counters (``hdl.isa`` explains the protocol).
 A run ends when END has been dispatched and every queue and unit is idle, or
-at the first error (``csr.ErrorCode``), which resets the units and queues.
+at the first error (``csr.ErrorCode``), which resets the units and queues in the next cycle.
 """
 from amaranth.hdl import Module, Mux, ResetInserter, Signal
 from amaranth.lib import fifo, memory, wiring
@@ -149,11 +149,15 @@ class Accelerator(wiring.Component):
         done = Signal()
         error = Signal()
         error_code = Signal(ErrorCode)
+        # The first error resets the units and queues one cycle later: a combinational path from every
+        # unit's error logic into the synchronous reset of every register would bound the clock.
+        failed = Signal()
+        m.d.sync += failed.eq(0)
         # START first clears the units, queues and tokens, then (next cycle) starts fetching.
         fetch_start = Signal()
         m.d.sync += fetch_start.eq(csr.start)
         m.d.comb += [fetch.start.eq(fetch_start), fetch.program_addr.eq(csr.program_addr),
-                     fetch.program_length.eq(csr.program_length), soft_reset.eq(csr.start)]
+                     fetch.program_length.eq(csr.program_length), soft_reset.eq(csr.start | failed)]
         causes = [(fetch.error_opcode, ErrorCode.ILLEGAL_OPCODE), (fetch.error_read | load.error_read,
                                                                     ErrorCode.READ_RESPONSE),
                   (store.error_write, ErrorCode.WRITE_RESPONSE),
@@ -166,8 +170,7 @@ class Accelerator(wiring.Component):
         with m.If(csr.start):
             m.d.sync += [running.eq(1), done.eq(0), error.eq(0), error_code.eq(ErrorCode.NONE)]
         with m.Elif(failing):
-            m.d.sync += [running.eq(0), error.eq(1)]
-            m.d.comb += soft_reset.eq(1)
+            m.d.sync += [running.eq(0), error.eq(1), failed.eq(1)]
             for cause, code in reversed(causes):
                 with m.If(cause):
                     m.d.sync += error_code.eq(code)
