@@ -9,6 +9,7 @@ measures its resources and Fmax but yields no bitstream; nextpnr-ice40 has no
 such mode, so an unpinned design on iCE40 stops after synthesis.
 """
 import json
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -91,6 +92,7 @@ class BuildReport:
     fits: bool | None = None
     passed: bool = False
     pll: dict | None = None                             # the PLL's frequencies and parameters, if clocked by one
+    critical_path: dict | None = None                   # the slowest clock's worst path (``critical_path``)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -107,12 +109,47 @@ class BuildReport:
                          f"{self.pll['vco_mhz']:g} MHz, {' '.join(f'{k}={v}' for k, v in self.pll['parameters'].items())})")
         if self.fmax_mhz is not None:
             lines.append(f"  Fmax {self.fmax_mhz:.1f} MHz, target {self.target_mhz:g} MHz")
+        if self.critical_path:
+            path = self.critical_path
+            lines.append(f"  critical path {path['ns']:.1f} ns ({path['routing_ns']:.1f} ns routing): "
+                         f"{path['from']} -> {path['to']}")
+            if path["sources"]:
+                lines.append(f"    through {', '.join(path['sources'])}")
         lines.append("  time " + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in self.seconds.items()))
         lines += [f"  note: {note}" for note in self.notes]
         if self.bitstream:
             lines.append(f"  bitstream {self.bitstream}")
         lines.append(f"  {'PASS' if self.passed else 'FAIL'} ({self.stage})")
         return "\n".join(lines)
+
+
+# A placed cell's name is the register or net Yosys derived it from, plus a suffix of mapped cell types.
+_MAPPED_SUFFIX = re.compile(r"(_(TRELLIS|LUT4|CCU2C|PFUMX|L6MUX21|DP16KD|MULT18X18D|SB_)\w*|\$\w+)$")
+
+
+def critical_path(report: dict, project_root: Path = Path(__file__).resolve().parent.parent) -> dict | None:
+    """The worst register-to-register path of the slowest clock in a nextpnr ``--report``: its delay, the
+    registers it starts and ends at, and the project source lines its logic comes from, in path order."""
+    paths = [path for path in report.get("critical_paths", []) if path["from"] == path["to"] and path["path"]]
+    if not paths:
+        return None
+    worst = max(paths, key=lambda path: sum(step["delay"] for step in path["path"]))
+    steps = worst["path"]
+    sources = []
+    for step in steps:
+        for source in step.get("sources", []):
+            file = source.split(":")[0]
+            if file.startswith(str(project_root)):
+                line = f"{Path(file).relative_to(project_root)}:{source.split(':')[1]}"
+                if line not in sources:
+                    sources.append(line)
+
+    def register(cell):
+        return _MAPPED_SUFFIX.sub("", cell.removeprefix("design."))
+    return {"ns": round(sum(step["delay"] for step in steps), 2),
+            "routing_ns": round(sum(step["delay"] for step in steps if step["type"] == "routing"), 2),
+            "from": register(steps[0]["from"]["cell"]), "to": register(steps[-1]["to"]["cell"]),
+            "sources": sources}
 
 
 def _nextpnr_report(path: Path, board: Board) -> tuple[dict, float | None]:
@@ -204,6 +241,7 @@ def _place_and_route(report, board, workdir, name, target_mhz, constraints, prog
     run_tool(tool, f"run_nextpnr_{board.family}", ["--quiet", "--log", "nextpnr.log", *args], workdir)
     lap("place and route", since)
     placed, report.fmax_mhz = _nextpnr_report(workdir / "nextpnr.json", board)
+    report.critical_path = critical_path(json.loads((workdir / "nextpnr.json").read_text()))
     report.resources = {**report.resources, **placed}
     report.resources_from = "nextpnr" if board.family == "ecp5" else "nextpnr (FFs: yosys)"
     report.stage = "place and route"

@@ -1,13 +1,14 @@
 """The store path's post-processing: int32 accumulator rows to int8 or packed binary rows.
 
 Implements ``numerics.requantize`` and ``numerics.binarize`` + ``pack_bits``
-bit for bit, on C lanes in parallel, as a 5-stage pipeline:
+bit for bit, on C lanes in parallel, as a 6-stage pipeline:
 
 1. ``total = wrap32(acc + bias)``
 2. ``shifted = wrap32(total << max(shift, 0))``
 3. ``product = shifted * multiplier`` (64 bits)
 4. ``high = SaturatingRoundingDoublingHighMul(shifted, multiplier)`` from the product
-5. ``out = clamp(RoundingDivideByPOT(high, max(-shift, 0)) + zero_point)``
+5. RoundingDivideByPOT(high, max(-shift, 0)) as its quotient ``high >> right`` and its rounding bit
+6. ``out = clamp(quotient + rounding bit + zero_point)``
 
 In binary mode lane ``l`` of the output packs the sign bits of channels
 ``8l .. 8l+7`` (``numerics.pack_bits``); lanes past ``ceil(C / 8)`` are 0.
@@ -71,7 +72,7 @@ class PostProcessor(wiring.Component):
         Per bank: output channels kept.
     """
 
-    STAGES = 5
+    STAGES = 6
 
     def __init__(self, lanes: int):
         if not isinstance(lanes, int) or not 1 <= lanes <= 64:
@@ -129,9 +130,11 @@ class PostProcessor(wiring.Component):
             m.d.comb += mask.eq((1 << right) - 1)
             remainder = high.as_unsigned() & mask
             threshold = (mask >> 1) + (high < 0)
-            rounded = (high >> right) + (remainder > threshold)
+            # The shift and the rounding compare have a stage of their own, the sums and the clamp the next.
+            quotient = Signal(signed(ACC_BITS), name=f"quotient_{lane}")
+            round_up = Signal(name=f"round_up_{lane}")
             with_zero_point = Signal(signed(ACC_BITS + 2), name=f"with_zero_point_{lane}")
-            m.d.comb += with_zero_point.eq(rounded + self.params.zero_point)
+            m.d.comb += with_zero_point.eq(quotient + round_up + self.params.zero_point)
             clamped = Mux(with_zero_point < self.params.clamp_min, self.params.clamp_min,
                           Mux(with_zero_point > self.params.clamp_max, self.params.clamp_max,
                               with_zero_point))
@@ -146,7 +149,9 @@ class PostProcessor(wiring.Component):
                     overflow.eq((shifted == -(1 << (ACC_BITS - 1))) &
                                 (channel[2].multiplier == -(1 << (ACC_BITS - 1)))),
                     high.eq(Mux(overflow, (1 << (ACC_BITS - 1)) - 1, truncated)),
-                    requantized.eq(Mux(kept_of(4, lane), clamped, 0)),
+                    quotient.eq(high >> right),
+                    round_up.eq(remainder > threshold),
+                    requantized.eq(Mux(kept_of(5, lane), clamped, 0)),
                 ]
                 m.d.sync += [sign_delay[stage].eq(sign_delay[stage - 1]) for stage in range(1, len(sign_delay))]
             m.d.comb += sign_bits[lane].eq(sign_delay[-1])

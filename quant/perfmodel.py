@@ -51,6 +51,7 @@ from hdl.isa import (
 )
 from hdl.load import MAX_BURST_ROWS, MAX_OUTSTANDING_READS
 from hdl.numerics import ArithMode, stored_bytes
+from hdl.postprocess import PostProcessor
 from hdl.sram import RowReader
 from hdl.store import OUTPUT_ROWS
 from hdl.systolic_array import stream_cycles
@@ -79,7 +80,7 @@ class Timing:
     act_latency: int = 5            # activation job start to its first row leaving the row reader
     result_latency: int = RESULT_LATENCY   # last result beat to retirement (accumulator read-modify-write)
     descriptor_latency: int = 2     # LOAD/STORE: the registered rows x blocks x groups product before Check
-    post_latency: int = 11          # STORE check to its first W beat (reader, post-processor, output queue)
+    post_latency: int = 6 + PostProcessor.STAGES   # STORE check to its first W beat (reader 2, output queue 4)
     store_read_latency: int = 2     # STORE check to its first row entering the post-processor
     store_job_latency: int = 2      # STORE check to the address stage taking it (job queue)
     store_write_latency: int = 3    # address stage takes a STORE to its first W beat (AW, burst queue)

@@ -68,6 +68,11 @@ def test_pinned_counter_becomes_an_icebreaker_bitstream(tmp_path):
     assert 24 <= report.resources["LUTs"]["used"] <= 100
     assert report.resources["LUTs"]["available"] == BOARDS["icebreaker"].resources["LUTs"]
     assert report.fmax_mhz > report.target_mhz
+    # The counter's carry chain bounds the clock (its top bit's register is named after the LED it drives).
+    path = report.critical_path
+    assert path["from"] == "count" and path["to"] in ("count", "led")
+    assert path["ns"] == pytest.approx(1000 / report.fmax_mhz, rel=0.01) and 0 < path["routing_ns"] < path["ns"]
+    assert path["sources"] and all(source.startswith("tests/test_boards.py:") for source in path["sources"])
 
 
 @pytest.mark.parametrize("family, input_mhz, output_mhz", [
