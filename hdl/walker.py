@@ -10,7 +10,7 @@ every block, and every row of the first ``pad_blocks_before`` and last
 ``pad_blocks_after`` blocks of every group (convolution borders in x and y).
 LOAD and STORE walk with it (STORE without padding).
 """
-from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -87,19 +87,24 @@ class RowWalker(wiring.Component):
                   for name, width in PADDING_FIELDS.items()})
         group, block, row = Signal(12), Signal(12), Signal(12)
         group_address, block_address, row_address = Signal(ADDR_WIDTH), Signal(ADDR_WIDTH), Signal(ADDR_WIDTH)
+        # What is left of the block, counted down beside ``row``: the burst length (from the data rows
+        # left) and the block's end (``row + step >= rows``) then wait for no subtraction from ``row``.
+        rows_left = Signal(12)                     # rows - row
+        data_left = Signal(signed(14))             # rows - pad_after - row (negative in trailing padding)
         if self.padding:
-            row_pad = (row < d["pad_before"]) | (row >= d["rows"] - d["pad_after"])
+            row_pad = (row < d["pad_before"]) | (data_left <= 0)
             block_pad = (block < d["pad_blocks_before"]) | (block >= d["blocks"] - d["pad_blocks_after"])
         else:
             row_pad = block_pad = Const(0)
-        end_of_block = row + self.step >= d["rows"]
+        end_of_block = self.step >= rows_left
         end_of_group = end_of_block & (block == d["blocks"] - 1)
         m.d.comb += [self.address.eq(row_address), self.pad.eq(row_pad | block_pad),
-                     self.data_rows_left.eq(d["rows"] - d["pad_after"] - row), self.group_end.eq(end_of_group),
+                     self.data_rows_left.eq(data_left), self.group_end.eq(end_of_group),
                      self.last.eq(end_of_group & (group == d["groups"] - 1))]
+        block_start = [row.eq(0), rows_left.eq(d["rows"]), data_left.eq(d["rows"] - d["pad_after"])]
 
         with m.If(self.start):
-            m.d.sync += [group.eq(0), block.eq(0), row.eq(0), group_address.eq(self.dram_addr),
+            m.d.sync += [group.eq(0), block.eq(0), *block_start, group_address.eq(self.dram_addr),
                          block_address.eq(self.dram_addr), row_address.eq(self.dram_addr)]
         with m.Elif(self.advance):
             # Padding leaves addresses on the first data row (block) to come.
@@ -107,13 +112,14 @@ class RowWalker(wiring.Component):
             next_block_address = Mux(block_pad, block_address, block_address + d["block_stride"])
             next_group_address = group_address + d["group_stride"]
             with m.If(end_of_group):
-                m.d.sync += [group.eq(group + 1), block.eq(0), row.eq(0), group_address.eq(next_group_address),
+                m.d.sync += [group.eq(group + 1), block.eq(0), *block_start, group_address.eq(next_group_address),
                              block_address.eq(next_group_address), row_address.eq(next_group_address)]
             with m.Elif(end_of_block):
-                m.d.sync += [block.eq(block + 1), row.eq(0), block_address.eq(next_block_address),
+                m.d.sync += [block.eq(block + 1), *block_start, block_address.eq(next_block_address),
                              row_address.eq(next_block_address)]
             with m.Else():
-                m.d.sync += [row.eq(row + self.step), row_address.eq(next_row_address)]
+                m.d.sync += [row.eq(row + self.step), rows_left.eq(rows_left - self.step),
+                             data_left.eq(data_left - self.step), row_address.eq(next_row_address)]
         return m
 
 
