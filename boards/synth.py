@@ -16,6 +16,13 @@ ECP5_RESOURCES = {"LUTs": ("LUT4",), "FFs": ("TRELLIS_FF",), "multipliers": ("MU
 # Per family: the synthesis command; ice40 must be told to use its DSPs and single-port RAMs.
 _SYNTH_COMMANDS = {"ecp5": "synth_ecp5", "ice40": "synth_ice40 -dsp -spram"}
 
+# Amaranth names each element of an array-shaped signal ``x`` as a wire ``x[i]``. ABC9 names the bits
+# of ``x`` it maps the same way when it reintegrates its netlist, and the collision stops Yosys with an
+# assertion (0.70: ``GetSize(conn.first) == GetSize(conn.second)`` in rtlil.cc; 0.65 and 0.69:
+# ``count_id(wire->name) == 0``), on some designs only. Those element wires are aliases, so they are
+# made private (``$``-named) before synthesis.
+_HIDE_ELEMENT_NAMES = "rename -hide w:*[*"
+
 
 class SynthesisError(RuntimeError):
     """A tool failed; the message carries the end of its log."""
@@ -56,7 +63,7 @@ def synthesize(design: Path, top: str, family: str, netlist: Path) -> dict[str, 
         raise ValueError(f"Design {str(design)!r} must be in the netlist's directory {str(workdir)!r}")
     read = "read_rtlil" if design.suffix == ".il" else "read_verilog"
     stat = netlist.with_suffix(".stat.txt")
-    _yosys(f"{read} {design.name}; {_SYNTH_COMMANDS[family]} -top {top} -json {netlist.name}; "
+    _yosys(f"{read} {design.name}; {_HIDE_ELEMENT_NAMES}; {_SYNTH_COMMANDS[family]} -top {top} -json {netlist.name}; "
            f"tee -q -o {stat.name} stat", workdir, log=netlist.with_suffix(".yosys.log"))
     text = stat.read_text()
     return {resource: count_cells(text, cells) for resource, cells in FAMILY_CELLS[family].items()}
@@ -67,6 +74,6 @@ def synth_ecp5_cells(verilog: str, top: str) -> dict[str, int]:
     with tempfile.TemporaryDirectory() as workdir:
         workdir = Path(workdir)
         (workdir / "design.v").write_text(verilog)
-        _yosys(f"read_verilog design.v; synth_ecp5 -top {top}; tee -o stat.txt stat", workdir)
+        _yosys(f"read_verilog design.v; {_HIDE_ELEMENT_NAMES}; synth_ecp5 -top {top}; tee -o stat.txt stat", workdir)
         stat = (workdir / "stat.txt").read_text()
     return {resource: count_cells(stat, {cell: 1 for cell in cells}) for resource, cells in ECP5_RESOURCES.items()}
