@@ -117,15 +117,32 @@ class LoadUnit(wiring.Component):
         m.d.comb += [data_beat.eq(self.rvalid & self.rready),
                      write_address.eq(Mux(data_beat, outstanding.r_data + row_in_burst, sram_row))]
 
+        # Whether byte b of a row is data (b < valid_bytes), from compares of its beat and of its lane
+        # shared by every byte and target: a compare per byte took a carry chain each (ECP5, 16x16: over
+        # 2,000 CCU2C cells for the 368 bytes of the five row formats).
+        longest_row = max(length for _, length in geometry.values())
+        data_beats, data_lanes = valid_bytes >> beat_shift, valid_bytes[:beat_shift]
+        beat_is_data = [Signal(name=f"beat_{k}_is_data") for k in range(-(-longest_row // bus_bytes))]
+        beat_is_partial = [Signal(name=f"beat_{k}_is_partial") for k in range(len(beat_is_data))]
+        # (A beat's last lane is data only in a whole data beat.)
+        lane_is_data = [Signal(name=f"lane_{j}_is_data") for j in range(bus_bytes - 1)]
+        m.d.comb += [*(is_data.eq(data_beats > k) for k, is_data in enumerate(beat_is_data)),
+                     *(partial.eq(data_beats == k) for k, partial in enumerate(beat_is_partial)),
+                     *(is_data.eq(data_lanes > j) for j, is_data in enumerate(lane_is_data))]
+
+        def is_data_byte(byte):
+            k, j = divmod(byte, bus_bytes)
+            return beat_is_data[k] | (beat_is_partial[k] & lane_is_data[j]) if j < bus_bytes - 1 else beat_is_data[k]
+
         def row_bytes(row_length, pad_byte):
             """The bytes of a row as written this cycle, and their write enables."""
             data_bytes, enables = [], []
             for byte in range(row_length):
-                in_beat = data_beat & (beat == (byte >> beat_shift)) & (byte < valid_bytes)
+                in_beat = data_beat & (beat == (byte >> beat_shift)) & is_data_byte(byte)
                 beat_byte = self.rdata[(byte % bus_bytes) * 8:(byte % bus_bytes + 1) * 8]
                 data_bytes.append(Mux(in_beat, beat_byte, pad_byte(byte)))
                 # The first beat of a row also fills the lanes past row_elems with padding.
-                enables.append(in_beat | ~data_beat | ((beat == 0) & (byte >= valid_bytes)))
+                enables.append(in_beat | ~data_beat | ((beat == 0) & ~is_data_byte(byte)))
             return Cat(*data_bytes), Cat(*enables)
 
         writing = data_beat | pad_write

@@ -21,7 +21,8 @@ from amaranth.lib import enum as hdl_enum
 __all__ = [
     "OPERAND_BITS", "ACC_BITS", "BINARY_VALUES_PER_LANE", "ArithMode",
     "wrap_acc", "binary_signs", "binary_lane_dot", "golden_gemm", "golden_depthwise", "neutral_padding",
-    "random_operands", "INT32_MIN", "INT32_MAX", "INT8_MIN", "INT8_MAX", "MULTIPLIER_FRACTION_BITS",
+    "random_operands", "INT32_MIN", "INT32_MAX", "INT8_MIN", "INT8_MAX", "MULTIPLIER_BITS", "MULTIPLIER_FRACTION_BITS",
+    "MULTIPLIER_MIN", "MULTIPLIER_MAX",
     "SHIFT_BITS", "SHIFT_RANGE", "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
     "multiply_by_quantized_multiplier", "quantize_multiplier", "requantize", "binarize", "pack_bits",
     "store_rows", "stored_bytes", "Combine", "SCALE_BITS", "combine_rows",
@@ -119,27 +120,34 @@ def random_operands(rng: np.random.Generator, m: int, k: int, n: int) -> tuple[n
 
 
 # --- Requantization: int32 accumulator -> int8, TFLite / gemmlowp semantics -------------
+# with a 16-bit multiplier: TFLite's is Q0.31, whose 32 x 32-bit product takes four 18 x 18 DSP
+# blocks per lane on ECP5 (two 16 x 16 on iCE40 for each half); a Q0.15 multiplier takes two, and
+# its relative rounding error (2**-15) is far below an int8 output's half step.
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 INT8_MIN, INT8_MAX = -(1 << (OPERAND_BITS - 1)), (1 << (OPERAND_BITS - 1)) - 1
-MULTIPLIER_FRACTION_BITS = 31          # multipliers are Q0.31 in [2**30, 2**31)
+MULTIPLIER_BITS = 16                   # two's-complement width of the multiplier the hardware keeps
+MULTIPLIER_FRACTION_BITS = MULTIPLIER_BITS - 1   # quantized multipliers are Q0.15 in [2**14, 2**15)
+MULTIPLIER_MIN, MULTIPLIER_MAX = -(1 << MULTIPLIER_FRACTION_BITS), (1 << MULTIPLIER_FRACTION_BITS) - 1
 SHIFT_BITS = 6                         # two's-complement width of the stored shift
 SHIFT_RANGE = range(-31, 31)           # power-of-two exponent applied with the multiplier
 
 
 def saturating_rounding_doubling_high_mul(a, b) -> np.ndarray:
-    """gemmlowp's SaturatingRoundingDoublingHighMul: round(a * b / 2**31), ties away from zero.
+    """gemmlowp's SaturatingRoundingDoublingHighMul for an int32 ``a`` and a ``MULTIPLIER_BITS`` ``b``:
+    round(a * b / 2**MULTIPLIER_FRACTION_BITS), ties away from zero.
 
-    The only overflowing case, ``a == b == INT32_MIN``, saturates to ``INT32_MAX``.
+    The only overflowing case, ``a == INT32_MIN`` and ``b == MULTIPLIER_MIN``, saturates to ``INT32_MAX``.
     """
     a = np.asarray(a, dtype=np.int64)
     b = np.asarray(b, dtype=np.int64)
     product = a * b
-    nudge = np.where(product >= 0, 1 << 30, 1 - (1 << 30))
+    half = 1 << (MULTIPLIER_FRACTION_BITS - 1)
+    nudge = np.where(product >= 0, half, 1 - half)
     total = product + nudge
     # C++ integer division truncates toward zero.
     quotient = np.sign(total) * (np.abs(total) >> MULTIPLIER_FRACTION_BITS)
-    return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, quotient).astype(np.int64)
+    return np.where((a == INT32_MIN) & (b == MULTIPLIER_MIN), INT32_MAX, quotient).astype(np.int64)
 
 
 def rounding_divide_by_pot(x, exponent) -> np.ndarray:
@@ -153,7 +161,7 @@ def rounding_divide_by_pot(x, exponent) -> np.ndarray:
 
 
 def multiply_by_quantized_multiplier(x, multiplier, shift) -> np.ndarray:
-    """TFLite's MultiplyByQuantizedMultiplier: ``x * multiplier * 2**(shift - 31)``, rounded.
+    """TFLite's MultiplyByQuantizedMultiplier: ``x * multiplier * 2**(shift - MULTIPLIER_FRACTION_BITS)``, rounded.
 
     A positive ``shift`` is applied as a left shift before the multiply; the
     shifted value wraps to int32 like the hardware's 32-bit datapath.
@@ -166,7 +174,8 @@ def multiply_by_quantized_multiplier(x, multiplier, shift) -> np.ndarray:
 
 
 def quantize_multiplier(real_multiplier: float) -> tuple[int, int]:
-    """TFLite's QuantizeMultiplier: ``real = multiplier * 2**(shift - 31)``, multiplier in [2**30, 2**31)."""
+    """TFLite's QuantizeMultiplier: ``real = multiplier * 2**(shift - MULTIPLIER_FRACTION_BITS)``, multiplier in
+    [2**(MULTIPLIER_FRACTION_BITS - 1), 2**MULTIPLIER_FRACTION_BITS)."""
     if not np.isfinite(real_multiplier) or real_multiplier <= 0:
         raise ValueError(f"Requantization scale must be a positive finite number, not {real_multiplier!r}")
     fraction, exponent = np.frexp(real_multiplier)

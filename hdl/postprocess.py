@@ -5,7 +5,7 @@ bit for bit, on C lanes in parallel, as a 6-stage pipeline:
 
 1. ``total = wrap32(acc + bias)``
 2. ``shifted = wrap32(total << max(shift, 0))``
-3. ``product = shifted * multiplier`` (64 bits)
+3. ``product = shifted * multiplier`` (32 x ``MULTIPLIER_BITS`` bits)
 4. ``high = SaturatingRoundingDoublingHighMul(shifted, multiplier)`` from the product
 5. RoundingDivideByPOT(high, max(-shift, 0)) as its quotient ``high >> right`` and its rounding bit
 6. ``out = clamp(quotient + rounding bit + zero_point)``
@@ -19,7 +19,8 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, MULTIPLIER_FRACTION_BITS, OPERAND_BITS, SHIFT_BITS, ArithMode
+from .numerics import (ACC_BITS, BINARY_VALUES_PER_LANE, MULTIPLIER_BITS, MULTIPLIER_FRACTION_BITS, MULTIPLIER_MIN,
+                       OPERAND_BITS, SHIFT_BITS, ArithMode)
 
 __all__ = ["PostProcessor", "channel_params_layout", "output_params_layout",
            "accumulator_row_layout", "output_row_layout", "BANKS"]
@@ -31,7 +32,7 @@ SHIFT = signed(SHIFT_BITS)
 
 def channel_params_layout() -> data.StructLayout:
     """Per output channel: requantization bias/multiplier/shift; ``flip`` for binary layers."""
-    return data.StructLayout({"bias": signed(ACC_BITS), "multiplier": signed(ACC_BITS),
+    return data.StructLayout({"bias": signed(ACC_BITS), "multiplier": signed(MULTIPLIER_BITS),
                               "shift": SHIFT, "flip": 1})
 
 
@@ -117,12 +118,13 @@ class PostProcessor(wiring.Component):
             shifted = Signal(signed(ACC_BITS), name=f"shifted_{lane}")
             high = Signal(signed(ACC_BITS), name=f"high_{lane}")
             sign_delay = [Signal(name=f"sign_{lane}_{stage}") for stage in range(self.STAGES - 1)]
-            # The 32 x 32 product has a stage of its own, the rounding of its high half the next.
-            product = Signal(signed(2 * ACC_BITS), name=f"product_{lane}")
+            # The product has a stage of its own, the rounding of its high part the next.
+            product = Signal(signed(ACC_BITS + MULTIPLIER_BITS), name=f"product_{lane}")
             overflow = Signal(name=f"overflow_{lane}")
-            nudged = Signal(signed(2 * ACC_BITS + 1), name=f"nudged_{lane}")
-            m.d.comb += nudged.eq(product + Mux(product >= 0, 1 << 30, 1 - (1 << 30)))
-            # Truncating division by 2**31 (C++ semantics): round negative values up.
+            nudged = Signal(signed(ACC_BITS + MULTIPLIER_BITS + 1), name=f"nudged_{lane}")
+            half = 1 << (MULTIPLIER_FRACTION_BITS - 1)
+            m.d.comb += nudged.eq(product + Mux(product >= 0, half, 1 - half))
+            # Truncating division by 2**MULTIPLIER_FRACTION_BITS (C++ semantics): round negative values up.
             truncated = Mux(nudged < 0, nudged + ((1 << MULTIPLIER_FRACTION_BITS) - 1), nudged) \
                 >> MULTIPLIER_FRACTION_BITS
             right = Mux(channel[4].shift < 0, -channel[4].shift, 0)[:SHIFT.width - 1]
@@ -146,8 +148,7 @@ class PostProcessor(wiring.Component):
                     shifted.eq(total << left),
                     sign_delay[0].eq(((total >= 0) ^ channel[1].flip) & kept_of(1, lane)),
                     product.eq(shifted * channel[2].multiplier),
-                    overflow.eq((shifted == -(1 << (ACC_BITS - 1))) &
-                                (channel[2].multiplier == -(1 << (ACC_BITS - 1)))),
+                    overflow.eq((shifted == -(1 << (ACC_BITS - 1))) & (channel[2].multiplier == MULTIPLIER_MIN)),
                     high.eq(Mux(overflow, (1 << (ACC_BITS - 1)) - 1, truncated)),
                     quotient.eq(high >> right),
                     round_up.eq(remainder > threshold),

@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 from .axi import ADDR_WIDTH, merged_burst_rows, response_failed
 from .config import AcceleratorConfig
 from .isa import CHANNEL_RECORD_BYTES, INSTRUCTION, STORE_BYTE_OFFSET_BITS, Opcode
-from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, SHIFT_BITS, ArithMode
+from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, MULTIPLIER_BITS, SHIFT_BITS, ArithMode
 from .postprocess import BANKS, PostProcessor, output_params_layout
 from .sram import RowReader, address_width
 from .walker import DESCRIPTOR_FIELDS, RowWalker, descriptor_rows
@@ -76,13 +76,14 @@ class StoreUnit(wiring.Component):
                      out_rows.w_en.eq(post.rows_out.valid), out_rows.w_data.eq(post.rows_out.payload.data),
                      post.rows_out.ready.eq(out_rows.w_rdy)]
 
-        # Channel records as they sit in memory: bias, multiplier, shift byte, flip byte.
+        # Channel records as they sit in memory: bias, multiplier word (its low MULTIPLIER_BITS kept), shift
+        # byte (its low SHIFT_BITS kept), flip byte.
         record_bits = CHANNEL_RECORD_BYTES * 8
         records = self.channel_read.data
         decoded = Signal.like(channel_params[0])
         for lane in range(cols):
             record = records[lane * record_bits:(lane + 1) * record_bits]
-            m.d.comb += [decoded[lane].bias.eq(record[0:32]), decoded[lane].multiplier.eq(record[32:64]),
+            m.d.comb += [decoded[lane].bias.eq(record[0:32]), decoded[lane].multiplier.eq(record[32:32 + MULTIPLIER_BITS]),
                          decoded[lane].shift.eq(record[64:64 + SHIFT_BITS]), decoded[lane].flip.eq(record[72])]
 
         # What the writer needs of a STORE, queued by the front end: the data stage its row format and

@@ -85,26 +85,30 @@ class RowWalker(wiring.Component):
         d = {name: getattr(self, name) for name in DESCRIPTOR_FIELDS}
         d.update({name: getattr(self, name) if self.padding else Const(0, width)
                   for name, width in PADDING_FIELDS.items()})
-        group, block, row = Signal(12), Signal(12), Signal(12)
+        block, row = Signal(12, name="block"), Signal(12, name="row")
         group_address, block_address, row_address = Signal(ADDR_WIDTH), Signal(ADDR_WIDTH), Signal(ADDR_WIDTH)
-        # What is left of the block, counted down beside ``row``: the burst length (from the data rows
-        # left) and the block's end (``row + step >= rows``) then wait for no subtraction from ``row``.
+        # What is left of the walk, counted down beside ``block`` and ``row``: the burst length (from the
+        # data rows left), the padding and the ends of a block, group and walk then wait for no
+        # subtraction from a counter (``row + step >= rows`` is ``step >= rows_left``).
         rows_left = Signal(12)                     # rows - row
         data_left = Signal(signed(14))             # rows - pad_after - row (negative in trailing padding)
+        blocks_left = Signal(12)                   # blocks - block
+        groups_left = Signal(12)                   # groups - group
         if self.padding:
             row_pad = (row < d["pad_before"]) | (data_left <= 0)
-            block_pad = (block < d["pad_blocks_before"]) | (block >= d["blocks"] - d["pad_blocks_after"])
+            block_pad = (block < d["pad_blocks_before"]) | (blocks_left <= d["pad_blocks_after"])
         else:
             row_pad = block_pad = Const(0)
         end_of_block = self.step >= rows_left
-        end_of_group = end_of_block & (block == d["blocks"] - 1)
+        end_of_group = end_of_block & (blocks_left == 1)
         m.d.comb += [self.address.eq(row_address), self.pad.eq(row_pad | block_pad),
                      self.data_rows_left.eq(data_left), self.group_end.eq(end_of_group),
-                     self.last.eq(end_of_group & (group == d["groups"] - 1))]
+                     self.last.eq(end_of_group & (groups_left == 1))]
         block_start = [row.eq(0), rows_left.eq(d["rows"]), data_left.eq(d["rows"] - d["pad_after"])]
+        group_start = [block.eq(0), blocks_left.eq(d["blocks"]), *block_start]
 
         with m.If(self.start):
-            m.d.sync += [group.eq(0), block.eq(0), *block_start, group_address.eq(self.dram_addr),
+            m.d.sync += [groups_left.eq(d["groups"]), *group_start, group_address.eq(self.dram_addr),
                          block_address.eq(self.dram_addr), row_address.eq(self.dram_addr)]
         with m.Elif(self.advance):
             # Padding leaves addresses on the first data row (block) to come.
@@ -112,11 +116,11 @@ class RowWalker(wiring.Component):
             next_block_address = Mux(block_pad, block_address, block_address + d["block_stride"])
             next_group_address = group_address + d["group_stride"]
             with m.If(end_of_group):
-                m.d.sync += [group.eq(group + 1), block.eq(0), *block_start, group_address.eq(next_group_address),
+                m.d.sync += [groups_left.eq(groups_left - 1), *group_start, group_address.eq(next_group_address),
                              block_address.eq(next_group_address), row_address.eq(next_group_address)]
             with m.Elif(end_of_block):
-                m.d.sync += [block.eq(block + 1), *block_start, block_address.eq(next_block_address),
-                             row_address.eq(next_block_address)]
+                m.d.sync += [block.eq(block + 1), blocks_left.eq(blocks_left - 1), *block_start,
+                             block_address.eq(next_block_address), row_address.eq(next_block_address)]
             with m.Else():
                 m.d.sync += [row.eq(row + self.step), rows_left.eq(rows_left - self.step),
                              data_left.eq(data_left - self.step), row_address.eq(next_row_address)]

@@ -66,7 +66,7 @@ class Padding(NamedTuple):
 class Requantize:
     """int8 output stage: ``numerics.requantize(acc, bias, multiplier, shift, 0, clamp_min, clamp_max)``.
 
-    ``bias`` (int32), ``multiplier`` (Q31, in [2**30, 2**31)) and ``shift`` are
+    ``bias`` (int32), ``multiplier`` (``numerics.quantize_multiplier``) and ``shift`` are
     per output channel, shape ``(C,)``. ReLU is ``clamp_min = 0``, ReLU6 also
     ``clamp_max = round(6 / output scale)``.
     """

@@ -8,7 +8,8 @@ the simulation loaders and (later) the host driver:
   by a power of two at least their size (``row_stride``) and regions aligned to it;
 * int8 rows are packed lane after lane, int32 lanes little-endian;
 * a channel record (``isa.CHANNEL_RECORD_BYTES``) is bias int32, multiplier
-  int32, shift int8, flip uint8, then zero padding;
+  int32 (the hardware keeps its low ``MULTIPLIER_BITS``), shift int8, flip uint8,
+  then zero padding;
 * instructions are ``isa.INSTRUCTION_BITS`` wide, little-endian;
 * a feature map (H, W, C) is NHWC in channel blocks (``FeatureMap``): block
   ``cb`` holds channels ``cb*lanes ..`` of every pixel, one row per pixel in
@@ -20,7 +21,7 @@ import numpy as np
 
 from hdl.axi import BURST_BOUNDARY
 from hdl.isa import CHANNEL_RECORD_BYTES, INSTRUCTION_BITS, Instruction, encode
-from hdl.numerics import SHIFT_BITS
+from hdl.numerics import MULTIPLIER_BITS, SHIFT_BITS
 
 __all__ = ["Region", "FeatureMap", "MemoryImage", "pack_channel_records", "unpack_channel_records", "round_up", "row_stride",
            "AXI_BOUNDARY"]
@@ -28,6 +29,8 @@ __all__ = ["Region", "FeatureMap", "MemoryImage", "pack_channel_records", "unpac
 INSTRUCTION_BYTES = INSTRUCTION_BITS // 8
 _SHIFT_MASK = (1 << SHIFT_BITS) - 1
 _SHIFT_SIGN = 1 << (SHIFT_BITS - 1)
+_MULTIPLIER_MASK = (1 << MULTIPLIER_BITS) - 1
+_MULTIPLIER_SIGN = 1 << (MULTIPLIER_BITS - 1)
 
 
 AXI_BOUNDARY = BURST_BOUNDARY
@@ -133,8 +136,10 @@ def unpack_channel_records(records: np.ndarray) -> dict[str, np.ndarray]:
     records = np.ascontiguousarray(records, dtype=np.uint8)
     return {
         "bias": records[:, 0:4].copy().view("<i4").reshape(-1).astype(np.int64),
-        "multiplier": records[:, 4:8].copy().view("<i4").reshape(-1).astype(np.int64),
-        # The hardware keeps the low SHIFT_BITS of the shift byte, two's complement.
+        # The hardware keeps the low MULTIPLIER_BITS of the multiplier word and the low SHIFT_BITS of the
+        # shift byte, two's complement.
+        "multiplier": ((records[:, 4:8].copy().view("<i4").reshape(-1).astype(np.int64) & _MULTIPLIER_MASK)
+                       ^ _MULTIPLIER_SIGN) - _MULTIPLIER_SIGN,
         "shift": ((records[:, 8].astype(np.int64) & _SHIFT_MASK) ^ _SHIFT_SIGN) - _SHIFT_SIGN,
         "flip": (records[:, 9] & 1).astype(np.int64),
     }

@@ -3,7 +3,7 @@
 It shares nothing with the golden model but the graph's integer parameters:
 convolutions and pooling are torch's own (NCHW, float64, exact for these
 integer sizes), binary lanes are unpacked with ``np.unpackbits``, and
-requantization is ``round(acc * multiplier * 2**(shift - 31))`` in float with
+requantization is ``round(acc * multiplier * 2**(shift - MULTIPLIER_FRACTION_BITS))`` in float with
 round-half-to-even. The golden model's fixed-point rule (gemmlowp: a rounding
 doubling high multiply, then a rounding right shift, ties away from zero)
 rounds twice, so the two may differ by 1 LSB; binarized bits, max pooling and
@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hdl.numerics import ArithMode
+from hdl.numerics import MULTIPLIER_FRACTION_BITS, ArithMode
 
 from .graph import (
     Add,
@@ -49,7 +49,7 @@ def _rescale(acc: torch.Tensor, post: Requantize | Binarize) -> np.ndarray:
     if isinstance(post, Binarize):
         bits = (acc + post.bias >= 0) != post.flip
         return np.packbits(bits.astype(np.uint8), axis=-1, bitorder="little").view(np.int8)
-    real = (acc + post.bias) * post.multiplier.astype(np.float64) * np.exp2(post.shift.astype(np.float64) - 31)
+    real = (acc + post.bias) * post.multiplier.astype(np.float64) * np.exp2(post.shift.astype(np.float64) - MULTIPLIER_FRACTION_BITS)
     return np.clip(np.round(real), post.clamp_min, post.clamp_max).astype(np.int8)
 
 

@@ -10,6 +10,9 @@ from hdl.numerics import (
     INT8_MIN,
     INT32_MAX,
     INT32_MIN,
+    MULTIPLIER_FRACTION_BITS,
+    MULTIPLIER_MAX,
+    MULTIPLIER_MIN,
     SHIFT_RANGE,
     ArithMode,
     quantize_multiplier,
@@ -31,9 +34,11 @@ def random_params(rng, lanes, mode, realistic):
     if realistic:
         scales = rng.uniform(1e-6, 4.0, size=lanes)
         multipliers, shifts = map(np.array, zip(*(quantize_multiplier(s) for s in scales)))
-    else:   # anything the fields can hold, including the saturating INT32_MIN * INT32_MIN
-        multipliers = rng.choice([INT32_MIN, INT32_MAX, 0, -1, 1 << 30], size=lanes)
-        multipliers = np.where(rng.random(lanes) < 0.5, multipliers, rng.integers(INT32_MIN, INT32_MAX, lanes))
+    else:   # anything the fields can hold, including the saturating INT32_MIN * MULTIPLIER_MIN
+        multipliers = rng.choice([MULTIPLIER_MIN, MULTIPLIER_MAX, 0, -1, 1 << (MULTIPLIER_FRACTION_BITS - 1)],
+                                 size=lanes)
+        multipliers = np.where(rng.random(lanes) < 0.5, multipliers,
+                               rng.integers(MULTIPLIER_MIN, MULTIPLIER_MAX, lanes, endpoint=True))
         shifts = rng.integers(SHIFT_RANGE.start, SHIFT_RANGE.stop, size=lanes)
     low, high = sorted(int(v) for v in rng.integers(INT8_MIN, INT8_MAX + 1, size=2))
     return {

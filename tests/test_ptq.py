@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from hdl.numerics import INT8_MAX, SHIFT_RANGE, ArithMode, binarize
+from hdl.numerics import INT8_MAX, MULTIPLIER_FRACTION_BITS, SHIFT_RANGE, ArithMode, binarize
 from quant.frontend import FloatConv, trace
 from quant.graph import Add, Binarize, ChannelShuffle, Concat, Conv, Pool, PoolKind, Requantize, Slice
 from quant.ptq import ADD_ACC_SCALE, binarize_thresholds, calibrate, quantize, quantize_input
@@ -30,12 +30,13 @@ def test_weights_are_per_channel_symmetric_int8_and_requantization_is_q31(seed):
         assert np.all(np.abs(conv.weight).reshape(len(step), -1).max(axis=1) == INT8_MAX)
         assert np.all(np.abs(conv.weight * step[:, None, None, None] - effective) <= step[:, None, None, None] / 2 + 1e-9)
         post = conv.post
-        assert np.all((post.multiplier >= 1 << 30) & (post.multiplier < 1 << 31))
+        assert np.all((post.multiplier >= 1 << (MULTIPLIER_FRACTION_BITS - 1)) &
+                      (post.multiplier < 1 << MULTIPLIER_FRACTION_BITS))
         assert np.all((post.shift >= SHIFT_RANGE.start) & (post.shift < SHIFT_RANGE.stop))
         assert np.all(np.abs(post.bias) < 1 << 31)
-        real = post.multiplier * np.exp2(post.shift - 31.0)
+        real = post.multiplier * np.exp2(post.shift - float(MULTIPLIER_FRACTION_BITS))
         expected = integer.tensors[conv.input].scale * step / integer.tensors[conv.output].scale
-        np.testing.assert_allclose(real, expected, rtol=1e-6)
+        np.testing.assert_allclose(real, expected, rtol=2.0 ** -MULTIPLIER_FRACTION_BITS)
 
 
 def test_relu6_becomes_a_clamp_at_six(seed):

@@ -1,4 +1,5 @@
-"""Requantization rules (TFLite / gemmlowp) against a scalar transcription of the C++ reference."""
+"""Requantization rules (TFLite / gemmlowp, with a 16-bit multiplier) against a scalar transcription of the C++
+reference."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -7,6 +8,9 @@ from hypothesis import strategies as st
 from hdl.numerics import (
     INT32_MAX,
     INT32_MIN,
+    MULTIPLIER_FRACTION_BITS,
+    MULTIPLIER_MAX,
+    MULTIPLIER_MIN,
     multiply_by_quantized_multiplier,
     quantize_multiplier,
     requantize,
@@ -16,13 +20,15 @@ from hdl.numerics import (
 
 
 def srdhm_scalar(a: int, b: int) -> int:
-    """gemmlowp/fixedpoint.h, line by line with Python ints."""
-    if a == b == INT32_MIN:
+    """gemmlowp/fixedpoint.h, line by line with Python ints, for a MULTIPLIER_FRACTION_BITS fraction."""
+    fraction = MULTIPLIER_FRACTION_BITS
+    if a == INT32_MIN and b == MULTIPLIER_MIN:
         return INT32_MAX
     ab = a * b
-    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+    nudge = (1 << (fraction - 1)) if ab >= 0 else 1 - (1 << (fraction - 1))
     total = ab + nudge
-    return int(total / (1 << 31)) if abs(total) < (1 << 52) else (abs(total) >> 31) * (1 if total >= 0 else -1)
+    return int(total / (1 << fraction)) if abs(total) < (1 << 52) else \
+        (abs(total) >> fraction) * (1 if total >= 0 else -1)
 
 
 def rdbp_scalar(x: int, exponent: int) -> int:
@@ -33,10 +39,11 @@ def rdbp_scalar(x: int, exponent: int) -> int:
 
 
 int32 = st.integers(INT32_MIN, INT32_MAX)
+multipliers = st.integers(MULTIPLIER_MIN, MULTIPLIER_MAX)
 
 
 @settings(max_examples=300, deadline=None)
-@given(a=int32, b=int32)
+@given(a=int32, b=multipliers)
 def test_srdhm_matches_reference(a, b):
     assert saturating_rounding_doubling_high_mul(a, b) == srdhm_scalar(a, b)
 
@@ -50,11 +57,15 @@ def test_rounding_divide_matches_reference(x, exponent):
 def test_rounding_ties_go_away_from_zero():
     assert rounding_divide_by_pot(5, 1) == 3 and rounding_divide_by_pot(-5, 1) == -3
     assert rounding_divide_by_pot(4, 1) == 2 and rounding_divide_by_pot(-7, 2) == -2
-    assert saturating_rounding_doubling_high_mul(INT32_MIN, INT32_MIN) == INT32_MAX
+    assert saturating_rounding_doubling_high_mul(INT32_MIN, MULTIPLIER_MIN) == INT32_MAX
+    assert saturating_rounding_doubling_high_mul(INT32_MIN, MULTIPLIER_MAX) == INT32_MIN + (1 << 16)
 
 
-@pytest.mark.parametrize("real, expected", [(0.5, (1 << 30, 0)), (1.0, (1 << 30, 1)),
-                                            (0.25, (1 << 30, -1)), (0.75, (3 << 29, 0))])
+HALF = 1 << (MULTIPLIER_FRACTION_BITS - 1)     # the multiplier of 0.5 x 2**shift
+
+
+@pytest.mark.parametrize("real, expected", [(0.5, (HALF, 0)), (1.0, (HALF, 1)), (0.25, (HALF, -1)),
+                                            (0.75, (3 * HALF // 2, 0))])
 def test_quantize_multiplier(real, expected):
     assert quantize_multiplier(real) == expected
 
