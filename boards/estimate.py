@@ -18,18 +18,12 @@ from dataclasses import dataclass
 
 from .board import Board
 
-__all__ = ["Needs", "PACKING_OVERHEAD", "estimate_needs", "fit_problems", "synthesis_overruns"]
+__all__ = ["Needs", "estimate_needs", "fit_problems", "synthesis_overruns"]
 
 # Memories smaller than this stay in LUT RAM or flip-flops (Yosys' memory_libmap picks them so).
 _MIN_BLOCK_RAM_BITS = 2048
 
 _DSP_WIDTH = {"ecp5": 18, "ice40": 16}
-
-# Logic sites nextpnr packs a synthesized netlist into, per LUT4 equivalent Yosys counted
-# (``board.FAMILY_CELLS``). Measured on ECP5 (2026-12-01, the ULX3S 16x16 SoC): 80,615 LUT4
-# equivalents became 87,621 TRELLIS_COMB (+8.7%), over the device, found only during placement.
-# iCE40 logic cells are counted as Yosys counts LUTs (nextpnr adds no LUT sites of its own).
-PACKING_OVERHEAD = {"ecp5": 1.09, "ice40": 1.0}
 
 _CELL = re.compile(r"^\s*cell (\$\w+) \S+\n((?:\s*parameter .*\n)*)((?:\s*connect .*\n)*)", re.M)
 _PARAM = re.compile(r"parameter \\(\w+) (\S+)")
@@ -101,16 +95,9 @@ def fit_problems(needs: Needs, board: Board) -> list[str]:
 
 
 def synthesis_overruns(counts: dict[str, int], board: Board) -> list[str]:
-    """The resources a synthesized design (``synth.synthesize`` counts) would exceed on ``board``
-    after place and route: LUTs with the family's packing overhead, the rest as counted."""
-    overruns = []
-    for resource, used in counts.items():
-        available = board.resources[resource]
-        if resource == "LUTs" and PACKING_OVERHEAD[board.family] != 1.0:
-            packed = math.ceil(used * PACKING_OVERHEAD[board.family])
-            if packed > available:
-                overruns.append(f"LUTs {used} (about {packed} LUT sites after nextpnr packing, "
-                                f"+{PACKING_OVERHEAD[board.family] - 1:.0%}) > {available}")
-        elif used > available:
-            overruns.append(f"{resource} {used} > {available}")
-    return overruns
+    """The resources a synthesized design (``synth.synthesize`` counts) exceeds on ``board`` as counted.
+
+    On ECP5 the flow checks the logic again after nextpnr has packed it (``flow.packing_overruns``),
+    which can take 10% more LUT sites than Yosys counts."""
+    return [f"{resource} {used} > {board.resources[resource]}" for resource, used in counts.items()
+            if used > board.resources[resource]]
