@@ -177,7 +177,8 @@ def _nextpnr_report(path: Path, board: Board) -> tuple[dict, float | None]:
 
 def build(design, name: str, board: Board, workdir: Path, *, target_mhz: float | None = None,
           pins: dict | None = None, synth_only: bool = False, top_kind: str = "",
-          needs: Needs | None = None, progress=print, seed: int = 1, pll: PllPlan | None = None) -> BuildReport:
+          needs: Needs | None = None, progress=print, seed: int = 1, pll: PllPlan | None = None,
+          lut4_only: bool = False) -> BuildReport:
     """Build ``design`` (top module ``name``) for ``board`` in ``workdir``; return the report.
 
     A pinned design is clocked by ``pll`` when given (its output is then the target clock), else by the
@@ -216,7 +217,7 @@ def build(design, name: str, board: Board, workdir: Path, *, target_mhz: float |
 
     progress(f"synthesizing {name} for {board.device} (yosys)...")
     since = time.perf_counter()
-    counts = synthesize(design_file, name, board.family, workdir / f"{name}.json")
+    counts = synthesize(design_file, name, board.family, workdir / f"{name}.json", lut4_only=lut4_only)
     lap("synthesis", since)
     report.resources = {resource: {"used": used, "available": board.resources[resource]}
                         for resource, used in counts.items()}

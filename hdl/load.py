@@ -227,6 +227,10 @@ class LoadUnit(wiring.Component):
                      walker.step.eq(step),
                      walker.step_bytes.eq(Mux(mergeable, burst_rows << beat_shift, fields.row_stride))]
         sram_span = descriptor_rows(m, fields, gap=fields.sram_gap)
+        # The rows from sram_addr to the end of the target, registered while the span is computed: the
+        # range check then compares the two, with no add in front of the compare.
+        sram_room = Signal(signed(len(depth) + 1))
+        m.d.sync += sram_room.eq(depth - fields.sram_addr)
         retire = Signal()
         advance = Signal()
         to_accumulator = (fields.target == Target.ACCUMULATORS) | (fields.target == Target.COMBINE)
@@ -253,7 +257,7 @@ class LoadUnit(wiring.Component):
                 undefined = ((fields.target.as_value() > max(t.value for t in Target)) |
                              ((fields.target == Target.COMBINE) &
                               (fields.combine.as_value() > max(c.value for c in Combine))))
-                out_of_range = (fields.sram_addr + sram_span > depth) | bad_scale_row
+                out_of_range = (sram_span > sram_room) | bad_scale_row
                 with m.If(undefined | out_of_range):
                     m.d.comb += [self.error_field.eq(undefined), self.error_range.eq(~undefined)]
                     m.next = "Idle"

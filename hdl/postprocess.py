@@ -7,16 +7,15 @@ bit for bit, on C lanes in parallel, as a 6-stage pipeline:
 2. ``shifted = wrap32(total << max(shift, 0))``
 3. ``product = shifted * multiplier`` (32 x ``MULTIPLIER_BITS`` bits)
 4. ``high = SaturatingRoundingDoublingHighMul(shifted, multiplier)`` from the product
-5. ``nudged = high + nudge``: RoundingDivideByPOT(high, right = max(-shift, 0)) is ``nudged >> right``
-   with ``nudge`` 2**(right - 1), less 1 for negative ``high`` (0 if ``right`` is 0)
-6. ``out = clamp((nudged >> right) + zero_point)``
+5. RoundingDivideByPOT(high, max(-shift, 0)) as its quotient ``high >> right`` and its rounding bit
+6. ``out = clamp(quotient + rounding bit + zero_point)``
 
 In binary mode lane ``l`` of the output packs the sign bits of channels
 ``8l .. 8l+7`` (``numerics.pack_bits``); lanes past ``ceil(C / 8)`` are 0.
 Channels from ``channels`` on are forced to 0 in both modes
 (``numerics.store_rows``).
 """
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -128,17 +127,16 @@ class PostProcessor(wiring.Component):
             # Truncating division by 2**MULTIPLIER_FRACTION_BITS (C++ semantics): round negative values up.
             truncated = Mux(nudged < 0, nudged + ((1 << MULTIPLIER_FRACTION_BITS) - 1), nudged) \
                 >> MULTIPLIER_FRACTION_BITS
-            # RoundingDivideByPOT as one add and one shift (gemmlowp's mask, remainder and threshold
-            # compare took twice the logic): the add has a stage of its own, the shift, zero point and
-            # clamp the next.
-            right = [Mux(channel[stage].shift < 0, -channel[stage].shift, 0)[:SHIFT.width - 1] for stage in (4, 5)]
-            half = Signal(ACC_BITS, name=f"half_{lane}")                 # 2**(right - 1), or 0
-            below_half = Signal(ACC_BITS, name=f"below_half_{lane}")     # 2**(right - 1) - 1, or 0
-            m.d.comb += [half.eq((1 << right[0]) >> 1),
-                         below_half.eq(Const((1 << ACC_BITS) - 1, ACC_BITS) >> (ACC_BITS + 1 - right[0]).as_unsigned())]
-            rounding_nudged = Signal(signed(ACC_BITS + 1), name=f"rounding_nudged_{lane}")
+            right = Mux(channel[4].shift < 0, -channel[4].shift, 0)[:SHIFT.width - 1]
+            mask = Signal(ACC_BITS, name=f"mask_{lane}")
+            m.d.comb += mask.eq((1 << right) - 1)
+            remainder = high.as_unsigned() & mask
+            threshold = (mask >> 1) + (high < 0)
+            # The shift and the rounding compare have a stage of their own, the sums and the clamp the next.
+            quotient = Signal(signed(ACC_BITS), name=f"quotient_{lane}")
+            round_up = Signal(name=f"round_up_{lane}")
             with_zero_point = Signal(signed(ACC_BITS + 2), name=f"with_zero_point_{lane}")
-            m.d.comb += with_zero_point.eq((rounding_nudged >> right[1]) + self.params.zero_point)
+            m.d.comb += with_zero_point.eq(quotient + round_up + self.params.zero_point)
             clamped = Mux(with_zero_point < self.params.clamp_min, self.params.clamp_min,
                           Mux(with_zero_point > self.params.clamp_max, self.params.clamp_max,
                               with_zero_point))
@@ -152,7 +150,8 @@ class PostProcessor(wiring.Component):
                     product.eq(shifted * channel[2].multiplier),
                     overflow.eq((shifted == -(1 << (ACC_BITS - 1))) & (channel[2].multiplier == MULTIPLIER_MIN)),
                     high.eq(Mux(overflow, (1 << (ACC_BITS - 1)) - 1, truncated)),
-                    rounding_nudged.eq(high + Mux(high < 0, below_half, half)),
+                    quotient.eq(high >> right),
+                    round_up.eq(remainder > threshold),
                     requantized.eq(Mux(kept_of(5, lane), clamped, 0)),
                 ]
                 m.d.sync += [sign_delay[stage].eq(sign_delay[stage - 1]) for stage in range(1, len(sign_delay))]

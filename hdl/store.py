@@ -1,5 +1,5 @@
 """The store unit: executes CONFIG and STORE, post-processing accumulator rows into DRAM."""
-from amaranth.hdl import Array, Cat, Module, Mux, Signal
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -105,6 +105,9 @@ class StoreUnit(wiring.Component):
         front_retire = Signal()
         writer_retire = Signal()
         total_rows = descriptor_rows(m, fields)
+        # The accumulator rows from acc_addr on, registered while total_rows is computed (as in the load unit).
+        acc_room = Signal(signed(max(config.acc_rows.bit_length(), len(fields.acc_addr)) + 1))
+        m.d.sync += acc_room.eq(config.acc_rows - fields.acc_addr)
         # Per bank: rows still to leave the post-processor.
         rows_left = Array(Signal.like(total_rows, name=f"rows_left_{b}") for b in range(BANKS))
         with m.If(out_rows.w_en & out_rows.w_rdy):
@@ -137,7 +140,7 @@ class StoreUnit(wiring.Component):
                 m.next = "Check"
             with m.State("Check"):
                 m.d.comb += front_busy.eq(1)
-                with m.If((fields.acc_addr + total_rows > config.acc_rows) |
+                with m.If((total_rows > acc_room) |
                           (fields.channel_row >= config.channel_rows) | (fields.channels > cols)):
                     # Reported once the stores before it are written, as if it ran alone.
                     with m.If(unit_idle):

@@ -84,6 +84,9 @@ FAULTS = [
                             END]),     # rows 200, 201, 255, 256 of 256
     (ErrorCode.SRAM_RANGE, [Instruction(Opcode.LOAD, {**LOAD, "target": Target.COMBINE, "lane_scales": 1,
                                                       "scale_row": 4000}), END]),
+    (ErrorCode.SRAM_RANGE, [Instruction(Opcode.STORE, {**STORE, "acc_addr": CONFIGS[0].acc_rows - 1, "rows": 2}),
+                            END]),     # the accumulator's last row and one past it
+    (ErrorCode.SRAM_RANGE, [Instruction(Opcode.STORE, {**STORE, "acc_addr": 65535}), END]),
     (ErrorCode.PROGRAM_OVERRUN, [Instruction(Opcode.SYNC, {}), Instruction(Opcode.SYNC, {})]),
     (ErrorCode.ILLEGAL_FIELD, [Instruction(Opcode.COMPUTE, {"act_addr": 0, "weight_addr": 0, "acc_addr": 0,
                                                             "beats": 3, "accumulate": 0, "mode": ArithMode.INT8}),

@@ -45,6 +45,15 @@ class Counter(wiring.Component):
         return m
 
 
+def test_lut4_only_synthesis_has_no_wide_lut_multiplexers(tmp_path):
+    config = ArrayConfig(2, 2, "os", "int8", "lut", pipelined=True)
+    for lut4_only in (False, True):
+        report = build(SystolicArray(config), config.name, BOARDS["ulx3s"], tmp_path / str(lut4_only),
+                       synth_only=True, progress=lambda text: None, lut4_only=lut4_only)
+        stat = (tmp_path / str(lut4_only) / f"{config.name}.stat.txt").read_text()
+        assert report.passed and (re.search(r"\bPFUMX\b", stat) is None) == lut4_only, stat
+
+
 def test_mixed_array_synthesizes_to_exactly_its_dsp_limit(tmp_path):
     config = ArrayConfig(2, 2, "os", "int8", "mixed", 3, pipelined=True)
     report = build(SystolicArray(config), config.name, BOARDS["ulx3s"], tmp_path, synth_only=True,
@@ -207,6 +216,7 @@ def test_cli_reports_a_design_that_cannot_fit_in_one_line(tmp_path, capsys):
     (["--board", "icebreaker", "--pe", "1x1", "--baud", "8000000"],
      "Baud rate 8000000 is too fast for a 24000000.0 Hz clock"),
     (["--board", "icebreaker", "--pe", "1x1", "--clock-mhz", "300"], "ice40 PLL output must be 16 to 275 MHz, not 300"),
+    (["--board", "icebreaker", "--lut4-only"], "--lut4-only is an ECP5 option; icebreaker is ice40, which has no wider LUTs"),
 ])
 def test_cli_bad_arguments_exit_2_with_one_line(args, message, capsys):
     status, stderr = run_cli(capsys, *args)

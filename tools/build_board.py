@@ -106,10 +106,15 @@ def main(argv=None) -> int:
     parser.add_argument("--clock-mhz", type=clock_mhz, metavar="MHZ",
                         help="target clock (default: the board's, e.g. 100 for ulx3s)")
     parser.add_argument("--synth-only", action="store_true", help="stop after yosys")
+    parser.add_argument("--lut4-only", action="store_true",
+                        help="ECP5: map logic to LUT4s only (synth_ecp5 -nowidelut): fewer LUT sites where logic "
+                             "multipliers dominate (16x16 SoC), Fmax within a few percent")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     parser.add_argument("-o", "--output", type=Path, metavar="DIR", help="build directory")
     args = parser.parse_args(argv)
     board = BOARDS[args.board]
+    if args.lut4_only and board.family != "ecp5":
+        parser.error(f"--lut4-only is an ECP5 option; {board.name} is {board.family}, which has no wider LUTs")
     if args.top is None:
         args.top = "soc" if board.soc_pins else "accelerator"
     pins = board.soc_pins if args.top == "soc" else None
@@ -144,7 +149,8 @@ def main(argv=None) -> int:
     try:
         report = build(design, name, board, workdir, target_mhz=args.clock_mhz, synth_only=args.synth_only,
                        top_kind=top_kind, needs=needs, pins=pins, pll=pll,
-                       progress=lambda text: print(f"build_board.py: {text}", file=sys.stderr), seed=args.seed)
+                       progress=lambda text: print(f"build_board.py: {text}", file=sys.stderr), seed=args.seed,
+                       lut4_only=args.lut4_only)
     except DoesNotFit as error:
         print(f"build_board.py: error: {error}", file=sys.stderr)
         return 1
