@@ -139,7 +139,7 @@ def critical_path(report: dict, project_root: Path = Path(__file__).resolve().pa
     for step in steps:
         for source in step.get("sources", []):
             file = source.split(":")[0]
-            if file.startswith(str(project_root)):
+            if file.startswith(str(project_root)) and "site-packages" not in file:
                 line = f"{Path(file).relative_to(project_root)}:{source.split(':')[1]}"
                 if line not in sources:
                     sources.append(line)
