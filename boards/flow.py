@@ -168,11 +168,11 @@ def packing_overruns(resources: dict) -> list[str]:
             if usage["used"] > usage["available"]]
 
 
-def _nextpnr_report(path: Path, board: Board) -> tuple[dict, float | None]:
+def _nextpnr_report(path: Path, board: Board) -> tuple[dict, float | None, dict | None]:
+    """Resources, Fmax (the slowest clock's) and the critical path of a placed and routed design."""
     report = json.loads(path.read_text())
-    resources = _nextpnr_resources(report, board)
     achieved = [clock["achieved"] for clock in report.get("fmax", {}).values()]
-    return resources, (min(achieved) if achieved else None)
+    return _nextpnr_resources(report, board), (min(achieved) if achieved else None), critical_path(report)
 
 
 def build(design, name: str, board: Board, workdir: Path, *, target_mhz: float | None = None,
@@ -230,7 +230,6 @@ def build(design, name: str, board: Board, workdir: Path, *, target_mhz: float |
         report.notes.append("nextpnr-ice40 has no out-of-context mode: place and route needs a pinned top")
     elif not synth_only:
         _place_and_route(report, board, workdir, name, target_mhz, constraints, progress, lap, seed)
-        report.fits = not packing_overruns(report.resources)
     report.seconds = {**seconds, "total": round(time.perf_counter() - start, 1)}
     timing_ok = report.fmax_mhz is not None and report.fmax_mhz >= target_mhz
     report.passed = bool(report.fits) and (report.stage == "synthesis" if synth_only or report.fmax_mhz is None
@@ -264,6 +263,7 @@ def _place_and_route(report, board, workdir, name, target_mhz, constraints, prog
         report.resources_from, report.stage = "nextpnr packing", "packing"
         over = packing_overruns(report.resources)
         if over:
+            report.fits = False
             report.notes.append(f"packed design exceeds {board.device}: {', '.join(over)}")
             return
     args += ["--report", "nextpnr.json"]
@@ -273,8 +273,7 @@ def _place_and_route(report, board, workdir, name, target_mhz, constraints, prog
     since = time.perf_counter()
     run_tool(tool, f"run_nextpnr_{board.family}", ["--quiet", "--log", "nextpnr.log", *args], workdir)
     lap("place and route", since)
-    placed, report.fmax_mhz = _nextpnr_report(workdir / "nextpnr.json", board)
-    report.critical_path = critical_path(json.loads((workdir / "nextpnr.json").read_text()))
+    placed, report.fmax_mhz, report.critical_path = _nextpnr_report(workdir / "nextpnr.json", board)
     report.resources = {**report.resources, **placed}
     report.resources_from = "nextpnr" if board.family == "ecp5" else "nextpnr (FFs: yosys)"
     report.stage = "place and route"

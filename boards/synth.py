@@ -58,8 +58,8 @@ def synthesize(design: Path, top: str, family: str, netlist: Path, *, lut4_only:
     ``lut4_only`` (ECP5) maps logic to LUT4s only (``synth_ecp5 -nowidelut``): with LUT5 to LUT7
     (two to eight LUT4s and the slice multiplexers) ABC duplicates logic to save levels, which
     costs logic (Booth) multipliers most: a 16x16 OS PE with the depthwise mode takes 190 LUT4
-    with wide LUTs and 131 without; the 16x16 SoC packs into 82,873 LUT sites instead of 85,197
-    (2026-12-04). The Yosys log and ``stat`` report are written beside the netlist.
+    with wide LUTs and 131 without; one 16x16 SoC netlist packed into 82,873 LUT sites instead of
+    85,197 (2026-12-04). The Yosys log and ``stat`` report are written beside the netlist.
     """
     if lut4_only and family != "ecp5":
         raise ValueError(f"LUT4-only synthesis is an ECP5 option; {family} has no wider LUTs")

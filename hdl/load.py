@@ -132,7 +132,9 @@ class LoadUnit(wiring.Component):
 
         def is_data_byte(byte):
             k, j = divmod(byte, bus_bytes)
-            return beat_is_data[k] | (beat_is_partial[k] & lane_is_data[j]) if j < bus_bytes - 1 else beat_is_data[k]
+            if j == bus_bytes - 1:
+                return beat_is_data[k]
+            return beat_is_data[k] | (beat_is_partial[k] & lane_is_data[j])
 
         def row_bytes(row_length, pad_byte):
             """The bytes of a row as written this cycle, and their write enables."""

@@ -120,9 +120,9 @@ def random_operands(rng: np.random.Generator, m: int, k: int, n: int) -> tuple[n
 
 
 # --- Requantization: int32 accumulator -> int8, TFLite / gemmlowp semantics -------------
-# with a 16-bit multiplier: TFLite's is Q0.31, whose 32 x 32-bit product takes four 18 x 18 DSP
-# blocks per lane on ECP5 (two 16 x 16 on iCE40 for each half); a Q0.15 multiplier takes two, and
-# its relative rounding error (2**-15) is far below an int8 output's half step.
+# with a 16-bit multiplier: TFLite's is Q0.31, whose 32 x 32-bit product takes four DSP blocks per
+# lane (ECP5 18 x 18, iCE40 16 x 16); a Q0.15 multiplier takes two, and its relative rounding error
+# (2**-15) is far below an int8 output's half step.
 
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 INT8_MIN, INT8_MAX = -(1 << (OPERAND_BITS - 1)), (1 << (OPERAND_BITS - 1)) - 1

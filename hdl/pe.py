@@ -84,19 +84,19 @@ def logic_product(m: Module, activation, weight):
     return kept(even + Cat(zero, zero, odd).as_signed() + (negative[3] << 6), "booth_product")
 
 
-def lane_product(m: Module, config: ArrayConfig, activation, weight, mode, dsp: bool = True):
+def lane_product(m: Module, config: ArrayConfig, multiplicand, recoded, mode, dsp: bool = True):
     """The signed contribution of one lane pair to the accumulator, per numerics' rules.
 
-    ``dsp`` False builds the int8 product from logic (``logic_product``), which Booth-recodes
-    ``weight``: the PE passes there the operand that a multiplexer selects, so that the select
-    is decoded once per digit. (ECP5, 16x16 OS PE with the depthwise mode: 163 LUT4; with the
+    The product is symmetric in its operands; ``dsp`` False builds the int8 product from logic
+    (``logic_product(m, multiplicand, recoded)``), which Booth-recodes ``recoded``: the PE passes
+    there the operand that a multiplexer selects, so that the select is decoded once per digit. (ECP5, 16x16 OS PE with the depthwise mode: 163 LUT4; with the
     multiplexed operand as the multiplicand, whose every bit feeds every partial product, 190.)
     """
     products = {}
     if ArithMode.INT8 in config.modes:
-        products[ArithMode.INT8] = activation * weight if dsp else logic_product(m, activation, weight)
+        products[ArithMode.INT8] = multiplicand * recoded if dsp else logic_product(m, multiplicand, recoded)
     if ArithMode.BINARY in config.modes:
-        agree = ~(activation ^ weight)
+        agree = ~(multiplicand ^ recoded)
         popcount = sum(agree[bit] for bit in range(BINARY_VALUES_PER_LANE))
         binary_dot = Signal(signed(OPERAND_BITS.bit_length() + 1))
         m.d.comb += binary_dot.eq(2 * popcount - BINARY_VALUES_PER_LANE)
@@ -182,7 +182,6 @@ class ProcessingElement(wiring.Component):
                     m.d.sync += active.eq(shadow)
         else:
             accumulator = Signal(ACCUMULATOR)
-            # The product is symmetric; the multiplexed operand goes where the logic multiplier recodes it.
             product = self._staged(m, lane_product(m, self.config, self.weight_in, operand, mode, dsp))
             valid = self._staged(m, self.act_in.valid)
             last = self._staged(m, self.act_in.last)

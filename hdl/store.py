@@ -83,7 +83,8 @@ class StoreUnit(wiring.Component):
         decoded = Signal.like(channel_params[0])
         for lane in range(cols):
             record = records[lane * record_bits:(lane + 1) * record_bits]
-            m.d.comb += [decoded[lane].bias.eq(record[0:32]), decoded[lane].multiplier.eq(record[32:32 + MULTIPLIER_BITS]),
+            m.d.comb += [decoded[lane].bias.eq(record[0:32]),
+                         decoded[lane].multiplier.eq(record[32:32 + MULTIPLIER_BITS]),
                          decoded[lane].shift.eq(record[64:64 + SHIFT_BITS]), decoded[lane].flip.eq(record[72])]
 
         # What the writer needs of a STORE, queued by the front end: the data stage its row format and

@@ -27,10 +27,6 @@ __all__ = ["Region", "FeatureMap", "MemoryImage", "pack_channel_records", "unpac
            "AXI_BOUNDARY"]
 
 INSTRUCTION_BYTES = INSTRUCTION_BITS // 8
-_SHIFT_MASK = (1 << SHIFT_BITS) - 1
-_SHIFT_SIGN = 1 << (SHIFT_BITS - 1)
-_MULTIPLIER_MASK = (1 << MULTIPLIER_BITS) - 1
-_MULTIPLIER_SIGN = 1 << (MULTIPLIER_BITS - 1)
 
 
 AXI_BOUNDARY = BURST_BOUNDARY
@@ -132,15 +128,20 @@ def pack_channel_records(bias, multiplier, shift, flip) -> np.ndarray:
     return records
 
 
+def _low_bits_signed(values: np.ndarray, bits: int) -> np.ndarray:
+    """The low ``bits`` of each value read as two's complement."""
+    sign = 1 << (bits - 1)
+    return ((values.astype(np.int64) & ((1 << bits) - 1)) ^ sign) - sign
+
+
 def unpack_channel_records(records: np.ndarray) -> dict[str, np.ndarray]:
     records = np.ascontiguousarray(records, dtype=np.uint8)
     return {
         "bias": records[:, 0:4].copy().view("<i4").reshape(-1).astype(np.int64),
         # The hardware keeps the low MULTIPLIER_BITS of the multiplier word and the low SHIFT_BITS of the
         # shift byte, two's complement.
-        "multiplier": ((records[:, 4:8].copy().view("<i4").reshape(-1).astype(np.int64) & _MULTIPLIER_MASK)
-                       ^ _MULTIPLIER_SIGN) - _MULTIPLIER_SIGN,
-        "shift": ((records[:, 8].astype(np.int64) & _SHIFT_MASK) ^ _SHIFT_SIGN) - _SHIFT_SIGN,
+        "multiplier": _low_bits_signed(records[:, 4:8].copy().view("<i4").reshape(-1), MULTIPLIER_BITS),
+        "shift": _low_bits_signed(records[:, 8], SHIFT_BITS),
         "flip": (records[:, 9] & 1).astype(np.int64),
     }
 
