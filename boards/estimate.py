@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from .board import Board
 
-__all__ = ["Needs", "estimate_needs", "fit_problems", "synthesis_overruns"]
+__all__ = ["Needs", "DeclaredMemory", "estimate_needs", "block_ram_fifos", "fit_problems", "synthesis_overruns"]
 
 # Memories smaller than this stay in LUT RAM or flip-flops (Yosys' memory_libmap picks them so).
 _MIN_BLOCK_RAM_BITS = 2048
@@ -59,19 +59,68 @@ def estimate_needs(rtlil_text: str, board: Board) -> Needs:
         elif kind == "$mem_v2":
             memory_bits, block_rams = _add_memory(memory_bits, block_rams, int(p["SIZE"]), int(p["WIDTH"]),
                                                   int(p["RD_PORTS"]), int(p["WR_PORTS"]), board)
-    # Amaranth emits memories as ``memory`` declarations with separate port cells, module by module.
+    for memory in _declared_memories(rtlil_text):
+        memory_bits, block_rams = _add_memory(memory_bits, block_rams, memory.depth, memory.width,
+                                              memory.reads, memory.writes, board)
+    return Needs(dsps, block_rams, multipliers, memory_bits)
+
+
+@dataclass(frozen=True)
+class DeclaredMemory:
+    """A memory as Amaranth declares it: a ``memory`` in a module, with separate port cells."""
+    module: str
+    name: str
+    width: int
+    depth: int
+    reads: int
+    writes: int
+    registered_reads: bool      # every read port is clocked (block RAM can only read so)
+
+    def block_rams(self, board: Board) -> int:
+        """Block RAMs of ``board`` the memory takes (its cheapest tiling)."""
+        return _blocks(self.depth, self.width, board)
+
+    @property
+    def selection(self) -> str:
+        """The memory as a Yosys selection (before the design is flattened)."""
+        return f"{self.module}/m:{self.name}"
+
+
+def _declared_memories(rtlil_text: str):
     for module in rtlil_text.split("\nmodule ")[1:]:
+        module_name = module.split(None, 1)[0].removeprefix("\\")
         ports = {}
         for kind, params, _ in _CELL.findall(module):
             if kind in ("$memrd_v2", "$memwr_v2"):
-                memid = dict(_PARAM.findall(params))["MEMID"].strip('"').replace("\\\\", "\\")
-                reads, writes = ports.get(memid, (0, 0))
-                ports[memid] = (reads + (kind == "$memrd_v2"), writes + (kind == "$memwr_v2"))
+                p = dict(_PARAM.findall(params))
+                memid = p["MEMID"].strip('"').replace("\\\\", "\\")
+                reads, writes, registered = ports.get(memid, (0, 0, True))
+                ports[memid] = (reads + (kind == "$memrd_v2"), writes + (kind == "$memwr_v2"),
+                                registered and (kind == "$memwr_v2" or p.get("CLK_ENABLE") == "1"))
         for width, size, memid in _MEMORY.findall(module):
-            reads, writes = ports.get(memid, (1, 1))
-            memory_bits, block_rams = _add_memory(memory_bits, block_rams, int(size), int(width), reads, writes,
-                                                  board)
-    return Needs(dsps, block_rams, multipliers, memory_bits)
+            reads, writes, registered = ports.get(memid, (1, 1, False))
+            yield DeclaredMemory(module_name, memid.removeprefix("\\"), int(width), int(size), reads, writes,
+                                 registered)
+
+
+def block_ram_fifos(rtlil_text: str, board: Board, spare_block_rams: int) -> list[DeclaredMemory]:
+    """The small memories (FIFOs) to put in ``spare_block_rams`` block RAMs instead of LUT RAM, widest first.
+
+    On ECP5 a memory below ``_MIN_BLOCK_RAM_BITS`` goes to LUT RAM, where each 16 x 4 bits
+    (TRELLIS_DPR16X4) takes six LUT sites whatever the depth: the accelerator's FIFOs, 3 to 8
+    deep and up to 512 bits wide, then fill 2,586 LUT sites of a 16x16 SoC. Only memories read
+    through a register, one read and one write port, fit a block RAM.
+    """
+    chosen = []
+    candidates = [memory for memory in _declared_memories(rtlil_text)
+                  if memory.depth * memory.width < _MIN_BLOCK_RAM_BITS and memory.registered_reads
+                  and memory.reads == memory.writes == 1]
+    for memory in sorted(candidates, key=lambda memory: -memory.width):
+        blocks = memory.block_rams(board)
+        if blocks <= spare_block_rams:
+            chosen.append(memory)
+            spare_block_rams -= blocks
+    return chosen
 
 
 def _add_memory(memory_bits: int, block_rams: int, depth: int, width: int, reads: int, writes: int,

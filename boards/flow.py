@@ -19,7 +19,7 @@ from amaranth.hdl import ClockDomain, Elaboratable, Module
 from amaranth.lib import io, wiring
 
 from .board import NEXTPNR_CELLS, Board
-from .estimate import Needs, estimate_needs, fit_problems, synthesis_overruns
+from .estimate import Needs, block_ram_fifos, estimate_needs, fit_problems, synthesis_overruns
 from .pll import PllClock, PllPlan
 from .synth import run_tool, synthesize
 
@@ -178,12 +178,13 @@ def _nextpnr_report(path: Path, board: Board) -> tuple[dict, float | None, dict 
 def build(design, name: str, board: Board, workdir: Path, *, target_mhz: float | None = None,
           pins: dict | None = None, synth_only: bool = False, top_kind: str = "",
           needs: Needs | None = None, progress=print, seed: int = 1, pll: PllPlan | None = None,
-          lut4_only: bool = False) -> BuildReport:
+          lut4_only: bool = False, fifos_in_block_ram: bool = False) -> BuildReport:
     """Build ``design`` (top module ``name``) for ``board`` in ``workdir``; return the report.
 
     A pinned design is clocked by ``pll`` when given (its output is then the target clock), else by the
     board oscillator. Raises ``DoesNotFit`` before synthesis when the estimate exceeds the board
-    and before place and route when synthesis does.
+    and before place and route when synthesis does. ``fifos_in_block_ram`` (ECP5) puts the widest
+    small memories in the block RAMs the design leaves spare (``estimate.block_ram_fifos``).
     """
     workdir.mkdir(parents=True, exist_ok=True)
     target_mhz = pll.output_mhz if pll else target_mhz or board.default_clock_mhz
@@ -214,10 +215,18 @@ def build(design, name: str, board: Board, workdir: Path, *, target_mhz: float |
     problems = fit_problems(needs, board)
     if problems:
         raise DoesNotFit(f"{name} does not fit {board.name}: " + "; ".join(problems))
+    fifos = block_ram_fifos(text, board, board.resources["block RAMs"] - needs.block_rams) \
+        if fifos_in_block_ram else []
+    if fifos:
+        blocks = sum(fifo.block_rams(board) for fifo in fifos)
+        report.estimate["block RAMs"] += blocks
+        report.notes.append(f"{len(fifos)} FIFOs ({sum(fifo.width * fifo.depth for fifo in fifos)} bits) "
+                            f"in {blocks} spare block RAMs instead of LUT RAM")
 
     progress(f"synthesizing {name} for {board.device} (yosys)...")
     since = time.perf_counter()
-    counts = synthesize(design_file, name, board.family, workdir / f"{name}.json", lut4_only=lut4_only)
+    counts = synthesize(design_file, name, board.family, workdir / f"{name}.json", lut4_only=lut4_only,
+                        block_ram_memories=tuple(fifo.selection for fifo in fifos))
     lap("synthesis", since)
     report.resources = {resource: {"used": used, "available": board.resources[resource]}
                         for resource, used in counts.items()}

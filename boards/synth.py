@@ -52,14 +52,17 @@ def count_cells(stat: str, cells: dict[str, int]) -> int:
                for count in re.findall(rf"^\s*(\d+)\s+{re.escape(cell)}\s*$", stat, re.M))
 
 
-def synthesize(design: Path, top: str, family: str, netlist: Path, *, lut4_only: bool = False) -> dict[str, int]:
+def synthesize(design: Path, top: str, family: str, netlist: Path, *, lut4_only: bool = False,
+               block_ram_memories: tuple[str, ...] = ()) -> dict[str, int]:
     """Synthesize ``design`` (RTLIL ``.il`` or Verilog) for ``family`` into a JSON ``netlist``; resource counts.
 
     ``lut4_only`` (ECP5) maps logic to LUT4s only (``synth_ecp5 -nowidelut``): with LUT5 to LUT7
     (two to eight LUT4s and the slice multiplexers) ABC duplicates logic to save levels, which
     costs logic (Booth) multipliers most: a 16x16 OS PE with the depthwise mode takes 190 LUT4
     with wide LUTs and 131 without; one 16x16 SoC netlist packed into 82,873 LUT sites instead of
-    85,197 (2026-12-04). The Yosys log and ``stat`` report are written beside the netlist.
+    85,197 (2026-12-04). ``block_ram_memories`` (Yosys selections, ``estimate.block_ram_fifos``)
+    are mapped to block RAM whatever their size. The Yosys log and ``stat`` report are written
+    beside the netlist.
     """
     if lut4_only and family != "ecp5":
         raise ValueError(f"LUT4-only synthesis is an ECP5 option; {family} has no wider LUTs")
@@ -70,7 +73,8 @@ def synthesize(design: Path, top: str, family: str, netlist: Path, *, lut4_only:
     read = "read_rtlil" if design.suffix == ".il" else "read_verilog"
     stat = netlist.with_suffix(".stat.txt")
     command = _SYNTH_COMMANDS[family] + (" -nowidelut" if lut4_only else "")
-    _yosys(f"{read} {design.name}; {_HIDE_ELEMENT_NAMES}; {command} -top {top} -json {netlist.name}; "
+    block_ram = "".join(f'setattr -set ram_style "block" {selection}; ' for selection in block_ram_memories)
+    _yosys(f"{read} {design.name}; {_HIDE_ELEMENT_NAMES}; {block_ram}{command} -top {top} -json {netlist.name}; "
            f"tee -q -o {stat.name} stat", workdir, log=netlist.with_suffix(".yosys.log"))
     text = stat.read_text()
     return {resource: count_cells(text, cells) for resource, cells in FAMILY_CELLS[family].items()}

@@ -11,7 +11,7 @@ Tokens between units are up/down counters (``hdl.isa`` explains the protocol).
 A run ends when END has been dispatched and every queue and unit is idle, or
 at the first error (``csr.ErrorCode``), which resets the units and queues in the next cycle.
 """
-from amaranth.hdl import Module, Mux, ResetInserter, Signal
+from amaranth.hdl import Module, Mux, ResetInserter, Signal, Value
 from amaranth.lib import fifo, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -191,10 +191,16 @@ class Accelerator(wiring.Component):
             "COMPUTE_STARVED": ~compute.busy & ~compute.instructions.valid & ~fetch.finished,
         }
         for name in COUNTERS:
+            # The increment is registered so that no unit's handshake logic reaches the
+            # 32-bit adder in the same cycle; the last increment lands a cycle after `done`
+            # rises, before any register read can return.
+            increment = Value.cast(increments[name])
+            pending = Signal(len(increment), name=f"pending_{name.lower()}")
             counter = Signal(32, name=f"counter_{name.lower()}")
+            m.d.sync += pending.eq(Mux(running, increment, 0))
             with m.If(csr.start):
                 m.d.sync += counter.eq(0)
-            with m.Elif(running):
-                m.d.sync += counter.eq(counter + increments[name])
+            with m.Else():
+                m.d.sync += counter.eq(counter + pending)
             m.d.comb += getattr(csr, f"counter_{name.lower()}").eq(counter)
         return m

@@ -127,9 +127,11 @@ class PostProcessor(wiring.Component):
             # Truncating division by 2**MULTIPLIER_FRACTION_BITS (C++ semantics): round negative values up.
             truncated = Mux(nudged < 0, nudged + ((1 << MULTIPLIER_FRACTION_BITS) - 1), nudged) \
                 >> MULTIPLIER_FRACTION_BITS
-            right = Mux(channel[4].shift < 0, -channel[4].shift, 0)[:SHIFT.width - 1]
+            # The right shift and its remainder mask come from the channel alone, so they are
+            # registered a stage ahead, beside ``high``.
+            right = Signal(range(1 << (SHIFT.width - 1)), name=f"right_{lane}")
             mask = Signal(ACC_BITS, name=f"mask_{lane}")
-            m.d.comb += mask.eq((1 << right) - 1)
+            right_ahead = Mux(channel[3].shift < 0, -channel[3].shift, 0)[:SHIFT.width - 1]
             remainder = high.as_unsigned() & mask
             threshold = (mask >> 1) + (high < 0)
             # The shift and the rounding compare have a stage of their own, the sums and the clamp the next.
@@ -150,6 +152,8 @@ class PostProcessor(wiring.Component):
                     product.eq(shifted * channel[2].multiplier),
                     overflow.eq((shifted == -(1 << (ACC_BITS - 1))) & (channel[2].multiplier == MULTIPLIER_MIN)),
                     high.eq(Mux(overflow, (1 << (ACC_BITS - 1)) - 1, truncated)),
+                    right.eq(right_ahead),
+                    mask.eq((1 << right_ahead) - 1),
                     quotient.eq(high >> right),
                     round_up.eq(remainder > threshold),
                     requantized.eq(Mux(kept_of(5, lane), clamped, 0)),

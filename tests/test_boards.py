@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from amaranth.hdl import Module, Signal
-from amaranth.lib import wiring
+from amaranth.back import rtlil
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import fifo, wiring
 from amaranth.lib.wiring import Out
 
 from boards.board import BOARDS
-from boards.estimate import estimate_needs, synthesis_overruns
+from boards.estimate import block_ram_fifos, estimate_needs, synthesis_overruns
 from boards.flow import DoesNotFit, build, packing_overruns
 from boards.pll import RANGES as PLL_RANGES
 from boards.pll import plan_pll
@@ -52,6 +53,37 @@ def test_lut4_only_synthesis_has_no_wide_lut_multiplexers(tmp_path):
                        synth_only=True, progress=lambda text: None, lut4_only=lut4_only)
         stat = (tmp_path / str(lut4_only) / f"{config.name}.stat.txt").read_text()
         assert report.passed and (re.search(r"\bPFUMX\b", stat) is None) == lut4_only, stat
+
+
+class TwoFifos(wiring.Component):
+    """A FIFO read through a register (block RAM can hold it) and one read combinationally (it cannot)."""
+    out: Out(64 + 40)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.registered = registered = fifo.SyncFIFOBuffered(width=64, depth=4)
+        m.submodules.combinational = combinational = fifo.SyncFIFO(width=40, depth=4)
+        count = Signal(64)
+        m.d.sync += count.eq(count + 1)
+        for queue in (registered, combinational):
+            m.d.comb += [queue.w_data.eq(count), queue.w_en.eq(count[0]), queue.r_en.eq(count[1])]
+        m.d.comb += self.out.eq(Cat(registered.r_data, combinational.r_data))
+        return m
+
+
+def test_fifos_in_block_ram_moves_only_registered_fifos_and_counts_them(tmp_path):
+    board = BOARDS["ulx3s"]
+    text = rtlil.convert(TwoFifos(), name="two_fifos")
+    (chosen,) = block_ram_fifos(text, board, spare_block_rams=board.resources["block RAMs"])
+    assert (chosen.width, chosen.block_rams(board)) == (64, 2)       # 36 bits per block
+    assert block_ram_fifos(text, board, spare_block_rams=1) == []
+    for in_block_ram in (False, True):
+        report = build(TwoFifos(), "two_fifos", board, tmp_path / str(in_block_ram), synth_only=True,
+                       progress=lambda text: None, fifos_in_block_ram=in_block_ram)
+        assert report.resources["block RAMs"]["used"] == report.estimate["block RAMs"] == 2 * in_block_ram
+        stat = (tmp_path / str(in_block_ram) / "two_fifos.stat.txt").read_text()
+        lut_rams = int(re.search(r"(\d+)\s+TRELLIS_DPR16X4", stat)[1])
+        assert lut_rams == (10 if in_block_ram else 26), stat           # 16 x 4 bits each
 
 
 def test_mixed_array_synthesizes_to_exactly_its_dsp_limit(tmp_path):
@@ -217,6 +249,8 @@ def test_cli_reports_a_design_that_cannot_fit_in_one_line(tmp_path, capsys):
      "Baud rate 8000000 is too fast for a 24000000.0 Hz clock"),
     (["--board", "icebreaker", "--pe", "1x1", "--clock-mhz", "300"], "ice40 PLL output must be 16 to 275 MHz, not 300"),
     (["--board", "icebreaker", "--lut4-only"], "--lut4-only is an ECP5 option; icebreaker is ice40, which has no wider LUTs"),
+    (["--board", "icebreaker", "--fifos-in-block-ram"],
+     "--fifos-in-block-ram is an ECP5 option; icebreaker is ice40, which has no LUT RAM"),
 ])
 def test_cli_bad_arguments_exit_2_with_one_line(args, message, capsys):
     status, stderr = run_cli(capsys, *args)

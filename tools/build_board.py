@@ -109,12 +109,17 @@ def main(argv=None) -> int:
     parser.add_argument("--lut4-only", action="store_true",
                         help="ECP5: map logic to LUT4s only (synth_ecp5 -nowidelut): fewer LUT sites where logic "
                              "multipliers dominate (16x16 SoC), Fmax within a few percent")
+    parser.add_argument("--fifos-in-block-ram", action="store_true",
+                        help="ECP5: put the widest FIFOs in the block RAMs the design leaves spare instead of "
+                             "LUT RAM (six LUT sites per 16x4 bits; 40 block RAMs take 1,280 FIFO bits of the 16x16 SoC)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     parser.add_argument("-o", "--output", type=Path, metavar="DIR", help="build directory")
     args = parser.parse_args(argv)
     board = BOARDS[args.board]
     if args.lut4_only and board.family != "ecp5":
         parser.error(f"--lut4-only is an ECP5 option; {board.name} is {board.family}, which has no wider LUTs")
+    if args.fifos_in_block_ram and board.family != "ecp5":
+        parser.error(f"--fifos-in-block-ram is an ECP5 option; {board.name} is {board.family}, which has no LUT RAM")
     if args.top is None:
         args.top = "soc" if board.soc_pins else "accelerator"
     pins = board.soc_pins if args.top == "soc" else None
@@ -150,7 +155,7 @@ def main(argv=None) -> int:
         report = build(design, name, board, workdir, target_mhz=args.clock_mhz, synth_only=args.synth_only,
                        top_kind=top_kind, needs=needs, pins=pins, pll=pll,
                        progress=lambda text: print(f"build_board.py: {text}", file=sys.stderr), seed=args.seed,
-                       lut4_only=args.lut4_only)
+                       lut4_only=args.lut4_only, fifos_in_block_ram=args.fifos_in_block_ram)
     except DoesNotFit as error:
         print(f"build_board.py: error: {error}", file=sys.stderr)
         return 1
