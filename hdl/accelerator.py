@@ -123,7 +123,7 @@ class Accelerator(wiring.Component):
         with m.If(~granted):
             with m.If(fetch.arvalid):
                 m.d.sync += [granted.eq(1), grant_load.eq(0)]
-            with m.Elif(load.arvalid):
+            with m.Elif(load.ar_request):
                 m.d.sync += [granted.eq(1), grant_load.eq(1)]
         with m.Elif(axi.arvalid & axi.arready):
             m.d.sync += granted.eq(0)

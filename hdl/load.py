@@ -45,6 +45,8 @@ class LoadUnit(wiring.Component):
     token_available : In(1)       a compute->load token exists (for pop_next)
     pop_token, push_token : Out(1) one-cycle pulses (compute->load pop, load->compute push)
     arvalid, araddr, arlen, arready, rvalid, rdata, rresp, rlast, rready : the AXI read channels it uses
+    ar_request : Out(1)            a burst is due: the arbiter may grant AR. ``arvalid`` rises once the burst's
+                                   length is planned, a cycle after the walker last moved (the grant takes one)
     acc_busy : In(1)               the compute unit uses the accumulator ports this cycle: an accumulator or
                                    COMBINE load holds its R beats (rready low) and padding rows meanwhile
     write_<target> : one write port per memory of ``memory_shapes`` (byte granularity)
@@ -61,7 +63,7 @@ class LoadUnit(wiring.Component):
         members = {
             "instructions": In(stream.Signature(INSTRUCTION)),
             "token_available": In(1), "pop_token": Out(1), "push_token": Out(1),
-            "arvalid": Out(1), "araddr": Out(ADDR_WIDTH), "arlen": Out(8), "arready": In(1),
+            "ar_request": Out(1), "arvalid": Out(1), "araddr": Out(ADDR_WIDTH), "arlen": Out(8), "arready": In(1),
             "rvalid": In(1), "rdata": In(config.bus_bits), "rresp": In(2), "rlast": In(1), "rready": Out(1),
             "acc_busy": In(1),
             "acc_read": In(memory.ReadPort.Signature(addr_width=address_width(config.acc_rows),
@@ -219,8 +221,13 @@ class LoadUnit(wiring.Component):
         # rows that follow each other in DRAM share one burst.
         mergeable = Signal()
         m.d.comb += mergeable.eq((beats == 1) & (fields.row_stride == bus_bytes))
-        burst_rows = merged_burst_rows(m, address=walker.address, rows_left=walker.data_rows_left,
-                                       mergeable=mergeable, bus_bytes=bus_bytes)
+        # The burst's rows are planned from the walker's position a cycle ahead (registered), so the
+        # page-boundary arithmetic does not sit in front of the walker's step.
+        burst_rows = Signal(range(MAX_BURST_ROWS + 1))
+        planned = Signal()
+        m.d.sync += [burst_rows.eq(merged_burst_rows(m, address=walker.address, rows_left=walker.data_rows_left,
+                                                     mergeable=mergeable, bus_bytes=bus_bytes)),
+                     planned.eq(~walker.start & ~walker.advance)]
         step = Signal(range(MAX_BURST_ROWS + 1))
         m.d.comb += [self.araddr.eq(walker.address), self.arlen.eq(Mux(mergeable, burst_rows, beats) - 1),
                      outstanding.w_data.eq(sram_row),
@@ -274,7 +281,8 @@ class LoadUnit(wiring.Component):
                 with m.If(pad_row):
                     m.d.comb += [pad_write.eq(~data_beat & ~hold), advance.eq(~data_beat & ~hold)]
                 with m.Else():
-                    m.d.comb += self.arvalid.eq(outstanding.w_rdy)
+                    m.d.comb += [self.ar_request.eq(outstanding.w_rdy),
+                                 self.arvalid.eq(outstanding.w_rdy & planned)]
                     with m.If(self.arvalid & self.arready):
                         m.d.comb += advance.eq(1)
                 with m.If(advance):
