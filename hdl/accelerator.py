@@ -11,7 +11,7 @@ Tokens between units are up/down counters (``hdl.isa`` explains the protocol).
 A run ends when END has been dispatched and every queue and unit is idle, or
 at the first error (``csr.ErrorCode``), which resets the units and queues in the next cycle.
 """
-from amaranth.hdl import Module, Mux, ResetInserter, Signal, Value
+from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, Value
 from amaranth.lib import fifo, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -163,8 +163,13 @@ class Accelerator(wiring.Component):
                   (store.error_write, ErrorCode.WRITE_RESPONSE),
                   (load.error_range | compute.error_range | store.error_range, ErrorCode.SRAM_RANGE),
                   (fetch.error_overrun, ErrorCode.PROGRAM_OVERRUN), (compute.error_field | load.error_field, ErrorCode.ILLEGAL_FIELD)]
+        # The units' error pulses are registered first, so that no unit's checks reach the error
+        # register in the same cycle; START drops any pulse still in the register.
+        pulses = Signal(len(causes))
+        m.d.sync += pulses.eq(Mux(csr.start, 0, Cat(cause for cause, _ in causes)))
+        causes = [(pulses[index], code) for index, (_, code) in enumerate(causes)]
         failing = Signal()
-        m.d.comb += failing.eq(running & sum(cause for cause, _ in causes).bool())
+        m.d.comb += failing.eq(running & pulses.any())
         idle = (fetch.finished & ~load.busy & ~compute.busy & ~store.busy &
                 (queues["load"].level == 0) & (queues["compute"].level == 0) & (queues["store"].level == 0))
         with m.If(csr.start):
