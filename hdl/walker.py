@@ -132,12 +132,15 @@ def descriptor_rows(m, fields, gap=None):
     changed: the products are registered, so no multiplier chain sits in front of a unit's checks.
     With ``gap`` (rows skipped after each group): the SRAM rows the walk spans, gaps between its
     groups included (``sram_rows``), from the same multiplier."""
-    partial = Signal(len(fields.rows) + len(fields.blocks))
-    m.d.sync += partial.eq(fields.rows * fields.blocks)
+    partial = Signal(len(fields.rows) + len(fields.blocks) + (gap is not None))
+    m.d.sync += partial.eq(fields.rows * fields.blocks + (0 if gap is None else gap))
     if gap is None:
         total = Signal(len(partial) + len(fields.groups))
         m.d.sync += total.eq(partial * fields.groups)
         return total
-    total = Signal(len(partial) + 1 + len(fields.groups))
-    m.d.sync += total.eq(Mux((partial == 0) | (fields.groups == 0), 0, (partial + gap) * fields.groups - gap))
+    # (rows x blocks + gap) x groups - gap, the first sum registered with the first product.
+    empty = Signal()
+    m.d.sync += empty.eq((fields.rows == 0) | (fields.blocks == 0) | (fields.groups == 0))
+    total = Signal(len(partial) + len(fields.groups))
+    m.d.sync += total.eq(Mux(empty, 0, partial * fields.groups - gap))
     return total
