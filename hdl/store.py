@@ -115,10 +115,14 @@ class StoreUnit(wiring.Component):
             m.d.sync += rows_left[post.rows_out.payload.bank].eq(rows_left[post.rows_out.payload.bank] - 1)
         m.d.comb += unit_idle.eq(writer_idle & ~reader.busy & (Cat(*rows_left) == 0))
         front_busy = Signal()
-        # A STORE's channel records are read as it is accepted and must hold while it waits to start.
+        # A STORE's channel records are read as it is accepted and must hold while it waits to start:
+        # the port reads the head instruction's row in every Idle cycle (so its enable depends on the
+        # state alone, not on whether the unit may accept), and holds from the acceptance on.
         m.d.comb += self.channel_read.en.eq(0)
         with m.FSM():
             with m.State("Idle"):
+                m.d.comb += [self.channel_read.addr.eq(instruction.fields.store.channel_row),
+                             self.channel_read.en.eq(1)]
                 is_store = instruction.header.opcode == Opcode.STORE
                 # CONFIG changes the post-processing of rows in flight, so it waits for the unit to empty.
                 free = Mux(is_store, jobs.w_rdy, unit_idle)
@@ -126,8 +130,6 @@ class StoreUnit(wiring.Component):
                     m.d.comb += [self.instructions.ready.eq(1), self.pop_token.eq(instruction.header.pop_prev)]
                     m.d.sync += [fields.eq(instruction.fields.store), header.eq(instruction.header)]
                     with m.If(is_store):
-                        m.d.comb += [self.channel_read.addr.eq(instruction.fields.store.channel_row),
-                                     self.channel_read.en.eq(1)]
                         m.next = "Size"
                     with m.Else():
                         m.d.sync += output.eq(instruction.fields.config)
