@@ -9,7 +9,8 @@
 Reads on ``m_axi`` carry ID 0 (fetch) or 1 (load); writes come from the store unit.
 Tokens between units are up/down counters (``hdl.isa`` explains the protocol).
 A run ends when END has been dispatched and every queue and unit is idle, or
-at the first error (``csr.ErrorCode``), which resets the units and queues in the next cycle.
+at the first error (``csr.ErrorCode``), which resets the units and queues two cycles after the unit's
+error pulse (the pulse and the reset are both registered).
 """
 from amaranth.hdl import Cat, Module, Mux, ResetInserter, Signal, Value
 from amaranth.lib import fifo, memory, wiring

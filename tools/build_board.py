@@ -111,7 +111,7 @@ def main(argv=None) -> int:
                              "multipliers dominate (16x16 SoC), Fmax within a few percent")
     parser.add_argument("--fifos-in-block-ram", action="store_true",
                         help="ECP5: put the widest FIFOs in the block RAMs the design leaves spare instead of "
-                             "LUT RAM (six LUT sites per 16x4 bits; 40 block RAMs take 1,280 FIFO bits of the 16x16 SoC)")
+                             "LUT RAM (six LUT sites per 16x4 bits however shallow the FIFO)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     parser.add_argument("-o", "--output", type=Path, metavar="DIR", help="build directory")
     args = parser.parse_args(argv)
