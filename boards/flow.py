@@ -186,6 +186,8 @@ def build(design, name: str, board: Board, workdir: Path, *, target_mhz: float |
     and before place and route when synthesis does. ``fifos_in_block_ram`` (ECP5) puts the widest
     small memories in the block RAMs the design leaves spare (``estimate.block_ram_fifos``).
     """
+    if fifos_in_block_ram and board.family != "ecp5":
+        raise ValueError(f"FIFOs in block RAM is an ECP5 option; {board.family} has no LUT RAM")
     workdir.mkdir(parents=True, exist_ok=True)
     target_mhz = pll.output_mhz if pll else target_mhz or board.default_clock_mhz
     start = time.perf_counter()

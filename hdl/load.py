@@ -270,7 +270,7 @@ class LoadUnit(wiring.Component):
                 with m.If(undefined | out_of_range):
                     m.d.comb += [self.error_field.eq(undefined), self.error_range.eq(~undefined)]
                     m.next = "Idle"
-                with m.Elif((fields.rows == 0) | (fields.blocks == 0) | (fields.groups == 0)):
+                with m.Elif(sram_span == 0):
                     m.d.comb += retire.eq(1)
                     m.next = "Idle"
                 with m.Else():

@@ -89,8 +89,9 @@ def lane_product(m: Module, config: ArrayConfig, multiplicand, recoded, mode, ds
 
     The product is symmetric in its operands; ``dsp`` False builds the int8 product from logic
     (``logic_product(m, multiplicand, recoded)``), which Booth-recodes ``recoded``: the PE passes
-    there the operand that a multiplexer selects, so that the select is decoded once per digit. (ECP5, 16x16 OS PE with the depthwise mode: 163 LUT4; with the
-    multiplexed operand as the multiplicand, whose every bit feeds every partial product, 190.)
+    there the operand that a multiplexer selects, so that the select is decoded once per digit.
+    (ECP5, 16x16 OS PE with the depthwise mode: 163 LUT4; with the multiplexed operand as the
+    multiplicand, whose every bit feeds every partial product, 190.)
     """
     products = {}
     if ArithMode.INT8 in config.modes:
