@@ -118,16 +118,22 @@ class Accelerator(wiring.Component):
             compute.next_token_available.eq(token_counter("store_to_compute", store.push_token, compute.pop_next)),
         ]
 
-        # AXI reads: fetch and load share AR (held grant per request); R is routed by ID and always accepted.
+        # AXI reads: fetch and load share AR; R is routed by ID and always accepted. A grant is held for
+        # one request, except that the load unit keeps it after a handshake while fetch does not ask, so
+        # its bursts of single-beat rows go out one per cycle; fetch takes a kept grant the load unit
+        # does not use.
         grant_load = Signal()
         granted = Signal()
-        with m.If(~granted):
+        kept = Signal()
+        keep = grant_load & ~fetch.arvalid
+        with m.If(~granted | (kept & ~load.arvalid)):
+            m.d.sync += [granted.eq(0), kept.eq(0)]
             with m.If(fetch.arvalid):
                 m.d.sync += [granted.eq(1), grant_load.eq(0)]
             with m.Elif(load.ar_request):
                 m.d.sync += [granted.eq(1), grant_load.eq(1)]
         with m.Elif(axi.arvalid & axi.arready):
-            m.d.sync += granted.eq(0)
+            m.d.sync += [granted.eq(keep), kept.eq(keep)]
         with m.If(grant_load):
             m.d.comb += [axi.arid.eq(LOAD_ID), axi.araddr.eq(load.araddr), axi.arlen.eq(load.arlen),
                          axi.arvalid.eq(granted & load.arvalid), load.arready.eq(granted & axi.arready)]

@@ -45,8 +45,9 @@ class LoadUnit(wiring.Component):
     token_available : In(1)       a compute->load token exists (for pop_next)
     pop_token, push_token : Out(1) one-cycle pulses (compute->load pop, load->compute push)
     arvalid, araddr, arlen, arready, rvalid, rdata, rresp, rlast, rready : the AXI read channels it uses
-    ar_request : Out(1)            a burst is due: the arbiter may grant AR. ``arvalid`` rises once the burst's
-                                   length is planned, a cycle after the walker last moved (the grant takes one)
+    ar_request : Out(1)            a burst is due: the arbiter may grant AR. ``arvalid`` rises once a merged
+                                   burst's length is planned, a cycle after the walker last moved (the grant
+                                   takes one); other bursts may follow each other on a kept grant, one per cycle
     acc_busy : In(1)               the compute unit uses the accumulator ports this cycle: an accumulator or
                                    COMBINE load holds its R beats (rready low) and padding rows meanwhile
     write_<target> : one write port per memory of ``memory_shapes`` (byte granularity)
@@ -281,8 +282,9 @@ class LoadUnit(wiring.Component):
                 with m.If(pad_row):
                     m.d.comb += [pad_write.eq(~data_beat & ~hold), advance.eq(~data_beat & ~hold)]
                 with m.Else():
+                    # (A row that is its own burst needs no plan: it may follow the last at once.)
                     m.d.comb += [self.ar_request.eq(outstanding.w_rdy),
-                                 self.arvalid.eq(outstanding.w_rdy & planned)]
+                                 self.arvalid.eq(outstanding.w_rdy & (planned | ~mergeable))]
                     with m.If(self.arvalid & self.arready):
                         m.d.comb += advance.eq(1)
                 with m.If(advance):

@@ -6,7 +6,8 @@ on the unit that executes it, from the hardware's documented behaviour (``hdl/*.
 * **fetch** reads one ``INSTRUCTION_BITS`` instruction per AXI burst and requests the next only
   after dispatching it into its unit's queue (``QUEUE_DEPTH`` deep; a full queue stalls fetch);
 * **load**: Idle, Check, then the walk issues one AXI read burst per two cycles (the shared
-  AR grant, which an instruction fetch asking in the same cycle takes first), at most
+  AR grant, which an instruction fetch asking in the same cycle takes first), or one per cycle
+  for bursts that are not merged rows while the unit keeps the grant (no fetch asks), at most
   ``MAX_OUTSTANDING_READS`` in flight; consecutive single-beat rows share a burst of up to
   ``MAX_BURST_ROWS`` (never across ``BURST_BOUNDARY``); padding rows take a cycle each; the read
   channel returns one beat per cycle after the DRAM latency, in the order of the address
@@ -72,7 +73,7 @@ class Timing:
     read_latency: int = 2           # sim/axi_dram.sv: AR handshake to the first R beat
     fetch_request: int = 2          # fetch Request state: the AR grant is registered, then the handshake
     fetch_dispatch: int = 2         # last R beat to the instruction's acceptance into its queue, Request again
-    load_issue: int = 2             # load bursts: one AR per two cycles (grant, handshake)
+    load_issue: int = 2             # load bursts: one AR per two cycles (grant, handshake) without a kept grant
     load_overhead: int = 2          # Idle, Check, Drain/retire of a LOAD
     compute_issue: int = 2          # COMPUTE Idle + Check
     sync_latency: int = 1           # SYNC: through the in-flight FIFO to its retirement
@@ -123,7 +124,11 @@ def _load_walk(f: dict, bus_bytes: int) -> tuple[list[int], int]:
         return [], 0
     if f["row_elems"] == 0:
         return [0] * (rows * blocks * groups), 0
-    return _bursts(f, -(-f["row_elems"] * target_element_bytes(Target(f["target"])) // bus_bytes), bus_bytes)
+    return _bursts(f, _row_beats(f, bus_bytes), bus_bytes)
+
+
+def _row_beats(f: dict, bus_bytes: int) -> int:
+    return -(-f["row_elems"] * target_element_bytes(Target(f["target"])) // bus_bytes)
 
 
 def _bursts(f: dict, beats: int, bus_bytes: int) -> tuple[list[int], int]:
@@ -169,6 +174,8 @@ class _Machine:
         self.config, self.t = config, timing
         self.decoded = previous.decoded if previous else {}     # id(instruction) -> (fields, walk, data beats)
         self.previous_fetch_ars = sorted(previous.fetch_ars) if previous else []
+        self.previous_fetch_requests = sorted(previous.fetch_requests) if previous else []
+        self.previous_kept_ars = frozenset(previous.kept_ars) if previous else frozenset()
         self.fetch_ar_set = frozenset(self.previous_fetch_ars)
         self.bus = config.bus_bytes
         self.instruction_beats = INSTRUCTION_BITS // config.bus_bits
@@ -194,6 +201,8 @@ class _Machine:
         self.act_jobs = deque(maxlen=IN_FLIGHT)      # start of each queued activation job
         self.weight_jobs = deque(maxlen=IN_FLIGHT)   # ... and of each weight job
         self.fetch_ars: list[int] = []        # AR handshakes of instruction fetches (this pass)
+        self.fetch_requests: list[tuple[int, int]] = []   # (first cycle asking, AR handshake) of each (this pass)
+        self.kept_ars: list[int] = []         # LOAD AR handshakes on a grant kept from the last one (this pass)
         self.bursts: list[tuple[int, int]] = []           # (AR handshake, cycle after the last R beat) per LOAD burst
         self.last_burst_ar = -1
         self.end = 0
@@ -218,10 +227,18 @@ class _Machine:
         return self.previous_fetch_ars[bisect.bisect_right(self.previous_fetch_ars, after):
                                        bisect.bisect_left(self.previous_fetch_ars, before)]
 
+    def _fetch_asking(self, cycle: int) -> bool:
+        """Whether an instruction fetch of the previous pass asks for the AR grant in ``cycle``."""
+        index = bisect.bisect_right(self.previous_fetch_requests, (cycle, float("inf"))) - 1
+        return index >= 0 and self.previous_fetch_requests[index][1] >= cycle
+
     def _fetch(self, unit: int) -> int:
         """Dispatch time of the next instruction for ``unit`` (None: END)."""
         t = self.t
         ar = self.now_fetch + t.fetch_request - 1
+        if self.now_fetch in self.previous_kept_ars:     # the load unit's kept grant is released first
+            ar += 1
+        self.fetch_requests.append((self.now_fetch, ar))
         last = ar + t.read_latency + self.instruction_beats - 1 + self._fetch_wait(ar)
         self.fetch_ars.append(ar)
         self.bytes_read += self.instruction_beats * self.bus
@@ -255,8 +272,11 @@ class _Machine:
             done = issue
             bursts = deque()
             streaming = deque(maxlen=MAX_OUTSTANDING_READS)     # R beat cycles of the bursts in flight
+            merged = _row_beats(f, self.bus) == 1 and f["row_stride"] == self.bus
+            kept = None                   # the cycle a burst may take the AR grant the last one kept
             for beats in walk:
                 if beats == 0:            # a padding row takes the write port in a cycle without an R beat
+                    kept = None
                     moved = True
                     while moved:
                         moved = False
@@ -267,11 +287,19 @@ class _Machine:
                     continue
                 if len(bursts) == MAX_OUTSTANDING_READS:
                     issue = max(issue, bursts.popleft() + 1)
-                # Fetch has priority on the AR grant: a fetch address granted as this burst asks for
-                # the grant (or one cycle before) holds it for its handshake.
-                while issue in self.fetch_ar_set or issue + 1 in self.fetch_ar_set:
-                    issue = (issue + 1 if issue + 1 in self.fetch_ar_set else issue) + 1
-                ar = issue + t.load_issue - 1
+                if kept is not None and issue <= kept:
+                    ar = kept
+                else:
+                    # Fetch has priority on the AR grant: a fetch address granted as this burst asks for
+                    # the grant (or one cycle before) holds it for its handshake.
+                    while issue in self.fetch_ar_set or issue + 1 in self.fetch_ar_set:
+                        issue = (issue + 1 if issue + 1 in self.fetch_ar_set else issue) + 1
+                    ar = issue + t.load_issue - 1
+                # The load unit keeps the grant after a handshake while fetch does not ask: a burst that
+                # needs no plan (not merged) may then follow in the next cycle.
+                kept = ar + 1 if not merged and not self._fetch_asking(ar) else None
+                if kept is not None:
+                    self.kept_ars.append(ar)
                 channel = self.read_bus
                 for fetch_ar in self._fetches_between(self.last_burst_ar, ar):   # their beats come first
                     channel = max(channel, fetch_ar + t.read_latency) + self.instruction_beats
