@@ -29,7 +29,8 @@ the array in binary mode: a binary block is a whole scratchpad row of R bytes
 stored at its byte offset into the rows (STORE ``byte_offset``). Depthwise
 convolutions run in the array's depthwise mode where the array has it and the
 layer fits (``quant.depthwise``), otherwise, like pooling and residual adds,
-on the accumulator path (``quant.vector``). Layers run one after another (``program.fenced``); inside
+on the accumulator path (``quant.vector``); so does a global average pool (a depthwise sum
+with weights of one) whose window is at most R wide. Layers run one after another (``program.fenced``); inside
 a layer loads, computes and stores overlap.
 """
 from dataclasses import dataclass, field, replace
@@ -293,6 +294,14 @@ def _passes(config: AcceleratorConfig, out_blocks: int, needed: np.ndarray | Non
     return runs
 
 
+def _global_average_plan(config: AcceleratorConfig, pool: Pool, y: FeatureMap):
+    """The array's depthwise mapping of a global average pool (one window over the unpadded map), or None:
+    its ADD over every pixel is then one COMPUTE per window row instead of one LOAD per pixel."""
+    if pool.kind != PoolKind.AVG or (y.height, y.width) != (1, 1) or any(pool.padding):
+        return None
+    return plan_depthwise(config, pool.kernel, (1, 1), 1, 1)
+
+
 def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, maps: dict, slots: dict,
            packed: dict[str, FeatureMap]) -> list[list[Instruction]]:
     """One node's passes, each to be fenced: CONFIG and the pass's channel records, then its instructions."""
@@ -336,9 +345,16 @@ def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, ma
                 passes.append(serialized(head + lower_depthwise(config, image, node.name, x, y, taps, node.stride,
                                                                 offset, blocks)))
         elif isinstance(node, Pool):
-            passes.append(serialized(head + lower_pool(config, maps[node.input], y,
-                                                       "max" if node.kind == PoolKind.MAX else "avg", node.kernel,
-                                                       node.stride, offset, blocks)))
+            x = maps[node.input]
+            plan = _global_average_plan(config, node, y)
+            if plan:     # a sum over the whole map: a depthwise convolution with weights of one
+                ones = np.zeros(node.kernel + (x.channel_blocks * x.lanes,), dtype=np.int64)
+                ones[:, :, slots[node.input]] = 1
+                passes.append(head + lower_depthwise_array(config, image, node.name, x, y, ones, (1, 1), offset,
+                                                           blocks, plan))
+            else:
+                passes.append(serialized(head + lower_pool(config, x, y, "max" if node.kind == PoolKind.MAX
+                                                           else "avg", node.kernel, node.stride, offset, blocks)))
         else:
             passes.append(serialized(head + lower_add(config, maps[node.inputs[0]], maps[node.inputs[1]], y,
                                                       *node.scales, blocks)))

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from hdl.config import AcceleratorConfig, ArrayConfig
-from hdl.isa import Target
+from hdl.isa import Opcode, Target
 from hdl.numerics import ArithMode
 from quant import golden
 from quant.compiler import UnsupportedLayer, compile_graph
@@ -294,6 +294,29 @@ def test_net_runs_bit_exact_in_rtl(name, dataflow, rows, cols, arith, size, seed
     expected = golden.run(graph, image[None])
     for node in graph.nodes:
         assert np.array_equal(net.read_tensor(outcome.dram, node.output), expected[node.output][0]), node.name
+
+
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
+def test_global_average_pool_sums_on_the_array(dataflow, seed):
+    """A global average pool whose window is at most R wide runs as a depthwise convolution with weights
+    of one in the array's depthwise mode (one COMPUTE per window row, not one LOAD per pixel): bit-exact
+    in the ISA simulator and in RTL; a wider one stays on the accumulator path."""
+    graph, image = small_net("squeezenet1_1", seed, size=64)       # a 3x3 map before the pool
+    net = check_every_tensor(config(dataflow), graph, image, f"global pool {dataflow} (seed {seed})")
+    (pool,) = [span for span in net.layers if span.name == "classifier_3"]
+    pool_program = net.program[pool.start:pool.end]
+    assert any(instruction.opcode == Opcode.COMPUTE for instruction in pool_program)
+    assert not any(instruction.opcode == Opcode.LOAD and instruction.fields["target"] == Target.COMBINE
+                   for instruction in pool_program)
+    dram = bytearray(net.image.data)
+    IsaSimulator(net.config, dram).run(net.program_address, len(net.program))
+    outcome = run_fast(net.config, bytes(net.image.data), net.program_address, len(net.program))
+    assert outcome.done and outcome.error is None, outcome
+    assert outcome.dram[:len(dram)] == bytes(dram)
+
+    wide = compile_graph(config(dataflow), *small_net("squeezenet1_1", seed, size=96))   # 5x5 on 4 rows
+    (pool,) = [span for span in wide.layers if span.name == "classifier_3"]
+    assert not any(instruction.opcode == Opcode.COMPUTE for instruction in wide.program[pool.start:pool.end])
 
 
 # The OS accelerator is test_accelerator's (one Verilator build for both files).
