@@ -295,11 +295,17 @@ def _passes(config: AcceleratorConfig, out_blocks: int, needed: np.ndarray | Non
 
 
 def _global_average_plan(config: AcceleratorConfig, pool: Pool, y: FeatureMap):
-    """The array's depthwise mapping of a global average pool (one window over the unpadded map), or None:
-    its ADD over every pixel is then one COMPUTE per window row instead of one LOAD per pixel."""
+    """(stride, plan): the array's depthwise mapping of a global average pool (one window over the unpadded
+    map), or None. Its ADD over every pixel is then one COMPUTE per window row and phase instead of one
+    LOAD per pixel. One output has no stride, so a window wider than R columns takes the smallest
+    horizontal stride that splits it into phases of at most R taps."""
     if pool.kind != PoolKind.AVG or (y.height, y.width) != (1, 1) or any(pool.padding):
         return None
-    return plan_depthwise(config, pool.kernel, (1, 1), 1, 1)
+    for stride in ((1, 1), (1, 2), (1, 4), (1, 8)):
+        plan = plan_depthwise(config, pool.kernel, stride, 1, 1)
+        if plan:
+            return stride, plan
+    return None
 
 
 def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, maps: dict, slots: dict,
@@ -346,12 +352,12 @@ def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, ma
                                                                 offset, blocks)))
         elif isinstance(node, Pool):
             x = maps[node.input]
-            plan = _global_average_plan(config, node, y)
-            if plan:     # a sum over the whole map: a depthwise convolution with weights of one
+            mapping = _global_average_plan(config, node, y)
+            if mapping:     # a sum over the whole map: a depthwise convolution with weights of one
                 ones = np.zeros(node.kernel + (x.channel_blocks * x.lanes,), dtype=np.int64)
                 ones[:, :, slots[node.input]] = 1
-                passes.append(head + lower_depthwise_array(config, image, node.name, x, y, ones, (1, 1), offset,
-                                                           blocks, plan))
+                passes.append(head + lower_depthwise_array(config, image, node.name, x, y, ones, *mapping[:1],
+                                                           offset, blocks, mapping[1]))
             else:
                 passes.append(serialized(head + lower_pool(config, x, y, "max" if node.kind == PoolKind.MAX
                                                            else "avg", node.kernel, node.stride, offset, blocks)))

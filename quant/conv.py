@@ -263,19 +263,18 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                 loads = []
                 sram_row = region * act_region
                 for segments in step_tiles:
-                    pixels = sum(count for _, _, count in segments)
                     for tap_index, tap in enumerate(taps):
                         blocks_here = [kb % cin_blocks for kb in chunk if kb // cin_blocks == tap_index]
                         # One LOAD per run of evenly spaced input blocks and segment: a block's R rows are
-                        # its segments' pixels (the last padded to R).
+                        # its segments' pixels. The rows past a short tile's pixels are not loaded: their
+                        # lanes' results are never stored, so whatever those rows hold does not matter.
                         while blocks_here:
                             run = x.run(blocks_here[0], len(blocks_here))
                             lane = 0         # of the tile's R pixels, the segment's first
-                            for number, (row, col, count) in enumerate(segments):
-                                sram_rows = count + (rows - pixels) * (number == len(segments) - 1)
+                            for row, col, count in segments:
                                 loads.append(act_load(tap, blocks_here[0], sram_row + lane, row, col, count,
-                                                      sram_rows, groups=run))
-                                lane += sram_rows
+                                                      count, groups=run))
+                                lane += count
                             sram_row += run * rows
                             blocks_here = blocks_here[run:]
                 last = index == len(chunks) - 1

@@ -298,10 +298,11 @@ def test_net_runs_bit_exact_in_rtl(name, dataflow, rows, cols, arith, size, seed
 
 @pytest.mark.parametrize("dataflow", ["os", "ws"])
 def test_global_average_pool_sums_on_the_array(dataflow, seed):
-    """A global average pool whose window is at most R wide runs as a depthwise convolution with weights
-    of one in the array's depthwise mode (one COMPUTE per window row, not one LOAD per pixel): bit-exact
-    in the ISA simulator and in RTL; a wider one stays on the accumulator path."""
-    graph, image = small_net("squeezenet1_1", seed, size=64)       # a 3x3 map before the pool
+    """A global average pool runs as a depthwise convolution with weights of one in the array's depthwise
+    mode (one COMPUTE per window row and phase, not one LOAD per pixel), a window wider than R in phases
+    of a horizontal stride: bit-exact in the ISA simulator and in RTL. One whose stationary weights do not
+    fit stays on the accumulator path."""
+    graph, image = small_net("squeezenet1_1", seed, size=96)       # a 5x5 map before the pool: stride 2 on R = 4
     net = check_every_tensor(config(dataflow), graph, image, f"global pool {dataflow} (seed {seed})")
     (pool,) = [span for span in net.layers if span.name == "classifier_3"]
     pool_program = net.program[pool.start:pool.end]
@@ -314,7 +315,7 @@ def test_global_average_pool_sums_on_the_array(dataflow, seed):
     assert outcome.done and outcome.error is None, outcome
     assert outcome.dram[:len(dram)] == bytes(dram)
 
-    wide = compile_graph(config(dataflow), *small_net("squeezenet1_1", seed, size=96))   # 5x5 on 4 rows
+    wide = compile_graph(config(dataflow), *small_net("squeezenet1_1", seed, size=160))   # 9x9
     (pool,) = [span for span in wide.layers if span.name == "classifier_3"]
     assert not any(instruction.opcode == Opcode.COMPUTE for instruction in wide.program[pool.start:pool.end])
 
