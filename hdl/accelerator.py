@@ -120,8 +120,8 @@ class Accelerator(wiring.Component):
 
         # AXI reads: fetch and load share AR; R is routed by ID and always accepted. A grant is held for
         # one request, except that the load unit keeps it after a handshake while fetch does not ask, so
-        # its bursts of single-beat rows go out one per cycle; fetch takes a kept grant the load unit
-        # does not use.
+        # its bursts that are not merged rows (strided single-beat rows, multi-beat rows) go out one per
+        # cycle; fetch takes a kept grant the load unit does not use.
         grant_load = Signal()
         granted = Signal()
         kept = Signal()

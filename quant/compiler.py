@@ -354,10 +354,11 @@ def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, ma
             x = maps[node.input]
             mapping = _global_average_plan(config, node, y)
             if mapping:     # a sum over the whole map: a depthwise convolution with weights of one
+                stride, plan = mapping
                 ones = np.zeros(node.kernel + (x.channel_blocks * x.lanes,), dtype=np.int64)
                 ones[:, :, slots[node.input]] = 1
-                passes.append(head + lower_depthwise_array(config, image, node.name, x, y, ones, *mapping[:1],
-                                                           offset, blocks, mapping[1]))
+                passes.append(head + lower_depthwise_array(config, image, node.name, x, y, ones, stride, offset,
+                                                           blocks, plan))
             else:
                 passes.append(serialized(head + lower_pool(config, x, y, "max" if node.kind == PoolKind.MAX
                                                            else "avg", node.kernel, node.stride, offset, blocks)))
