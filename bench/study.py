@@ -171,7 +171,8 @@ def render(results: dict) -> None:
         "",
         "Utilization is the MACs of the layers the array runs / (R x C x all cycles of the net): dense convolutions, "
         "and depthwise convolutions (the array's depthwise mode, both dataflows since 2026-12-02 #3); pooling and adds "
-        "run on the accumulator path, which is not the array. A layer is *memory-bound* when its DRAM bytes need more bus "
+        "run on the accumulator path, which is not the array, except global average pools (a depthwise sum in the "
+        "array's depthwise mode where the window fits since 2026-12-05), which are not counted either. A layer is *memory-bound* when its DRAM bytes need more bus "
         "cycles (bytes / 16) than its MACs need at the peak of the unit that runs it (array: RC MACs/cycle; "
         "accumulator path, and depthwise layers in the array's depthwise mode: C, the mode's peak being kw x C): "
         "left of that unit's roofline ridge.",
