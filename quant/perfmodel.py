@@ -131,6 +131,11 @@ def _row_beats(f: dict, bus_bytes: int) -> int:
     return -(-f["row_elems"] * target_element_bytes(Target(f["target"])) // bus_bytes)
 
 
+def _mergeable(f: dict, beats: int, bus_bytes: int) -> bool:
+    """Whether the walk's rows merge into bursts: single-beat rows ``bus_bytes`` apart (``hdl.load``)."""
+    return beats == 1 and f["row_stride"] == bus_bytes
+
+
 def _bursts(f: dict, beats: int, bus_bytes: int) -> tuple[list[int], int]:
     """(beats of each burst of a LOAD or STORE walk, 0 for a padding row) and the data beats in all.
 
@@ -140,7 +145,7 @@ def _bursts(f: dict, beats: int, bus_bytes: int) -> tuple[list[int], int]:
     """
     f = {name: 0 for name in ("pad_before", "pad_after", "pad_blocks_before", "pad_blocks_after")} | f
     rows, blocks, groups = f["rows"], f["blocks"], f["groups"]
-    mergeable = beats == 1 and f["row_stride"] == bus_bytes
+    mergeable = _mergeable(f, beats, bus_bytes)
     walk: list[int] = []
     data = 0
     inner = rows - f["pad_before"] - f["pad_after"]
@@ -272,7 +277,7 @@ class _Machine:
             done = issue
             bursts = deque()
             streaming = deque(maxlen=MAX_OUTSTANDING_READS)     # R beat cycles of the bursts in flight
-            merged = _row_beats(f, self.bus) == 1 and f["row_stride"] == self.bus
+            merged = _mergeable(f, _row_beats(f, self.bus), self.bus)
             kept = None                   # the cycle a burst may take the AR grant the last one kept
             for beats in walk:
                 if beats == 0:            # a padding row takes the write port in a cycle without an R beat
