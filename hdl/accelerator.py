@@ -27,7 +27,7 @@ from .store import StoreUnit
 
 __all__ = ["Accelerator"]
 
-QUEUE_DEPTH = 4
+QUEUE_DEPTHS = (4, 4, 8)     # instructions queued for the load, compute and store units (deepest: STOREs wait for results)
 TOKEN_BITS = 8
 FETCH_ID, LOAD_ID = 0, 1
 
@@ -65,9 +65,9 @@ class Accelerator(wiring.Component):
         compute = m.submodules.compute = ResetInserter(soft_reset)(ComputeUnit(config))
         store = m.submodules.store = ResetInserter(soft_reset)(StoreUnit(config))
         queues = {}
-        for name, unit, source in (("load", load, fetch.to_load), ("compute", compute, fetch.to_compute),
-                                   ("store", store, fetch.to_store)):
-            queue = queues[name] = fifo.SyncFIFOBuffered(width=INSTRUCTION_BITS, depth=QUEUE_DEPTH)
+        for name, unit, source, depth in zip(("load", "compute", "store"), (load, compute, store),
+                                             (fetch.to_load, fetch.to_compute, fetch.to_store), QUEUE_DEPTHS):
+            queue = queues[name] = fifo.SyncFIFOBuffered(width=INSTRUCTION_BITS, depth=depth)
             m.submodules[f"{name}_queue"] = ResetInserter(soft_reset)(queue)
             m.d.comb += [queue.w_data.eq(source.payload), queue.w_en.eq(source.valid), source.ready.eq(queue.w_rdy),
                          unit.instructions.payload.eq(queue.r_data), unit.instructions.valid.eq(queue.r_rdy),

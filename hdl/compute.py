@@ -3,17 +3,23 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import AcceleratorConfig, ArithSupport, Dataflow
+from .config import AcceleratorConfig, ArithSupport, ArrayConfig, Dataflow
 from .isa import COMPUTE, INSTRUCTION, Opcode
 from .numerics import ACC_BITS, ArithMode
 from .sram import RowReader, address_width
 from .systolic_array import SystolicArray
 from .transposer import Transposer
 
-__all__ = ["ComputeUnit", "IN_FLIGHT", "RESULT_LATENCY"]
+__all__ = ["ComputeUnit", "RESULT_LATENCY", "max_in_flight"]
 
-IN_FLIGHT = 4      # instructions in the array at once (issued, results not all written)
 RESULT_LATENCY = 2     # a result row leaving the array to its accumulator write (fetch, add)
+
+
+def max_in_flight(array: ArrayConfig) -> int:
+    """COMPUTEs in the array at once (issued, results not all written). An OS COMPUTE passes the
+    transposer's R rows before its beats and drains for about 2R + C cycles after them, so OS keeps
+    twice as many as WS, whose COMPUTEs stream past R stationary weight rows."""
+    return 8 if array.dataflow == Dataflow.OS else 4
 
 
 class ComputeUnit(wiring.Component):
@@ -64,6 +70,7 @@ class ComputeUnit(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         config, rows, cols = self.config, self.config.array.rows, self.config.array.cols
+        depth = max_in_flight(config.array)
         array = m.submodules.array = SystolicArray(config.array)
         act_reader = m.submodules.act_reader = RowReader(addr_width=len(self.act_read.addr), row_shape=rows * 8)
         weight_reader = m.submodules.weight_reader = RowReader(addr_width=len(self.weight_read.addr),
@@ -107,7 +114,7 @@ class ComputeUnit(wiring.Component):
         # previous tile streams), and on OS the next activation block fills the transposer while
         # the previous block's weights still stream. `deliveries` frames each job's beats (last, mode).
         weight_job = data.StructLayout({"weight_addr": len(self.weight_read.addr), "count": len(weight_reader.count)})
-        weight_jobs = m.submodules.weight_jobs = fifo.SyncFIFO(width=weight_job.size, depth=IN_FLIGHT)
+        weight_jobs = m.submodules.weight_jobs = fifo.SyncFIFO(width=weight_job.size, depth=depth)
         queued_weights, started_weights = weight_job(weight_jobs.r_data), weight_job(weight_jobs.w_data)
         with m.If(weight_jobs.r_rdy & ~weight_reader.reading):
             m.d.comb += [weight_reader.first.eq(queued_weights.weight_addr), weight_reader.count.eq(queued_weights.count),
@@ -116,8 +123,8 @@ class ComputeUnit(wiring.Component):
         act_job = data.StructLayout({"act_addr": len(self.act_read.addr), **beat_flags,
                                      "act_stride_log2": COMPUTE.members["act_stride_log2"]})
         delivery = data.StructLayout(beat_flags)
-        act_jobs = m.submodules.act_jobs = fifo.SyncFIFOBuffered(width=act_job.size, depth=IN_FLIGHT)
-        deliveries = m.submodules.deliveries = fifo.SyncFIFOBuffered(width=delivery.size, depth=IN_FLIGHT)
+        act_jobs = m.submodules.act_jobs = fifo.SyncFIFOBuffered(width=act_job.size, depth=depth)
+        deliveries = m.submodules.deliveries = fifo.SyncFIFOBuffered(width=delivery.size, depth=depth)
         queued_job, started_job = act_job(act_jobs.r_data), act_job(act_jobs.w_data)
         started_delivery, delivering = delivery(deliveries.w_data), delivery(deliveries.r_data)
         same_routing = (queued_job.depthwise == streaming_depthwise) | (deliveries.level == 0) if bypassing else 1
@@ -159,7 +166,7 @@ class ComputeUnit(wiring.Component):
         # rows: result rows the array delivers; kept: how many of them are written (depthwise drops R - 1).
         record_layout = data.StructLayout({"acc_addr": len(self.acc_write.addr), "rows": 13, "kept": 13,
                                            "accumulate": 1, "push_prev": 1, "push_next": 1})
-        in_flight = m.submodules.in_flight = fifo.SyncFIFOBuffered(width=record_layout.size, depth=IN_FLIGHT)
+        in_flight = m.submodules.in_flight = fifo.SyncFIFOBuffered(width=record_layout.size, depth=depth)
         head = record_layout(in_flight.r_data)
         record = Signal(record_layout)
         m.d.comb += in_flight.w_data.eq(record)

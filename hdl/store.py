@@ -53,7 +53,10 @@ class StoreUnit(wiring.Component):
         m = Module()
         config, cols, bus_bytes = self.config, self.config.array.cols, self.config.bus_bytes
         beat_shift = (bus_bytes - 1).bit_length()
-        reader = m.submodules.reader = RowReader(addr_width=len(self.acc_read.addr), row_shape=cols * ACC_BITS)
+        # Each row carries its STORE's parameter bank, so a STORE's reads may start while the previous
+        # STORE's last rows still wait in the reader.
+        reader = m.submodules.reader = RowReader(addr_width=len(self.acc_read.addr), row_shape=cols * ACC_BITS,
+                                                 tag_bits=1)
         wiring.connect(m, reader.port, wiring.flipped(self.acc_read))
         post = m.submodules.post = PostProcessor(cols)
         # Output rows wait here for the writer, so the next STORE's rows can enter the post-processor
@@ -67,11 +70,11 @@ class StoreUnit(wiring.Component):
         output = Signal(output_params_layout(), init={"clamp_min": -128, "clamp_max": 127})
         # Consecutive STOREs alternate between the post-processor's parameter banks, so one's rows
         # follow the other's through its pipeline.
-        bank = Signal()                        # the bank of the rows the reader delivers
+        bank = Signal()                        # the bank of the last STORE started
         channel_params = Signal.like(post.channel_params)
         kept_channels = Signal.like(post.channels)
         m.d.comb += [post.rows_in.valid.eq(reader.rows.valid), post.rows_in.payload.data.eq(reader.rows.payload),
-                     post.rows_in.payload.bank.eq(bank), reader.rows.ready.eq(post.rows_in.ready),
+                     post.rows_in.payload.bank.eq(reader.row_tag), reader.rows.ready.eq(post.rows_in.ready),
                      post.channel_params.eq(channel_params), post.params.eq(output), post.channels.eq(kept_channels),
                      out_rows.w_en.eq(post.rows_out.valid), out_rows.w_data.eq(post.rows_out.payload.data),
                      post.rows_out.ready.eq(out_rows.w_rdy)]
@@ -152,11 +155,11 @@ class StoreUnit(wiring.Component):
                 with m.Elif(total_rows == 0):
                     with m.If(unit_idle):        # retires in order, after the stores before it
                         m.next = "Retire"
-                # Starts once the previous STORE's rows have all entered the post-processor and the
-                # other bank's (two STOREs back) have left it.
-                with m.Elif(~reader.busy & (rows_left[~bank] == 0)):
+                # Starts once the previous STORE's rows have all been read and the other bank's (two
+                # STOREs back) have left the post-processor.
+                with m.Elif(~reader.reading & (rows_left[~bank] == 0)):
                     m.d.comb += [reader.first.eq(fields.acc_addr), reader.count.eq(total_rows), reader.start.eq(1),
-                                 jobs.w_en.eq(1)]
+                                 reader.tag.eq(~bank), jobs.w_en.eq(1)]
                     m.d.sync += [bank.eq(~bank), channel_params[~bank].eq(decoded),
                                  kept_channels[~bank].eq(fields.channels), rows_left[~bank].eq(total_rows)]
                     m.next = "Idle"

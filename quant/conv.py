@@ -33,7 +33,7 @@ from itertools import product
 
 import numpy as np
 
-from hdl.compute import IN_FLIGHT
+from hdl.compute import max_in_flight
 from hdl.config import AcceleratorConfig, Dataflow
 from hdl.isa import MAX_COMPUTE_BEATS, Instruction, Opcode, Target
 from hdl.numerics import ArithMode, neutral_padding
@@ -196,8 +196,12 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
         y = replace(y, height=1, width=y.height * y.width)
     # An OS tile (R output pixels) drains for about 2R + C cycles after its last beat: as many
     # tiles as the compute unit keeps in flight, and as many again waiting for their STOREs,
-    # each in its own accumulator region, overlap that.
-    acc_buffers = max(2, min(2 * IN_FLIGHT, config.acc_rows // rows))
+    # each in its own accumulator region, overlap that. A STORE that hands its region back waits
+    # for its write responses and holds later STOREs' bursts meanwhile, so the regions go back
+    # in groups of `handover` tiles (a quarter of them), each group's last STORE handing them over.
+    region_count = max(2, min(2 * max_in_flight(array), config.acc_rows // rows))
+    handover = 1 << max(0, (region_count // 4).bit_length() - 1)
+    acc_buffers = region_count // handover * handover
     region_rows = config.acc_rows // acc_buffers
     k_blocks = len(taps) * cin_blocks
     chunk_blocks = min(k_blocks, min(act_half, weight_half, MAX_COMPUTE_BEATS) // rows)
@@ -291,6 +295,7 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                             "row_elems": y.block_channels(block), "rows": beats,
                             "row_stride": weights.region.row_stride})] + ([records_row(block)] if keep_weights else []))
                 computes = []
+                first_tile = scheduler.tiles
                 for i, (j, number) in enumerate(product(range(len(members)), range(len(step_tiles)))):
                     out_row, first_col, _ = step_tiles[number][0]
                     pixels = sum(count for _, _, count in step_tiles[number])
@@ -298,7 +303,10 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                     computes.append(({"act_addr": region * act_region + number * k_rows,
                                       "weight_addr": weight_addrs[j], "acc_addr": regions[i], "beats": beats,
                                       "accumulate": int(index > 0), "mode": mode}, index == 0, last,
-                                     [store(members[j], regions[i], out_row, 1, first_col, pixels)] if last else []))
+                                     [store(members[j], regions[i], out_row, 1, first_col, pixels)] if last else [],
+                                     # A group's first tile waits for the group whose regions it reuses.
+                                     index == 0 and (first_tile + i) % handover == 0 and first_tile + i >= acc_buffers,
+                                     (first_tile + i) % handover == handover - 1))
                 # Each block's computes start once its own weights are in; a whole-scratchpad group's
                 # block j replaces the previous group's once that group's last compute of block j is done.
                 scheduler.step_many(loads, computes, stages=weight_loads,

@@ -4,7 +4,7 @@ It walks the compiled instruction stream once, in program order, and times every
 on the unit that executes it, from the hardware's documented behaviour (``hdl/*.py``):
 
 * **fetch** reads one ``INSTRUCTION_BITS`` instruction per AXI burst and requests the next only
-  after dispatching it into its unit's queue (``QUEUE_DEPTH`` deep; a full queue stalls fetch);
+  after dispatching it into its unit's queue (``QUEUE_DEPTHS`` deep; a full queue stalls fetch);
 * **load**: Idle, Check, then the walk issues one AXI read burst per two cycles (the shared
   AR grant, which an instruction fetch asking in the same cycle takes first), or one per cycle
   for bursts that are not merged rows while the unit keeps the grant (no fetch asks), at most
@@ -13,13 +13,14 @@ on the unit that executes it, from the hardware's documented behaviour (``hdl/*.
   channel returns one beat per cycle after the DRAM latency, in the order of the address
   handshakes, shared with fetch (a fetch's beats wait for the LOAD bursts addressed before it and
   delay those addressed after it);
-* **compute**: Idle, Check (one COMPUTE issued per two cycles at best, ``IN_FLIGHT`` in
+* **compute**: Idle, Check (one COMPUTE issued per two cycles at best, ``max_in_flight`` in
   flight; its weight and activation jobs queue for their row readers); each COMPUTE streams its activation beats (OS: with its weight rows in lockstep;
   WS: after its R weight rows, which enter the array only once the previous COMPUTE's
   activations have); it retires when its last result row is written, the array's drain
   (``stream_cycles``) later; SYNC retires in order;
 * **store**: a front end streams a STORE's accumulator rows through the post-processor (two
-  parameter banks, so consecutive STOREs follow each other through it) into an output queue
+  parameter banks, so consecutive STOREs follow each other through it; a STORE's reads start once
+  the previous STORE's are issued and the rows of the one before have left it) into an output queue
   (``OUTPUT_ROWS``) while the writer sends earlier STOREs' W beats, one per cycle, its address
   stage issuing their AW bursts ahead; a STORE that pushes a token waits for its write
   responses; CONFIG waits for the unit to empty;
@@ -36,8 +37,8 @@ from collections import deque
 from dataclasses import dataclass
 
 from hdl.axi import BURST_BOUNDARY
-from hdl.accelerator import QUEUE_DEPTH
-from hdl.compute import IN_FLIGHT, RESULT_LATENCY
+from hdl.accelerator import QUEUE_DEPTHS
+from hdl.compute import RESULT_LATENCY, max_in_flight
 from hdl.config import AcceleratorConfig, Dataflow
 from hdl.isa import (
     COMPUTE,
@@ -184,17 +185,20 @@ class _Machine:
         self.fetch_ar_set = frozenset(self.previous_fetch_ars)
         self.bus = config.bus_bytes
         self.instruction_beats = INSTRUCTION_BITS // config.bus_bits
+        self.in_flight = max_in_flight(config.array)
         self.reset()
 
     def reset(self) -> None:
         self.now_fetch = 1                  # START, then fetch starts a cycle later
         self.read_bus = 0                   # first cycle the R channel is free
-        self.accepted = [deque(maxlen=QUEUE_DEPTH) for _ in range(3)]   # acceptance times of the last queued
+        self.accepted = [deque(maxlen=depth) for depth in QUEUE_DEPTHS]   # acceptance times of the last queued
         self.unit_free = [0, 0, 0]
         self.tokens = {key: deque() for key in ("lc", "cl", "cs", "sc")}
-        self.compute_retired = deque(maxlen=IN_FLIGHT)
+        self.compute_retired = deque(maxlen=self.in_flight)
         self.last_retire = 0
         self.rows_entered = 0                # the store unit's reader has delivered every row it started
+        self.rows_read = 0                   # ... and has read them all (it may start the next STORE's)
+        self.rows_posted = (0, 0)            # the last two STOREs' rows have all left the post-processor
         self.address_free = 0                # the store unit's address stage can take the next STORE
         self.writer_free = 0                 # its data stage can send the next W beat
         self.writer_idle = 0                 # ... and every write it issued has its response
@@ -203,8 +207,8 @@ class _Machine:
         self.shadow_free = 0                 # WS: the shadow weight registers can take the next tile
         self.array_free = 0                  # the cycle after the last activation beat entered
         self.streaming_depthwise = False     # OS: the last activation job bypassed the transposer
-        self.act_jobs = deque(maxlen=IN_FLIGHT)      # start of each queued activation job
-        self.weight_jobs = deque(maxlen=IN_FLIGHT)   # ... and of each weight job
+        self.act_jobs = deque(maxlen=self.in_flight)      # start of each queued activation job
+        self.weight_jobs = deque(maxlen=self.in_flight)   # ... and of each weight job
         self.fetch_ars: list[int] = []        # AR handshakes of instruction fetches (this pass)
         self.fetch_requests: list[tuple[int, int]] = []   # (first cycle asking, AR handshake) of each (this pass)
         self.kept_ars: list[int] = []         # LOAD AR handshakes on a grant kept from the last one (this pass)
@@ -248,7 +252,7 @@ class _Machine:
         self.fetch_ars.append(ar)
         self.bytes_read += self.instruction_beats * self.bus
         dispatch = last + 1
-        if unit is not None and len(self.accepted[unit]) == QUEUE_DEPTH:
+        if unit is not None and len(self.accepted[unit]) == QUEUE_DEPTHS[unit]:
             dispatch = max(dispatch, self.accepted[unit][0] + 1)
         self.now_fetch = dispatch + t.fetch_dispatch - 1
         return dispatch
@@ -330,7 +334,7 @@ class _Machine:
                 token = self._pop("sc")
                 self.store_stall += max(0, token - ready)
                 waits.append(token)
-            if len(self.compute_retired) == IN_FLIGHT:
+            if len(self.compute_retired) == self.in_flight:
                 waits.append(self.compute_retired[0])
             start = max(waits)
             self.accepted[1].append(start)
@@ -342,9 +346,9 @@ class _Machine:
                 # The check queues a weight job and an activation job; each reader starts its next
                 # job once it has issued the previous one's reads.
                 check = start + 1
-                if len(self.act_jobs) == IN_FLIGHT:
+                if len(self.act_jobs) == self.in_flight:
                     check = max(check, self.act_jobs[0])
-                if len(self.weight_jobs) == IN_FLIGHT:
+                if len(self.weight_jobs) == self.in_flight:
                     check = max(check, self.weight_jobs[0])
                 self.unit_free[1] = check + 1
                 rows = config.array.rows
@@ -396,12 +400,13 @@ class _Machine:
                 self.bytes_written += total * stored
                 row_beats = -(-(f["byte_offset"] + stored) // self.bus)
                 bursts, data_beats = _bursts(f, row_beats, self.bus)
-                # The front end checks the STORE and starts its rows once the previous STORE's have all
-                # entered the post-processor (the other parameter bank takes them). The address stage
-                # issues an AW burst per cycle, a cycle after it takes the STORE; the data stage sends W
-                # beats back to back from the first post-processed row on, after the previous STORE's
-                # (and its write responses, if it pushed a token).
-                check = max(start + 1 + t.descriptor_latency, self.rows_entered)
+                # The front end checks the STORE and starts reading its rows once the previous STORE's
+                # have all been read and those of the STORE before (whose parameter bank it takes) have
+                # left the post-processor. The address stage issues an AW burst per cycle, a cycle after
+                # it takes the STORE; the data stage sends W beats back to back from the first
+                # post-processed row on, after the previous STORE's (and its write responses, if it
+                # pushed a token).
+                check = max(start + 1 + t.descriptor_latency, self.rows_read, self.rows_posted[0])
                 take = max(check + t.store_job_latency, self.address_free)
                 self.address_free = take + len(bursts) + 1
                 first_beat = max(take + t.store_write_latency, check + t.post_latency, self.writer_free)
@@ -416,8 +421,14 @@ class _Machine:
                 self.writer_idle = max(self.writer_idle, responded + 1)
                 # Rows enter the post-processor one per cycle, but no more than the output queue and the
                 # pipeline hold ahead of the data stage.
-                self.rows_entered = max(check + t.store_read_latency + total,
+                unhindered = check + t.store_read_latency + total
+                self.rows_entered = max(unhindered,
                                         first_beat + (total - OUTPUT_ROWS) * row_beats - t.store_queue_slack)
+                # The reader reads a row once it has room for it: the last a cycle before it enters, or, while
+                # the output queue holds rows back, as far ahead as its buffer reaches.
+                self.rows_read = self.rows_entered - (1 if self.rows_entered == unhindered
+                                                      else min(total, RowReader.DEPTH) - 1)
+                self.rows_posted = (self.rows_posted[1], self.rows_entered + PostProcessor.STAGES)
                 self.unit_free[2] = check + 1
             if instruction.push_prev:
                 self._push("sc", retire)
