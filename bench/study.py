@@ -200,7 +200,7 @@ def render(results: dict) -> None:
               + "; ".join(f"{pe}x{pe}: {min(r):.2f} to {max(r):.2f}" for pe, r in ratio_by_array.items() if r)
               + ". Why: an OS COMPUTE covers R output pixels against (up to) the whole reduction (beats = taps x input "
               "blocks x R) and has fixed costs beyond its beats (its drain of about 2R + C cycles, overlapped by "
-              "the compute unit's 4 tiles in flight in their own accumulator regions, and its STORE of R rows; "
+              "the compute unit's tiles in flight in their own accumulator regions, and its STORE of R rows; "
               "before 2026-12-02 also the transposer's R-row fill behind the weight reader's hand-over), "
               "which thin layers with few taps and one or two input blocks do not amortize; a WS COMPUTE streams "
               "up to an accumulator half of output pixels past R stationary weight rows, so its fill of R "
