@@ -12,7 +12,7 @@ from .transposer import Transposer
 
 __all__ = ["ComputeUnit", "RESULT_LATENCY", "max_in_flight"]
 
-RESULT_LATENCY = 2     # a result row leaving the array to its accumulator write (fetch, add)
+RESULT_LATENCY = 3     # a result row leaving the array to its accumulator write (fetch, add, write)
 
 
 def max_in_flight(array: ArrayConfig) -> int:
@@ -171,10 +171,11 @@ class ComputeUnit(wiring.Component):
         record = Signal(record_layout)
         m.d.comb += in_flight.w_data.eq(record)
 
-        # Results: read-modify-write into the accumulator in three stages, one row per cycle:
-        # read (the row's address), fetch (register the old row) and add (write). The block RAM's
-        # clock-to-out and the 32-bit add so sit in different cycles. The old row misses the writes
-        # of the two cycles after its read; fetch takes those from the add stage instead.
+        # Results: read-modify-write into the accumulator in four stages, one row per cycle:
+        # read (the row's address), fetch (register the old row), add, and write (from registers).
+        # The block RAM's clock-to-out, the 32-bit add and the write port's data input so sit in
+        # different cycles. The old row misses the writes of the three cycles from its read on;
+        # fetch takes those from the add stage and the two registered stages after it.
         acc_row = data.ArrayLayout(signed(ACC_BITS), cols)
         received = Signal(13)
         keep = Signal()
@@ -184,11 +185,12 @@ class ComputeUnit(wiring.Component):
         adding_row, adding_address = Signal(acc_row), Signal.like(self.acc_write.addr)
         old_row = Signal(acc_row)
         written, written_row, written_address = Signal(), Signal(acc_row), Signal.like(self.acc_write.addr)
+        stored, stored_row, stored_address = Signal(), Signal(acc_row), Signal.like(self.acc_write.addr)
         m.d.comb += [keep.eq(array.results.valid & (received < head.kept)),
                      array.results.ready.eq(1), self.acc_read.addr.eq(head.acc_addr + received),
                      self.acc_read.en.eq(keep)]
-        # acc_busy: the read port this cycle, and the write port while the add stage holds a row.
-        m.d.comb += self.acc_busy.eq(keep | adding)
+        # acc_busy: the read port this cycle, and the write port while the write stage holds a row.
+        m.d.comb += self.acc_busy.eq(keep | written)
         head_done = Signal()
         with m.If(array.results.valid):
             m.d.sync += [fetching_row.eq(array.results.payload.data), fetching_address.eq(head.acc_addr + received),
@@ -201,15 +203,18 @@ class ComputeUnit(wiring.Component):
             m.d.comb += new_row[lane].eq(Mux(adding_accumulate, old_row[lane] + adding_row[lane], adding_row[lane]))
         m.d.sync += [fetching.eq(keep), adding.eq(fetching), adding_row.eq(fetching_row),
                      adding_address.eq(fetching_address), adding_accumulate.eq(fetching_accumulate),
-                     written.eq(adding), written_row.eq(new_row), written_address.eq(adding_address)]
+                     written.eq(adding), written_row.eq(new_row), written_address.eq(adding_address),
+                     stored.eq(written), stored_row.eq(written_row), stored_address.eq(written_address)]
         with m.If(adding & (adding_address == fetching_address)):
             m.d.sync += old_row.eq(new_row)
         with m.Elif(written & (written_address == fetching_address)):
             m.d.sync += old_row.eq(written_row)
+        with m.Elif(stored & (stored_address == fetching_address)):
+            m.d.sync += old_row.eq(stored_row)
         with m.Else():
             m.d.sync += old_row.eq(self.acc_read.data)
-        m.d.comb += [self.acc_write.addr.eq(adding_address), self.acc_write.data.eq(new_row),
-                     self.acc_write.en.eq(adding)]
+        m.d.comb += [self.acc_write.addr.eq(written_address), self.acc_write.data.eq(written_row),
+                     self.acc_write.en.eq(written)]
 
         # Retirement: as the last result row is written, or at once for a record without
         # results (SYNC, no beats) unless another retirement takes that cycle.
@@ -217,12 +222,13 @@ class ComputeUnit(wiring.Component):
         retiring_flags = Signal(2)
         retire = Signal()
         flags = Signal(2)
-        head_done_late, done_flags = Signal(), Signal(2)
+        head_done_late, head_done_later, done_flags, later_flags = Signal(), Signal(), Signal(2), Signal(2)
         m.d.sync += [head_done_late.eq(head_done), done_flags.eq(Cat(head.push_prev, head.push_next)),
-                     retiring.eq(head_done_late), retiring_flags.eq(done_flags)]
+                     head_done_later.eq(head_done_late), later_flags.eq(done_flags),
+                     retiring.eq(head_done_later), retiring_flags.eq(later_flags)]
         with m.If(retiring):
             m.d.comb += [retire.eq(1), flags.eq(retiring_flags)]
-        with m.Elif(in_flight.r_rdy & (head.rows == 0) & ~head_done_late):
+        with m.Elif(in_flight.r_rdy & (head.rows == 0) & ~head_done_late & ~head_done_later):
             m.d.comb += [retire.eq(1), flags.eq(Cat(head.push_prev, head.push_next)), in_flight.r_en.eq(1)]
         with m.If(head_done):
             m.d.comb += in_flight.r_en.eq(1)
@@ -236,7 +242,8 @@ class ComputeUnit(wiring.Component):
                      record.accumulate.eq(fields.accumulate), record.push_prev.eq(header.push_prev),
                      record.push_next.eq(header.push_next)]
         feeding = Signal()
-        m.d.comb += self.busy.eq(feeding | in_flight.r_rdy | retiring | head_done_late | fetching | adding)
+        m.d.comb += self.busy.eq(feeding | in_flight.r_rdy | retiring | head_done_late | head_done_later |
+                                 fetching | adding | written)
         with m.FSM():
             with m.State("Idle"):
                 blocked_prev = instruction.header.pop_prev & ~self.prev_token_available

@@ -171,11 +171,11 @@ class LoadUnit(wiring.Component):
                     m.d.comb += [port.addr.eq(combine_address), port.data.eq(combine_data),
                                  port.en.eq(combine_write)]
 
-        # COMBINE: a three-stage read-modify-write like the compute unit's (same latency, so the
+        # COMBINE: a four-stage read-modify-write like the compute unit's (same latency, so the
         # shared read port, which the compute unit has first, also keeps the write port free):
         # read the old row while staging this cycle's lanes; fetch: register the old row and the
-        # lanes' products; combine: add or max, and write. The per-lane scales are registered
-        # from the weight scratchpad while the LOAD is checked.
+        # lanes' products; combine: add or max; write, from registers. The per-lane scales are
+        # registered from the weight scratchpad while the LOAD is checked.
         lanes_layout = data.ArrayLayout(signed(OPERAND_BITS), cols)
         acc_layout = data.ArrayLayout(signed(ACC_BITS), cols)
         incoming, incoming_enables = row_bytes(cols, lambda byte: fields.pad_value.as_unsigned())
@@ -205,7 +205,7 @@ class LoadUnit(wiring.Component):
                     m.d.comb += combined[lane].eq(old + product)
                 with m.Case(Combine.MAX):
                     m.d.comb += combined[lane].eq(Mux(product > old, product, old))
-        m.d.comb += [combine_address.eq(fetched_address), combine_data.eq(combined),
+        m.d.sync += [combine_address.eq(fetched_address), combine_data.eq(combined),
                      combine_write.eq(Mux(fetched, Cat(enable.replicate(ACC_BITS // 8)
                                                        for enable in fetched_enables), 0))]
 
@@ -296,6 +296,6 @@ class LoadUnit(wiring.Component):
                 with m.If(~outstanding.r_rdy):
                     m.d.comb += retire.eq(1)
                     m.next = "Idle"
-        with m.If(staged | fetched):
+        with m.If(staged | fetched | combine_write.any()):
             m.d.comb += self.busy.eq(1)
         return m

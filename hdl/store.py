@@ -3,7 +3,7 @@ from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .axi import ADDR_WIDTH, merged_burst_rows, response_failed
+from .axi import ADDR_WIDTH, MAX_BURST_ROWS, merged_burst_rows, response_failed
 from .config import AcceleratorConfig
 from .isa import CHANNEL_RECORD_BYTES, INSTRUCTION, STORE_BYTE_OFFSET_BITS, Opcode
 from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, MULTIPLIER_BITS, SHIFT_BITS, ArithMode
@@ -182,8 +182,15 @@ class StoreUnit(wiring.Component):
         # Single-beat rows that follow each other in DRAM share one burst, as loads do.
         mergeable = Signal()
         m.d.comb += mergeable.eq((row_beats(job.end) == 1) & (job.row_stride == bus_bytes))
-        burst_rows = merged_burst_rows(m, address=walker.address, rows_left=walker.data_rows_left,
-                                       mergeable=mergeable, bus_bytes=bus_bytes)
+        # A merged burst's rows are planned from the walker's position a cycle ahead (registered, as in the
+        # load unit), so the page-boundary arithmetic does not sit in front of the walker's step.
+        planned_rows = Signal(range(MAX_BURST_ROWS + 1))
+        planned = Signal()
+        m.d.sync += [planned_rows.eq(merged_burst_rows(m, address=walker.address, rows_left=walker.data_rows_left,
+                                                       mergeable=mergeable, bus_bytes=bus_bytes)),
+                     planned.eq(~walker.start & ~walker.advance)]
+        burst_rows = Signal.like(planned_rows)
+        m.d.comb += burst_rows.eq(Mux(mergeable, planned_rows, 1))
         burst_layout = data.StructLayout({"rows": len(burst_rows), "last": 1})
         bursts = m.submodules.bursts = fifo.SyncFIFO(width=burst_layout.size, depth=BURSTS_AHEAD)
         sendings = m.submodules.sendings = fifo.SyncFIFO(width=sending_layout.size, depth=2)
@@ -194,7 +201,8 @@ class StoreUnit(wiring.Component):
         b_fire = Signal()
         addressing = Signal()                  # AW bursts of the address stage's STORE remain
         m.d.comb += [self.awaddr.eq(walker.address), self.awlen.eq(Mux(mergeable, burst_rows, row_beats(job.end)) - 1),
-                     self.awvalid.eq(addressing & bursts.w_rdy), aw_fire.eq(self.awvalid & self.awready),
+                     self.awvalid.eq(addressing & bursts.w_rdy & (planned | ~mergeable)),
+                     aw_fire.eq(self.awvalid & self.awready),
                      bursts.w_en.eq(aw_fire), issued_burst.rows.eq(burst_rows), issued_burst.last.eq(walker.last),
                      walker.advance.eq(aw_fire), walker.step.eq(burst_rows),
                      walker.step_bytes.eq(Mux(mergeable, burst_rows << beat_shift, job.row_stride)),

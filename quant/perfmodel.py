@@ -133,7 +133,7 @@ def _row_beats(f: dict, bus_bytes: int) -> int:
 
 
 def _mergeable(f: dict, beats: int, bus_bytes: int) -> bool:
-    """Whether the walk's rows merge into bursts: single-beat rows ``bus_bytes`` apart (``hdl.load``)."""
+    """Whether the walk's rows merge into bursts: single-beat rows ``bus_bytes`` apart (``hdl.load``, ``hdl.store``)."""
     return beats == 1 and f["row_stride"] == bus_bytes
 
 
@@ -408,8 +408,11 @@ class _Machine:
                 # pushed a token).
                 check = max(start + 1 + t.descriptor_latency, self.rows_read, self.rows_posted[0])
                 take = max(check + t.store_job_latency, self.address_free)
-                self.address_free = take + len(bursts) + 1
-                first_beat = max(take + t.store_write_latency, check + t.post_latency, self.writer_free)
+                # Merged bursts are planned a cycle ahead: the first a cycle after the walk starts, the
+                # others a cycle after each AW handshake.
+                planning = int(_mergeable(f, row_beats, self.bus))
+                self.address_free = take + len(bursts) * (1 + planning) + 1
+                first_beat = max(take + t.store_write_latency + planning, check + t.post_latency, self.writer_free)
                 last_beat = first_beat + data_beats - 1
                 responded = last_beat + t.write_response
                 if instruction.push_prev:        # answered first; no later STORE's bursts until then
