@@ -12,7 +12,7 @@ from .transposer import Transposer
 
 __all__ = ["ComputeUnit", "RESULT_LATENCY", "max_in_flight"]
 
-RESULT_LATENCY = 3     # a result row leaving the array to its accumulator write (fetch, add, write)
+RESULT_LATENCY = 4     # a result row leaving the array to its accumulator write (read, fetch, add, write)
 
 
 def max_in_flight(array: ArrayConfig) -> int:
@@ -171,14 +171,16 @@ class ComputeUnit(wiring.Component):
         record = Signal(record_layout)
         m.d.comb += in_flight.w_data.eq(record)
 
-        # Results: read-modify-write into the accumulator in four stages, one row per cycle:
-        # read (the row's address), fetch (register the old row), add, and write (from registers).
-        # The block RAM's clock-to-out, the 32-bit add and the write port's data input so sit in
-        # different cycles. The old row misses the writes of the three cycles from its read on;
-        # fetch takes those from the add stage and the two registered stages after it.
+        # Results: read-modify-write into the accumulator in four stages after a row is taken from the
+        # array, one row per cycle: read (from registers), fetch (register the old row), add, and
+        # write (from registers). The array's handshake, the block RAM's ports, its clock-to-out and
+        # the 32-bit add so sit in different cycles. The old row misses the writes of the three cycles
+        # from its read on; fetch takes those from the add stage and the two registered stages after it.
         acc_row = data.ArrayLayout(signed(ACC_BITS), cols)
         received = Signal(13)
         keep = Signal()
+        reading, reading_accumulate = Signal(), Signal()
+        reading_row, reading_address = Signal(acc_row), Signal.like(self.acc_write.addr)
         fetching, fetching_accumulate = Signal(), Signal()
         fetching_row, fetching_address = Signal(acc_row), Signal.like(self.acc_write.addr)
         adding, adding_accumulate = Signal(), Signal()
@@ -187,21 +189,23 @@ class ComputeUnit(wiring.Component):
         written, written_row, written_address = Signal(), Signal(acc_row), Signal.like(self.acc_write.addr)
         stored, stored_row, stored_address = Signal(), Signal(acc_row), Signal.like(self.acc_write.addr)
         m.d.comb += [keep.eq(array.results.valid & (received < head.kept)),
-                     array.results.ready.eq(1), self.acc_read.addr.eq(head.acc_addr + received),
-                     self.acc_read.en.eq(keep)]
-        # acc_busy: the read port this cycle, and the write port while the write stage holds a row.
-        m.d.comb += self.acc_busy.eq(keep | written)
+                     array.results.ready.eq(1), self.acc_read.addr.eq(reading_address),
+                     self.acc_read.en.eq(reading)]
+        # acc_busy: the read port while the read stage holds a row, the write port while the write stage does.
+        m.d.comb += self.acc_busy.eq(reading | written)
         head_done = Signal()
         with m.If(array.results.valid):
-            m.d.sync += [fetching_row.eq(array.results.payload.data), fetching_address.eq(head.acc_addr + received),
-                         fetching_accumulate.eq(head.accumulate), received.eq(received + 1)]
+            m.d.sync += [reading_row.eq(array.results.payload.data), reading_address.eq(head.acc_addr + received),
+                         reading_accumulate.eq(head.accumulate), received.eq(received + 1)]
             with m.If(received + 1 == head.rows):
                 m.d.comb += head_done.eq(1)
                 m.d.sync += received.eq(0)
         new_row = Signal(acc_row)
         for lane in range(cols):
             m.d.comb += new_row[lane].eq(Mux(adding_accumulate, old_row[lane] + adding_row[lane], adding_row[lane]))
-        m.d.sync += [fetching.eq(keep), adding.eq(fetching), adding_row.eq(fetching_row),
+        m.d.sync += [reading.eq(keep), fetching.eq(reading), fetching_row.eq(reading_row),
+                     fetching_address.eq(reading_address), fetching_accumulate.eq(reading_accumulate),
+                     adding.eq(fetching), adding_row.eq(fetching_row),
                      adding_address.eq(fetching_address), adding_accumulate.eq(fetching_accumulate),
                      written.eq(adding), written_row.eq(new_row), written_address.eq(adding_address),
                      stored.eq(written), stored_row.eq(written_row), stored_address.eq(written_address)]
@@ -218,17 +222,18 @@ class ComputeUnit(wiring.Component):
 
         # Retirement: as the last result row is written, or at once for a record without
         # results (SYNC, no beats) unless another retirement takes that cycle.
-        retiring = Signal()
-        retiring_flags = Signal(2)
+        # The last row's done (and its record's token flags) travel with it, RESULT_LATENCY stages.
         retire = Signal()
         flags = Signal(2)
-        head_done_late, head_done_later, done_flags, later_flags = Signal(), Signal(), Signal(2), Signal(2)
-        m.d.sync += [head_done_late.eq(head_done), done_flags.eq(Cat(head.push_prev, head.push_next)),
-                     head_done_later.eq(head_done_late), later_flags.eq(done_flags),
-                     retiring.eq(head_done_later), retiring_flags.eq(later_flags)]
+        done = [Signal(name=f"done_{stage}") for stage in range(RESULT_LATENCY)]
+        done_flags = [Signal(2, name=f"done_flags_{stage}") for stage in range(RESULT_LATENCY)]
+        m.d.sync += [done[0].eq(head_done), done_flags[0].eq(Cat(head.push_prev, head.push_next)),
+                     *(done[stage].eq(done[stage - 1]) for stage in range(1, RESULT_LATENCY)),
+                     *(done_flags[stage].eq(done_flags[stage - 1]) for stage in range(1, RESULT_LATENCY))]
+        retiring, earlier_done = done[-1], Cat(*done[:-1]).any()
         with m.If(retiring):
-            m.d.comb += [retire.eq(1), flags.eq(retiring_flags)]
-        with m.Elif(in_flight.r_rdy & (head.rows == 0) & ~head_done_late & ~head_done_later):
+            m.d.comb += [retire.eq(1), flags.eq(done_flags[-1])]
+        with m.Elif(in_flight.r_rdy & (head.rows == 0) & ~earlier_done):
             m.d.comb += [retire.eq(1), flags.eq(Cat(head.push_prev, head.push_next)), in_flight.r_en.eq(1)]
         with m.If(head_done):
             m.d.comb += in_flight.r_en.eq(1)
@@ -242,8 +247,8 @@ class ComputeUnit(wiring.Component):
                      record.accumulate.eq(fields.accumulate), record.push_prev.eq(header.push_prev),
                      record.push_next.eq(header.push_next)]
         feeding = Signal()
-        m.d.comb += self.busy.eq(feeding | in_flight.r_rdy | retiring | head_done_late | head_done_later |
-                                 fetching | adding | written)
+        m.d.comb += self.busy.eq(feeding | in_flight.r_rdy | retiring | earlier_done |
+                                 reading | fetching | adding | written)
         with m.FSM():
             with m.State("Idle"):
                 blocked_prev = instruction.header.pop_prev & ~self.prev_token_available
