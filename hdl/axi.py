@@ -4,7 +4,7 @@ from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["Response", "response_failed", "axi4_signature", "axi_lite_signature", "ADDR_WIDTH", "ID_WIDTH",
-           "BURST_BOUNDARY", "MAX_BURST_ROWS", "merged_burst_rows"]
+           "BURST_BOUNDARY", "MAX_BURST_ROWS", "merged_burst_rows", "planned_burst_rows"]
 
 ADDR_WIDTH = 32
 BURST_BOUNDARY = 4096      # no AXI burst may cross a multiple of this address
@@ -41,6 +41,18 @@ def merged_burst_rows(m, *, address, rows_left, mergeable, bus_bytes: int):
         with m.Elif(page_beats_left < MAX_BURST_ROWS):
             m.d.comb += burst_rows.eq(page_beats_left)
     return burst_rows
+
+
+def planned_burst_rows(m, *, walker, mergeable, bus_bytes: int):
+    """``merged_burst_rows`` from ``walker``'s position, registered, so the page-boundary arithmetic does
+    not sit in front of the walker's step; and ``planned``: the walker neither started nor advanced in the
+    last cycle, so the registered rows are its current burst's. The load and the store unit both plan so."""
+    burst_rows = Signal(range(MAX_BURST_ROWS + 1))
+    planned = Signal()
+    m.d.sync += [burst_rows.eq(merged_burst_rows(m, address=walker.address, rows_left=walker.data_rows_left,
+                                                 mergeable=mergeable, bus_bytes=bus_bytes)),
+                 planned.eq(~walker.start & ~walker.advance)]
+    return burst_rows, planned
 
 
 def axi4_signature(data_width: int) -> wiring.Signature:

@@ -3,7 +3,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .axi import ADDR_WIDTH, MAX_BURST_ROWS, merged_burst_rows, response_failed
+from .axi import ADDR_WIDTH, MAX_BURST_ROWS, planned_burst_rows, response_failed
 from .config import AcceleratorConfig
 from .isa import INSTRUCTION, Target, target_element_bytes
 from .numerics import ACC_BITS, OPERAND_BITS, SCALE_BITS, Combine
@@ -222,13 +222,8 @@ class LoadUnit(wiring.Component):
         # rows that follow each other in DRAM share one burst.
         mergeable = Signal()
         m.d.comb += mergeable.eq((beats == 1) & (fields.row_stride == bus_bytes))
-        # The burst's rows are planned from the walker's position a cycle ahead (registered), so the
-        # page-boundary arithmetic does not sit in front of the walker's step.
-        burst_rows = Signal(range(MAX_BURST_ROWS + 1))
-        planned = Signal()
-        m.d.sync += [burst_rows.eq(merged_burst_rows(m, address=walker.address, rows_left=walker.data_rows_left,
-                                                     mergeable=mergeable, bus_bytes=bus_bytes)),
-                     planned.eq(~walker.start & ~walker.advance)]
+        # The burst's rows are planned from the walker's position a cycle ahead.
+        burst_rows, planned = planned_burst_rows(m, walker=walker, mergeable=mergeable, bus_bytes=bus_bytes)
         step = Signal(range(MAX_BURST_ROWS + 1))
         m.d.comb += [self.araddr.eq(walker.address), self.arlen.eq(Mux(mergeable, burst_rows, beats) - 1),
                      outstanding.w_data.eq(sram_row),

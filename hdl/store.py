@@ -3,7 +3,7 @@ from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .axi import ADDR_WIDTH, MAX_BURST_ROWS, merged_burst_rows, response_failed
+from .axi import ADDR_WIDTH, planned_burst_rows, response_failed
 from .config import AcceleratorConfig
 from .isa import CHANNEL_RECORD_BYTES, INSTRUCTION, STORE_BYTE_OFFSET_BITS, Opcode
 from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, MULTIPLIER_BITS, SHIFT_BITS, ArithMode
@@ -182,13 +182,8 @@ class StoreUnit(wiring.Component):
         # Single-beat rows that follow each other in DRAM share one burst, as loads do.
         mergeable = Signal()
         m.d.comb += mergeable.eq((row_beats(job.end) == 1) & (job.row_stride == bus_bytes))
-        # A merged burst's rows are planned from the walker's position a cycle ahead (registered, as in the
-        # load unit), so the page-boundary arithmetic does not sit in front of the walker's step.
-        planned_rows = Signal(range(MAX_BURST_ROWS + 1))
-        planned = Signal()
-        m.d.sync += [planned_rows.eq(merged_burst_rows(m, address=walker.address, rows_left=walker.data_rows_left,
-                                                       mergeable=mergeable, bus_bytes=bus_bytes)),
-                     planned.eq(~walker.start & ~walker.advance)]
+        # A merged burst's rows are planned from the walker's position a cycle ahead, as in the load unit.
+        planned_rows, planned = planned_burst_rows(m, walker=walker, mergeable=mergeable, bus_bytes=bus_bytes)
         burst_rows = Signal.like(planned_rows)
         m.d.comb += burst_rows.eq(Mux(mergeable, planned_rows, 1))
         burst_layout = data.StructLayout({"rows": len(burst_rows), "last": 1})

@@ -297,6 +297,7 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                 computes = []
                 first_tile = scheduler.tiles
                 for i, (j, number) in enumerate(product(range(len(members)), range(len(step_tiles)))):
+                    tile = first_tile + i
                     out_row, first_col, _ = step_tiles[number][0]
                     pixels = sum(count for _, _, count in step_tiles[number])
                     # A tile's pixels follow each other in DRAM, across image rows too: one STORE.
@@ -305,8 +306,8 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                                       "accumulate": int(index > 0), "mode": mode}, index == 0, last,
                                      [store(members[j], regions[i], out_row, 1, first_col, pixels)] if last else [],
                                      # A group's first tile waits for the group whose regions it reuses.
-                                     index == 0 and (first_tile + i) % handover == 0 and first_tile + i >= acc_buffers,
-                                     (first_tile + i) % handover == handover - 1))
+                                     index == 0 and tile % handover == 0 and tile >= acc_buffers,
+                                     tile % handover == handover - 1))
                 # Each block's computes start once its own weights are in; a whole-scratchpad group's
                 # block j replaces the previous group's once that group's last compute of block j is done.
                 scheduler.step_many(loads, computes, stages=weight_loads,

@@ -402,10 +402,10 @@ class _Machine:
                 bursts, data_beats = _bursts(f, row_beats, self.bus)
                 # The front end checks the STORE and starts reading its rows once the previous STORE's
                 # have all been read and those of the STORE before (whose parameter bank it takes) have
-                # left the post-processor. The address stage issues an AW burst per cycle, a cycle after
-                # it takes the STORE; the data stage sends W beats back to back from the first
-                # post-processed row on, after the previous STORE's (and its write responses, if it
-                # pushed a token).
+                # left the post-processor. The address stage issues an AW burst per cycle (merged ones
+                # per two, below), a cycle after it takes the STORE; the data stage sends W beats back to
+                # back from the first post-processed row on, after the previous STORE's (and its write
+                # responses, if it pushed a token).
                 check = max(start + 1 + t.descriptor_latency, self.rows_read, self.rows_posted[0])
                 take = max(check + t.store_job_latency, self.address_free)
                 # Merged bursts are planned a cycle ahead: the first a cycle after the walk starts, the
