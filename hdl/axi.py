@@ -4,7 +4,7 @@ from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["Response", "response_failed", "axi4_signature", "axi_lite_signature", "ADDR_WIDTH", "ID_WIDTH",
-           "BURST_BOUNDARY", "MAX_BURST_ROWS", "merged_burst_rows", "planned_burst_rows"]
+           "BURST_BOUNDARY", "MAX_BURST_ROWS", "rows_merge", "merged_burst_rows", "planned_burst_rows"]
 
 ADDR_WIDTH = 32
 BURST_BOUNDARY = 4096      # no AXI burst may cross a multiple of this address
@@ -23,6 +23,12 @@ class Response(enum.Enum, shape=2):
 def response_failed(response):
     """True for SLVERR or DECERR."""
     return (response == Response.SLVERR) | (response == Response.DECERR)
+
+
+def rows_merge(beats, row_stride, bus_bytes: int):
+    """Whether a walk's rows share DMA bursts: single-beat rows that follow each other in DRAM (the load
+    and the store unit; ``quant.perfmodel`` predicts the same)."""
+    return (beats == 1) & (row_stride == bus_bytes)
 
 
 def merged_burst_rows(m, *, address, rows_left, mergeable, bus_bytes: int):

@@ -3,7 +3,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .axi import ADDR_WIDTH, MAX_BURST_ROWS, planned_burst_rows, response_failed
+from .axi import ADDR_WIDTH, MAX_BURST_ROWS, planned_burst_rows, response_failed, rows_merge
 from .config import AcceleratorConfig
 from .isa import INSTRUCTION, Target, target_element_bytes
 from .numerics import ACC_BITS, OPERAND_BITS, SCALE_BITS, Combine
@@ -221,7 +221,7 @@ class LoadUnit(wiring.Component):
         # Issuer: walks the rows, up to MAX_OUTSTANDING_READS bursts ahead of the writer; single-beat
         # rows that follow each other in DRAM share one burst.
         mergeable = Signal()
-        m.d.comb += mergeable.eq((beats == 1) & (fields.row_stride == bus_bytes))
+        m.d.comb += mergeable.eq(rows_merge(beats, fields.row_stride, bus_bytes))
         # The burst's rows are planned from the walker's position a cycle ahead.
         burst_rows, planned = planned_burst_rows(m, walker=walker, mergeable=mergeable, bus_bytes=bus_bytes)
         step = Signal(range(MAX_BURST_ROWS + 1))

@@ -27,7 +27,8 @@ class RowReader(wiring.Component):
                            the job's rows, so a job may start while the previous one's are still buffered
     row_tag : Out(tag_bits)
     busy : Out(1)          rows remain to be read or delivered
-    reading : Out(1)       rows remain to be read; ``start`` may pulse again once it is low
+    reading : Out(1)       rows remain to be read after this cycle; ``start`` may pulse again once it
+                           is low, so a job's first read follows the previous one's last without a gap
                            (rows still buffered are delivered first)
     port : In(ReadPort.Signature)   connect to the memory's read port
     rows : Out(stream.Signature(row_shape))
@@ -51,32 +52,38 @@ class RowReader(wiring.Component):
         row_bits = len(Value.cast(self.port.data))
         buffer = m.submodules.buffer = fifo.SyncFIFOBuffered(width=row_bits + self._tag_bits, depth=self.DEPTH)
         tag = Signal(self._tag_bits) if self._tag_bits else None
+        in_flight_tag = Signal(self._tag_bits) if self._tag_bits else None   # the tag of the row read last cycle
         address = Signal.like(self.port.addr)
         remaining = Signal(16)
+        # remaining != 0 and remaining > 1, kept in registers: they gate the port's enable and `reading`.
+        any_left, more_left = Signal(), Signal()
         in_flight = Signal()
         issue = Signal()
         m.d.comb += [
             # Room for this row, the one in flight and everything buffered: never overflows.
-            issue.eq((remaining != 0) & (buffer.level + in_flight < self.DEPTH)),
+            issue.eq(any_left & (buffer.level + in_flight < self.DEPTH)),
             self.port.addr.eq(address),
             self.port.en.eq(issue),
             buffer.w_en.eq(in_flight),
-            # A start takes effect at the clock edge: the row read just before it still gets the old tag.
-            buffer.w_data.eq(Cat(self.port.data, tag) if self._tag_bits else self.port.data),
+            buffer.w_data.eq(Cat(self.port.data, in_flight_tag) if self._tag_bits else self.port.data),
             self.rows.valid.eq(buffer.r_rdy),
             self.rows.payload.eq(buffer.r_data[:row_bits]),
             buffer.r_en.eq(self.rows.ready),
-            self.reading.eq(remaining != 0),
-            self.busy.eq(self.reading | in_flight | (buffer.level != 0)),     # level: rows not yet at r_rdy too
+            self.reading.eq(any_left & ~(issue & ~more_left)),
+            self.busy.eq(any_left | in_flight | (buffer.level != 0)),     # level: rows not yet at r_rdy too
         ]
         m.d.sync += in_flight.eq(issue)
         if self._tag_bits:
+            m.d.sync += in_flight_tag.eq(tag)
             m.d.comb += self.row_tag.eq(buffer.r_data[row_bits:])
         step_shift = Signal.like(self.step_shift)
+        # A start in the cycle of the previous job's last read replaces its decrement.
         with m.If(self.start):
-            m.d.sync += [address.eq(self.first), remaining.eq(self.count), step_shift.eq(self.step_shift)]
+            m.d.sync += [address.eq(self.first), remaining.eq(self.count), step_shift.eq(self.step_shift),
+                         any_left.eq(self.count != 0), more_left.eq(self.count > 1)]
             if self._tag_bits:
                 m.d.sync += tag.eq(self.tag)
         with m.Elif(issue):
-            m.d.sync += [address.eq(address + (1 << step_shift)), remaining.eq(remaining - 1)]
+            m.d.sync += [address.eq(address + (1 << step_shift)), remaining.eq(remaining - 1),
+                         any_left.eq(more_left), more_left.eq(remaining > 2)]
         return m

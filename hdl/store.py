@@ -3,7 +3,7 @@ from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .axi import ADDR_WIDTH, planned_burst_rows, response_failed
+from .axi import ADDR_WIDTH, planned_burst_rows, response_failed, rows_merge
 from .config import AcceleratorConfig
 from .isa import CHANNEL_RECORD_BYTES, INSTRUCTION, STORE_BYTE_OFFSET_BITS, Opcode
 from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, MULTIPLIER_BITS, SHIFT_BITS, ArithMode
@@ -112,12 +112,16 @@ class StoreUnit(wiring.Component):
         # The accumulator rows from acc_addr on, registered while total_rows is computed (as in the load unit).
         acc_room = Signal(signed(max(config.acc_rows.bit_length(), len(fields.acc_addr)) + 1))
         m.d.sync += acc_room.eq(config.acc_rows - fields.acc_addr)
-        # Per bank: rows still to leave the post-processor.
+        # Per bank: rows still to leave the post-processor, and whether none do (kept in a register,
+        # so the front end's start does not wait on a compare).
         rows_left = Array(Signal.like(total_rows, name=f"rows_left_{b}") for b in range(BANKS))
+        drained = Array(Signal(name=f"drained_{b}", init=1) for b in range(BANKS))
         with m.If(out_rows.w_en & out_rows.w_rdy):
-            m.d.sync += rows_left[post.rows_out.payload.bank].eq(rows_left[post.rows_out.payload.bank] - 1)
-        m.d.comb += unit_idle.eq(writer_idle & ~reader.busy & (Cat(*rows_left) == 0))
+            leaving = post.rows_out.payload.bank
+            m.d.sync += [rows_left[leaving].eq(rows_left[leaving] - 1), drained[leaving].eq(rows_left[leaving] == 1)]
+        m.d.comb += unit_idle.eq(writer_idle & ~reader.busy & Cat(*drained).all())
         front_busy = Signal()
+        out_of_range, empty = Signal(), Signal()      # the STORE's checks, registered before Check
         # A STORE's channel records are read as it is accepted and must hold while it waits to start:
         # the port reads the head instruction's row in every Idle cycle (so its enable depends on the
         # state alone, not on whether the unit may accept), and holds from the acceptance on.
@@ -137,31 +141,37 @@ class StoreUnit(wiring.Component):
                     with m.Else():
                         m.d.sync += output.eq(instruction.fields.config)
                         m.next = "Retire"
-            # Two cycles for the registered rows x blocks x groups product.
+            # Two cycles for the registered rows x blocks x groups product, and one to compare it.
             with m.State("Size"):
                 m.d.comb += front_busy.eq(1)
                 m.next = "Total"
             with m.State("Total"):
                 m.d.comb += front_busy.eq(1)
+                m.next = "Compare"
+            with m.State("Compare"):
+                m.d.comb += front_busy.eq(1)
+                m.d.sync += [out_of_range.eq((total_rows > acc_room) | (fields.channel_row >= config.channel_rows) |
+                                             (fields.channels > cols)),
+                             empty.eq(total_rows == 0)]
                 m.next = "Check"
             with m.State("Check"):
                 m.d.comb += front_busy.eq(1)
-                with m.If((total_rows > acc_room) |
-                          (fields.channel_row >= config.channel_rows) | (fields.channels > cols)):
+                with m.If(out_of_range):
                     # Reported once the stores before it are written, as if it ran alone.
                     with m.If(unit_idle):
                         m.d.comb += self.error_range.eq(1)
                         m.next = "Idle"
-                with m.Elif(total_rows == 0):
+                with m.Elif(empty):
                     with m.If(unit_idle):        # retires in order, after the stores before it
                         m.next = "Retire"
                 # Starts once the previous STORE's rows have all been read and the other bank's (two
                 # STOREs back) have left the post-processor.
-                with m.Elif(~reader.reading & (rows_left[~bank] == 0)):
+                with m.Elif(~reader.reading & drained[~bank]):
                     m.d.comb += [reader.first.eq(fields.acc_addr), reader.count.eq(total_rows), reader.start.eq(1),
                                  reader.tag.eq(~bank), jobs.w_en.eq(1)]
                     m.d.sync += [bank.eq(~bank), channel_params[~bank].eq(decoded),
-                                 kept_channels[~bank].eq(fields.channels), rows_left[~bank].eq(total_rows)]
+                                 kept_channels[~bank].eq(fields.channels), rows_left[~bank].eq(total_rows),
+                                 drained[~bank].eq(0)]
                     m.next = "Idle"
             with m.State("Retire"):
                 m.d.comb += [front_busy.eq(1), front_retire.eq(1)]
@@ -179,9 +189,9 @@ class StoreUnit(wiring.Component):
         next_job = job_layout(jobs.r_data)
         m.d.comb += [getattr(walker, name).eq(Mux(taking, getattr(next_job, name), getattr(job, name)))
                      for name in DESCRIPTOR_FIELDS]
-        # Single-beat rows that follow each other in DRAM share one burst, as loads do.
+        # The job's beats per row, and whether its rows share bursts (as loads do), registered as it is taken.
+        job_beats = Signal(8)
         mergeable = Signal()
-        m.d.comb += mergeable.eq((row_beats(job.end) == 1) & (job.row_stride == bus_bytes))
         # A merged burst's rows are planned from the walker's position a cycle ahead, as in the load unit.
         planned_rows, planned = planned_burst_rows(m, walker=walker, mergeable=mergeable, bus_bytes=bus_bytes)
         burst_rows = Signal.like(planned_rows)
@@ -195,7 +205,7 @@ class StoreUnit(wiring.Component):
         aw_fire = Signal()
         b_fire = Signal()
         addressing = Signal()                  # AW bursts of the address stage's STORE remain
-        m.d.comb += [self.awaddr.eq(walker.address), self.awlen.eq(Mux(mergeable, burst_rows, row_beats(job.end)) - 1),
+        m.d.comb += [self.awaddr.eq(walker.address), self.awlen.eq(Mux(mergeable, burst_rows, job_beats) - 1),
                      self.awvalid.eq(addressing & bursts.w_rdy & (planned | ~mergeable)),
                      aw_fire.eq(self.awvalid & self.awready),
                      bursts.w_en.eq(aw_fire), issued_burst.rows.eq(burst_rows), issued_burst.last.eq(walker.last),
@@ -214,7 +224,9 @@ class StoreUnit(wiring.Component):
         with m.If(taking):
             m.d.comb += [walker.start.eq(1), jobs.r_en.eq(1), sendings.w_en.eq(1)]
             m.d.comb += [getattr(taken, name).eq(getattr(next_job, name)) for name in sending_fields]
-            m.d.sync += [job.eq(jobs.r_data), addressing.eq(1), barrier.eq(next_job.push_prev)]
+            m.d.sync += [job.eq(jobs.r_data), addressing.eq(1), barrier.eq(next_job.push_prev),
+                         job_beats.eq(row_beats(next_job.end)),
+                         mergeable.eq(rows_merge(row_beats(next_job.end), next_job.row_stride, bus_bytes))]
 
         # Data stage: the oldest STORE with bursts issued.
         sending = sending_layout(sendings.r_data)

@@ -36,7 +36,7 @@ import bisect
 from collections import deque
 from dataclasses import dataclass
 
-from hdl.axi import BURST_BOUNDARY
+from hdl.axi import BURST_BOUNDARY, rows_merge
 from hdl.accelerator import QUEUE_DEPTHS
 from hdl.compute import RESULT_LATENCY, max_in_flight
 from hdl.config import AcceleratorConfig, Dataflow
@@ -82,6 +82,7 @@ class Timing:
     act_latency: int = 5            # activation job start to its first row leaving the row reader
     result_latency: int = RESULT_LATENCY   # last result beat to retirement (accumulator read-modify-write)
     descriptor_latency: int = 2     # LOAD/STORE: the registered rows x blocks x groups product before Check
+    store_compare: int = 1          # STORE: its range check registered before Check
     post_latency: int = 6 + PostProcessor.STAGES   # STORE check to its first W beat (reader 2, output queue 4)
     store_read_latency: int = 2     # STORE check to its first row entering the post-processor
     store_job_latency: int = 2      # STORE check to the address stage taking it (job queue)
@@ -133,8 +134,8 @@ def _row_beats(f: dict, bus_bytes: int) -> int:
 
 
 def _mergeable(f: dict, beats: int, bus_bytes: int) -> bool:
-    """Whether the walk's rows merge into bursts: single-beat rows ``bus_bytes`` apart (``hdl.load``, ``hdl.store``)."""
-    return beats == 1 and f["row_stride"] == bus_bytes
+    """Whether the walk's rows merge into bursts (``hdl.axi.rows_merge``)."""
+    return bool(rows_merge(beats, f["row_stride"], bus_bytes))
 
 
 def _bursts(f: dict, beats: int, bus_bytes: int) -> tuple[list[int], int]:
@@ -194,7 +195,7 @@ class _Machine:
         self.accepted = [deque(maxlen=depth) for depth in QUEUE_DEPTHS]   # acceptance times of the last queued
         self.unit_free = [0, 0, 0]
         self.tokens = {key: deque() for key in ("lc", "cl", "cs", "sc")}
-        self.compute_retired = deque(maxlen=self.in_flight)
+        self.compute_released = deque(maxlen=self.in_flight)   # when each COMPUTE's in-flight slot frees
         self.last_retire = 0
         self.rows_entered = 0                # the store unit's reader has delivered every row it started
         self.rows_read = 0                   # ... and has read them all (it may start the next STORE's)
@@ -334,8 +335,8 @@ class _Machine:
                 token = self._pop("sc")
                 self.store_stall += max(0, token - ready)
                 waits.append(token)
-            if len(self.compute_retired) == self.in_flight:
-                waits.append(self.compute_retired[0])
+            if len(self.compute_released) == self.in_flight:
+                waits.append(self.compute_released[0])
             start = max(waits)
             self.accepted[1].append(start)
             beats = f["beats"] if instruction.opcode == Opcode.COMPUTE else 0
@@ -366,22 +367,24 @@ class _Machine:
                     transposed = 0 if f["depthwise"] else rows
                     enter = max(self.array_free, job + t.act_latency + transposed, weights + t.act_latency)
                     self.array_free = enter + beats
-                    self.weights_free = max(weights + 1 + beats, self.array_free - RowReader.DEPTH)
-                    self.act_reading = max(job + 1 + beats, self.array_free - transposed - RowReader.DEPTH)
+                    self.weights_free = max(weights + beats, self.array_free - RowReader.DEPTH - 1)
+                    self.act_reading = max(job + beats, self.array_free - transposed - RowReader.DEPTH - 1)
                 else:
                     # R weight rows fill the shadow registers once the previous tile's first beat has passed.
                     preload = max(weights + t.act_latency, self.shadow_free)
-                    self.weights_free = max(weights + 1 + rows, preload + rows - RowReader.DEPTH)
+                    self.weights_free = max(weights + rows, preload + rows - RowReader.DEPTH - 1)
                     enter = max(self.array_free, job + t.act_latency, preload + rows)
-                    self.shadow_free = enter + 1
+                    self.shadow_free = enter      # the next preload may start as this tile's first beat enters
                     self.array_free = enter + beats
-                    self.act_reading = max(job + 1 + beats, self.array_free - RowReader.DEPTH)
+                    self.act_reading = max(job + beats, self.array_free - RowReader.DEPTH - 1)
                 drain = stream_cycles(config.array, 1, beats) - beats - \
                     (rows if config.array.dataflow == Dataflow.WS else 0)
                 retire = max(self.array_free - 1 + drain + t.result_latency, self.last_retire + 1)
                 self.array_busy += beats
             self.last_retire = retire
-            self.compute_retired.append(retire)
+            # A slot frees as the last result row leaves the array (RESULT_LATENCY before the retirement)
+            # and shows a cycle later.
+            self.compute_released.append(retire - (t.result_latency if beats else 0) + 1)
             if instruction.push_prev:
                 self._push("cl", retire)
             if instruction.push_next:
@@ -393,7 +396,7 @@ class _Machine:
             if total == 0:
                 # CONFIG, or a STORE without rows: once the post-processor and the writer have emptied.
                 start = max(start, self.writer_idle, self.rows_entered + t.post_latency - t.store_read_latency)
-                retire = start + 1 + (instruction.opcode == Opcode.STORE) * (1 + t.descriptor_latency)
+                retire = start + 1 + (instruction.opcode == Opcode.STORE) * (1 + t.descriptor_latency + t.store_compare)
                 self.unit_free[2] = retire + 1
             else:
                 stored = stored_bytes(f["channels"], ArithMode.INT8)
@@ -406,7 +409,7 @@ class _Machine:
                 # per two, below), a cycle after it takes the STORE; the data stage sends W beats back to
                 # back from the first post-processed row on, after the previous STORE's (and its write
                 # responses, if it pushed a token).
-                check = max(start + 1 + t.descriptor_latency, self.rows_read, self.rows_posted[0])
+                check = max(start + 1 + t.descriptor_latency + t.store_compare, self.rows_read, self.rows_posted[0])
                 take = max(check + t.store_job_latency, self.address_free)
                 # Merged bursts are planned a cycle ahead: the first a cycle after the walk starts, the
                 # others a cycle after each AW handshake.
