@@ -90,17 +90,21 @@ class StoreUnit(wiring.Component):
                          decoded[lane].multiplier.eq(record[32:32 + MULTIPLIER_BITS]),
                          decoded[lane].shift.eq(record[64:64 + SHIFT_BITS]), decoded[lane].flip.eq(record[72])]
 
+        def row_beats(end):
+            return (end + bus_bytes - 1) >> beat_shift
+
         # What the writer needs of a STORE, queued by the front end: the data stage its row format and
         # whether it hands a token on, the address stage also the descriptor.
-        sending_fields = {"byte_offset": STORE_BYTE_OFFSET_BITS, "end": 8, "push_prev": 1}
+        sending_fields = {"byte_offset": STORE_BYTE_OFFSET_BITS, "end": 8, "last_beat": 8, "push_prev": 1}
         sending_layout = data.StructLayout(sending_fields)
         job_layout = data.StructLayout({**DESCRIPTOR_FIELDS, **sending_fields})
         jobs = m.submodules.jobs = fifo.SyncFIFO(width=job_layout.size, depth=2)
         queued = job_layout(jobs.w_data)
-        stored = Signal(8)
+        stored, end = Signal(8), Signal(8)
         m.d.comb += [stored.eq(Mux(output.mode == ArithMode.BINARY,
                                    (fields.channels + BINARY_VALUES_PER_LANE - 1) >> 3, fields.channels)),
-                     queued.end.eq(fields.byte_offset + stored), queued.byte_offset.eq(fields.byte_offset),
+                     end.eq(fields.byte_offset + stored), queued.end.eq(end), queued.last_beat.eq(row_beats(end) - 1),
+                     queued.byte_offset.eq(fields.byte_offset),
                      queued.push_prev.eq(header.push_prev)]
         m.d.comb += [getattr(queued, name).eq(getattr(fields, name)) for name in DESCRIPTOR_FIELDS]
 
@@ -180,23 +184,19 @@ class StoreUnit(wiring.Component):
         # Writer, in two stages: the address stage walks a STORE's descriptor into AW bursts (up to
         # BURSTS_AHEAD ahead of their data) and then takes the next STORE while the data stage still
         # sends this one's W beats, each row's beats from the output queue.
-        def row_beats(end):
-            return (end + bus_bytes - 1) >> beat_shift
-
         job = Signal(job_layout)               # the address stage's STORE
         walker = m.submodules.walker = RowWalker(padding=False)
         taking = Signal()                      # the address stage takes the next STORE (and starts its walk)
         next_job = job_layout(jobs.r_data)
         m.d.comb += [getattr(walker, name).eq(Mux(taking, getattr(next_job, name), getattr(job, name)))
                      for name in DESCRIPTOR_FIELDS]
-        # The job's beats per row, and whether its rows share bursts (as loads do), registered as it is taken.
-        job_beats = Signal(8)
+        # Whether the job's rows share bursts (as loads do), registered as it is taken.
         mergeable = Signal()
         # A merged burst's rows are planned from the walker's position a cycle ahead, as in the load unit.
         planned_rows, planned = planned_burst_rows(m, walker=walker, mergeable=mergeable, bus_bytes=bus_bytes)
         burst_rows = Signal.like(planned_rows)
         m.d.comb += burst_rows.eq(Mux(mergeable, planned_rows, 1))
-        burst_layout = data.StructLayout({"rows": len(burst_rows), "last": 1})
+        burst_layout = data.StructLayout({"last_row": len(burst_rows), "last": 1})   # its rows - 1; the STORE's last
         bursts = m.submodules.bursts = fifo.SyncFIFO(width=burst_layout.size, depth=BURSTS_AHEAD)
         sendings = m.submodules.sendings = fifo.SyncFIFO(width=sending_layout.size, depth=2)
         issued_burst = burst_layout(bursts.w_data)
@@ -205,10 +205,10 @@ class StoreUnit(wiring.Component):
         aw_fire = Signal()
         b_fire = Signal()
         addressing = Signal()                  # AW bursts of the address stage's STORE remain
-        m.d.comb += [self.awaddr.eq(walker.address), self.awlen.eq(Mux(mergeable, burst_rows, job_beats) - 1),
+        m.d.comb += [self.awaddr.eq(walker.address), self.awlen.eq(Mux(mergeable, burst_rows - 1, job.last_beat)),
                      self.awvalid.eq(addressing & bursts.w_rdy & (planned | ~mergeable)),
                      aw_fire.eq(self.awvalid & self.awready),
-                     bursts.w_en.eq(aw_fire), issued_burst.rows.eq(burst_rows), issued_burst.last.eq(walker.last),
+                     bursts.w_en.eq(aw_fire), issued_burst.last_row.eq(burst_rows - 1), issued_burst.last.eq(walker.last),
                      walker.advance.eq(aw_fire), walker.step.eq(burst_rows),
                      walker.step_bytes.eq(Mux(mergeable, burst_rows << beat_shift, job.row_stride)),
                      b_fire.eq(self.bvalid)]
@@ -225,14 +225,11 @@ class StoreUnit(wiring.Component):
             m.d.comb += [walker.start.eq(1), jobs.r_en.eq(1), sendings.w_en.eq(1)]
             m.d.comb += [getattr(taken, name).eq(getattr(next_job, name)) for name in sending_fields]
             m.d.sync += [job.eq(jobs.r_data), addressing.eq(1), barrier.eq(next_job.push_prev),
-                         job_beats.eq(row_beats(next_job.end)),
-                         mergeable.eq(rows_merge(row_beats(next_job.end), next_job.row_stride, bus_bytes))]
+                         mergeable.eq(rows_merge(next_job.last_beat + 1, next_job.row_stride, bus_bytes))]
 
         # Data stage: the oldest STORE with bursts issued.
         sending = sending_layout(sendings.r_data)
         burst = burst_layout(bursts.r_data)
-        beats = Signal(8)
-        m.d.comb += beats.eq(row_beats(sending.end))
         beat = Signal(8)
         row_in_burst = Signal.like(burst_rows)
         span = -(-(cols + (1 << STORE_BYTE_OFFSET_BITS) - 1) // bus_bytes) * bus_bytes    # bytes, whole beats
@@ -246,8 +243,8 @@ class StoreUnit(wiring.Component):
         # A STORE that hands a token on retires once its writes are answered: what it releases (an
         # accumulator half, or the end of a fenced pass) must be in DRAM. Later STOREs wait for it.
         responding = Signal()
-        row_end = beat == beats - 1
-        burst_end = row_end & (row_in_burst == burst.rows - 1)
+        row_end = beat == sending.last_beat
+        burst_end = row_end & (row_in_burst == burst.last_row)
         m.d.comb += [self.wvalid.eq(bursts.r_rdy & out_rows.r_rdy & ~responding), self.wlast.eq(burst_end)]
         sent = Signal()              # the last W beat of the oldest STORE is accepted this cycle
         with m.If(self.wvalid & self.wready):
