@@ -95,15 +95,18 @@ class LoadUnit(wiring.Component):
         # Per-target row geometry.
         geometry = {target: (shape[0], shape[1] * shape[2]) for target, shape in memory_shapes(config).items()}
         geometry[Target.COMBINE] = (config.acc_rows, cols * target_element_bytes(Target.COMBINE))
+        # A row's data bytes and beats (and its last beat's index), registered a cycle after the LOAD is
+        # taken (its walk starts three cycles later): no multiply and add in front of the writer's compares.
         valid_bytes = Signal(16)
-        beats = Signal(8)
+        beats, last_beat = Signal(8), Signal(8)
         depth = Signal(17)
         for target, (target_depth, _) in geometry.items():
             element = target_element_bytes(target)
             with m.If(fields.target == target):
-                m.d.comb += [valid_bytes.eq(fields.row_elems * element),
-                             beats.eq((fields.row_elems * element + bus_bytes - 1) >> beat_shift),
-                             depth.eq(target_depth)]
+                row_beats = (fields.row_elems * element + bus_bytes - 1) >> beat_shift
+                m.d.sync += [valid_bytes.eq(fields.row_elems * element), beats.eq(row_beats),
+                             last_beat.eq(row_beats - 1)]
+                m.d.comb += depth.eq(target_depth)
         m.d.comb += pad_row.eq(walker.pad | (fields.row_elems == 0))
 
         # An R beat (for the oldest outstanding burst) has the write port; pad rows take idle cycles.
@@ -211,7 +214,7 @@ class LoadUnit(wiring.Component):
 
         # Writer: R beats in order of their bursts; a burst may carry several rows.
         with m.If(data_beat):
-            row_done = beat == beats - 1
+            row_done = beat == last_beat
             m.d.sync += [beat.eq(Mux(row_done, 0, beat + 1)),
                          row_in_burst.eq(Mux(self.rlast, 0, row_in_burst + row_done))]
             m.d.comb += outstanding.r_en.eq(self.rlast)
@@ -225,7 +228,7 @@ class LoadUnit(wiring.Component):
         # The burst's rows are planned from the walker's position a cycle ahead.
         burst_rows, planned = planned_burst_rows(m, walker=walker, mergeable=mergeable, bus_bytes=bus_bytes)
         step = Signal(range(MAX_BURST_ROWS + 1))
-        m.d.comb += [self.araddr.eq(walker.address), self.arlen.eq(Mux(mergeable, burst_rows, beats) - 1),
+        m.d.comb += [self.araddr.eq(walker.address), self.arlen.eq(Mux(mergeable, burst_rows - 1, last_beat)),
                      outstanding.w_data.eq(sram_row),
                      outstanding.w_en.eq(self.arvalid & self.arready),
                      step.eq(Mux(pad_row, 1, burst_rows)),
