@@ -155,6 +155,7 @@ class LoadUnit(wiring.Component):
 
         writing = data_beat | pad_write
         combine_write = Signal(cols * ACC_BITS // 8)
+        combine_writing = Signal()         # combine_write.any(), registered with it: a narrow select
         combine_data = Signal(cols * ACC_BITS)
         combine_address = Signal(16)
         for target, (target_depth, lanes, element) in memory_shapes(config).items():
@@ -170,7 +171,7 @@ class LoadUnit(wiring.Component):
             m.d.comb += [port.addr.eq(write_address), port.data.eq(row),
                          port.en.eq(Mux(writing & (fields.target == target), enables, 0))]
             if target == Target.ACCUMULATORS:
-                with m.If(combine_write.any()):
+                with m.If(combine_writing):
                     m.d.comb += [port.addr.eq(combine_address), port.data.eq(combine_data),
                                  port.en.eq(combine_write)]
 
@@ -210,7 +211,8 @@ class LoadUnit(wiring.Component):
                     m.d.comb += combined[lane].eq(Mux(product > old, product, old))
         m.d.sync += [combine_address.eq(fetched_address), combine_data.eq(combined),
                      combine_write.eq(Mux(fetched, Cat(enable.replicate(ACC_BITS // 8)
-                                                       for enable in fetched_enables), 0))]
+                                                       for enable in fetched_enables), 0)),
+                     combine_writing.eq(fetched & fetched_enables.any())]
 
         # Writer: R beats in order of their bursts; a burst may carry several rows.
         with m.If(data_beat):
@@ -232,7 +234,7 @@ class LoadUnit(wiring.Component):
                      outstanding.w_data.eq(sram_row),
                      outstanding.w_en.eq(self.arvalid & self.arready),
                      step.eq(Mux(pad_row, 1, burst_rows)),
-                     walker.step.eq(step),
+                     walker.step.eq(burst_rows),      # (1 too where row_elems is 0: such rows never merge)
                      walker.step_bytes.eq(Mux(mergeable, burst_rows << beat_shift, fields.row_stride))]
         sram_span = descriptor_rows(m, fields, gap=fields.sram_gap)
         # The rows from sram_addr to the end of the target, registered while the span is computed: the
@@ -294,6 +296,6 @@ class LoadUnit(wiring.Component):
                 with m.If(~outstanding.r_rdy):
                     m.d.comb += retire.eq(1)
                     m.next = "Idle"
-        with m.If(staged | fetched | combine_write.any()):
+        with m.If(staged | fetched | combine_writing):
             m.d.comb += self.busy.eq(1)
         return m

@@ -58,6 +58,7 @@ class RowWalker(wiring.Component):
     ``step`` must not pass the end of the current block (``data_rows_left``
     bounds it on data rows); ``step_bytes`` is the address increment for data
     rows (``step * row_stride``, given by the user, who knows when it is a shift).
+    A padding row advances one row whatever ``step`` is.
 
     Members
     -------
@@ -99,7 +100,9 @@ class RowWalker(wiring.Component):
             block_pad = (block < d["pad_blocks_before"]) | (blocks_left <= d["pad_blocks_after"])
         else:
             row_pad = block_pad = Const(0)
-        end_of_block = self.step >= rows_left
+        # Both ends are compared before the padding selects one, so no compare waits for the padding's.
+        end_of_block = Mux(self.pad, rows_left == 1, self.step >= rows_left)
+        step = Mux(self.pad, 1, self.step)
         end_of_group = end_of_block & (blocks_left == 1)
         m.d.comb += [self.address.eq(row_address), self.pad.eq(row_pad | block_pad),
                      self.data_rows_left.eq(data_left), self.group_end.eq(end_of_group),
@@ -122,8 +125,8 @@ class RowWalker(wiring.Component):
                 m.d.sync += [block.eq(block + 1), blocks_left.eq(blocks_left - 1), *block_start,
                              block_address.eq(next_block_address), row_address.eq(next_block_address)]
             with m.Else():
-                m.d.sync += [row.eq(row + self.step), rows_left.eq(rows_left - self.step),
-                             data_left.eq(data_left - self.step), row_address.eq(next_row_address)]
+                m.d.sync += [row.eq(row + step), rows_left.eq(rows_left - step),
+                             data_left.eq(data_left - step), row_address.eq(next_row_address)]
         return m
 
 

@@ -32,10 +32,11 @@ def test_walks_match_the_definition_with_multi_row_steps(seed):
             rows = []
             while True:
                 pad, left = ctx.get(dut.pad), ctx.get(dut.data_rows_left)
-                # Data rows may advance several at once, as merged bursts do; padding one at a time.
-                step = 1 if pad else int(rng.integers(1, left + 1))
-                rows += [None] * step if pad else [ctx.get(dut.address) + i * descriptor["row_stride"]
-                                                    for i in range(step)]
+                # Data rows may advance several at once, as merged bursts do; padding advances one
+                # row whatever the step (a random one here).
+                step = int(rng.integers(1, 17)) if pad else int(rng.integers(1, left + 1))
+                rows += [None] if pad else [ctx.get(dut.address) + i * descriptor["row_stride"]
+                                            for i in range(step)]
                 ctx.set(dut.step, step)
                 ctx.set(dut.step_bytes, step * descriptor["row_stride"])
                 last = ctx.get(dut.last)
