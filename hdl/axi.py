@@ -25,10 +25,10 @@ def response_failed(response):
     return (response == Response.SLVERR) | (response == Response.DECERR)
 
 
-def rows_merge(beats, row_stride, bus_bytes: int):
-    """Whether a walk's rows share DMA bursts: single-beat rows that follow each other in DRAM (the load
-    and the store unit; ``quant.perfmodel`` predicts the same)."""
-    return (beats == 1) & (row_stride == bus_bytes)
+def rows_merge(last_beat, row_stride, bus_bytes: int):
+    """Whether a walk's rows share DMA bursts: single-beat rows (``last_beat``, a row's beats - 1, is 0)
+    that follow each other in DRAM (the load and the store unit; ``quant.perfmodel`` predicts the same)."""
+    return (last_beat == 0) & (row_stride == bus_bytes)
 
 
 def merged_burst_rows(m, *, address, rows_left, mergeable, bus_bytes: int):

@@ -95,17 +95,16 @@ class LoadUnit(wiring.Component):
         # Per-target row geometry.
         geometry = {target: (shape[0], shape[1] * shape[2]) for target, shape in memory_shapes(config).items()}
         geometry[Target.COMBINE] = (config.acc_rows, cols * target_element_bytes(Target.COMBINE))
-        # A row's data bytes and beats (and its last beat's index), registered a cycle after the LOAD is
-        # taken (its walk starts three cycles later): no multiply and add in front of the writer's compares.
+        # A row's data bytes and its last beat's index, registered a cycle after the LOAD is taken (its
+        # walk starts three cycles later): no multiply and add in front of the writer's compares.
         valid_bytes = Signal(16)
-        beats, last_beat = Signal(8), Signal(8)
+        last_beat = Signal(8)
         depth = Signal(17)
         for target, (target_depth, _) in geometry.items():
             element = target_element_bytes(target)
             with m.If(fields.target == target):
                 row_beats = (fields.row_elems * element + bus_bytes - 1) >> beat_shift
-                m.d.sync += [valid_bytes.eq(fields.row_elems * element), beats.eq(row_beats),
-                             last_beat.eq(row_beats - 1)]
+                m.d.sync += [valid_bytes.eq(fields.row_elems * element), last_beat.eq(row_beats - 1)]
                 m.d.comb += depth.eq(target_depth)
         m.d.comb += pad_row.eq(walker.pad | (fields.row_elems == 0))
 
@@ -226,7 +225,7 @@ class LoadUnit(wiring.Component):
         # Issuer: walks the rows, up to MAX_OUTSTANDING_READS bursts ahead of the writer; single-beat
         # rows that follow each other in DRAM share one burst.
         mergeable = Signal()
-        m.d.comb += mergeable.eq(rows_merge(beats, fields.row_stride, bus_bytes))
+        m.d.comb += mergeable.eq(rows_merge(last_beat, fields.row_stride, bus_bytes))
         # The burst's rows are planned from the walker's position a cycle ahead.
         burst_rows, planned = planned_burst_rows(m, walker=walker, mergeable=mergeable, bus_bytes=bus_bytes)
         step = Signal(range(MAX_BURST_ROWS + 1))

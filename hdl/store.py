@@ -225,7 +225,7 @@ class StoreUnit(wiring.Component):
             m.d.comb += [walker.start.eq(1), jobs.r_en.eq(1), sendings.w_en.eq(1)]
             m.d.comb += [getattr(taken, name).eq(getattr(next_job, name)) for name in sending_fields]
             m.d.sync += [job.eq(jobs.r_data), addressing.eq(1), barrier.eq(next_job.push_prev),
-                         mergeable.eq(rows_merge(next_job.last_beat + 1, next_job.row_stride, bus_bytes))]
+                         mergeable.eq(rows_merge(next_job.last_beat, next_job.row_stride, bus_bytes))]
 
         # Data stage: the oldest STORE with bursts issued.
         sending = sending_layout(sendings.r_data)

@@ -135,7 +135,7 @@ def _row_beats(f: dict, bus_bytes: int) -> int:
 
 def _mergeable(f: dict, beats: int, bus_bytes: int) -> bool:
     """Whether the walk's rows merge into bursts (``hdl.axi.rows_merge``)."""
-    return bool(rows_merge(beats, f["row_stride"], bus_bytes))
+    return bool(rows_merge(beats - 1, f["row_stride"], bus_bytes))
 
 
 def _bursts(f: dict, beats: int, bus_bytes: int) -> tuple[list[int], int]:
