@@ -245,6 +245,30 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                 x, block=block, first_row=row, out_rows=1, first_col=col, out_cols=count,
                 stride=stride, offset=tap_offset(tap), rows=sram_rows, groups=groups)})
 
+    def activation_loads(segments, reduction, sram_row):
+        """The activation LOADs of one tile's ``reduction`` blocks (tap * cin_blocks + input block), from
+        ``sram_row`` on: one LOAD per run of evenly spaced input blocks and segment, a block's R rows its
+        segments' pixels. The rows past a short tile's pixels are not loaded: their lanes' results are
+        never stored, so whatever those rows hold does not matter."""
+        loads = []
+        for tap_index, tap in enumerate(taps):
+            blocks_here = [kb % cin_blocks for kb in reduction if kb // cin_blocks == tap_index]
+            while blocks_here:
+                run = x.run(blocks_here[0], len(blocks_here))
+                lane = 0         # of the tile's R pixels, the segment's first
+                for row, col, count in segments:
+                    loads.append(act_load(tap, blocks_here[0], sram_row + lane, row, col, count, count, groups=run))
+                    lane += count
+                sram_row += run * rows
+                blocks_here = blocks_here[run:]
+        return loads
+
+    def weight_load(block, sram_addr, reduction):
+        return (Opcode.LOAD, {"target": Target.WEIGHTS, "sram_addr": sram_addr,
+                              "dram_addr": weights.address(block, reduction.start * rows),
+                              "row_elems": y.block_channels(block), "rows": len(reduction) * rows,
+                              "row_stride": weights.region.row_stride})
+
     # Whole-scratchpad groups as even as their size allows: a short last group would leave the array
     # waiting for each tile's activations, which it uses for fewer beats.
     count = -(-len(blocks) // group)
@@ -254,8 +278,10 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
     # step, block after block, so that the array computes two tiles against each block meanwhile.
     first_group = bounds[1] - bounds[0]
     tile_loads = len(taps) * runs * len(tiles[0]) if tiles else 0
+    part_blocks = -(-_FIRST_PART_BEATS // rows)
+    parted = keep_weights and k_blocks > part_blocks
     paired = (keep_weights and len(tiles) >= max(2, buffers) and 2 * k_rows <= act_region
-              and first_group * _LOAD_CYCLES > tile_loads * _LOAD_CYCLES + k_rows)
+              and (parted and first_group > 1 or first_group * _LOAD_CYCLES > tile_loads * _LOAD_CYCLES + k_rows))
     for g in range(count):
         members = blocks[bounds[g]:bounds[g + 1]]
         steps = [tiles[:2]] + [[tile] for tile in tiles[2:]] if paired and g == 0 else [[tile] for tile in tiles]
@@ -263,59 +289,63 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
             regions = [scheduler.acc_region(i) * region_rows for i in range(len(members) * len(step_tiles))]
             for index, chunk in enumerate(chunks):
                 region = scheduler.region
-                beats = len(chunk) * rows
-                loads = []
-                sram_row = region * act_region
-                for segments in step_tiles:
-                    for tap_index, tap in enumerate(taps):
-                        blocks_here = [kb % cin_blocks for kb in chunk if kb // cin_blocks == tap_index]
-                        # One LOAD per run of evenly spaced input blocks and segment: a block's R rows are
-                        # its segments' pixels. The rows past a short tile's pixels are not loaded: their
-                        # lanes' results are never stored, so whatever those rows hold does not matter.
-                        while blocks_here:
-                            run = x.run(blocks_here[0], len(blocks_here))
-                            lane = 0         # of the tile's R pixels, the segment's first
-                            for row, col, count in segments:
-                                loads.append(act_load(tap, blocks_here[0], sram_row + lane, row, col, count,
-                                                      count, groups=run))
-                                lane += count
-                            sram_row += run * rows
-                            blocks_here = blocks_here[run:]
+                tile_base = region * act_region
                 last = index == len(chunks) - 1
                 # Resident weights: block j of the group at j * k_rows of the group's half (or of all).
                 group_base = 0 if whole_weights else (g % 2) * weight_half
                 weight_addrs = [group_base + j * k_rows if keep_weights else region * weight_region
                                 for j in range(len(members))]
-                weight_loads = []
-                if not keep_weights or step_index == 0:
-                    for j, block in enumerate(members):
-                        weight_loads.append([(Opcode.LOAD, {
-                            "target": Target.WEIGHTS, "sram_addr": weight_addrs[j],
-                            "dram_addr": weights.address(block, chunk.start * rows),
-                            "row_elems": y.block_channels(block), "rows": beats,
-                            "row_stride": weights.region.row_stride})] + ([records_row(block)] if keep_weights else []))
-                computes = []
+                # The layer's first computes wait for their tile's activations and their block's weights,
+                # the whole reduction of each, which the read channel brings slower than the array uses
+                # them: in the first two steps (until the array, reusing the weights, gets ahead of the
+                # loads) they rather run in parts, each after its own loads (not in a group's last step, whose
+                # computes the next group's weight loads wait for one by one).
+                split = parted and g == 0 and step_index < min(2, len(steps) - 1)
+                parts = ([range(start, min(start + part_blocks, chunk.stop))
+                          for start in range(chunk.start, chunk.stop, part_blocks)] if split else [chunk])
+                weighted = not keep_weights or step_index == 0
+                loads = [] if split else [load for number, segments in enumerate(step_tiles) for load in
+                                          activation_loads(segments, chunk, tile_base + number * len(chunk) * rows)]
+                stages, stage_computes, computes = [], [], []
                 first_tile = scheduler.tiles
                 for i, (j, number) in enumerate(product(range(len(members)), range(len(step_tiles)))):
                     tile = first_tile + i
                     out_row, first_col, _ = step_tiles[number][0]
                     pixels = sum(count for _, _, count in step_tiles[number])
-                    # A tile's pixels follow each other in DRAM, across image rows too: one STORE.
-                    computes.append(({"act_addr": region * act_region + number * k_rows,
-                                      "weight_addr": weight_addrs[j], "acc_addr": regions[i], "beats": beats,
-                                      "accumulate": int(index > 0), "mode": mode}, index == 0, last,
-                                     [store(members[j], regions[i], out_row, 1, first_col, pixels)] if last else [],
-                                     # A group's first tile waits for the group whose regions it reuses.
-                                     index == 0 and tile % handover == 0 and tile >= acc_buffers,
-                                     tile % handover == handover - 1))
+                    brings_weights = weighted and number == 0
+                    # In parts: block 0's computes each after its part of the tile's activations (and, in the
+                    # first tile, of block 0's weights); the other blocks' first tile each after its part of
+                    # the block's weights.
+                    for part in parts if split and (j == 0 or brings_weights) else [chunk]:
+                        skip = (part.start - chunk.start) * rows
+                        stage = ((activation_loads(step_tiles[number], part, tile_base + number * k_rows + skip)
+                                  if split and j == 0 else [])
+                                 + ([weight_load(members[j], weight_addrs[j] + skip, part)] if brings_weights else [])
+                                 + ([records_row(members[j])] if brings_weights and keep_weights
+                                    and part.stop == chunk.stop else []))
+                        if stage:
+                            stages.append(stage)
+                            stage_computes.append(0)
+                        stage_computes[-1:] = [count + 1 for count in stage_computes[-1:]]
+                        first, ends = index == 0 and part.start == chunk.start, last and part.stop == chunk.stop
+                        # A tile's pixels follow each other in DRAM, across image rows too: one STORE.
+                        computes.append(({"act_addr": tile_base + number * k_rows + skip,
+                                          "weight_addr": weight_addrs[j] + skip, "acc_addr": regions[i],
+                                          "beats": len(part) * rows, "accumulate": int(not first), "mode": mode},
+                                         first, ends,
+                                         [store(members[j], regions[i], out_row, 1, first_col, pixels)] if ends else [],
+                                         # A group's first tile waits for the group whose regions it reuses.
+                                         first and tile % handover == 0 and tile >= acc_buffers,
+                                         tile % handover == handover - 1))
                 # Each block's computes start once its own weights are in; a whole-scratchpad group's
                 # block j replaces the previous group's once that group's last compute of block j is done.
-                scheduler.step_many(loads, computes, stages=weight_loads,
-                                    reuse=whole_weights and g > 0 and step_index == 0,
-                                    stage_computes=[len(step_tiles)] * len(weight_loads))
+                scheduler.step_many(loads, computes, stages=stages,
+                                    reuse=whole_weights and g > 0 and step_index == 0, stage_computes=stage_computes)
     return ([] if keep_weights else [records]) + scheduler.finish(end=False)
 
 
+# A layer's first OS computes run in parts of this many beats (each part's loads are about as long).
+_FIRST_PART_BEATS = 64
 # Cycles an OS step spends on each activation LOAD it issues (its fetch, check and first burst); a
 # tile crossing image rows takes a LOAD per row it touches for each (tap, input block).
 _LOAD_CYCLES = 12
