@@ -20,7 +20,8 @@ class ErrorCode(enum.Enum, shape=4):
     ILLEGAL_OPCODE = 1
     READ_RESPONSE = 2        # SLVERR or DECERR on an AXI read
     WRITE_RESPONSE = 3       # SLVERR or DECERR on an AXI write
-    SRAM_RANGE = 4           # an instruction addresses rows outside a scratchpad or the accumulator
+    SRAM_RANGE = 4           # an instruction addresses rows outside a scratchpad or the accumulator (or a
+                             # STORE keeps no channel or more than C)
     PROGRAM_OVERRUN = 5      # PROGRAM_LENGTH instructions fetched without an END
     ILLEGAL_FIELD = 6        # a field value the hardware cannot execute (OS COMPUTE beats not a multiple of R,
                              # an undefined LOAD target or COMBINE operation)

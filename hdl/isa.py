@@ -80,7 +80,7 @@ LOAD = data.StructLayout({
 
 # A STORE post-processes the groups x blocks x rows accumulator rows from acc_addr on,
 # with the C channel records of channel row channel_row, keeping the first `channels`
-# channels, and writes numerics.stored_bytes(channels, mode) bytes of each row to its
+# channels (1 to C), and writes numerics.stored_bytes(channels, mode) bytes of each row to its
 # descriptor address (``hdl.walker``, no padding) plus byte_offset: the row addresses stay
 # bus aligned, and the bytes land byte_offset bytes into the row (byte strobes), so several
 # stores can fill one row (C binary channels are C / 8 bytes of a packed row).

@@ -155,7 +155,7 @@ class StoreUnit(wiring.Component):
             with m.State("Compare"):
                 m.d.comb += front_busy.eq(1)
                 m.d.sync += [out_of_range.eq((total_rows > acc_room) | (fields.channel_row >= config.channel_rows) |
-                                             (fields.channels > cols)),
+                                             (fields.channels == 0) | (fields.channels > cols)),
                              empty.eq(total_rows == 0)]
                 m.next = "Check"
             with m.State("Check"):

@@ -252,8 +252,8 @@ class IsaSimulator:
 
     def _store(self, f: dict, where: str) -> None:
         cols = self.config.array.cols
-        if f["channels"] > cols:
-            raise IsaError(f"{where}: channels {f['channels']} exceeds the {cols} lanes of an output row")
+        if not 1 <= f["channels"] <= cols:
+            raise IsaError(f"{where}: channels {f['channels']} is not 1 to the {cols} lanes of an output row")
         if f["channel_row"] >= len(self.channels):
             raise IsaError(f"{where}: channel_row {f['channel_row']} is outside the {len(self.channels)} channel rows")
         addresses = row_addresses(f)

@@ -87,6 +87,7 @@ FAULTS = [
     (ErrorCode.SRAM_RANGE, [Instruction(Opcode.STORE, {**STORE, "acc_addr": CONFIGS[0].acc_rows - 1, "rows": 2}),
                             END]),     # the accumulator's last row and one past it
     (ErrorCode.SRAM_RANGE, [Instruction(Opcode.STORE, {**STORE, "acc_addr": 65535}), END]),
+    (ErrorCode.SRAM_RANGE, [Instruction(Opcode.STORE, {**STORE, "channels": 0}), END]),   # no byte of a row
     (ErrorCode.PROGRAM_OVERRUN, [Instruction(Opcode.SYNC, {}), Instruction(Opcode.SYNC, {})]),
     (ErrorCode.ILLEGAL_FIELD, [Instruction(Opcode.COMPUTE, {"act_addr": 0, "weight_addr": 0, "acc_addr": 0,
                                                             "beats": 3, "accumulate": 0, "mode": ArithMode.INT8}),
