@@ -118,22 +118,21 @@ class Accelerator(wiring.Component):
             compute.next_token_available.eq(token_counter("store_to_compute", store.push_token, compute.pop_next)),
         ]
 
-        # AXI reads: fetch and load share AR; R is routed by ID and always accepted. A grant is held for
-        # one request, except that the load unit keeps it after a handshake while fetch does not ask, so
-        # its bursts that are not merged rows (strided single-beat rows, multi-beat rows) go out one per
-        # cycle; fetch takes a kept grant the load unit does not use.
+        # AXI reads: fetch and load share AR; R is routed by ID and always accepted. The load unit has
+        # priority (fetch prefetches into its buffer, and the data it waits for is the load unit's), and
+        # keeps the grant after a handshake, so its bursts that are not merged rows (strided single-beat
+        # rows, multi-beat rows) go out one per cycle; fetch takes a kept grant the load unit does not use.
         grant_load = Signal()
         granted = Signal()
         kept = Signal()
-        keep = grant_load & ~fetch.arvalid
         with m.If(~granted | (kept & ~load.arvalid)):
             m.d.sync += [granted.eq(0), kept.eq(0)]
-            with m.If(fetch.arvalid):
-                m.d.sync += [granted.eq(1), grant_load.eq(0)]
-            with m.Elif(load.ar_request):
+            with m.If(load.ar_request):
                 m.d.sync += [granted.eq(1), grant_load.eq(1)]
+            with m.Elif(fetch.arvalid):
+                m.d.sync += [granted.eq(1), grant_load.eq(0)]
         with m.Elif(axi.arvalid & axi.arready):
-            m.d.sync += [granted.eq(keep), kept.eq(keep)]
+            m.d.sync += [granted.eq(grant_load), kept.eq(grant_load)]
         with m.If(grant_load):
             m.d.comb += [axi.arid.eq(LOAD_ID), axi.araddr.eq(load.araddr), axi.arlen.eq(load.arlen),
                          axi.arvalid.eq(granted & load.arvalid), load.arready.eq(granted & axi.arready)]

@@ -1,20 +1,28 @@
 """Instruction fetch and dispatch: reads the program over AXI and routes instructions to the unit queues."""
-from amaranth.hdl import Cat, Module, Signal
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Cat, Module, Mux, Signal
+from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .axi import ADDR_WIDTH, response_failed
+from .axi import ADDR_WIDTH, BURST_BOUNDARY, response_failed
 from .config import AcceleratorConfig
 from .isa import INSTRUCTION, INSTRUCTION_BITS, Opcode
 
-__all__ = ["FetchUnit"]
+__all__ = ["FetchUnit", "FETCH_BURST", "FETCH_BUFFER"]
+
+FETCH_BURST = 4       # instructions per AXI read burst, at most
+FETCH_BUFFER = 8      # instructions the prefetch buffer holds
 
 
 class FetchUnit(wiring.Component):
-    """Fetches one instruction per AXI burst and dispatches it.
+    """Prefetches the program in bursts of up to ``FETCH_BURST`` instructions and dispatches one per cycle.
 
-    It requests an instruction only once the previous one is dispatched, so
-    its read data is always accepted and never blocks the load unit's.
+    A burst is requested, one at a time, only when the buffer has room for all of
+    it, so its read data is always accepted and never blocks the load unit's; it
+    never passes ``program_length`` instructions nor a ``BURST_BOUNDARY``. A read
+    error marks the instructions it hits, and only dispatching one of them is an
+    error (a burst may read past END). After END the unit waits for its burst's
+    last beat before it reports ``finished``, so no beat of this program reaches
+    the next one.
 
     Members
     -------
@@ -39,54 +47,88 @@ class FetchUnit(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        beats = INSTRUCTION_BITS // self.config.bus_bits
-        words = Signal(INSTRUCTION_BITS)
-        instruction = INSTRUCTION(words)
-        count = Signal(32)
-        address = Signal(ADDR_WIDTH)
-        m.d.comb += [self.araddr.eq(address), self.arlen.eq(beats - 1)]
-        for queue in (self.to_load, self.to_compute, self.to_store):
-            m.d.comb += queue.payload.eq(words)
+        bus_bits = self.config.bus_bits
+        beats = INSTRUCTION_BITS // bus_bits
+        instruction_bytes = INSTRUCTION_BITS // 8
+        page_bits = (BURST_BOUNDARY - 1).bit_length()
+        # Each entry: an instruction and whether a beat of it came with a read error.
+        buffer = m.submodules.buffer = fifo.SyncFIFOBuffered(width=INSTRUCTION_BITS + 1, depth=FETCH_BUFFER)
 
-        with m.FSM():
-            with m.State("Idle"):
-                with m.If(self.start):
-                    m.d.sync += [count.eq(0), address.eq(self.program_addr), self.finished.eq(0)]
-                    m.next = "Request"
-            with m.State("Request"):
-                with m.If(count == self.program_length):
-                    m.d.comb += self.error_overrun.eq(1)
-                    m.next = "Idle"
-                with m.Else():
-                    m.d.comb += self.arvalid.eq(1)
-                    with m.If(self.arready):
-                        m.next = "Receive"
-            with m.State("Receive"):
-                with m.If(self.rvalid):
-                    # Beats arrive low word first: shift them in from the top.
-                    m.d.sync += words.eq(Cat(words[self.config.bus_bits:], self.rdata))
-                    with m.If(response_failed(self.rresp)):
-                        m.d.comb += self.error_read.eq(1)
-                        m.next = "Idle"
-                    with m.Elif(self.rlast):
-                        m.next = "Dispatch"
-            with m.State("Dispatch"):
-                opcode = instruction.header.opcode
-                queue = None
-                with m.Switch(opcode):
+        running = Signal()          # between start and END (or an error)
+        address = Signal(ADDR_WIDTH)
+        requested = Signal(32)      # instructions asked for
+        dispatched = Signal(32)
+        receiving = Signal()        # a burst is outstanding
+        # Request: the next burst's size, registered a cycle ahead so no adder chain meets the AR handshake.
+        burst = Signal(range(FETCH_BURST + 1))
+        left = Signal(32)
+        page_left = Signal(range(BURST_BOUNDARY // instruction_bytes + 1))
+        m.d.comb += [left.eq(self.program_length - requested),
+                     page_left.eq((BURST_BOUNDARY - address[:page_bits]) // instruction_bytes)]
+        capped, size = Signal.like(burst), Signal.like(burst)
+        m.d.comb += [capped.eq(Mux(left < FETCH_BURST, left, FETCH_BURST)),
+                     size.eq(Mux(page_left < capped, page_left, capped))]
+        m.d.sync += burst.eq(size)
+        # The level a cycle old may lack the last burst's last instruction, hence the one more.
+        room = Signal()
+        m.d.sync += room.eq(buffer.level + FETCH_BURST + 1 <= FETCH_BUFFER)
+        # `burst` and `room` hold once the unit has been running, and not receiving, for a cycle.
+        settled = Signal()
+        asking = Signal()
+        m.d.comb += [asking.eq(running & settled & ~receiving & room & (burst != 0)),
+                     self.arvalid.eq(asking), self.araddr.eq(address), self.arlen.eq(burst * beats - 1)]
+        m.d.sync += settled.eq(running & ~receiving & ~(asking & self.arready))
+        with m.If(asking & self.arready):
+            m.d.sync += [receiving.eq(1), requested.eq(requested + burst),
+                         address.eq(address + burst * instruction_bytes)]
+
+        # Receive: beats arrive low word first, shifted in from the top; each whole instruction goes in.
+        words = Signal(INSTRUCTION_BITS)
+        beat = Signal(range(beats))
+        failed = Signal()
+        incoming = Cat(words[bus_bits:], self.rdata) if beats > 1 else self.rdata
+        with m.If(receiving & self.rvalid):
+            m.d.sync += [words.eq(incoming), beat.eq(0 if beats == 1 else beat + 1)]
+            m.d.sync += failed.eq(failed | response_failed(self.rresp))
+            m.d.comb += [buffer.w_data.eq(Cat(incoming, failed | response_failed(self.rresp))),
+                         buffer.w_en.eq(running & (beat == beats - 1))]
+            with m.If(beat == beats - 1):
+                m.d.sync += [beat.eq(0), failed.eq(0)]
+            with m.If(self.rlast):
+                m.d.sync += receiving.eq(0)
+
+        # Dispatch from the buffer's head.
+        head = INSTRUCTION(buffer.r_data[:INSTRUCTION_BITS])
+        for queue in (self.to_load, self.to_compute, self.to_store):
+            m.d.comb += queue.payload.eq(buffer.r_data[:INSTRUCTION_BITS])
+        stop = Signal()
+        with m.If(self.start):
+            m.d.sync += [running.eq(1), address.eq(self.program_addr), requested.eq(0), dispatched.eq(0),
+                         self.finished.eq(0)]
+        with m.Elif(running & buffer.r_rdy):
+            with m.If(buffer.r_data[INSTRUCTION_BITS]):
+                m.d.comb += [self.error_read.eq(1), stop.eq(1)]
+            with m.Else():
+                with m.Switch(head.header.opcode):
                     for opcodes, queue in (((Opcode.LOAD,), self.to_load),
                                            ((Opcode.COMPUTE, Opcode.SYNC), self.to_compute),
                                            ((Opcode.CONFIG, Opcode.STORE), self.to_store)):
                         with m.Case(*opcodes):
-                            m.d.comb += queue.valid.eq(1)
+                            m.d.comb += [queue.valid.eq(1), buffer.r_en.eq(queue.ready)]
                             with m.If(queue.ready):
-                                m.d.sync += [count.eq(count + 1), address.eq(address + INSTRUCTION_BITS // 8)]
-                                m.next = "Request"
+                                m.d.sync += dispatched.eq(dispatched + 1)
                     with m.Case(Opcode.END):
-                        m.d.comb += self.retired_end.eq(1)
-                        m.d.sync += self.finished.eq(1)
-                        m.next = "Idle"
+                        m.d.comb += [self.retired_end.eq(1), stop.eq(1)]
                     with m.Default():
-                        m.d.comb += self.error_opcode.eq(1)
-                        m.next = "Idle"
+                        m.d.comb += [self.error_opcode.eq(1), stop.eq(1)]
+        with m.Elif(running & (dispatched == self.program_length)):
+            m.d.comb += [self.error_overrun.eq(1), stop.eq(1)]
+        with m.If(stop):
+            m.d.sync += running.eq(0)
+        # END (or an error, after which the accelerator resets the unit) ends the run once no beat is due.
+        ending = Signal()
+        with m.If(stop & self.retired_end):
+            m.d.sync += ending.eq(1)
+        with m.If(ending & ~receiving):
+            m.d.sync += [ending.eq(0), self.finished.eq(1)]
         return m

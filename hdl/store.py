@@ -15,6 +15,7 @@ __all__ = ["StoreUnit"]
 
 OUTPUT_ROWS = 8       # post-processed rows buffered ahead of the writer
 BURSTS_AHEAD = 4      # AW bursts issued ahead of their W beats
+STORE_JOBS = 2        # checked STOREs waiting for the address stage
 
 
 class StoreUnit(wiring.Component):
@@ -98,7 +99,7 @@ class StoreUnit(wiring.Component):
         sending_fields = {"byte_offset": STORE_BYTE_OFFSET_BITS, "end": 8, "last_beat": 8, "push_prev": 1}
         sending_layout = data.StructLayout(sending_fields)
         job_layout = data.StructLayout({**DESCRIPTOR_FIELDS, **sending_fields})
-        jobs = m.submodules.jobs = fifo.SyncFIFO(width=job_layout.size, depth=2)
+        jobs = m.submodules.jobs = fifo.SyncFIFO(width=job_layout.size, depth=STORE_JOBS)
         queued = job_layout(jobs.w_data)
         stored, end = Signal(8), Signal(8)
         m.d.comb += [stored.eq(Mux(output.mode == ArithMode.BINARY,

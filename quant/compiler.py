@@ -79,6 +79,16 @@ class CompiledNet:
     # input must be written there too.
     input_copies: dict[str, FeatureMap] = field(default_factory=dict)
 
+    def layer_programs(self) -> tuple[MemoryImage, list[tuple[int, list[Instruction]]]]:
+        """How the layers run one at a time: a copy of the image with each layer's own program (its
+        span, then END) added, and the (address, program) of each, in layer order."""
+        image = MemoryImage(self.image.alignment, bytearray(self.image.data), dict(self.image.regions))
+        programs = []
+        for span in self.layers:
+            program = self.program[span.start:span.end] + [Instruction(Opcode.END, {})]
+            programs.append((image.place_program(f"program.layer.{span.name}", program).address, program))
+        return image, programs
+
     def read_tensor(self, dram: bytes, name: str) -> np.ndarray:
         """Tensor ``name`` as stored in ``dram``: (H, W, C) int8, or (H, W, C / 8) packed lanes if binary."""
         image = MemoryImage(self.image.alignment, bytearray(dram), self.image.regions)

@@ -32,10 +32,11 @@ from dataclasses import replace
 from itertools import product
 
 import numpy as np
+from amaranth.hdl import Shape
 
 from hdl.compute import max_in_flight
 from hdl.config import AcceleratorConfig, Dataflow
-from hdl.isa import MAX_COMPUTE_BEATS, Instruction, Opcode, Target
+from hdl.isa import LOAD, MAX_COMPUTE_BEATS, Instruction, Opcode, Target
 from hdl.numerics import ArithMode, neutral_padding
 
 from .gemm import PingPongScheduler
@@ -189,7 +190,8 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                 rounds += 1
         return [records] + scheduler.finish(end=False)
 
-    if (kh, kw, tuple(stride), tuple(offset)) == (1, 1, (1, 1), (0, 0)):
+    pointwise = (kh, kw, tuple(stride), tuple(offset)) == (1, 1, (1, 1), (0, 0))
+    if pointwise:
         # A pointwise convolution is a GEMM over the pixels, which lie in DRAM one after another:
         # seen as one long output row, its tiles of R pixels cross image rows in one LOAD per run.
         x = replace(x, height=1, width=x.height * x.width)
@@ -269,6 +271,29 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                               "row_elems": y.block_channels(block), "rows": len(reduction) * rows,
                               "row_stride": weights.region.row_stride})
 
+    def merged_loads(step_tiles, reduction, sram_row):
+        """The activation LOADs of whole pointwise tiles that follow each other: per run of input blocks,
+        one LOAD whose groups are the tiles (R pixels apart), its blocks the run, ``sram_gap`` the tile's other
+        blocks; or None where that does not apply."""
+        full = all(len(segments) == 1 and segments[0][2] == rows for segments in step_tiles)
+        if not (pointwise and full and len(step_tiles) > 1):
+            return None
+        loads, skip, blocks_here = [], 0, list(reduction)
+        while blocks_here:
+            run = x.run(blocks_here[0], len(blocks_here))
+            if len(reduction) * rows - run * rows > _MAX_SRAM_GAP:
+                return None
+            _, col, _ = step_tiles[0][0]
+            loads.append((Opcode.LOAD, {
+                "target": Target.ACTIVATIONS, "sram_addr": sram_row + skip, "row_elems": load_bytes(blocks_here[0]),
+                "pad_value": pad_value, "sram_gap": (len(reduction) - run) * rows,
+                "dram_addr": x.pixel_address(blocks_here[0], 0, col), "rows": rows, "row_stride": x.row_stride,
+                "blocks": run, "block_stride": x.block_stride, "groups": len(step_tiles),
+                "group_stride": rows * x.row_stride}))
+            skip += run * rows
+            blocks_here = blocks_here[run:]
+        return loads
+
     # Whole-scratchpad groups as even as their size allows: a short last group would leave the array
     # waiting for each tile's activations, which it uses for fewer beats.
     count = -(-len(blocks) // group)
@@ -284,7 +309,13 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
               and (parted and first_group > 1 or first_group * _LOAD_CYCLES > tile_loads * _LOAD_CYCLES + k_rows))
     for g in range(count):
         members = blocks[bounds[g]:bounds[g + 1]]
-        steps = [tiles[:2]] + [[tile] for tile in tiles[2:]] if paired and g == 0 else [[tile] for tile in tiles]
+        steps = [tiles[:2]] + [[tile] for tile in tiles[2:4]] if paired and g == 0 else [[tile] for tile in tiles[:2]]
+        # Later steps of a pointwise layer take several whole tiles, each run of input blocks one LOAD for all
+        # (not with whole-scratchpad groups, whose next group's weight loads wait for a compute per block).
+        merge = 1 if whole_weights else max(1, min(_MERGED_LOAD_ROWS // k_rows, act_region // k_rows,
+                                                   acc_buffers // (2 * len(members))))
+        rest = tiles[sum(map(len, steps)):]
+        steps += [rest[first:first + merge] for first in range(0, len(rest), merge)]
         for step_index, step_tiles in enumerate(steps):
             regions = [scheduler.acc_region(i) * region_rows for i in range(len(members) * len(step_tiles))]
             for index, chunk in enumerate(chunks):
@@ -304,8 +335,9 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                 parts = ([range(start, min(start + part_blocks, chunk.stop))
                           for start in range(chunk.start, chunk.stop, part_blocks)] if split else [chunk])
                 weighted = not keep_weights or step_index == 0
-                loads = [] if split else [load for number, segments in enumerate(step_tiles) for load in
-                                          activation_loads(segments, chunk, tile_base + number * len(chunk) * rows)]
+                loads = [] if split else merged_loads(step_tiles, chunk, tile_base) or [
+                    load for number, segments in enumerate(step_tiles)
+                    for load in activation_loads(segments, chunk, tile_base + number * len(chunk) * rows)]
                 stages, stage_computes, computes = [], [], []
                 first_tile = scheduler.tiles
                 for i, (j, number) in enumerate(product(range(len(members)), range(len(step_tiles)))):
@@ -346,6 +378,9 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
 
 # A layer's first OS computes run in parts of this many beats (each part's loads are about as long).
 _FIRST_PART_BEATS = 64
+# Later steps of a pointwise layer take as many whole tiles as bring this many activation rows in one LOAD.
+_MERGED_LOAD_ROWS = 256
+_MAX_SRAM_GAP = (1 << Shape.cast(LOAD.members["sram_gap"]).width) - 1
 # Cycles an OS step spends on each activation LOAD it issues (its fetch, check and first burst); a
 # tile crossing image rows takes a LOAD per row it touches for each (tap, input block).
 _LOAD_CYCLES = 12

@@ -3,11 +3,12 @@
 It walks the compiled instruction stream once, in program order, and times every instruction
 on the unit that executes it, from the hardware's documented behaviour (``hdl/*.py``):
 
-* **fetch** reads one ``INSTRUCTION_BITS`` instruction per AXI burst and requests the next only
-  after dispatching it into its unit's queue (``QUEUE_DEPTHS`` deep; a full queue stalls fetch);
+* **fetch** reads the program in AXI bursts of up to ``FETCH_BURST`` instructions, one burst at a
+  time and each only once its ``FETCH_BUFFER`` has room for it, and dispatches one instruction per
+  cycle into its unit's queue (``QUEUE_DEPTHS`` deep; a full queue stalls dispatch);
 * **load**: Idle, Check, then the walk issues one AXI read burst per two cycles (the shared
-  AR grant, which an instruction fetch asking in the same cycle takes first), or one per cycle
-  for bursts that are not merged rows while the unit keeps the grant (no fetch asks), at most
+  AR grant, which the load unit takes first when fetch asks in the same cycle), or one per cycle
+  for bursts that are not merged rows while the unit keeps the grant, at most
   ``MAX_OUTSTANDING_READS`` in flight; consecutive single-beat rows share a burst of up to
   ``MAX_BURST_ROWS`` (never across ``BURST_BOUNDARY``); padding rows take a cycle each; the read
   channel returns one beat per cycle after the DRAM latency, in the order of the address
@@ -40,6 +41,7 @@ from hdl.axi import BURST_BOUNDARY, rows_merge
 from hdl.accelerator import QUEUE_DEPTHS
 from hdl.compute import RESULT_LATENCY, max_in_flight
 from hdl.config import AcceleratorConfig, Dataflow
+from hdl.fetch import FETCH_BUFFER, FETCH_BURST
 from hdl.isa import (
     COMPUTE,
     FIELD_DEFAULTS,
@@ -55,7 +57,7 @@ from hdl.load import MAX_BURST_ROWS, MAX_OUTSTANDING_READS
 from hdl.numerics import ArithMode, stored_bytes
 from hdl.postprocess import PostProcessor
 from hdl.sram import RowReader
-from hdl.store import OUTPUT_ROWS
+from hdl.store import OUTPUT_ROWS, STORE_JOBS
 from hdl.systolic_array import stream_cycles
 
 from .compiler import CompiledNet
@@ -64,16 +66,19 @@ from .report import LayerFigures
 
 __all__ = ["Timing", "LayerPrediction", "predict_program", "predict_net", "predicted_figures"]
 
-CONTENTION_PASSES = 3               # fetch and load share the R channel: each pass uses the previous pass's
-                                    # timing (an approximation: the passes need not converge)
+# Fetch and load share the AR and R channels, and a fetch burst may come between the LOAD that let it
+# ask and that LOAD's bursts: each pass uses the previous pass's fetch bursts where program order has not
+# timed this pass's yet, and passes repeat until the fetch bursts stop changing (at most this many).
+CONTENTION_PASSES = 16
 
 
 @dataclass(frozen=True)
 class Timing:
     """Pipeline latencies (cycles) of the RTL, and the DRAM model's read latency."""
     read_latency: int = 2           # sim/axi_dram.sv: AR handshake to the first R beat
-    fetch_request: int = 2          # fetch Request state: the AR grant is registered, then the handshake
-    fetch_dispatch: int = 2         # last R beat to the instruction's acceptance into its queue, Request again
+    fetch_request: int = 2          # fetch asking: the AR grant is registered, then the handshake
+    fetch_buffer: int = 2           # an instruction's last R beat to its dispatch from the prefetch buffer
+    fetch_settle: int = 2           # a burst's last R beat to the next burst asking
     load_issue: int = 2             # load bursts: one AR per two cycles (grant, handshake) without a kept grant
     load_overhead: int = 2          # Idle, Check, Drain/retire of a LOAD
     compute_issue: int = 2          # COMPUTE Idle + Check
@@ -177,22 +182,33 @@ def _bursts(f: dict, beats: int, bus_bytes: int) -> tuple[list[int], int]:
 class _Machine:
     """Times instructions in program order (every dependency points backwards in it)."""
 
-    def __init__(self, config: AcceleratorConfig, timing: Timing, previous: "_Machine | None" = None):
+    def __init__(self, config: AcceleratorConfig, timing: Timing, units: list[int | None], program_address: int = 0,
+                 previous: "_Machine | None" = None):
         self.config, self.t = config, timing
         self.decoded = previous.decoded if previous else {}     # id(instruction) -> (fields, walk, data beats)
-        self.previous_fetch_ars = sorted(previous.fetch_ars) if previous else []
-        self.previous_fetch_requests = sorted(previous.fetch_requests) if previous else []
-        self.previous_kept_ars = frozenset(previous.kept_ars) if previous else frozenset()
-        self.fetch_ar_set = frozenset(self.previous_fetch_ars)
+        # Each instruction's unit (None: END), and its rank among its unit's instructions.
+        self.units, self.program_address = units, program_address
+        self.ranks, self.of_unit = [], [[], [], []]
+        for position, unit in enumerate(units):
+            self.ranks.append(len(self.of_unit[unit]) if unit is not None else 0)
+            if unit is not None:
+                self.of_unit[unit].append(position)
+        self.previous_fetch_bursts = sorted(previous.fetch_bursts) if previous else []
+        self.previous_fetch_ars = [ar for ar, _ in self.previous_fetch_bursts]
+        self.previous_fetch_ar_set = frozenset(self.previous_fetch_ars)
         self.bus = config.bus_bytes
         self.instruction_beats = INSTRUCTION_BITS // config.bus_bits
         self.in_flight = max_in_flight(config.array)
         self.reset()
 
     def reset(self) -> None:
-        self.now_fetch = 1                  # START, then fetch starts a cycle later
+        self.fetch_free = 2                 # START, then fetch runs a cycle later and asks the next
+        self.requested = 0                  # instructions asked for
+        self.arrivals = deque()             # when each asked-for, undispatched instruction can be dispatched
+        self.dispatches: list[int] = []     # dispatch time of each instruction dispatched so far
+        self.starts: dict[int, int] = {}    # when each instruction timed so far left its queue
+        self.position = -1                  # of the instruction being timed, in the program
         self.read_bus = 0                   # first cycle the R channel is free
-        self.accepted = [deque(maxlen=depth) for depth in QUEUE_DEPTHS]   # acceptance times of the last queued
         self.unit_free = [0, 0, 0]
         self.tokens = {key: deque() for key in ("lc", "cl", "cs", "sc")}
         self.compute_released = deque(maxlen=self.in_flight)   # when each COMPUTE's in-flight slot frees
@@ -201,6 +217,7 @@ class _Machine:
         self.rows_read = 0                   # ... and has read them all (it may start the next STORE's)
         self.rows_posted = (0, 0)            # the last two STOREs' rows have all left the post-processor
         self.address_free = 0                # the store unit's address stage can take the next STORE
+        self.store_takes = deque(maxlen=STORE_JOBS)   # when it took each of the last STOREs
         self.writer_free = 0                 # its data stage can send the next W beat
         self.writer_idle = 0                 # ... and every write it issued has its response
         self.weights_free = 0                # weight row reader
@@ -210,9 +227,11 @@ class _Machine:
         self.streaming_depthwise = False     # OS: the last activation job bypassed the transposer
         self.act_jobs = deque(maxlen=self.in_flight)      # start of each queued activation job
         self.weight_jobs = deque(maxlen=self.in_flight)   # ... and of each weight job
-        self.fetch_ars: list[int] = []        # AR handshakes of instruction fetches (this pass)
-        self.fetch_requests: list[tuple[int, int]] = []   # (first cycle asking, AR handshake) of each (this pass)
-        self.kept_ars: list[int] = []         # LOAD AR handshakes on a grant kept from the last one (this pass)
+        self.fetch_bursts: list[tuple[int, int]] = []   # (AR handshake, R beats) of instruction fetches (this pass)
+        self.fetch_ars: list[int] = []        # ... their AR handshakes, in order
+        self.fetch_ar_set: set[int] = set()
+        self.fetch_horizon = -1               # every fetch burst addressed up to this cycle is timed
+        self.load_ars: set[int] = set()       # AR handshakes of LOAD bursts (this pass)
         self.bursts: list[tuple[int, int]] = []           # (AR handshake, cycle after the last R beat) per LOAD burst
         self.last_burst_ar = -1
         self.end = 0
@@ -227,46 +246,98 @@ class _Machine:
 
     def _fetch_wait(self, ar: int) -> int:
         """Cycles an instruction fetch's data waits behind the LOAD bursts whose addresses went out
-        before its own (the DRAM answers in order; the fetch has priority on the AR grant). Those
-        bursts belong to LOADs dispatched before this fetch, so this pass has timed them already."""
-        index = bisect.bisect_left(self.bursts, (ar, -1)) - 1
+        before its own (the DRAM answers in order). ``_dispatch`` times a burst before a LOAD's only if it
+        addresses before them, so this pass has timed every LOAD burst addressed before it."""
+        index = bisect.bisect_right(self.bursts, (ar, float("inf"))) - 1
         return max(0, self.bursts[index][1] - (ar + self.t.read_latency)) if index >= 0 else 0
 
-    def _fetches_between(self, after: int, before: int) -> list[int]:
-        """AR handshakes of the previous pass's fetches in (after, before)."""
-        return self.previous_fetch_ars[bisect.bisect_right(self.previous_fetch_ars, after):
-                                       bisect.bisect_left(self.previous_fetch_ars, before)]
+    def _fetch_ar(self, cycle: int) -> bool:
+        """Whether a fetch burst addresses in ``cycle``: as this pass has timed them, or beyond, the previous pass's."""
+        return cycle in self.fetch_ar_set or (cycle > self.fetch_horizon and cycle in self.previous_fetch_ar_set)
 
-    def _fetch_asking(self, cycle: int) -> bool:
-        """Whether an instruction fetch of the previous pass asks for the AR grant in ``cycle``."""
-        index = bisect.bisect_right(self.previous_fetch_requests, (cycle, float("inf"))) - 1
-        return index >= 0 and self.previous_fetch_requests[index][1] >= cycle
+    def _fetches_between(self, after: int, before: int) -> list[tuple[int, int]]:
+        """(AR handshake, R beats) of the fetch bursts addressed in (after, before): this pass's as far as
+        it has timed them (in program order, which is not AR order), then the previous pass's."""
+        timed = self.fetch_ars
+        current = self.fetch_bursts[bisect.bisect_right(timed, after):bisect.bisect_left(timed, before)]
+        after = max(after, self.fetch_horizon)
+        return current + self.previous_fetch_bursts[bisect.bisect_right(self.previous_fetch_ars, after):
+                                                    bisect.bisect_left(self.previous_fetch_ars, before)]
 
-    def _fetch(self, unit: int) -> int:
-        """Dispatch time of the next instruction for ``unit`` (None: END)."""
+    def _request_burst(self, before: int | None = None) -> bool:
+        """Time the next fetch burst: it asks once the last one is in and the buffer has room for it.
+        With ``before``, only if its AR comes before that cycle (see ``_dispatch``)."""
         t = self.t
-        ar = self.now_fetch + t.fetch_request - 1
-        if self.now_fetch in self.previous_kept_ars:     # the load unit's kept grant is released first
+        address = self.program_address + self.requested * INSTRUCTION_BITS // 8
+        page_left = (BURST_BOUNDARY - address % BURST_BOUNDARY) // (INSTRUCTION_BITS // 8)
+        count = min(FETCH_BURST, len(self.units) - self.requested, page_left)
+        room = self.requested - (FETCH_BUFFER - FETCH_BURST)     # this one dispatched, the level is low enough
+        # The buffer's level is registered, so a dispatch makes room two cycles later.
+        asking = max(self.fetch_free, self.dispatches[room] + 2 if room >= 0 else 0)
+        # The load unit has priority on the AR grant and keeps it while it asks: the fetch's grant comes
+        # in a cycle neither with nor right after a LOAD burst's handshake.
+        ar = asking + t.fetch_request - 1
+        while ar in self.load_ars or ar - 1 in self.load_ars:
             ar += 1
-        self.fetch_requests.append((self.now_fetch, ar))
-        last = ar + t.read_latency + self.instruction_beats - 1 + self._fetch_wait(ar)
+        if before is not None and ar >= before:
+            self.fetch_horizon = ar - 1         # no fetch burst addresses before this one
+            return False
+        beats = count * self.instruction_beats
+        first = ar + t.read_latency + self._fetch_wait(ar)
+        self.fetch_bursts.append((ar, beats))
         self.fetch_ars.append(ar)
-        self.bytes_read += self.instruction_beats * self.bus
-        dispatch = last + 1
-        if unit is not None and len(self.accepted[unit]) == QUEUE_DEPTHS[unit]:
-            dispatch = max(dispatch, self.accepted[unit][0] + 1)
-        self.now_fetch = dispatch + t.fetch_dispatch - 1
-        return dispatch
+        self.fetch_ar_set.add(ar)
+        self.fetch_horizon = ar
+        self.bytes_read += beats * self.bus
+        self.arrivals.extend(first + (index + 1) * self.instruction_beats - 1 + t.fetch_buffer
+                             for index in range(count))
+        self.requested += count
+        self.fetch_free = first + beats - 1 + t.fetch_settle
+        return True
+
+    def _next_load_ar(self) -> int:
+        """The earliest AR of a LOAD the load unit has not started."""
+        return self.unit_free[0] + 2 + self.t.descriptor_latency + self.t.load_issue - 1
+
+    def _dispatch(self, before: int | None = None) -> None:
+        """Dispatch every instruction whose dispatch is known: its queue has room once the instruction of
+        its unit ``QUEUE_DEPTHS`` before it has left the queue, which program order may not have timed yet.
+        Called as an instruction leaves its queue, this times, before a LOAD's bursts, the fetch burst
+        that its start lets ask (a LOAD taken from a full queue lets the next one in, whose dispatch makes
+        room in the buffer): ``before``, that LOAD's first AR; later bursts wait for program order."""
+        while True:
+            # The next burst asks once the last is in and the buffer has room (so once the instruction
+            # it makes room after is dispatched), whether or not the instructions before it can go.
+            room = self.requested - (FETCH_BUFFER - FETCH_BURST)
+            ahead = self.requested > self.position       # of the instruction being timed: only with ``before``
+            if (self.requested < len(self.units) and room < len(self.dispatches) and (before is not None or not ahead)
+                    and self._request_burst(before if ahead else None)):
+                continue
+            position = len(self.dispatches)
+            if position == len(self.units) or not self.arrivals:
+                return
+            unit, rank = self.units[position], self.ranks[position]
+            waits = None
+            if unit is not None and rank >= QUEUE_DEPTHS[unit]:
+                waits = self.starts.get(self.of_unit[unit][rank - QUEUE_DEPTHS[unit]])
+                if waits is None:
+                    return
+            dispatch = max(self.arrivals.popleft(), self.dispatches[-1] + 1 if self.dispatches else 0)
+            self.dispatches.append(max(dispatch, waits + 1) if waits is not None else dispatch)
 
     def run(self, instruction: Instruction) -> None:
         t, config = self.t, self.config
+        self.position += 1
         if instruction.opcode == Opcode.END:
-            dispatch = self._fetch(None)
-            self.end = max(dispatch, *self.unit_free, self.last_retire, self.writer_idle) + t.done_latency
+            self._dispatch()
+            dispatch = self.dispatches[self.position]
+            # The fetch unit reports END a cycle later (once no beat of its burst is due).
+            self.end = max(dispatch + 1, *self.unit_free, self.last_retire, self.writer_idle) + t.done_latency
             self.instructions += 1
             return
         unit = unit_of(instruction.opcode)
-        dispatch = self._fetch(unit)
+        self._dispatch()
+        dispatch = self.dispatches[self.position]
         decoded = self.decoded.get(id(instruction))
         if decoded is None:
             f = _fields(instruction)
@@ -276,9 +347,11 @@ class _Machine:
         self.instructions += 1
         if unit == 0:
             start = max(ready, self._pop("cl") if instruction.pop_next else 0)
-            self.accepted[0].append(start)
-            walk, data_beats = decoded[1], decoded[2]
             issue = start + 2 + t.descriptor_latency
+            self.starts[self.position] = start
+            walk, data_beats = decoded[1], decoded[2]
+            leading_padding = next((index for index, beats in enumerate(walk) if beats), len(walk))
+            self._dispatch(before=issue + leading_padding + t.load_issue - 1)     # its first AR
             done = issue
             bursts = deque()
             streaming = deque(maxlen=MAX_OUTSTANDING_READS)     # R beat cycles of the bursts in flight
@@ -300,19 +373,17 @@ class _Machine:
                 if kept is not None and issue <= kept:
                     ar = kept
                 else:
-                    # Fetch has priority on the AR grant: a fetch address granted as this burst asks for
-                    # the grant (or one cycle before) holds it for its handshake.
-                    while issue in self.fetch_ar_set or issue + 1 in self.fetch_ar_set:
-                        issue = (issue + 1 if issue + 1 in self.fetch_ar_set else issue) + 1
+                    # A fetch granted as this burst asks (or one cycle before) holds the grant for its handshake.
+                    while self._fetch_ar(issue) or self._fetch_ar(issue + 1):
+                        issue = (issue + 1 if self._fetch_ar(issue + 1) else issue) + 1
                     ar = issue + t.load_issue - 1
-                # The load unit keeps the grant after a handshake while fetch does not ask: a burst that
-                # needs no plan (not merged) may then follow in the next cycle.
-                kept = ar + 1 if not merged and not self._fetch_asking(ar) else None
-                if kept is not None:
-                    self.kept_ars.append(ar)
+                # The load unit keeps the grant after a handshake: a burst that needs no plan (not
+                # merged) may then follow in the next cycle.
+                kept = ar + 1 if not merged else None
+                self.load_ars.add(ar)
                 channel = self.read_bus
-                for fetch_ar in self._fetches_between(self.last_burst_ar, ar):   # their beats come first
-                    channel = max(channel, fetch_ar + t.read_latency) + self.instruction_beats
+                for fetch_ar, fetch_beats in self._fetches_between(self.last_burst_ar, ar):   # their beats come first
+                    channel = max(channel, fetch_ar + t.read_latency) + fetch_beats
                 first = max(ar + t.read_latency, channel)
                 self.read_bus = done = first + beats
                 self.last_burst_ar = ar
@@ -323,6 +394,8 @@ class _Machine:
             self.bytes_read += data_beats * self.bus
             retire = max(issue, done) + t.load_overhead - 2
             self.unit_free[0] = retire + 1
+            # ... and a burst that asks before the next LOAD can address its first.
+            self._dispatch(before=self._next_load_ar())
             if instruction.push_next:
                 self._push("lc", retire)
         elif unit == 1:
@@ -338,7 +411,8 @@ class _Machine:
             if len(self.compute_released) == self.in_flight:
                 waits.append(self.compute_released[0])
             start = max(waits)
-            self.accepted[1].append(start)
+            self.starts[self.position] = start
+            self._dispatch(before=self._next_load_ar())
             beats = f["beats"] if instruction.opcode == Opcode.COMPUTE else 0
             if beats == 0:
                 self.unit_free[1] = start + t.compute_issue
@@ -391,7 +465,10 @@ class _Machine:
                 self._push("cs", retire)
         else:
             start = max(ready, self._pop("cs") if instruction.pop_prev else 0)
-            self.accepted[2].append(start)
+            if instruction.opcode == Opcode.STORE and len(self.store_takes) == self.store_takes.maxlen:
+                start = max(start, self.store_takes[0] + 1)     # the job queue to the address stage is full
+            self.starts[self.position] = start
+            self._dispatch(before=self._next_load_ar())
             total = f["rows"] * f["blocks"] * f["groups"] if instruction.opcode == Opcode.STORE else 0
             if total == 0:
                 # CONFIG, or a STORE without rows: once the post-processor and the writer have emptied.
@@ -411,6 +488,7 @@ class _Machine:
                 # responses, if it pushed a token).
                 check = max(start + 1 + t.descriptor_latency + t.store_compare, self.rows_read, self.rows_posted[0])
                 take = max(check + t.store_job_latency, self.address_free)
+                self.store_takes.append(take)
                 # Merged bursts are planned a cycle ahead: the first a cycle after the walk starts, the
                 # others a cycle after each AW handshake.
                 planning = int(_mergeable(f, row_beats, self.bus))
@@ -444,21 +522,23 @@ class _Machine:
                                self.store_stall, self.instructions)
 
 
-def predict_program(config: AcceleratorConfig, program: list[Instruction], timing: Timing = Timing()) \
-        -> LayerPrediction:
-    """The counters of one program run from START (it must end with END)."""
+def predict_program(config: AcceleratorConfig, program: list[Instruction], timing: Timing = Timing(),
+                    program_address: int = 0) -> LayerPrediction:
+    """The counters of one program run from START (it must end with END), fetched from ``program_address``."""
     machine = None
+    units = [None if instruction.opcode == Opcode.END else unit_of(instruction.opcode) for instruction in program]
     for _ in range(CONTENTION_PASSES):
-        machine = _Machine(config, timing, machine)
+        previous, machine = machine, _Machine(config, timing, units, program_address, machine)
         for instruction in program:
             machine.run(instruction)
+        if previous is not None and machine.fetch_bursts == previous.fetch_bursts:
+            break
     return machine.prediction()
 
 
 def predict_net(net: CompiledNet, timing: Timing = Timing()) -> list[LayerPrediction]:
     """Each layer of ``net`` as run by ``sim.net_runner.run_layers`` (its own program, ending with END)."""
-    end = Instruction(Opcode.END, {})
-    return [predict_program(net.config, net.program[span.start:span.end] + [end], timing) for span in net.layers]
+    return [predict_program(net.config, program, timing, address) for address, program in net.layer_programs()[1]]
 
 
 def predicted_figures(net: CompiledNet, timing: Timing = Timing()) -> list[LayerFigures]:

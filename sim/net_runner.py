@@ -9,9 +9,7 @@ of the one-program run: only the program copies are added.
 from collections.abc import Callable
 
 from hdl.config import AcceleratorConfig
-from hdl.isa import Instruction, Opcode
 from quant.compiler import CompiledNet
-from quant.memory import MemoryImage
 
 from .fast_runner import DEFAULT_CAPACITY, FastOutcome, fast_model, run_fast
 from .verilator import VerilatorModel
@@ -21,13 +19,8 @@ __all__ = ["layer_segments", "run_layers", "net_model"]
 
 def layer_segments(net: CompiledNet) -> tuple[bytes, list[tuple[int, int]]]:
     """(image with one program per layer added, [(address, instructions)] of those programs in layer order)."""
-    image = MemoryImage(net.image.alignment, bytearray(net.image.data), dict(net.image.regions))
-    segments = []
-    for span in net.layers:
-        program = net.program[span.start:span.end] + [Instruction(Opcode.END, {})]
-        region = image.place_program(f"program.layer.{span.name}", program)
-        segments.append((region.address, len(program)))
-    return bytes(image.data), segments
+    image, programs = net.layer_programs()
+    return bytes(image.data), [(address, len(program)) for address, program in programs]
 
 
 def net_model(config: AcceleratorConfig, image_bytes: int) -> VerilatorModel:

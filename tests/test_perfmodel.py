@@ -69,7 +69,7 @@ def test_per_layer_segments_add_up_to_the_whole_program():
         assert whole.counters[counter] == layers.counters[counter], counter
     # Each layer adds one END (and its fetch) to the one program's instructions.
     assert layers.counters["INSTRUCTIONS"] == whole.counters["INSTRUCTIONS"] + len(net.layers) - 1
-    whole_predicted = predict_program(net.config, net.program)
+    whole_predicted = predict_program(net.config, net.program, program_address=net.program_address)
     assert abs(whole_predicted.cycles / whole.counters["CYCLES"] - 1) < TOLERANCE
     rows = layer_figures(net, layers.segments)
     assert sum(row.cycles for row in rows) == layers.counters["CYCLES"]
