@@ -1,6 +1,7 @@
 """Analytic performance model: per-layer cycles, utilization and DRAM traffic of a compiled net, no RTL.
 
-It walks the compiled instruction stream once, in program order, and times every instruction
+It walks the compiled instruction stream in program order (pass after pass, until the fetch bursts
+it times stop changing: ``CONTENTION_PASSES``) and times every instruction
 on the unit that executes it, from the hardware's documented behaviour (``hdl/*.py``):
 
 * **fetch** reads the program in AXI bursts of up to ``FETCH_BURST`` instructions, one burst at a
