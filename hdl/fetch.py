@@ -127,7 +127,7 @@ class FetchUnit(wiring.Component):
             m.d.sync += running.eq(0)
         # END (or an error, after which the accelerator resets the unit) ends the run once no beat is due.
         ending = Signal()
-        with m.If(stop & self.retired_end):
+        with m.If(self.retired_end):
             m.d.sync += ending.eq(1)
         with m.If(ending & ~receiving):
             m.d.sync += [ending.eq(0), self.finished.eq(1)]

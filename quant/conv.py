@@ -278,15 +278,16 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
         full = all(len(segments) == 1 and segments[0][2] == rows for segments in step_tiles)
         if not (pointwise and full and len(step_tiles) > 1):
             return None
+        _, col, _ = step_tiles[0][0]
         loads, skip, blocks_here = [], 0, list(reduction)
         while blocks_here:
             run = x.run(blocks_here[0], len(blocks_here))
-            if len(reduction) * rows - run * rows > _MAX_SRAM_GAP:
+            gap = (len(reduction) - run) * rows
+            if gap > _MAX_SRAM_GAP:
                 return None
-            _, col, _ = step_tiles[0][0]
             loads.append((Opcode.LOAD, {
                 "target": Target.ACTIVATIONS, "sram_addr": sram_row + skip, "row_elems": load_bytes(blocks_here[0]),
-                "pad_value": pad_value, "sram_gap": (len(reduction) - run) * rows,
+                "pad_value": pad_value, "sram_gap": gap,
                 "dram_addr": x.pixel_address(blocks_here[0], 0, col), "rows": rows, "row_stride": x.row_stride,
                 "blocks": run, "block_stride": x.block_stride, "groups": len(step_tiles),
                 "group_stride": rows * x.row_stride}))
@@ -358,7 +359,8 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                         if stage:
                             stages.append(stage)
                             stage_computes.append(0)
-                        stage_computes[-1:] = [count + 1 for count in stage_computes[-1:]]
+                        if stage_computes:       # a compute before any stage follows the step's loads
+                            stage_computes[-1] += 1
                         first, ends = index == 0 and part.start == chunk.start, last and part.stop == chunk.stop
                         # A tile's pixels follow each other in DRAM, across image rows too: one STORE.
                         computes.append(({"act_addr": tile_base + number * k_rows + skip,

@@ -189,13 +189,17 @@ class _Machine:
         self.decoded = previous.decoded if previous else {}     # id(instruction) -> (fields, walk, data beats)
         # Each instruction's unit (None: END), and its rank among its unit's instructions.
         self.units, self.program_address = units, program_address
-        self.ranks, self.of_unit = [], [[], [], []]
-        for position, unit in enumerate(units):
-            self.ranks.append(len(self.of_unit[unit]) if unit is not None else 0)
-            if unit is not None:
-                self.of_unit[unit].append(position)
-        self.previous_fetch_bursts = sorted(previous.fetch_bursts) if previous else []
-        self.previous_fetch_ars = [ar for ar, _ in self.previous_fetch_bursts]
+        if previous:
+            self.ranks, self.of_unit = previous.ranks, previous.of_unit
+        else:
+            self.ranks, self.of_unit = [], [[], [], []]
+            for position, unit in enumerate(units):
+                self.ranks.append(len(self.of_unit[unit]) if unit is not None else 0)
+                if unit is not None:
+                    self.of_unit[unit].append(position)
+        # The previous pass's fetch bursts, in AR order (a pass times them one after another).
+        self.previous_fetch_bursts = previous.fetch_bursts if previous else []
+        self.previous_fetch_ars = previous.fetch_ars if previous else []
         self.previous_fetch_ar_set = frozenset(self.previous_fetch_ars)
         self.bus = config.bus_bytes
         self.instruction_beats = INSTRUCTION_BITS // config.bus_bits
