@@ -38,7 +38,7 @@ tokens as in ``quant.gemm``.
 import numpy as np
 
 from hdl.config import AcceleratorConfig, Dataflow
-from hdl.isa import COMPUTE, MAX_COMPUTE_BEATS, Instruction, Opcode, Target
+from hdl.isa import COMPUTE, INSTRUCTION_BITS, MAX_COMPUTE_BEATS, Instruction, Opcode, Target
 from hdl.numerics import ArithMode
 
 from .memory import FeatureMap, MemoryImage
@@ -48,7 +48,7 @@ __all__ = ["DepthwisePlan", "plan_depthwise", "lower_depthwise_array"]
 
 
 class DepthwisePlan:
-    """How a depthwise layer maps onto the array: phases, Wp and output rows per tile.
+    """How a depthwise layer maps onto the array: phases, segments, Wp, stacks and output rows per tile.
 
     Raises ``ValueError`` (saying why) where the layer does not fit the array's depthwise mode.
     """
@@ -66,34 +66,85 @@ class DepthwisePlan:
         if taps_per_phase > rows:
             raise ValueError(f"A {kernel[1]}-wide window at stride {stride[1]} needs {taps_per_phase} taps per "
                              f"column; the array has {rows} rows")
-        self.width = out_width + taps_per_phase - 1
         self.taps = taps_per_phase
         # OS: a COMPUTE's results; a tile's last chunk runs past its outputs by up to chunk - 1 rows.
         self.chunk = rows - taps_per_phase + 1
         self.phases = min(stride[1], kernel[1])
         # Window rows of each vertical phase: one load group each.
         self.groups = [list(range(q, kernel[0], stride[0])) for q in range(min(stride[0], kernel[0]))]
-        extra_rows = max(map(len, self.groups)) - 1
-        self.tile_rows = min(out_height, (config.act_rows // 2 // stride[1] - rows) // self.width - extra_rows,
-                             (config.acc_rows // 2 - out_width - self.chunk + 1) // self.width + 1 if self.os
-                             else config.acc_rows // 2 // self.width,
-                             (MAX_COMPUTE_BEATS - out_width + 1 - rows) // self.width + 1)
-        if self.tile_rows < 1:
-            raise ValueError(f"An output row of {out_width} pixels ({self.width} per phase) does not fit half the "
-                             f"scratchpad ({config.act_rows // 2} rows) or half the accumulator "
-                             f"({config.acc_rows // 2} rows)")
-        if (extra_rows + 1) * self.phases * rows > config.weight_rows // 2:
-            raise ValueError(f"A {kernel[0]}x{kernel[1]} window at stride {stride[1]} needs "
-                             f"{(extra_rows + 1) * self.phases * rows} stationary weight rows per load group, more "
-                             f"than half the {config.weight_rows}-row weight scratchpad")
+        self.extra_rows = max(map(len, self.groups)) - 1
+        self.out_height = out_height
+        self.act_half, self.acc_half = config.act_rows // 2, config.acc_rows // 2
+        self.weight_half = config.weight_rows // 2
+        self.pixel_beats = -(-min(rows, config.array.cols) // config.bus_bytes)
+        self.instruction_beats = INSTRUCTION_BITS // 8 // config.bus_bytes
+        # WS: narrower segments of the output rows let a COMPUTE stack more window rows (below); OS keeps
+        # whole rows (a stack there takes Wp more taps of each R-beat COMPUTE's R - taps + 1 results).
+        widths = sorted({-(-out_width // count) for count in range(1, out_width + 1)}, reverse=True)
+        best, cost = None, None
+        for width in widths[:1] if self.os else widths:
+            # A segment's straddling rows must land on the next segment's pixels of the same row (_tile_stores).
+            if width < out_width and out_width - (-(-out_width // width) - 1) * width < taps_per_phase - 1:
+                continue
+            layout = self._layout(width)
+            if isinstance(layout, str):
+                if width == out_width:
+                    error = layout
+                continue
+            if cost is None or layout[-1] < cost:
+                best, cost = layout[:-1], layout[-1]
+        if best is None:
+            raise ValueError(error)
+        self.segment_width, self.width, self.stack, self.tile_rows = best
+        self.segments = [(first, min(self.segment_width, out_width - first))
+                         for first in range(0, out_width, self.segment_width)]
+        self.stacks = [[dys[j:j + self.stack] for j in range(0, len(dys), self.stack)] for dys in self.groups]
 
-    def positions(self, tile_rows: int) -> int:
+    def _layout(self, segment_width: int) -> tuple | str:
+        """(segment width, Wp, stack, tile rows, estimated cycles per channel block), or why it does not fit.
+
+        A WS COMPUTE stacks ``stack`` window rows of a load group: window row ``j`` of the
+        stack is ``j * Wp`` beats down the stream from the first, so stationary row ``j * Wp + k``
+        holds its tap k, while ``(stack - 1) * Wp + taps <= R``.
+        """
+        rows, stride = self.rows, self.stride
+        width = segment_width + self.taps - 1
+        stack = 1 if self.os else min(self.extra_rows + 1, (rows - self.taps) // width + 1)
+        tile_rows = min(self.out_height, (self.act_half // stride[1] - rows) // width - self.extra_rows,
+                        (self.acc_half - segment_width - self.chunk + 1) // width + 1 if self.os
+                        else self.acc_half // width,
+                        (MAX_COMPUTE_BEATS - segment_width + 1 - rows) // width + 1)
+        if tile_rows < 1:
+            return (f"An output row of {segment_width} pixels ({width} per phase) does not fit half the "
+                    f"scratchpad ({self.act_half} rows) or half the accumulator ({self.acc_half} rows)")
+        stacks = [-(-len(dys) // stack) for dys in self.groups]
+        if max(stacks) * self.phases * rows > self.weight_half:
+            return (f"A {self.kernel[0]}x{self.kernel[1]} window at stride {stride[1]} needs "
+                    f"{max(stacks) * self.phases * rows} stationary weight rows per load group, more "
+                    f"than half the {2 * self.weight_half}-row weight scratchpad")
+        # Each (tile, segment) costs the longer of its COMPUTEs' beats and the bus beats that read its
+        # LOADs' rows and its instructions (fetch shares the read channel with loads).
+        cost = 0
+        for first in range(0, self.out_height, tile_rows):
+            tile = min(tile_rows, self.out_height - first)
+            for segment in range(0, self.out_width, segment_width):
+                positions = (tile - 1) * width + min(segment_width, self.out_width - segment)
+                computes = sum(stacks) * self.phases
+                stores = 2 if segment_width == self.out_width else \
+                    1 if segment + segment_width < self.out_width else tile
+                instructions = 2 * len(self.groups) + computes + stores
+                reads = (sum(tile + len(dys) - 1 for dys in self.groups) * stride[1] * width * self.pixel_beats
+                         + instructions * self.instruction_beats)
+                cost += max(computes * (positions - 1 + rows), reads)
+        return segment_width, width, stack, tile_rows, cost
+
+    def positions(self, tile_rows: int, segment_width: int | None = None) -> int:
         """Accumulator rows a tile's outputs take (rows ``ox >= out_w`` straddle two image rows)."""
-        return (tile_rows - 1) * self.width + self.out_width
+        return (tile_rows - 1) * self.width + (segment_width or self.segment_width)
 
-    def beats(self, tile_rows: int) -> int:
+    def beats(self, tile_rows: int, segment_width: int | None = None) -> int:
         """A WS COMPUTE's beats: its last output's correlation needs R beats from that output's on."""
-        return self.positions(tile_rows) - 1 + self.rows
+        return self.positions(tile_rows, segment_width) - 1 + self.rows
 
     def chunks(self, tile_rows: int) -> range:
         """The first output of each COMPUTE of a (window row, phase): one for WS, every R - T + 1 for OS."""
@@ -111,13 +162,15 @@ def plan_depthwise(config: AcceleratorConfig, kernel: tuple[int, int], stride: t
         return None
 
 
-def _stationary_tiles(weights: np.ndarray, plan: DepthwisePlan, dys: list[int], lanes: slice) -> np.ndarray:
-    """The R x lanes stationary tile of each (window row, horizontal phase), stacked: tap k in row k."""
-    tiles = np.zeros((len(dys), plan.phases, plan.rows, weights.shape[2]), dtype=np.int64)
-    for index, dy in enumerate(dys):
-        for phase in range(plan.phases):
-            taps = weights[dy, phase::plan.stride[1]]
-            tiles[index, phase, :len(taps)] = taps
+def _stationary_tiles(weights: np.ndarray, plan: DepthwisePlan, stacks: list[list[int]], lanes: slice) -> np.ndarray:
+    """The R x lanes stationary tile of each (stack of window rows, horizontal phase), stacked: tap k of the
+    stack's window row j in row j * Wp + k."""
+    tiles = np.zeros((len(stacks), plan.phases, plan.rows, weights.shape[2]), dtype=np.int64)
+    for index, dys in enumerate(stacks):
+        for j, dy in enumerate(dys):
+            for phase in range(plan.phases):
+                taps = weights[dy, phase::plan.stride[1]]
+                tiles[index, phase, j * plan.width:j * plan.width + len(taps)] = taps
     return tiles.reshape(-1, weights.shape[2])[:, lanes]
 
 
@@ -137,58 +190,53 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
     loaded_width = stride[1] * plan.width
     # Per load group: its LOADs, its COMPUTEs, and (after a tile's last group) the tile's STOREs.
     groups: list[tuple[list[Instruction], list[Instruction]]] = []
-    steps_per_tile = sum(map(len, plan.groups)) * plan.phases
+    steps_per_tile = sum(map(len, plan.stacks)) * plan.phases
     group_index = tile = 0
     for block in blocks:
         channels = x.block_channels(block)
         lanes = slice(block * x.lanes, block * x.lanes + channels)
-        regions = [image.place_rows(f"{name}.dw.c{block}.q{q}", _stationary_tiles(weights, plan, dys, lanes))
-                   for q, dys in enumerate(plan.groups)]
+        regions = [image.place_rows(f"{name}.dw.c{block}.q{q}", _stationary_tiles(weights, plan, stacks, lanes))
+                   for q, stacks in enumerate(plan.stacks)]
         for first in range(0, y.height, plan.tile_rows):
             tile_rows = min(plan.tile_rows, y.height - first)
-            acc_base = (tile % 2) * acc_half
-            chunks = plan.chunks(tile_rows)
-            computes = steps_per_tile * len(chunks)
-            done = 0
-            for q, (region, dys) in enumerate(zip(regions, plan.groups)):
-                half = group_index % 2
-                loads, body = [], []
-                groups.append((loads, body))
-                # Both halves this group overwrites were last read by the group before last.
-                loads.append(Instruction(Opcode.LOAD, {
-                    "target": Target.WEIGHTS, "sram_addr": half * weight_half, "dram_addr": region.address,
-                    "row_elems": channels, "rows": len(dys) * plan.phases * rows, "row_stride": region.row_stride},
-                    pop_next=group_index >= 2))
-                fields = window_fields(x, block=block, first_row=first, out_rows=tile_rows + len(dys) - 1,
-                                       first_col=0, out_cols=loaded_width, stride=(stride[0], 1),
-                                       offset=(offset[0] + q, offset[1]))
-                loads.append(Instruction(Opcode.LOAD, {
-                    "target": Target.ACTIVATIONS, "sram_addr": half * act_half, "row_elems": channels,
-                    "pad_value": 0, **fields}, push_next=True))
-                steps = [(index, j, phase, chunk) for index, (j, phase) in enumerate(
-                    (j, phase) for j in range(len(dys)) for phase in range(plan.phases)) for chunk in chunks]
-                for number, (index, j, phase, chunk) in enumerate(steps):
-                    body.append(Instruction(Opcode.COMPUTE, {
-                        "act_addr": half * act_half + j * loaded_width + phase + stride[1] * chunk,
-                        "act_stride_log2": plan.stride_log2,
-                        "weight_addr": half * weight_half + index * rows, "acc_addr": acc_base + chunk,
-                        "beats": rows if plan.os else plan.beats(tile_rows), "taps": plan.taps if plan.os else 0,
-                        "accumulate": int(done >= len(chunks)), "mode": ArithMode.INT8, "depthwise": 1},
-                        pop_prev=number == 0, push_prev=number == len(steps) - 1, pop_next=done == 0 and tile >= 2,
-                        push_next=done == computes - 1))
-                    done += 1
-                group_index += 1
-            # All but the last output row store Wp pixels: a row's straddling rows land on the next row's
-            # first pixels, which the next row then overwrites (same STORE, in order).
-            stores = [(0, tile_rows - 1, plan.width), (tile_rows - 1, 1, y.width)] if tile_rows > 1 else \
-                [(0, 1, y.width)]
-            for index, (row, count, width) in enumerate(stores):
-                body.append(Instruction(Opcode.STORE, {
-                    "acc_addr": acc_base + row * plan.width, "channel_row": block - blocks.start,
-                    "dram_addr": y.pixel_address(block, first + row, 0), "channels": y.block_channels(block),
-                    "rows": width, "row_stride": y.row_stride, "blocks": count, "block_stride": y.width * y.row_stride},
-                    pop_prev=index == 0, push_prev=index == len(stores) - 1))
-            tile += 1
+            for first_col, width in plan.segments:
+                acc_base = (tile % 2) * acc_half
+                chunks = plan.chunks(tile_rows)
+                computes = steps_per_tile * len(chunks)
+                done = 0
+                for q, (region, dys, stacks) in enumerate(zip(regions, plan.groups, plan.stacks)):
+                    half = group_index % 2
+                    loads, body = [], []
+                    groups.append((loads, body))
+                    # Both halves this group overwrites were last read by the group before last.
+                    loads.append(Instruction(Opcode.LOAD, {
+                        "target": Target.WEIGHTS, "sram_addr": half * weight_half, "dram_addr": region.address,
+                        "row_elems": channels, "rows": len(stacks) * plan.phases * rows,
+                        "row_stride": region.row_stride}, pop_next=group_index >= 2))
+                    fields = window_fields(x, block=block, first_row=first, out_rows=tile_rows + len(dys) - 1,
+                                           first_col=stride[1] * first_col, out_cols=loaded_width,
+                                           stride=(stride[0], 1), offset=(offset[0] + q, offset[1]))
+                    loads.append(Instruction(Opcode.LOAD, {
+                        "target": Target.ACTIVATIONS, "sram_addr": half * act_half, "row_elems": channels,
+                        "pad_value": 0, **fields}, push_next=True))
+                    # A stack starts at its first window row: j rows of the load group down.
+                    starts = [sum(map(len, stacks[:index])) for index in range(len(stacks))]
+                    steps = [(index, j, phase, chunk) for index, (j, phase) in enumerate(
+                        (j, phase) for j in starts for phase in range(plan.phases)) for chunk in chunks]
+                    for number, (index, j, phase, chunk) in enumerate(steps):
+                        body.append(Instruction(Opcode.COMPUTE, {
+                            "act_addr": half * act_half + j * loaded_width + phase + stride[1] * chunk,
+                            "act_stride_log2": plan.stride_log2,
+                            "weight_addr": half * weight_half + index * rows, "acc_addr": acc_base + chunk,
+                            "beats": rows if plan.os else plan.beats(tile_rows, width),
+                            "taps": plan.taps if plan.os else 0,
+                            "accumulate": int(done >= len(chunks)), "mode": ArithMode.INT8, "depthwise": 1},
+                            pop_prev=number == 0, push_prev=number == len(steps) - 1,
+                            pop_next=done == 0 and tile >= 2, push_next=done == computes - 1))
+                        done += 1
+                    group_index += 1
+                body += _tile_stores(plan, y, block, blocks.start, acc_base, first, tile_rows, first_col, width)
+                tile += 1
     # Each group's LOADs go ahead of the previous group's COMPUTEs: fetch is in order, and a long
     # run of COMPUTEs would otherwise keep the next group's LOADs out of the load queue until
     # the compute queue had taken nearly all of them.
@@ -196,3 +244,28 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
     for (_, body), (next_loads, _) in zip(groups, groups[1:] + [([], [])]):
         program += next_loads + body
     return program
+
+
+def _tile_stores(plan: DepthwisePlan, y: FeatureMap, block: int, first_block: int, acc_base: int, first_row: int,
+                 tile_rows: int, first_col: int, width: int) -> list[Instruction]:
+    """The STOREs of a tile's outputs (row r's at accumulator rows ``r * Wp`` on), with its tokens.
+
+    Row r's Wp accumulator rows from ``r * Wp`` on hold its outputs and then taps - 1 straddling rows
+    that read past the loaded row. A STORE of whole Wp-row groups writes those onto the pixels that
+    follow, which a later write in the same or the next STORE overwrites (stores write in order): the
+    next row's first pixels without segments (that row in the same STORE, the tile's last row
+    stored apart), the next segment's first pixels of the same row with them. The last
+    segment's rows are stored one by one: the pixels after them are the first segment's, written before.
+    """
+    if len(plan.segments) == 1:
+        stores = [(0, tile_rows - 1, plan.width), (tile_rows - 1, 1, width)] if tile_rows > 1 else [(0, 1, width)]
+    elif first_col + width < plan.out_width:
+        stores = [(0, tile_rows, plan.width)]
+    else:
+        stores = [(row, 1, width) for row in range(tile_rows)]
+    return [Instruction(Opcode.STORE, {
+        "acc_addr": acc_base + row * plan.width, "channel_row": block - first_block,
+        "dram_addr": y.pixel_address(block, first_row + row, first_col), "channels": y.block_channels(block),
+        "rows": row_width, "row_stride": y.row_stride, "blocks": count, "block_stride": y.width * y.row_stride},
+        pop_prev=index == 0, push_prev=index == len(stores) - 1)
+        for index, (row, count, row_width) in enumerate(stores)]

@@ -9,6 +9,7 @@ import pytest
 
 from hdl.config import AcceleratorConfig, ArrayConfig
 from hdl.numerics import INT8_MIN, quantize_multiplier, requantize
+from quant.depthwise import DepthwisePlan
 from quant.isasim import IsaSimulator
 from quant.vector import Window, compile_add, compile_depthwise, compile_pool, output_size
 from sim.accelerator_runner import AcceleratorRun, accelerator_model, run_programs
@@ -127,18 +128,67 @@ def test_depthwise_convolution_on_the_array(config, window, seed):
     assert np.array_equal(compiled.read_output(run_isa(compiled)), expected)
 
 
-@pytest.mark.parametrize("dataflow", ["ws", "os"])
-def test_depthwise_on_the_array_is_bit_exact_in_rtl(dataflow, seed):
-    """The array-mode programs (tokens, double buffering, phases) in RTL, with AXI back-pressure."""
-    config = AcceleratorConfig(ArrayConfig(2, 3, dataflow, "both"), spad_kib=1, acc_kib=1, bus_bits=64)
+@pytest.mark.parametrize("rows", [8, 16])
+@pytest.mark.parametrize("window", WINDOWS[:4] + [Window(5, 1, 2)], ids=str)
+@pytest.mark.parametrize("width", [5, 13, 29])
+def test_depthwise_stacks_window_rows_in_segments(rows, window, width, seed):
+    """WS: narrow segments of the output rows let one COMPUTE take several window rows (stacks); the
+    last segment's rows are stored one by one, the others' straddling rows overwritten by the next."""
+    config = AcceleratorConfig(ArrayConfig(rows, rows, "ws", "int8"), spad_kib=rows // 2, acc_kib=rows // 2)
     rng = np.random.default_rng(seed)
-    x = random_image(rng, 7, 9, 5)
-    programs = []
-    for window in (Window(3, 2, 1), Window(2, 2, 0), Window(3, 2, 0)):
-        weights = rng.integers(-128, 128, size=(window.kernel, window.kernel, 5))
-        scales = map(np.array, zip(*(quantize_multiplier(s) for s in rng.uniform(1e-4, 1e-2, 5))))
-        programs.append(compile_depthwise(config, x, weights, window, rng.integers(-3000, 3000, 5), *scales,
-                                          on_array=True))
+    x = random_image(rng, 9, width, rows + 3)
+    channels = x.shape[2]
+    weights = rng.integers(-128, 128, size=(window.kernel, window.kernel, channels))
+    bias = rng.integers(-3000, 3000, channels)
+    multiplier, shift = map(np.array, zip(*(quantize_multiplier(s) for s in rng.uniform(1e-4, 1e-2, channels))))
+    compiled = compile_depthwise(config, x, weights, window, bias, multiplier, shift, on_array=True)
+    acc = (windows_of(x, window, 0) * weights.reshape(1, 1, -1, channels)).sum(axis=2)
+    expected = requantize(acc, bias, multiplier, shift, 0)
+    assert np.array_equal(compiled.read_output(run_isa(compiled)), expected)
+
+
+def test_depthwise_plans_stack_and_segment():
+    """The plan takes stacks and segments where they save beats, and whole rows where they cannot."""
+    config = AcceleratorConfig(ArrayConfig(16, 16, "ws", "int8"))
+    wide = DepthwisePlan(config, (3, 3), (1, 1), 56, 56)
+    assert (wide.segment_width, wide.width, wide.stack, len(wide.segments)) == (4, 6, 3, 14)
+    strided = DepthwisePlan(config, (3, 3), (2, 2), 56, 56)
+    assert (strided.segment_width, strided.stack, [len(s) for s in strided.stacks]) == (7, 2, [1, 1])
+    assert DepthwisePlan(config, (3, 3), (1, 1), 56, 56)._layout(56)[-1] > 1.9 * wide._layout(4)[-1]
+    for os_plan in (DepthwisePlan(AcceleratorConfig(ArrayConfig(16, 16, "os", "int8")), (3, 3), (1, 1), 56, 56),
+                    DepthwisePlan(AcceleratorConfig(ArrayConfig(4, 4, "ws", "int8")), (3, 3), (1, 1), 56, 56)):
+        assert (os_plan.segment_width, os_plan.stack, len(os_plan.segments)) == (56, 1, 1)
+
+
+# The 8x8 WS accelerator is test_compiler's (one Verilator build for both files).
+STACKING_CONFIG = AcceleratorConfig(ArrayConfig(8, 8, "ws", "both"), spad_kib=2, acc_kib=4, bus_bits=64,
+                                    channel_rows=6)
+RTL_CASES = {
+    "ws": [((7, 9), Window(3, 2, 1)), ((7, 9), Window(2, 2, 0)), ((7, 9), Window(3, 2, 0))],
+    "os": [((7, 9), Window(3, 2, 1)), ((7, 9), Window(2, 2, 0)), ((7, 9), Window(3, 2, 0))],
+    # stacked window rows in three segments; stacks at stride 2 in two; segments of one window row each
+    "stacking": [((7, 9), Window(3, 1, 1)), ((7, 13), Window(3, 2, 0)), ((7, 13), Window(5, 1, 2))],
+}
+
+
+@pytest.mark.parametrize("case", RTL_CASES)
+def test_depthwise_on_the_array_is_bit_exact_in_rtl(case, seed):
+    """The array-mode programs (tokens, double buffering, phases, stacks, segments) in RTL, with AXI
+    back-pressure."""
+    config = STACKING_CONFIG if case == "stacking" else \
+        AcceleratorConfig(ArrayConfig(2, 3, case, "both"), spad_kib=1, acc_kib=1, bus_bits=64)
+    rng = np.random.default_rng(seed)
+    programs, channels = [], 10 if case == "stacking" else 5
+    for size, window in RTL_CASES[case]:
+        x = random_image(rng, *size, channels)
+        weights = rng.integers(-128, 128, size=(window.kernel, window.kernel, channels))
+        scales = map(np.array, zip(*(quantize_multiplier(s) for s in rng.uniform(1e-4, 1e-2, channels))))
+        programs.append(compile_depthwise(config, x, weights, window, rng.integers(-3000, 3000, channels),
+                                          *scales, on_array=True))
+    if case == "stacking":
+        plans = [DepthwisePlan(config, (w.kernel,) * 2, (w.stride,) * 2, output_size(h, w), output_size(wd, w))
+                 for (h, wd), w in RTL_CASES[case]]
+        assert [(plan.stack, len(plan.segments)) for plan in plans] == [(2, 3), (2, 2), (1, 2)]
     runs = [AcceleratorRun(bytes(p.image.data), p.program_address, len(p.program), backpressure=i % 2 == 0, seed=i)
             for i, p in enumerate(programs)]
     for program, outcome in zip(programs, run_programs(config, runs, accelerator_model(config))):
