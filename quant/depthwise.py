@@ -26,9 +26,24 @@ next R - T + 1 of them, below):
   R-beat COMPUTEs with ``taps`` T = ceil(kw / s), the one from beat ``c``
   writing accumulator rows ``c .. c + R - T`` (chunks of R - T + 1; the last
   chunk's rows past the tile are never stored).
-* Two STOREs per tile: the first T - 1 output rows as Wp pixels each (a row's
-  straddling pixels land on the next row's first pixels, which that row then
-  overwrites in the same STORE), then the last row's ``out_w``.
+* Stacks (WS): window row j of a load group is ``j * Wp`` beats further down
+  the same stream, so one COMPUTE takes a stack of window rows when stationary
+  row ``j' * Wp + k`` holds the stack's j'-th row's tap k, while ``(stack - 1)
+  * Wp + T <= R``. Narrower rows stack more: the output rows are split into
+  segments of ``w`` pixels (``Wp = w + T - 1``, each segment loading its own
+  columns), the width chosen by an estimate of each (tile, segment)'s compute
+  beats against the bus beats of its loads and instructions. On a 16x16 array
+  a 3x3 stride-1 window takes 4-pixel segments and one COMPUTE of all three
+  rows (6 beats per 4 outputs instead of 3 x (out_w + 2) per out_w), stride 2
+  7-pixel ones and stacks of the vertical phase's two rows (four COMPUTEs
+  instead of six). OS keeps whole rows and one window row per COMPUTE: a
+  stack there takes Wp more taps from each chunk's R - T + 1 results.
+* STOREs: without segments, two per tile: the first T - 1 output rows as Wp
+  pixels each (a row's straddling pixels land on the next row's first pixels,
+  which that row then overwrites in the same STORE), then the last row's
+  ``out_w``. With segments, one per tile and segment whose straddling pixels
+  land on the next segment's first pixels of the same rows (which that
+  segment's STORE then overwrites), and the last segment's rows one STORE each.
 
 Load groups double-buffer the activation and weight scratchpads (a group's
 stationary tiles and input rows load while the previous group computes), tiles
@@ -248,15 +263,8 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
 
 def _tile_stores(plan: DepthwisePlan, y: FeatureMap, block: int, first_block: int, acc_base: int, first_row: int,
                  tile_rows: int, first_col: int, width: int) -> list[Instruction]:
-    """The STOREs of a tile's outputs (row r's at accumulator rows ``r * Wp`` on), with its tokens.
-
-    Row r's Wp accumulator rows from ``r * Wp`` on hold its outputs and then taps - 1 straddling rows
-    that read past the loaded row. A STORE of whole Wp-row groups writes those onto the pixels that
-    follow, which a later write in the same or the next STORE overwrites (stores write in order): the
-    next row's first pixels without segments (that row in the same STORE, the tile's last row
-    stored apart), the next segment's first pixels of the same row with them. The last
-    segment's rows are stored one by one: the pixels after them are the first segment's, written before.
-    """
+    """The STOREs of a tile's outputs (row r's at accumulator rows ``r * Wp`` on), with its tokens: straddling
+    rows land on pixels a later write overwrites (module docstring)."""
     if len(plan.segments) == 1:
         stores = [(0, tile_rows - 1, plan.width), (tile_rows - 1, 1, width)] if tile_rows > 1 else [(0, 1, width)]
     elif first_col + width < plan.out_width:
