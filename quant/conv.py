@@ -76,6 +76,9 @@ class _Weights:
 # WS rounds of at least this many output blocks make a step's COMPUTEs stream several times the rows its
 # loads bring (one activation tile, R weight rows per block), so the array rather than DRAM sets the pace.
 _WS_ROUND_BLOCKS = 4
+# The smallest tile of a WS layer's shrinking tail (``_ws_tiles``), in pixels per array row: a shorter
+# tile's COMPUTEs barely outlast the preload of their R stationary rows.
+_WS_TAIL_MIN_PIXELS = 4
 # Activation tiles a WS layer with resident weights may keep in flight.
 _MAX_ACT_BUFFERS = 4
 
@@ -95,6 +98,22 @@ def _ws_round(config: AcceleratorConfig, width: int, height: int, blocks: int) -
         tile_rows = max(1, min(tile_rows, acc_half // (members * width)))
         members = max(1, min(members, acc_half // (tile_rows * width)))
     return members, tile_rows
+
+
+def _ws_tiles(height: int, tile_rows: int, steps: int, store_beats: int, min_rows: int
+              ) -> list[tuple[int, int]]:
+    """(first row, rows) of a WS layer's activation tiles: whole tiles of ``tile_rows``, the odd rows first,
+    then tiles shrinking towards the end. A tile's STOREs (``store_beats`` W beats per pixel and block)
+    overlap the next tile's ``steps`` COMPUTEs (a beat per pixel and block each), so the layer ends with
+    the last tile's stores and whatever of the tile before's outlast it: each tile of the tail is the
+    largest whose stores the next one's computes cover, down to ``min_rows``."""
+    tail = [min_rows] if steps > store_beats and min_rows < tile_rows < height else []
+    while tail and sum(tail) < height and steps * tail[-1] // store_beats < tile_rows:
+        tail.append(min(steps * tail[-1] // store_beats, height - sum(tail)))
+    rest = height - sum(tail)
+    sizes = ([rest % tile_rows] if rest % tile_rows else []) + [tile_rows] * (rest // tile_rows) + tail[::-1]
+    starts = [sum(sizes[:index]) for index in range(len(sizes))]
+    return list(zip(starts, sizes))
 
 
 def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: FeatureMap, y: FeatureMap,
@@ -141,6 +160,8 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
             raise ValueError(f"Layer {name}: an output row of {y.width} pixels exceeds half a scratchpad "
                              f"({min(act_half, acc_half)} rows)")
         steps = [(tap, cb) for tap in taps for cb in range(cin_blocks)]
+        tiles = _ws_tiles(y.height, tile_rows, len(steps), -(-y.row_bytes(blocks[0]) // config.bus_bytes),
+                          -(-_WS_TAIL_MIN_PIXELS * rows // y.width))
         # Resident weights: when a round's whole reduction fits half the weight scratchpad, its first tile
         # loads it (step after step, into the half of the round's parity) and its other tiles reuse it.
         resident = members * weights.k <= weight_half
@@ -148,15 +169,14 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
         # round's weight half is rewritten two rounds later, so a round must span buffers - 1 steps.
         buffers = 2
         if resident:
-            steps_per_round = len(steps) * -(-y.height // tile_rows)
+            steps_per_round = len(steps) * len(tiles)
             buffers = max(2, min(_MAX_ACT_BUFFERS, config.act_rows // (tile_rows * y.width), steps_per_round + 1))
         scheduler = PingPongScheduler(buffers)
         act_region = config.act_rows // buffers
         rounds = 0
         for round_index, first_block in enumerate(range(0, len(blocks), members)):
             round_blocks = blocks[first_block:first_block + members]
-            for first_row in range(0, y.height, tile_rows):
-                out_rows = min(tile_rows, y.height - first_row)
+            for first_row, out_rows in tiles:
                 pixels = out_rows * y.width
                 acc_base = (rounds % 2) * acc_half
                 for index, (tap, cb) in enumerate(steps):
