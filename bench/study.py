@@ -161,7 +161,8 @@ def render(results: dict) -> None:
         f"64 KiB accumulator, {8 * bus_bytes}-bit AXI = {bus_bytes} B/cycle, DRAM read latency 2). Every figure is a "
         "prediction of `quant/perfmodel.py` from the compiled program: no RTL was run here. The model matches the "
         "RTL's performance counters within 5% on every layer of SqueezeNet 1.1 and MobileNetV2 at 4x4 and 8x8 OS "
-        "and at 8x8 WS (the test); on WS at 4x4 up to 8.0% off (the classifiers and late 1x1 layers); and on SqueezeNet 1.1 at 3x112x112 on 16x16 within 0.8% per layer (OS) and 1.7% (WS) (see the "
+        "and at 8x8 WS (the test); on WS at 4x4 up to 7.3% off (one 1x1 projection of MobileNetV2); at 16x16 and "
+        "3x224x224 within 0.1% on whole SqueezeNet 1.1, MobileNetV2 and ShuffleNetV2 runs and 1.2% per layer (see the "
         "README, 'The performance model'); it has not been checked against RTL at 32x32. "
         + ("The input is 112x112 rather than 224x224 to keep the run near 15 minutes on this shared 2-core "
            "machine (the model walks every instruction in Python); channel counts, which decide how full the "
@@ -207,8 +208,9 @@ def render(results: dict) -> None:
               "cycles is spread over many more beats. A WS step also loads one activation tile for a round of output "
               "blocks (each block streams it past its own R weight rows), so its DRAM traffic per MAC is lower; "
               "MobileNetV2's and ShuffleNetV2's depthwise layers run in the array's depthwise mode on both "
-              "(at most 3 x C MACs per cycle at stride 1; OS in R-beat COMPUTEs of R - 2 outputs each, so it "
-              "also pays the per-COMPUTE costs above).", ""]
+              "(OS: at most 3 x C MACs per cycle for a 3x3 window at stride 1, in R-beat COMPUTEs of R - 2 outputs each, "
+              "so it also pays the per-COMPUTE costs above; WS: a COMPUTE takes a stack of window rows on segments of "
+              "the output rows, on 16x16 all three rows of a 3x3 window at stride 1, up to 6 x C).", ""]
     lines += ["| net | " + " | ".join(f"{pe}x{pe}" for pe in arrays) + " |", "|---|" + "---|" * len(arrays)]
     for name, entries in nets.items():
         ratios = []
