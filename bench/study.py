@@ -80,9 +80,15 @@ def _utilization(rows, pe) -> float:
 
 
 def _peak(row: LayerFigures, pe: int) -> int:
-    """MACs per cycle of the unit that runs the layer: the array (R x C), else C (the accumulator path; for a
-    depthwise layer in the array's depthwise mode, whose peak is kw x C, a ridge kw times too far right)."""
-    return pe * pe if row.op.startswith("conv") else pe
+    """MACs per cycle of the unit that runs the layer: the array (R x C); for a depthwise layer the array's
+    depthwise mode, at most one output per column and cycle (its window's taps x C, at most R x C); else
+    C (the accumulator path)."""
+    if row.op.startswith("conv"):
+        return pe * pe
+    if row.op == "depthwise":
+        height, width, channels = row.shape
+        return pe * min(pe, row.macs // (height * width * channels))
+    return pe
 
 
 def _memory_bound(row: LayerFigures, pe: int, bus_bytes: int) -> bool:
@@ -175,7 +181,8 @@ def render(results: dict) -> None:
         "run on the accumulator path, which is not the array, except global average pools (a depthwise sum in the "
         "array's depthwise mode where the window fits since 2026-12-05), which are not counted either. A layer is *memory-bound* when its DRAM bytes need more bus "
         "cycles (bytes / 16) than its MACs need at the peak of the unit that runs it (array: RC MACs/cycle; "
-        "accumulator path, and depthwise layers in the array's depthwise mode: C, the mode's peak being kw x C): "
+        "depthwise layers in the array's depthwise mode: one output per column and cycle, kh x kw x C; "
+        "accumulator path: C): "
         "left of that unit's roofline ridge.",
         "",
         "## WS against OS",
