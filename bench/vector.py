@@ -6,10 +6,11 @@ in-design DRAM model (``sim.fast_runner``) and checked bit-exact against the ISA
 simulator. The accumulator path does C multiply-accumulates per cycle (one int8
 row combined into one accumulator row); its utilization is MACs / (C x cycles).
 Depthwise convolutions also run in the array's depthwise mode (``quant.depthwise``;
-both dataflows), whose peak is kw x C MACs per cycle at stride 1 (each beat brings
-one pixel of C channels, used by the kw taps of every column) and ceil(kw / s) x C
-on the even phase of stride s; the line gives MACs per cycle and the fraction of
-the array's R x C.
+both dataflows): a COMPUTE of one window row does up to kw x C MACs per cycle at
+stride 1 (each beat brings one pixel of C channels, used by the kw taps of every
+column); a WS COMPUTE of stacked window rows up to kh x kw x C (one output per
+column and cycle). The line gives MACs per cycle and the fractions of 3 x C, 9 x C
+(3x3 windows) and the array's R x C.
 
 Run: python bench/vector.py [--pe 16x16] [--size 28x28x64] [--dataflow os|ws]
 """
@@ -71,8 +72,8 @@ def main() -> int:
                 f"{c['BYTES_WRITTEN']} B; {c['INSTRUCTIONS']} instructions")
         if macs and on_array:
             line += (f"; {macs} MACs; {macs / c['CYCLES']:.1f} MACs/cycle, {macs / (3 * cols * c['CYCLES']):.1%} of "
-                     f"the depthwise mode's 3 x {cols}, {macs / (rows * cols * c['CYCLES']):.1%} of the array's "
-                     f"{rows * cols}")
+                     f"3 x {cols} (a window row per beat), {macs / (9 * cols * c['CYCLES']):.1%} of 9 x {cols} (an "
+                     f"output per column and beat), {macs / (rows * cols * c['CYCLES']):.1%} of the array's {rows * cols}")
         elif macs:
             line += (f"; {macs} MACs; depthwise-path utilization {macs / (cols * c['CYCLES']):.1%} "
                      f"(of {cols} MACs/cycle)")
