@@ -361,36 +361,36 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                     for load in activation_loads(segments, chunk, tile_base + number * len(chunk) * rows)]
                 stages, stage_computes, computes = [], [], []
                 first_tile = scheduler.tiles
-                for i, (j, number) in enumerate(product(range(len(members)), range(len(step_tiles)))):
+                combos = list(enumerate(product(range(len(members)), range(len(step_tiles)))))
+                # In parts, part after part: each part's loads (the tiles' activations, each block's weights)
+                # and then its computes of every block and tile, so that the array works on a part's first
+                # block while the next blocks' weights of that part come in.
+                for part, (i, (j, number)) in product(parts, combos):
                     tile = first_tile + i
                     out_row, first_col, _ = step_tiles[number][0]
                     pixels = sum(count for _, _, count in step_tiles[number])
                     brings_weights = weighted and number == 0
-                    # In parts: block 0's computes each after its part of the tile's activations (and, in the
-                    # first tile, of block 0's weights); the other blocks' first tile each after its part of
-                    # the block's weights.
-                    for part in parts if split and (j == 0 or brings_weights) else [chunk]:
-                        skip = (part.start - chunk.start) * rows
-                        stage = ((activation_loads(step_tiles[number], part, tile_base + number * k_rows + skip)
-                                  if split and j == 0 else [])
-                                 + ([weight_load(members[j], weight_addrs[j] + skip, part)] if brings_weights else [])
-                                 + ([records_row(members[j])] if brings_weights and keep_weights
-                                    and part.stop == chunk.stop else []))
-                        if stage:
-                            stages.append(stage)
-                            stage_computes.append(0)
-                        if stage_computes:       # a compute before any stage follows the step's loads
-                            stage_computes[-1] += 1
-                        first, ends = index == 0 and part.start == chunk.start, last and part.stop == chunk.stop
-                        # A tile's pixels follow each other in DRAM, across image rows too: one STORE.
-                        computes.append(({"act_addr": tile_base + number * k_rows + skip,
-                                          "weight_addr": weight_addrs[j] + skip, "acc_addr": regions[i],
-                                          "beats": len(part) * rows, "accumulate": int(not first), "mode": mode},
-                                         first, ends,
-                                         [store(members[j], regions[i], out_row, 1, first_col, pixels)] if ends else [],
-                                         # A group's first tile waits for the group whose regions it reuses.
-                                         first and tile % handover == 0 and tile >= acc_buffers,
-                                         tile % handover == handover - 1))
+                    skip = (part.start - chunk.start) * rows
+                    stage = ((activation_loads(step_tiles[number], part, tile_base + number * k_rows + skip)
+                              if split and j == 0 else [])
+                             + ([weight_load(members[j], weight_addrs[j] + skip, part)] if brings_weights else [])
+                             + ([records_row(members[j])] if brings_weights and keep_weights
+                                and part.stop == chunk.stop else []))
+                    if stage:
+                        stages.append(stage)
+                        stage_computes.append(0)
+                    if stage_computes:       # a compute before any stage follows the step's loads
+                        stage_computes[-1] += 1
+                    first, ends = index == 0 and part.start == chunk.start, last and part.stop == chunk.stop
+                    # A tile's pixels follow each other in DRAM, across image rows too: one STORE.
+                    computes.append(({"act_addr": tile_base + number * k_rows + skip,
+                                      "weight_addr": weight_addrs[j] + skip, "acc_addr": regions[i],
+                                      "beats": len(part) * rows, "accumulate": int(not first), "mode": mode},
+                                     first, ends,
+                                     [store(members[j], regions[i], out_row, 1, first_col, pixels)] if ends else [],
+                                     # A group's first tile waits for the group whose regions it reuses.
+                                     first and tile % handover == 0 and tile >= acc_buffers,
+                                     tile % handover == handover - 1))
                 # Each block's computes start once its own weights are in; a whole-scratchpad group's
                 # block j replaces the previous group's once that group's last compute of block j is done.
                 scheduler.step_many(loads, computes, stages=stages,

@@ -123,13 +123,13 @@ def test_os_tiles_and_weight_groups(spad_kib, seed):
     net = check_every_tensor(_odd_width_config(spad_kib), graph, image, f"odd-width net, {spad_kib} KiB (seed {seed})")
     spans = {span.name.split("_")[0]: net.program[span.start:span.end] for span in net.layers}
     computes = {name: sum(i.opcode.name == "COMPUTE" for i in program) for name, program in spans.items()}
-    # The first two steps run their computes in parts of 16 of the 18 reduction blocks (``conv._FIRST_PART_BEATS``):
-    # at 64 KiB the first step is two tiles (block 0's in parts, the other blocks' first tile in parts) and the
-    # second one tile (block 0 in parts), 10 computes more; at 2 KiB one tile (3 blocks in parts) and one tile, 4.
-    assert computes == {"conv3": 43 * 8 + (10 if spad_kib == 64 else 4), "conv1": 43 * 3}, computes
+    # The first two steps run their computes in parts of 16 of the 18 reduction blocks (``conv._FIRST_PART_BEATS``),
+    # part after part, every block and tile of the step in each: at 64 KiB the first step is two tiles and the
+    # second one, against 8 blocks, 24 computes more; at 2 KiB one tile and one tile against 3 blocks, 6.
+    assert computes == {"conv3": 43 * 8 + (24 if spad_kib == 64 else 6), "conv1": 43 * 3}, computes
     weight_rows = [i.fields["sram_addr"] for i in spans["conv3"]
                    if i.opcode.name == "LOAD" and i.fields["target"] == Target.WEIGHTS]
-    first_group = [72 * j + part for j in range(8 if spad_kib == 64 else 3) for part in (0, 64)]
+    first_group = [72 * j + part for part in (0, 64) for j in range(8 if spad_kib == 64 else 3)]
     assert weight_rows == first_group + ([] if spad_kib == 64 else [0, 72, 144, 0, 72]), weight_rows
 
 
