@@ -364,8 +364,11 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                 combos = list(enumerate(product(range(len(members)), range(len(step_tiles)))))
                 # In parts, part after part: each part's loads (the tiles' activations, each block's weights)
                 # and then its computes of every block and tile, so that the array works on a part's first
-                # block while the next blocks' weights of that part come in.
-                for part, (i, (j, number)) in product(parts, combos):
+                # block while the next blocks' weights of that part come in; in rounds of as many tiles as
+                # start without waiting for a region that a later STORE of the round would hand back.
+                rounds = acc_buffers - handover
+                for part, (i, (j, number)) in [(part, combo) for first in range(0, len(combos), rounds)
+                                               for part in parts for combo in combos[first:first + rounds]]:
                     tile = first_tile + i
                     out_row, first_col, _ = step_tiles[number][0]
                     pixels = sum(count for _, _, count in step_tiles[number])

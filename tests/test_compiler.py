@@ -125,11 +125,15 @@ def test_os_tiles_and_weight_groups(spad_kib, seed):
     computes = {name: sum(i.opcode.name == "COMPUTE" for i in program) for name, program in spans.items()}
     # The first two steps run their computes in parts of 16 of the 18 reduction blocks (``conv._FIRST_PART_BEATS``),
     # part after part, every block and tile of the step in each: at 64 KiB the first step is two tiles and the
-    # second one, against 8 blocks, 24 computes more; at 2 KiB one tile and one tile against 3 blocks, 6.
+    # second one, against 8 blocks, 24 computes more; at 2 KiB one tile and one tile against 3 blocks, 6. The
+    # parts go round by round of 12 tiles (16 accumulator regions handed back 4 at a time): 6 blocks of the
+    # first step's two tiles, then the other 2.
     assert computes == {"conv3": 43 * 8 + (24 if spad_kib == 64 else 6), "conv1": 43 * 3}, computes
     weight_rows = [i.fields["sram_addr"] for i in spans["conv3"]
                    if i.opcode.name == "LOAD" and i.fields["target"] == Target.WEIGHTS]
-    first_group = [72 * j + part for part in (0, 64) for j in range(8 if spad_kib == 64 else 3)]
+    blocks, per_round = (8, 6) if spad_kib == 64 else (3, 12)
+    first_group = [72 * j + part for first in range(0, blocks, per_round) for part in (0, 64)
+                   for j in range(first, min(first + per_round, blocks))]
     assert weight_rows == first_group + ([] if spad_kib == 64 else [0, 72, 144, 0, 72]), weight_rows
 
 
@@ -186,6 +190,33 @@ def test_first_two_os_tiles_share_the_weight_stages(seed):
     assert outcome.done and outcome.error is None, outcome
     expected = golden.run(graph, image[None])
     assert np.array_equal(net.read_tensor(outcome.dram, graph.output), expected[graph.output][0])
+
+
+class WideGroupNet(nn.Module):
+    """A pointwise convolution of 72 channels (18 blocks of 4) into 48 (12 blocks) on a 6x6 map."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(72, 48, 1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_os_parts_go_in_rounds_of_free_regions(seed):
+    """A parted first step of two tiles against 12 blocks is 24 tiles, more than the 16 accumulator regions:
+    its parts go round by round of 12 tiles, each round's STOREs before the next round's computes (one
+    round of all 24 would have tile 16 wait for a region that only a later STORE hands back, a deadlock
+    that the ISA simulator refuses: a pop with no earlier push)."""
+    torch.manual_seed(seed)
+    images = torch.rand(2, 72, 6, 6, generator=torch.Generator().manual_seed(seed))
+    graph = trace(WideGroupNet().eval(), (72, 6, 6))
+    graph = quantize(graph, calibrate(graph, images))
+    net = check_every_tensor(_odd_width_config(64), graph, quantize_input(graph, images.numpy())[0],
+                             f"wide group net (seed {seed})")
+    computes = [i for i in net.program if i.opcode.name == "COMPUTE"]
+    starts = [i.fields["acc_addr"] for i in computes[:24] if not i.fields["accumulate"]]
+    assert len(starts) == 12 and len(set(starts)) == 12, starts     # the first round: 12 tiles' first parts
 
 
 def _odd_width_net(seed):
