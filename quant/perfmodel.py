@@ -62,6 +62,7 @@ from hdl.store import OUTPUT_ROWS, STORE_JOBS
 from hdl.systolic_array import stream_cycles
 
 from .compiler import CompiledNet
+from .isasim import IsaError
 from .program import unit_of
 from .report import LayerFigures
 
@@ -71,6 +72,7 @@ __all__ = ["Timing", "LayerPrediction", "predict_program", "predict_net", "predi
 # ask and that LOAD's bursts: each pass uses the previous pass's fetch bursts where program order has not
 # timed this pass's yet, and passes repeat until the fetch bursts stop changing (at most this many).
 CONTENTION_PASSES = 16
+_TOKEN_QUEUES = {"lc": "load->compute", "cl": "compute->load", "cs": "compute->store", "sc": "store->compute"}
 
 
 @dataclass(frozen=True)
@@ -244,7 +246,10 @@ class _Machine:
         self.bytes_read = self.bytes_written = self.array_busy = self.instructions = 0
 
     def _pop(self, key: str) -> int:
-        return self.tokens[key].popleft() if self.tokens[key] else 0
+        if not self.tokens[key]:    # the hardware would wait for ever; the ISA simulator refuses it too
+            raise IsaError(f"instruction {self.position} waits for a {_TOKEN_QUEUES[key]} token that no earlier "
+                           "instruction pushed")
+        return self.tokens[key].popleft()
 
     def _push(self, key: str, when: int) -> None:
         self.tokens[key].append(when + self.t.token_latency)

@@ -12,8 +12,11 @@ import pytest
 import torch
 
 from hdl.config import AcceleratorConfig, ArrayConfig
+from hdl.isa import Instruction, Opcode, Target
+from hdl.numerics import ArithMode
 from quant.compiler import compile_graph
 from quant.frontend import trace
+from quant.isasim import IsaError
 from quant.perfmodel import predict_net, predict_program
 from quant.ptq import calibrate, quantize, quantize_input
 from quant.report import layer_figures
@@ -73,3 +76,14 @@ def test_per_layer_segments_add_up_to_the_whole_program():
     assert abs(whole_predicted.cycles / whole.counters["CYCLES"] - 1) < TOLERANCE
     rows = layer_figures(net, layers.segments)
     assert sum(row.cycles for row in rows) == layers.counters["CYCLES"]
+
+
+def test_a_token_no_earlier_instruction_pushed_is_refused():
+    """A COMPUTE waiting for a LOAD's token that comes after it in program order would wait for ever in the
+    hardware (in-order fetch and queues); the model refuses it, as the ISA simulator does."""
+    config = AcceleratorConfig(ArrayConfig(4, 4, "ws", "int8"), spad_kib=1, acc_kib=1)
+    program = [Instruction(Opcode.COMPUTE, {"beats": 4, "mode": ArithMode.INT8}, pop_prev=True),
+               Instruction(Opcode.LOAD, {"target": Target.ACTIVATIONS, "rows": 4, "row_elems": 0}, push_next=True),
+               Instruction(Opcode.END, {})]
+    with pytest.raises(IsaError, match="instruction 0 waits for a load->compute token that no earlier"):
+        predict_program(config, program)
