@@ -146,10 +146,7 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
 
     def store(block, acc_addr, first_row, out_rows, first_col, out_cols):
         return {"channel_row": block - blocks.start, "acc_addr": acc_addr,
-                "dram_addr": y.pixel_address(block, first_row, first_col), "channels": y.block_channels(block),
-                **({"byte_offset": y.byte_offset(block)} if y.byte_offset(block) else {}),
-                "rows": out_cols, "row_stride": y.row_stride, "blocks": out_rows,
-                "block_stride": y.width * y.row_stride}
+                **y.store_fields(block, first_row, out_rows, first_col, out_cols)}
 
     def tap_offset(tap):
         return tap[0] + offset[0], tap[1] + offset[1]

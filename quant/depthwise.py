@@ -139,17 +139,16 @@ class DepthwisePlan:
                     f"than half the {2 * self.weight_half}-row weight scratchpad")
         # Each (tile, segment) costs the longer of its COMPUTEs' beats and the bus beats that read its
         # LOADs' rows and its instructions (fetch shares the read channel with loads).
+        computes = sum(stacks) * self.phases
         cost = 0
         for first in range(0, self.out_height, tile_rows):
             tile = min(tile_rows, self.out_height - first)
+            loaded = sum(tile + len(dys) - 1 for dys in self.groups) * stride[1] * width * self.pixel_beats
             for segment in range(0, self.out_width, segment_width):
                 positions = (tile - 1) * width + min(segment_width, self.out_width - segment)
-                computes = sum(stacks) * self.phases
                 stores = 2 if segment_width == self.out_width else \
                     1 if segment + segment_width < self.out_width else tile
-                instructions = 2 * len(self.groups) + computes + stores
-                reads = (sum(tile + len(dys) - 1 for dys in self.groups) * stride[1] * width * self.pixel_beats
-                         + instructions * self.instruction_beats)
+                reads = loaded + (2 * len(self.groups) + computes + stores) * self.instruction_beats
                 cost += max(computes * (positions - 1 + rows), reads)
         return segment_width, width, stack, tile_rows, cost
 
@@ -271,9 +270,7 @@ def _tile_stores(plan: DepthwisePlan, y: FeatureMap, block: int, first_block: in
         stores = [(0, tile_rows, plan.width)]
     else:
         stores = [(row, 1, width) for row in range(tile_rows)]
-    return [Instruction(Opcode.STORE, {
-        "acc_addr": acc_base + row * plan.width, "channel_row": block - first_block,
-        "dram_addr": y.pixel_address(block, first_row + row, first_col), "channels": y.block_channels(block),
-        "rows": row_width, "row_stride": y.row_stride, "blocks": count, "block_stride": y.width * y.row_stride},
-        pop_prev=index == 0, push_prev=index == len(stores) - 1)
-        for index, (row, count, row_width) in enumerate(stores)]
+    return [Instruction(Opcode.STORE, {"acc_addr": acc_base + row * plan.width, "channel_row": block - first_block,
+                                       **y.store_fields(block, first_row + row, count, first_col, row_width)},
+                        pop_prev=index == 0, push_prev=index == len(stores) - 1)
+            for index, (row, count, row_width) in enumerate(stores)]

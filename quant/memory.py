@@ -116,6 +116,14 @@ class FeatureMap:
     def pixel_address(self, block: int, y: int, x: int) -> int:
         return self.block_address(block) + (y * self.width + x) * self.row_stride
 
+    def store_fields(self, block: int, first_row: int, out_rows: int, first_col: int, out_cols: int) -> dict:
+        """STORE fields (all but acc_addr and channel_row) writing ``out_cols`` pixels of each of ``out_rows``
+        image rows of ``block`` from (first_row, first_col) on."""
+        return {"dram_addr": self.pixel_address(block, first_row, first_col), "channels": self.block_channels(block),
+                **({"byte_offset": self.byte_offset(block)} if self.byte_offset(block) else {}),
+                "rows": out_cols, "row_stride": self.row_stride, "blocks": out_rows,
+                "block_stride": self.width * self.row_stride}
+
 
 def pack_channel_records(bias, multiplier, shift, flip) -> np.ndarray:
     """Channel parameters (one entry per output channel) as (channels, CHANNEL_RECORD_BYTES) bytes."""

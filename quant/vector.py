@@ -74,9 +74,8 @@ def _tiles(config: AcceleratorConfig, y: FeatureMap):
 
 def _store(y: FeatureMap, block: int, first_row: int, out_rows: int, blocks: range) -> Instruction:
     """STORE of accumulator rows 0.. as output rows first_row .. + out_rows, with channel row ``block - blocks.start``."""
-    return Instruction(Opcode.STORE, {
-        "channel_row": block - blocks.start, "dram_addr": y.pixel_address(block, first_row, 0), "channels": y.block_channels(block),
-        "rows": y.width, "row_stride": y.row_stride, "blocks": out_rows, "block_stride": y.width * y.row_stride})
+    return Instruction(Opcode.STORE, {"channel_row": block - blocks.start,
+                                      **y.store_fields(block, first_row, out_rows, 0, y.width)})
 
 
 def _taps(kernel: tuple[int, int], offset: tuple[int, int]):
