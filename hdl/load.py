@@ -243,15 +243,38 @@ class LoadUnit(wiring.Component):
         retire = Signal()
         advance = Signal()
         to_accumulator = (fields.target == Target.ACCUMULATORS) | (fields.target == Target.COMBINE)
-        m.d.comb += [self.retired.eq(retire), self.push_token.eq(retire & header.push_next), walker.advance.eq(advance)]
+
+        # A LOAD whose rows the writer writes as the last one's (same scratchpad, row length and padding)
+        # may start while the last one's bursts drain: the read channel then idles no cycle between the
+        # two. The draining LOAD retires (and pushes its token) as its last burst ends, counted down here.
+        takes = Signal()
+        next_fields = instruction.fields.load
+        writes_alike = Signal()
+        m.d.comb += writes_alike.eq(((fields.target == Target.ACTIVATIONS) | (fields.target == Target.WEIGHTS)) &
+                                    (next_fields.target == fields.target) &
+                                    (next_fields.row_elems == fields.row_elems) &
+                                    (next_fields.pad_value == fields.pad_value))
+        draining_bursts = Signal(range(MAX_OUTSTANDING_READS + 1))
+        draining_push = Signal()
+        draining_retire = Signal()
+        burst_ends = data_beat & self.rlast
+        m.d.comb += draining_retire.eq(burst_ends & (draining_bursts == 1))
+        with m.If(draining_bursts.any() & burst_ends):
+            m.d.sync += draining_bursts.eq(draining_bursts - 1)
+        m.d.comb += [self.retired.eq(retire | draining_retire),
+                     self.push_token.eq((retire & header.push_next) | (draining_retire & draining_push)),
+                     walker.advance.eq(advance)]
+
+        def take():
+            with m.If(self.instructions.valid & (~instruction.header.pop_next | self.token_available)):
+                m.d.comb += [takes.eq(1), self.instructions.ready.eq(1), self.pop_token.eq(instruction.header.pop_next)]
+                m.d.sync += [fields.eq(instruction.fields.load), header.eq(instruction.header),
+                             sram_row.eq(instruction.fields.load.sram_addr)]
+                m.next = "Size"
 
         with m.FSM():
             with m.State("Idle"):
-                with m.If(self.instructions.valid & (~instruction.header.pop_next | self.token_available)):
-                    m.d.comb += [self.instructions.ready.eq(1), self.pop_token.eq(instruction.header.pop_next)]
-                    m.d.sync += [fields.eq(instruction.fields.load), header.eq(instruction.header),
-                                 sram_row.eq(instruction.fields.load.sram_addr)]
-                    m.next = "Size"
+                take()
             # Two cycles for the registered rows x blocks x groups product.
             with m.State("Size"):
                 m.d.comb += self.busy.eq(1)
@@ -271,8 +294,9 @@ class LoadUnit(wiring.Component):
                     m.d.comb += [self.error_field.eq(undefined), self.error_range.eq(~undefined)]
                     m.next = "Idle"
                 with m.Elif(sram_span == 0):
-                    m.d.comb += retire.eq(1)
-                    m.next = "Idle"
+                    with m.If(~draining_bursts.any()):       # retirements in program order
+                        m.d.comb += retire.eq(1)
+                        m.next = "Idle"
                 with m.Else():
                     m.d.comb += walker.start.eq(1)
                     m.next = "Walk"
@@ -292,9 +316,14 @@ class LoadUnit(wiring.Component):
                         m.next = "Drain"
             with m.State("Drain"):
                 m.d.comb += [self.busy.eq(1), accumulating.eq(to_accumulator)]
-                with m.If(~outstanding.r_rdy):
+                with m.If(~outstanding.r_rdy & ~draining_bursts.any()):
                     m.d.comb += retire.eq(1)
                     m.next = "Idle"
-        with m.If(staged | fetched | combine_writing):
+                with m.Elif(~draining_bursts.any() & (outstanding.r_level > burst_ends) & writes_alike):
+                    take()
+                    with m.If(takes):
+                        m.d.sync += [draining_bursts.eq(outstanding.r_level - burst_ends),
+                                     draining_push.eq(header.push_next)]
+        with m.If(staged | fetched | combine_writing | draining_bursts.any()):
             m.d.comb += self.busy.eq(1)
         return m

@@ -221,7 +221,6 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
     region_count = max(2, min(2 * max_in_flight(array), config.acc_rows // rows))
     handover = 1 << max(0, (region_count // 4).bit_length() - 1)
     acc_buffers = region_count // handover * handover
-    region_rows = config.acc_rows // acc_buffers
     k_blocks = len(taps) * cin_blocks
     chunk_blocks = min(k_blocks, min(act_half, weight_half, MAX_COMPUTE_BEATS) // rows)
     chunks = [range(start, min(start + chunk_blocks, k_blocks)) for start in range(0, k_blocks, chunk_blocks)]
@@ -332,10 +331,16 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
         # (not with whole-scratchpad groups, whose next group's weight loads wait for a compute per block).
         merge = 1 if whole_weights else max(1, min(_MERGED_LOAD_ROWS // k_rows, act_region // k_rows,
                                                    acc_buffers // (2 * len(members))))
-        rest = tiles[sum(map(len, steps)):]
-        steps += [rest[first:first + merge] for first in range(0, len(rest), merge)]
+        # Their tiles start at multiples of `merge`, as the groups of tiles handed over together do, so
+        # that a step's tiles of an output block are one STORE.
+        done = sum(map(len, steps))
+        lead = min(-done % merge, len(tiles) - done)
+        rest = tiles[done + lead:]
+        steps += [tiles[done:done + lead]] * bool(lead) + [rest[first:first + merge] for first in range(0, len(rest), merge)]
         for step_index, step_tiles in enumerate(steps):
-            regions = [scheduler.acc_region(i) * region_rows for i in range(len(members) * len(step_tiles))]
+            # A region is a tile's R rows, so that consecutive full tiles of a handover group lie one after
+            # another in the accumulator as in DRAM, and one STORE writes them all (`_merge_stores`).
+            regions = [scheduler.acc_region(i) * rows for i in range(len(members) * len(step_tiles))]
             for index, chunk in enumerate(chunks):
                 region = scheduler.region
                 tile_base = region * act_region
@@ -393,7 +398,7 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                                      tile % handover == handover - 1))
                 # Each block's computes start once its own weights are in; a whole-scratchpad group's
                 # block j replaces the previous group's once that group's last compute of block j is done.
-                scheduler.step_many(loads, computes, stages=stages,
+                scheduler.step_many(loads, _merge_stores(computes), stages=stages,
                                     reuse=whole_weights and g > 0 and step_index == 0, stage_computes=stage_computes)
     return ([] if keep_weights else [records]) + scheduler.finish(end=False)
 
@@ -406,6 +411,29 @@ _MAX_SRAM_GAP = (1 << Shape.cast(LOAD.members["sram_gap"]).width) - 1
 # Cycles an OS step spends on each activation LOAD it issues (its fetch, check and first burst); a
 # tile crossing image rows takes a LOAD per row it touches for each (tap, input block).
 _LOAD_CYCLES = 12
+
+
+def _merge_stores(computes: list[tuple]) -> list[tuple]:
+    """OS step entries with each run of STOREs that continue each other (in the accumulator and in DRAM,
+    the same output block) made one STORE, after the run's last compute. A run ends at a STORE that hands
+    regions back. Each STORE's instruction fetch, two bus beats, competes with the activation LOADs:
+    a pointwise layer of 64 input channels reads as many bytes of activations as the array computes
+    beats, so one STORE per tile of R pixels took 3% of its read channel."""
+    merged = []
+    for entry in computes:
+        fields, starts, ends, stores, waits, releases = entry
+        before = merged[-1] if merged else None
+        if before and len(stores) == len(before[3]) == 1 and not before[5]:
+            run, store = before[3][0], stores[0]
+            if (run["blocks"] == store["blocks"] == 1 and run["channel_row"] == store["channel_row"]
+                    and run["acc_addr"] + run["rows"] == store["acc_addr"]
+                    and run["dram_addr"] + run["rows"] * run["row_stride"] == store["dram_addr"]
+                    and {**run, "rows": 0, "acc_addr": 0, "dram_addr": 0}
+                    == {**store, "rows": 0, "acc_addr": 0, "dram_addr": 0}):
+                merged[-1] = (*before[:3], [], *before[4:])
+                stores = [{**run, "rows": run["rows"] + store["rows"]}]
+        merged.append((fields, starts, ends, stores, waits, releases))
+    return merged
 
 
 def _os_spans_rows(y: FeatureMap, rows: int, loads_per_segment: int, step_beats: int) -> bool:

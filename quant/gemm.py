@@ -191,11 +191,13 @@ class PingPongScheduler:
             self.pending = []
 
     def _emit(self, entry: tuple, gives: bool):
-        """A compute (it takes its loads' token; ``gives`` a compute->load token) and its stores."""
-        compute, takes_load_token, wait_for_store, ends_tile, stores, releases = entry
+        """A compute (it takes its loads' token; ``gives`` a compute->load token) and its stores, which
+        take the compute->store token it gives (computes retire in order: a STORE after the last of
+        several tiles' computes may write them all)."""
+        compute, takes_load_token, wait_for_store, _, stores, releases = entry
         self.emitted.append(len(self.program))
         self.program.append(Instruction(Opcode.COMPUTE, compute, pop_prev=takes_load_token,
-                                        pop_next=wait_for_store, push_prev=gives, push_next=ends_tile))
+                                        pop_next=wait_for_store, push_prev=gives, push_next=bool(stores)))
         for store_index, fields in enumerate(stores):
             self.program.append(Instruction(Opcode.STORE, fields, pop_prev=store_index == 0,
                                             push_prev=releases and store_index == len(stores) - 1))

@@ -14,7 +14,8 @@ on the unit that executes it, from the hardware's documented behaviour (``hdl/*.
   ``MAX_BURST_ROWS`` (never across ``BURST_BOUNDARY``); padding rows take a cycle each; the read
   channel returns one beat per cycle after the DRAM latency, in the order of the address
   handshakes, shared with fetch (a fetch's beats wait for the LOAD bursts addressed before it and
-  delay those addressed after it);
+  delay those addressed after it); a LOAD that writes rows as the last one does (``_row_format``)
+  starts while that one drains, once the one before has retired, and retires after it;
 * **compute**: Idle, Check (one COMPUTE issued per two cycles at best, ``max_in_flight`` in
   flight; its weight and activation jobs queue for their row readers); each COMPUTE streams its activation beats (OS: with its weight rows in lockstep;
   WS: after its R weight rows, which enter the array only once the previous COMPUTE's
@@ -127,6 +128,13 @@ def _fields(instruction: Instruction) -> dict:
     return {**dict.fromkeys(names, 0), **FIELD_DEFAULTS.get(instruction.opcode, {}), **instruction.fields}
 
 
+def _row_format(f: dict) -> tuple | None:
+    """What the load unit's writer needs of a LOAD; two LOADs of the same format may overlap (None: never)."""
+    if Target(f["target"]) not in (Target.ACTIVATIONS, Target.WEIGHTS):
+        return None
+    return Target(f["target"]), f["row_elems"], f["pad_value"]
+
+
 def _load_walk(f: dict, bus_bytes: int) -> tuple[list[int], int]:
     """(beats of each read burst in walk order, with 0 for a padding row) and the data beats in all."""
     rows, blocks, groups = f["rows"], f["blocks"], f["groups"]
@@ -217,6 +225,12 @@ class _Machine:
         self.position = -1                  # of the instruction being timed, in the program
         self.read_bus = 0                   # first cycle the R channel is free
         self.unit_free = [0, 0, 0]
+        # The last LOAD: when its walk ended (a LOAD that writes alike may start then), its row format,
+        # its bursts' last R beats, and the retirements of it and the LOAD before it.
+        self.load_walked = 0
+        self.load_format = None
+        self.load_bursts = deque()
+        self.load_retires = deque([0, 0], maxlen=2)
         self.tokens = {key: deque() for key in ("lc", "cl", "cs", "sc")}
         self.compute_released = deque(maxlen=self.in_flight)   # when each COMPUTE's in-flight slot frees
         self.last_retire = 0
@@ -307,7 +321,8 @@ class _Machine:
 
     def _next_load_ar(self) -> int:
         """The earliest AR of a LOAD the load unit has not started."""
-        return self.unit_free[0] + 2 + self.t.descriptor_latency + self.t.load_issue - 1
+        start = self.load_walked if self.load_format is not None else self.unit_free[0]
+        return start + 2 + self.t.descriptor_latency + self.t.load_issue - 1
 
     def _dispatch(self, before: int | None = None) -> None:
         """Dispatch every instruction whose dispatch is known: its queue has room once the instruction of
@@ -356,14 +371,22 @@ class _Machine:
         ready = max(dispatch + 1, self.unit_free[unit])
         self.instructions += 1
         if unit == 0:
-            start = max(ready, self._pop("cl") if instruction.pop_next else 0)
+            token = self._pop("cl") if instruction.pop_next else 0
+            start = max(ready, token)
+            # Taken while the last LOAD drains (hdl/load.py): not in the cycle its last burst ends nor
+            # after, and only once the LOAD before it has retired.
+            alike = self.load_format is not None and self.load_format == _row_format(f)
+            early = max(dispatch + 1, token, self.load_walked, self.load_retires[0] + 1)
+            overlaps = alike and early <= self.load_retires[1] - 2
+            if overlaps:
+                start = early
             issue = start + 2 + t.descriptor_latency
             self.starts[self.position] = start
             walk, data_beats = decoded[1], decoded[2]
             leading_padding = next((index for index, beats in enumerate(walk) if beats), len(walk))
             self._dispatch(before=issue + leading_padding + t.load_issue - 1)     # its first AR
             done = issue
-            bursts = deque()
+            bursts = self.load_bursts if overlaps else deque()
             streaming = deque(maxlen=MAX_OUTSTANDING_READS)     # R beat cycles of the bursts in flight
             merged = _mergeable(f, _row_beats(f, self.bus), self.bus)
             kept = None                   # the cycle a burst may take the AR grant the last one kept
@@ -402,8 +425,10 @@ class _Machine:
                 self.bursts.append((ar, done))
                 issue = ar + 1
             self.bytes_read += data_beats * self.bus
-            retire = max(issue, done) + t.load_overhead - 2
+            retire = max(issue, done, self.load_retires[1] + 1) + t.load_overhead - 2
             self.unit_free[0] = retire + 1
+            self.load_walked, self.load_format, self.load_bursts = issue, _row_format(f), bursts
+            self.load_retires.append(retire)
             # ... and a burst that asks before the next LOAD can address its first.
             self._dispatch(before=self._next_load_ar())
             if instruction.push_next:
