@@ -152,6 +152,10 @@ class DepthwisePlan:
                 cost += max(computes * (positions - 1 + rows), reads)
         return segment_width, width, stack, tile_rows, cost
 
+    def stationary_rows(self, stacks: list[list[int]]) -> int:
+        """Rows of a stationary tile of a load group's ``stacks`` up to the last that holds a tap."""
+        return (max(map(len, stacks)) - 1) * self.width + self.taps
+
     def positions(self, tile_rows: int, segment_width: int | None = None) -> int:
         """Accumulator rows a tile's outputs take (rows ``ox >= out_w`` straddle two image rows)."""
         return (tile_rows - 1) * self.width + (segment_width or self.segment_width)
@@ -222,11 +226,13 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
                     half = group_index % 2
                     loads, body = [], []
                     groups.append((loads, body))
-                    # Both halves this group overwrites were last read by the group before last.
+                    # Both halves this group overwrites were last read by the group before last. A stationary
+                    # tile's rows past its stack's last tap are zeros: padding rows, not read from DRAM.
                     loads.append(Instruction(Opcode.LOAD, {
                         "target": Target.WEIGHTS, "sram_addr": half * weight_half, "dram_addr": region.address,
-                        "row_elems": channels, "rows": len(stacks) * plan.phases * rows,
-                        "row_stride": region.row_stride}, pop_next=group_index >= 2))
+                        "row_elems": channels, "rows": rows, "row_stride": region.row_stride,
+                        "blocks": len(stacks) * plan.phases, "block_stride": rows * region.row_stride,
+                        "pad_after": rows - plan.stationary_rows(stacks)}, pop_next=group_index >= 2))
                     fields = window_fields(x, block=block, first_row=first, out_rows=tile_rows + len(dys) - 1,
                                            first_col=stride[1] * first_col, out_cols=loaded_width,
                                            stride=(stride[0], 1), offset=(offset[0] + q, offset[1]))

@@ -22,7 +22,7 @@ from .memory import AXI_BOUNDARY, INSTRUCTION_BYTES, unpack_channel_records
 from .program import UNIT_NAMES, unit_of
 from .races import RaceChecker
 
-__all__ = ["IsaError", "IsaSimulator", "RunStats"]
+__all__ = ["IsaError", "IsaSimulator", "RunStats", "TOKEN_QUEUES"]
 
 # Queues are named producer->consumer; (unit, flag) -> the queue the flag refers to.
 _QUEUES = {
@@ -31,6 +31,7 @@ _QUEUES = {
     ("compute", "push_next"): "compute->store", ("store", "pop_prev"): "compute->store",
     ("store", "push_prev"): "store->compute", ("compute", "pop_next"): "store->compute",
 }
+TOKEN_QUEUES = tuple(dict.fromkeys(_QUEUES.values()))
 
 
 class IsaError(ValueError):

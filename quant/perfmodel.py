@@ -63,7 +63,7 @@ from hdl.store import OUTPUT_ROWS, STORE_JOBS
 from hdl.systolic_array import stream_cycles
 
 from .compiler import CompiledNet
-from .isasim import IsaError
+from .isasim import TOKEN_QUEUES, IsaError
 from .program import unit_of
 from .report import LayerFigures
 
@@ -73,7 +73,6 @@ __all__ = ["Timing", "LayerPrediction", "predict_program", "predict_net", "predi
 # ask and that LOAD's bursts: each pass uses the previous pass's fetch bursts where program order has not
 # timed this pass's yet, and passes repeat until the fetch bursts stop changing (at most this many).
 CONTENTION_PASSES = 16
-_TOKEN_QUEUES = {"lc": "load->compute", "cl": "compute->load", "cs": "compute->store", "sc": "store->compute"}
 
 
 @dataclass(frozen=True)
@@ -231,7 +230,7 @@ class _Machine:
         self.load_format = None
         self.load_bursts = deque()
         self.load_retires = deque([0, 0], maxlen=2)
-        self.tokens = {key: deque() for key in ("lc", "cl", "cs", "sc")}
+        self.tokens = {queue: deque() for queue in TOKEN_QUEUES}
         self.compute_released = deque(maxlen=self.in_flight)   # when each COMPUTE's in-flight slot frees
         self.last_retire = 0
         self.rows_entered = 0                # the store unit's reader has delivered every row it started
@@ -259,14 +258,14 @@ class _Machine:
         self.load_stall = self.store_stall = 0
         self.bytes_read = self.bytes_written = self.array_busy = self.instructions = 0
 
-    def _pop(self, key: str) -> int:
-        if not self.tokens[key]:    # the hardware would wait for ever; the ISA simulator refuses it too
-            raise IsaError(f"instruction {self.position} waits for a {_TOKEN_QUEUES[key]} token that no earlier "
+    def _pop(self, queue: str) -> int:
+        if not self.tokens[queue]:    # the hardware would wait for ever; the ISA simulator refuses it too
+            raise IsaError(f"instruction {self.position} waits for a {queue} token that no earlier "
                            "instruction pushed")
-        return self.tokens[key].popleft()
+        return self.tokens[queue].popleft()
 
-    def _push(self, key: str, when: int) -> None:
-        self.tokens[key].append(when + self.t.token_latency)
+    def _push(self, queue: str, when: int) -> None:
+        self.tokens[queue].append(when + self.t.token_latency)
 
     def _fetch_wait(self, ar: int) -> int:
         """Cycles an instruction fetch's data waits behind the LOAD bursts whose addresses went out
@@ -371,7 +370,7 @@ class _Machine:
         ready = max(dispatch + 1, self.unit_free[unit])
         self.instructions += 1
         if unit == 0:
-            token = self._pop("cl") if instruction.pop_next else 0
+            token = self._pop("compute->load") if instruction.pop_next else 0
             start = max(ready, token)
             # Taken while the last LOAD drains (hdl/load.py): not in the cycle its last burst ends nor
             # after, and only once the LOAD before it has retired.
@@ -432,15 +431,15 @@ class _Machine:
             # ... and a burst that asks before the next LOAD can address its first.
             self._dispatch(before=self._next_load_ar())
             if instruction.push_next:
-                self._push("lc", retire)
+                self._push("load->compute", retire)
         elif unit == 1:
             waits = [ready]
             if instruction.pop_prev:
-                token = self._pop("lc")
+                token = self._pop("load->compute")
                 self.load_stall += max(0, token - ready)
                 waits.append(token)
             if instruction.pop_next:
-                token = self._pop("sc")
+                token = self._pop("store->compute")
                 self.store_stall += max(0, token - ready)
                 waits.append(token)
             if len(self.compute_released) == self.in_flight:
@@ -495,11 +494,11 @@ class _Machine:
             # and shows a cycle later.
             self.compute_released.append(retire - (t.result_latency if beats else 0) + 1)
             if instruction.push_prev:
-                self._push("cl", retire)
+                self._push("compute->load", retire)
             if instruction.push_next:
-                self._push("cs", retire)
+                self._push("compute->store", retire)
         else:
-            start = max(ready, self._pop("cs") if instruction.pop_prev else 0)
+            start = max(ready, self._pop("compute->store") if instruction.pop_prev else 0)
             if instruction.opcode == Opcode.STORE and len(self.store_takes) == self.store_takes.maxlen:
                 start = max(start, self.store_takes[0] + 1)     # the job queue to the address stage is full
             self.starts[self.position] = start
@@ -550,7 +549,7 @@ class _Machine:
                 self.rows_posted = (self.rows_posted[1], self.rows_entered + PostProcessor.STAGES)
                 self.unit_free[2] = check + 1
             if instruction.push_prev:
-                self._push("sc", retire)
+                self._push("store->compute", retire)
 
     def prediction(self) -> LayerPrediction:
         return LayerPrediction(self.end, self.array_busy, self.bytes_read, self.bytes_written, self.load_stall,
