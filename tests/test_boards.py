@@ -233,6 +233,16 @@ def test_cli_reports_a_design_that_cannot_fit_in_one_line(tmp_path, capsys):
                                               "iCE40UP5K has 8")
 
 
+
+def test_cli_builds_the_array_it_is_asked_for(tmp_path, capsys):
+    """The array options reach the design: --no-depthwise (ignored by build_board until 2026-12-05 #8) and
+    --unpipelined name a design without the depthwise mode and the edge registers."""
+    status, stderr = run_cli(capsys, "--board", "icebreaker", "--pe", "4x4", "--top", "array", "--no-depthwise",
+                             "--unpipelined", "--multipliers", "dsp", "-o", str(tmp_path))
+    assert status == 1
+    assert stderr.splitlines()[-1].startswith("build_board.py: error: systolic_4x4_os_int8_nodw does not fit ")
+
+
 @pytest.mark.parametrize("args, message", [
     (["--board", "de10"], "argument --board: invalid choice: 'de10' (choose from 'ulx3s', 'orangecrab', 'icebreaker')"),
     (["--board", "ulx3s", "--pe", "65x2"], "argument --pe: PE array shape must have R and C from 1 to 64, not '65x2'"),

@@ -6,9 +6,10 @@ The report is printed and written to <dir>/report.json (default build/boards/<bo
 """
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from _cli import Parser, add_array_options, add_memory_options
+from _cli import Parser, add_array_options, add_memory_options, array_config
 
 from boards.board import BOARDS, board_choices
 from boards.estimate import estimate_needs
@@ -38,8 +39,7 @@ def clock_mhz(text: str) -> float:
 
 
 def _design(args, multipliers, dsp_limit):
-    rows, cols = args.pe
-    array = ArrayConfig(rows, cols, args.dataflow, args.arith, multipliers, dsp_limit, not args.unpipelined)
+    array = replace(array_config(args), multipliers=multipliers, dsp_limit=dsp_limit, pipelined=not args.unpipelined)
     if args.top == "array":
         return SystolicArray(array), array.name
     config = AcceleratorConfig(array, args.spad_kib, args.acc_kib, args.bus_bits, args.channel_rows)
@@ -65,7 +65,7 @@ def choose_multipliers(args, board):
     from amaranth.back import rtlil
     design, name = _design(args, "dsp", None)
     needs = estimate_needs(rtlil.convert(design, name=name), board)
-    array = ArrayConfig(*args.pe, args.dataflow, args.arith, pipelined=not args.unpipelined)
+    array = replace(array_config(args), pipelined=not args.unpipelined)
     spare = board.resources["DSPs"] - (needs.dsps - array.dsp_multipliers)
     if needs.dsps <= board.resources["DSPs"] or array.dsp_multipliers == 0:
         return design, name, needs, "dsp"
