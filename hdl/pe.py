@@ -7,9 +7,12 @@ from .config import ArithSupport, ArrayConfig, Dataflow
 from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, OPERAND_BITS, ArithMode
 
 __all__ = ["ProcessingElement", "activation_lane_layout", "weight_lane_layout", "lane_product", "logic_product",
-           "row_tag_shape"]
+           "row_tag_shape", "FANOUT_COPY"]
 
 OPERAND = signed(OPERAND_BITS)
+# Registers named with this are copies of one value, each next to its own loads: synthesis must not merge
+# them back into one (boards/synth.py marks them keep).
+FANOUT_COPY = "fanout_copy"
 ACCUMULATOR = signed(ACC_BITS)
 
 
@@ -130,7 +133,8 @@ class ProcessingElement(wiring.Component):
     act_in, act_out : activation lane from the left, registered to the right.
     weight_in, weight_out : weight lane from above, registered downwards.
     psum_in, psum_out : (WS) partial sum from above, plus this PE's product, registered downwards.
-    column_in : (depthwise mode) the column's channel, multiplied instead of ``act_in.data`` on depthwise beats.
+    column_in : (depthwise mode) the column's channel, multiplied instead of ``act_in.data`` on depthwise beats
+        (pipelined: a cycle later, from the PE's own register).
     result : (OS) the finished dot product of the most recent tile, held until overwritten.
     """
 
@@ -168,7 +172,15 @@ class ProcessingElement(wiring.Component):
 
         operand = self.act_in.data
         if self.config.depthwise:
-            operand = Mux(self.act_in.depthwise, self.column_in, self.act_in.data)
+            column = self.column_in
+            if self.config.pipelined:
+                # A copy per PE of the column's channel, next to its multiplier: from one register, the
+                # channel took 6.5 ns of routing to the far PEs of a 16x16 ECP5 core, its critical path
+                # (2026-12-05 #8). Synthesis keeps the copies apart (FANOUT_COPY).
+                column = Signal(OPERAND, name=f"column_{FANOUT_COPY}")
+                with m.If(self.advance):
+                    m.d.sync += column.eq(self.column_in)
+            operand = Mux(self.act_in.depthwise, column, self.act_in.data)
         if self.config.dataflow == Dataflow.WS:
             shadow = Signal(OPERAND)
             active = Signal(OPERAND)

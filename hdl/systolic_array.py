@@ -106,15 +106,20 @@ def stream_cycles(config: ArrayConfig, tiles: int, beats_per_tile: int) -> int:
     return rows + stream_part + rows + cols - 1
 
 
+def _delay_line(m: Module, value, cycles: int, enable, name: str) -> list:
+    """``value`` and each of ``cycles`` registers after it that move while ``enable`` is high."""
+    stages = [value]
+    for stage in range(cycles):
+        register = Signal(value.shape(), name=f"{name}_d{stage}")
+        with m.If(enable):
+            m.d.sync += register.eq(stages[-1])
+        stages.append(register)
+    return stages
+
+
 def _delayed(m: Module, value, cycles: int, enable, name: str):
     """``value`` through ``cycles`` registers that move while ``enable`` is high."""
-    shape = value.shape()
-    for stage in range(cycles):
-        register = Signal(shape, name=f"{name}_d{stage}")
-        with m.If(enable):
-            m.d.sync += register.eq(value)
-        value = register
-    return value
+    return _delay_line(m, value, cycles, enable, name)[-1]
 
 
 class SystolicArray(wiring.Component):
@@ -179,6 +184,7 @@ class SystolicArray(wiring.Component):
         # Input skew: lane i waits i cycles so that operands meet at PE (i, j) at t + i + j;
         # pipelined, every lane first passes one edge register (no handshake path into a multiplier).
         edge = 1 if config.pipelined else 0
+        entering = []         # each lane's data a cycle before it enters its row
         for row in range(rows):
             lane = Signal(pes[row][0].act_in.shape(), name=f"act_lane_{row}")
             with m.If(act_fire):
@@ -190,11 +196,15 @@ class SystolicArray(wiring.Component):
                     m.d.comb += lane.first.eq(expect_first)
                 if config.depthwise:
                     m.d.comb += lane.depthwise.eq(acts.payload.depthwise)
-            m.d.comb += pes[row][0].act_in.eq(_delayed(m, lane, row + edge, advance, f"act_skew_{row}"))
+            skew = _delay_line(m, lane, row + edge, advance, f"act_skew_{row}")
+            m.d.comb += pes[row][0].act_in.eq(skew[-1])
+            entering.append(skew[-2].data if len(skew) > 1 else None)
         if config.depthwise:
             # Column j's channel is lane j as it enters row j: skewed by j, like column j's other operands.
+            # Pipelined, each PE registers it itself (from the cycle before), rather than lane j's edge
+            # register driving a whole column from row j's edge (ProcessingElement).
             for col in range(cols):
-                channel = pes[col][0].act_in.data if col < rows else 0
+                channel = 0 if col >= rows else entering[col] if config.pipelined else pes[col][0].act_in.data
                 for row in range(rows):
                     m.d.comb += pes[row][col].column_in.eq(channel)
         for col in range(cols):
