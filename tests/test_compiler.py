@@ -169,16 +169,28 @@ def test_rgb_input_convolution_reads_an_im2col_copy(dataflow, seed):
     assert f"{second}.im2col" not in net.image.regions
 
 
+def _pointwise_net(seed, out_channels):
+    """A 16 -> ``out_channels`` pointwise convolution and ReLU of a 13x13 map, and one int8 input."""
+    torch.manual_seed(seed)
+    images = torch.rand(2, 16, 13, 13, generator=torch.Generator().manual_seed(seed))
+    graph = trace(nn.Sequential(nn.Conv2d(16, out_channels, 1), nn.ReLU()).eval(), (16, 13, 13))
+    graph = quantize(graph, calibrate(graph, images))
+    return graph, quantize_input(graph, images.numpy())[0]
+
+
+def _check_output_in_rtl(net, graph, image):
+    outcome = run_fast(net.config, bytes(net.image.data), net.program_address, len(net.program))
+    assert outcome.done and outcome.error is None, outcome
+    expected = golden.run(graph, image[None])
+    assert np.array_equal(net.read_tensor(outcome.dram, graph.output), expected[graph.output][0])
+
+
 def test_first_two_os_tiles_share_the_weight_stages(seed):
     """A pointwise convolution with several short output blocks (16 -> 24 channels, 13x13, on 4x4): each
     block's weight LOAD takes longer than its 16-beat compute, so the first two tiles compute against each
     block as it comes (one load token per block) and the next tiles reuse the resident weights; bit-exact
     in the ISA simulator and in RTL."""
-    torch.manual_seed(seed)
-    images = torch.rand(2, 16, 13, 13, generator=torch.Generator().manual_seed(seed))
-    graph = trace(nn.Sequential(nn.Conv2d(16, 24, 1), nn.ReLU()).eval(), (16, 13, 13))
-    graph = quantize(graph, calibrate(graph, images))
-    image = quantize_input(graph, images.numpy())[0]
+    graph, image = _pointwise_net(seed, 24)
     net = check_every_tensor(config("os"), graph, image, f"16 -> 24 pointwise (seed {seed})")
     computes = [i for i in net.program if i.opcode.name == "COMPUTE"]
     first_step = computes[:2 * 6]
@@ -186,10 +198,7 @@ def test_first_two_os_tiles_share_the_weight_stages(seed):
     assert [c.fields["act_addr"] % 32 for c in first_step] == [0, 16] * 6       # tiles 0 and 1
     assert [c.pop_prev for c in first_step] == [True, False] * 6
     assert len(computes) == 43 * 6
-    outcome = run_fast(net.config, bytes(net.image.data), net.program_address, len(net.program))
-    assert outcome.done and outcome.error is None, outcome
-    expected = golden.run(graph, image[None])
-    assert np.array_equal(net.read_tensor(outcome.dram, graph.output), expected[graph.output][0])
+    _check_output_in_rtl(net, graph, image)
 
 
 def test_os_tiles_handed_over_together_share_a_store(seed):
@@ -197,20 +206,13 @@ def test_os_tiles_handed_over_together_share_a_store(seed):
     the tiles of a step that lie one after another in the accumulator and in DRAM are one STORE, up to a
     group of tiles whose regions go back together (4 here), so about a quarter of the STOREs; bit-exact in
     the ISA simulator and in RTL."""
-    torch.manual_seed(seed)
-    images = torch.rand(2, 16, 13, 13, generator=torch.Generator().manual_seed(seed))
-    graph = trace(nn.Sequential(nn.Conv2d(16, 4, 1), nn.ReLU()).eval(), (16, 13, 13))
-    graph = quantize(graph, calibrate(graph, images))
-    image = quantize_input(graph, images.numpy())[0]
+    graph, image = _pointwise_net(seed, 4)
     net = check_every_tensor(config("os"), graph, image, f"16 -> 4 pointwise (seed {seed})")
     stores = [i.fields for i in net.program if i.opcode.name == "STORE"]
     assert sum(store["rows"] for store in stores) == 13 * 13
     assert all(store["rows"] <= 4 * 4 and store["blocks"] == 1 for store in stores), stores
     assert len(stores) <= -(-43 // 4) + 2, [store["rows"] for store in stores]
-    outcome = run_fast(net.config, bytes(net.image.data), net.program_address, len(net.program))
-    assert outcome.done and outcome.error is None, outcome
-    expected = golden.run(graph, image[None])
-    assert np.array_equal(net.read_tensor(outcome.dram, graph.output), expected[graph.output][0])
+    _check_output_in_rtl(net, graph, image)
 
 
 class WideGroupNet(nn.Module):
