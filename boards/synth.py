@@ -5,8 +5,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hdl.pe import FANOUT_COPY
-
 from .board import FAMILY_CELLS
 
 __all__ = ["SynthesisError", "run_tool", "synthesize", "count_cells", "synth_ecp5_cells"]
@@ -24,10 +22,6 @@ _SYNTH_COMMANDS = {"ecp5": "synth_ecp5", "ice40": "synth_ice40 -dsp -spram"}
 # ``count_id(wire->name) == 0``), on some designs only. Those element wires are aliases, so they are
 # made private (``$``-named) before synthesis.
 _HIDE_ELEMENT_NAMES = "rename -hide w:*[*"
-# Copies of a register, each placed near its own loads (``hdl.pe.FANOUT_COPY``), are kept:
-# opt_merge would otherwise make them one register again, with the long routes they were made to avoid.
-_KEEP_FANOUT_COPIES = f"setattr -set keep 1 w:*{FANOUT_COPY}* %ci1 c:* %i"
-_PREPARE = f"{_KEEP_FANOUT_COPIES}; {_HIDE_ELEMENT_NAMES}"
 
 
 class SynthesisError(RuntimeError):
@@ -80,7 +74,7 @@ def synthesize(design: Path, top: str, family: str, netlist: Path, *, lut4_only:
     stat = netlist.with_suffix(".stat.txt")
     command = _SYNTH_COMMANDS[family] + (" -nowidelut" if lut4_only else "")
     block_ram = "".join(f'setattr -set ram_style "block" {selection}; ' for selection in block_ram_memories)
-    _yosys(f"{read} {design.name}; {_PREPARE}; {block_ram}{command} -top {top} -json {netlist.name}; "
+    _yosys(f"{read} {design.name}; {_HIDE_ELEMENT_NAMES}; {block_ram}{command} -top {top} -json {netlist.name}; "
            f"tee -q -o {stat.name} stat", workdir, log=netlist.with_suffix(".yosys.log"))
     text = stat.read_text()
     return {resource: count_cells(text, cells) for resource, cells in FAMILY_CELLS[family].items()}
@@ -91,6 +85,6 @@ def synth_ecp5_cells(verilog: str, top: str) -> dict[str, int]:
     with tempfile.TemporaryDirectory() as workdir:
         workdir = Path(workdir)
         (workdir / "design.v").write_text(verilog)
-        _yosys(f"read_verilog design.v; {_PREPARE}; synth_ecp5 -top {top}; tee -o stat.txt stat", workdir)
+        _yosys(f"read_verilog design.v; {_HIDE_ELEMENT_NAMES}; synth_ecp5 -top {top}; tee -o stat.txt stat", workdir)
         stat = (workdir / "stat.txt").read_text()
     return {resource: count_cells(stat, {cell: 1 for cell in cells}) for resource, cells in ECP5_RESOURCES.items()}

@@ -7,12 +7,9 @@ from .config import ArithSupport, ArrayConfig, Dataflow
 from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, OPERAND_BITS, ArithMode
 
 __all__ = ["ProcessingElement", "activation_lane_layout", "weight_lane_layout", "lane_product", "logic_product",
-           "row_tag_shape", "FANOUT_COPY"]
+           "row_tag_shape"]
 
 OPERAND = signed(OPERAND_BITS)
-# Registers named with this are copies of one value, each next to its own loads: synthesis must not merge
-# them back into one (boards/synth.py marks them keep).
-FANOUT_COPY = "fanout_copy"
 ACCUMULATOR = signed(ACC_BITS)
 
 
@@ -134,7 +131,8 @@ class ProcessingElement(wiring.Component):
     weight_in, weight_out : weight lane from above, registered downwards.
     psum_in, psum_out : (WS) partial sum from above, plus this PE's product, registered downwards.
     column_in : (depthwise mode) the column's channel, multiplied instead of ``act_in.data`` on depthwise beats
-        (pipelined: a cycle later, from the PE's own register).
+        (pipelined: a cycle early, like ``act_early``).
+    act_early : (depthwise mode, pipelined) ``act_in`` a cycle before it arrives, which selects the operand.
     result : (OS) the finished dot product of the most recent tile, held until overwritten.
     """
 
@@ -160,6 +158,8 @@ class ProcessingElement(wiring.Component):
             members["result"] = Out(ACCUMULATOR)
         if config.depthwise:
             members["column_in"] = In(OPERAND)
+            if config.pipelined:
+                members["act_early"] = In(act)
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -171,16 +171,16 @@ class ProcessingElement(wiring.Component):
             m.d.sync += [self.act_out.eq(self.act_in), self.weight_out.eq(self.weight_in)]
 
         operand = self.act_in.data
-        if self.config.depthwise:
-            column = self.column_in
-            if self.config.pipelined:
-                # A copy per PE of the column's channel, next to its multiplier: from one register, the
-                # channel took 6.5 ns of routing to the far PEs of a 16x16 ECP5 core, its critical path
-                # (2026-12-05 #8). Synthesis keeps the copies apart (FANOUT_COPY).
-                column = Signal(OPERAND, name=f"column_{FANOUT_COPY}")
-                with m.If(self.advance):
-                    m.d.sync += column.eq(self.column_in)
-            operand = Mux(self.act_in.depthwise, column, self.act_in.data)
+        if self.config.depthwise and self.config.pipelined:
+            # The operand selected a cycle early into a register of the PE's own, so that the multiplier
+            # starts from it: on a 16x16 ECP5 core the column's channel, one register driving a whole
+            # column, took 6.5 ns of routing in front of a Booth multiplier (63.7 MHz), and from a
+            # register per PE the select did (66.2 MHz), 2026-12-05 #8.
+            operand = Signal(OPERAND, name="operand")
+            with m.If(self.advance):
+                m.d.sync += operand.eq(Mux(self.act_early.depthwise, self.column_in, self.act_early.data))
+        elif self.config.depthwise:
+            operand = Mux(self.act_in.depthwise, self.column_in, self.act_in.data)
         if self.config.dataflow == Dataflow.WS:
             shadow = Signal(OPERAND)
             active = Signal(OPERAND)

@@ -198,15 +198,16 @@ class SystolicArray(wiring.Component):
                     m.d.comb += lane.depthwise.eq(acts.payload.depthwise)
             skew = _delay_line(m, lane, row + edge, advance, f"act_skew_{row}")
             m.d.comb += pes[row][0].act_in.eq(skew[-1])
-            entering.append(skew[-2].data if len(skew) > 1 else None)
+            entering.append(skew[-2] if len(skew) > 1 else None)
         if config.depthwise:
             # Column j's channel is lane j as it enters row j: skewed by j, like column j's other operands.
-            # Pipelined, each PE registers it itself (from the cycle before), rather than lane j's edge
-            # register driving a whole column from row j's edge (ProcessingElement).
+            # Pipelined, each PE selects its operand a cycle early into a register (ProcessingElement).
             for col in range(cols):
-                channel = 0 if col >= rows else entering[col] if config.pipelined else pes[col][0].act_in.data
+                channel = 0 if col >= rows else entering[col].data if config.pipelined else pes[col][0].act_in.data
                 for row in range(rows):
                     m.d.comb += pes[row][col].column_in.eq(channel)
+                    if config.pipelined:
+                        m.d.comb += pes[row][col].act_early.eq(entering[row] if col == 0 else pes[row][col - 1].act_in)
         for col in range(cols):
             lane = Signal(pes[0][col].weight_in.shape(), name=f"weight_lane_{col}")
             if config.dataflow == Dataflow.OS:

@@ -55,18 +55,6 @@ def test_lut4_only_synthesis_has_no_wide_lut_multiplexers(tmp_path):
         assert report.passed and (re.search(r"\bPFUMX\b", stat) is None) == lut4_only, stat
 
 
-
-def test_each_pe_keeps_its_copy_of_the_column_channel(tmp_path):
-    """A pipelined array's PEs register their column's depthwise channel each (``pe.FANOUT_COPY``): after
-    synthesis every PE's copy is its own flip-flops, not one register that Yosys merged them into."""
-    config = ArrayConfig(2, 2, "os", "int8", "dsp", pipelined=True)
-    build(SystolicArray(config), config.name, BOARDS["ulx3s"], tmp_path, synth_only=True, progress=lambda text: None)
-    netlist = json.loads((tmp_path / f"{config.name}.json").read_text())
-    flip_flops = [cell for cell in netlist["modules"][config.name]["cells"].values() if cell["type"] == "TRELLIS_FF"]
-    kept = [cell for cell in flip_flops if "keep" in cell["attributes"]]
-    assert len(kept) == 2 * 2 * 8 and all("hdl/pe.py" in cell["attributes"]["src"] for cell in kept), kept
-
-
 class TwoFifos(wiring.Component):
     """A FIFO read through a register (block RAM can hold it) and one read combinationally (it cannot)."""
     out: Out(64 + 40)

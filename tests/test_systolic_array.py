@@ -132,10 +132,12 @@ def expected_rows(config, depthwise, mode, x, w, kept):
     return golden_depthwise(lanes, w[:len(x) - kept + 1], mode)[:kept]
 
 
-# 3x5: columns beyond R multiply 0; 5x3: lanes beyond C unused; the pipelined array's extra stages.
+# 3x5: columns beyond R multiply 0; 5x3: lanes beyond C unused; the pipelined array's extra stages
+# and its operands selected a cycle early.
 @pytest.mark.parametrize("config", [ArrayConfig(3, 5, dataflow, "both") for dataflow in Dataflow] +
                          [ArrayConfig(5, 3, dataflow, "both") for dataflow in Dataflow] +
-                         [ArrayConfig(5, 3, dataflow, "both", "mixed", 4, pipelined=True) for dataflow in Dataflow],
+                         [ArrayConfig(5, 3, dataflow, "both", "mixed", 4, pipelined=True) for dataflow in Dataflow] +
+                         [ArrayConfig(3, 5, Dataflow.OS, "both", "lut", pipelined=True)],
                          ids=lambda c: c.name)
 def test_depthwise_tiles_between_gemm_tiles_are_bit_exact(config, seed):
     """Depthwise beats correlate each column's channel with its taps, through input gaps and back-pressure."""
