@@ -10,9 +10,14 @@ from .numerics import ACC_BITS, OPERAND_BITS, SCALE_BITS, Combine
 from .sram import address_width
 from .walker import DESCRIPTOR_FIELDS, PADDING_FIELDS, RowWalker, descriptor_rows
 
-__all__ = ["LoadUnit", "memory_shapes", "MAX_OUTSTANDING_READS", "MAX_BURST_ROWS"]
+__all__ = ["LoadUnit", "memory_shapes", "MAX_OUTSTANDING_READS", "MAX_BURST_ROWS", "OVERLAPPING_TARGETS",
+           "WRITE_FORMAT"]
 
 MAX_OUTSTANDING_READS = 4
+# A LOAD into one of these targets whose WRITE_FORMAT fields equal the last LOAD's (and its target) may start
+# while the last one drains: the writer writes both LOADs' rows alike.
+OVERLAPPING_TARGETS = (Target.ACTIVATIONS, Target.WEIGHTS)
+WRITE_FORMAT = ("row_elems", "pad_value")
 
 
 def memory_shapes(config: AcceleratorConfig) -> dict:
@@ -247,13 +252,12 @@ class LoadUnit(wiring.Component):
         # A LOAD whose rows the writer writes as the last one's (same scratchpad, row length and padding)
         # may start while the last one's bursts drain: the read channel then idles no cycle between the
         # two. The draining LOAD retires (and pushes its token) as its last burst ends, counted down here.
-        takes = Signal()
         next_fields = instruction.fields.load
         writes_alike = Signal()
-        m.d.comb += writes_alike.eq(((fields.target == Target.ACTIVATIONS) | (fields.target == Target.WEIGHTS)) &
+        m.d.comb += writes_alike.eq(fields.target.as_value().matches(*OVERLAPPING_TARGETS) &
                                     (next_fields.target == fields.target) &
-                                    (next_fields.row_elems == fields.row_elems) &
-                                    (next_fields.pad_value == fields.pad_value))
+                                    Cat(getattr(next_fields, name) == getattr(fields, name)
+                                        for name in WRITE_FORMAT).all())
         draining_bursts = Signal(range(MAX_OUTSTANDING_READS + 1))
         draining_push = Signal()
         draining_retire = Signal()
@@ -265,11 +269,15 @@ class LoadUnit(wiring.Component):
                      self.push_token.eq((retire & header.push_next) | (draining_retire & draining_push)),
                      walker.advance.eq(advance)]
 
-        def take():
+        def take(draining=False):
+            """Take the next LOAD (``draining``: while the current one's bursts drain)."""
             with m.If(self.instructions.valid & (~instruction.header.pop_next | self.token_available)):
-                m.d.comb += [takes.eq(1), self.instructions.ready.eq(1), self.pop_token.eq(instruction.header.pop_next)]
+                m.d.comb += [self.instructions.ready.eq(1), self.pop_token.eq(instruction.header.pop_next)]
                 m.d.sync += [fields.eq(instruction.fields.load), header.eq(instruction.header),
                              sram_row.eq(instruction.fields.load.sram_addr)]
+                if draining:
+                    m.d.sync += [draining_bursts.eq(outstanding.r_level - burst_ends),
+                                 draining_push.eq(header.push_next)]
                 m.next = "Size"
 
         with m.FSM():
@@ -320,10 +328,7 @@ class LoadUnit(wiring.Component):
                     m.d.comb += retire.eq(1)
                     m.next = "Idle"
                 with m.Elif(~draining_bursts.any() & (outstanding.r_level > burst_ends) & writes_alike):
-                    take()
-                    with m.If(takes):
-                        m.d.sync += [draining_bursts.eq(outstanding.r_level - burst_ends),
-                                     draining_push.eq(header.push_next)]
+                    take(draining=True)
         with m.If(staged | fetched | combine_writing | draining_bursts.any()):
             m.d.comb += self.busy.eq(1)
         return m

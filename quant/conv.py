@@ -425,8 +425,7 @@ def _merge_stores(computes: list[tuple]) -> list[tuple]:
         before = merged[-1] if merged else None
         if before and len(stores) == len(before[3]) == 1 and not before[5]:
             run, store = before[3][0], stores[0]
-            if (run["blocks"] == store["blocks"] == 1 and run["channel_row"] == store["channel_row"]
-                    and run["acc_addr"] + run["rows"] == store["acc_addr"]
+            if (run["blocks"] == 1 and run["acc_addr"] + run["rows"] == store["acc_addr"]
                     and run["dram_addr"] + run["rows"] * run["row_stride"] == store["dram_addr"]
                     and {**run, "rows": 0, "acc_addr": 0, "dram_addr": 0}
                     == {**store, "rows": 0, "acc_addr": 0, "dram_addr": 0}):

@@ -55,7 +55,7 @@ from hdl.isa import (
     Target,
     target_element_bytes,
 )
-from hdl.load import MAX_BURST_ROWS, MAX_OUTSTANDING_READS
+from hdl.load import MAX_BURST_ROWS, MAX_OUTSTANDING_READS, OVERLAPPING_TARGETS, WRITE_FORMAT
 from hdl.numerics import ArithMode, stored_bytes
 from hdl.postprocess import PostProcessor
 from hdl.sram import RowReader
@@ -129,9 +129,8 @@ def _fields(instruction: Instruction) -> dict:
 
 def _row_format(f: dict) -> tuple | None:
     """What the load unit's writer needs of a LOAD; two LOADs of the same format may overlap (None: never)."""
-    if Target(f["target"]) not in (Target.ACTIVATIONS, Target.WEIGHTS):
-        return None
-    return Target(f["target"]), f["row_elems"], f["pad_value"]
+    target = Target(f["target"])
+    return (target, *(f[name] for name in WRITE_FORMAT)) if target in OVERLAPPING_TARGETS else None
 
 
 def _load_walk(f: dict, bus_bytes: int) -> tuple[list[int], int]:
