@@ -11,6 +11,8 @@ from amaranth_boards.icebreaker import ICEBreakerPlatform
 from amaranth_boards.orangecrab_r0_2 import OrangeCrabR0_2_25FPlatform
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
+from hdl.config import DspPrimitive
+
 __all__ = ["Board", "BOARDS", "board_choices", "FAMILY_CELLS", "NEXTPNR_CELLS"]
 
 # Yosys / nextpnr cell types of each resource, per family. LUTs: a CCU2C carry cell fills two
@@ -63,6 +65,11 @@ class Board:
     block_ram_widths: tuple        # (depth, width) configurations of one block RAM
     default_clock_mhz: float
     soc_pins: dict | None = None   # hdl.soc.HostLinkSoC port -> (resource, number, subsignal); None: no UART
+
+    @property
+    def dsp_primitive(self) -> DspPrimitive | None:
+        """The DSP block the array's DSP PEs can instantiate with its registers (``hdl.config.DspPrimitive``)."""
+        return {"ecp5": DspPrimitive.ECP5}.get(self.family)
 
     @property
     def device(self) -> str:

@@ -6,7 +6,8 @@ that cannot fit should fail at once with the estimate. The estimate reads the
 
 * multipliers: each non-constant product takes ceil(A/w) * ceil(B/w) DSP
   blocks of w x w bits (ECP5 MULT18X18D: 18, iCE40 SB_MAC16: 16), as Yosys'
-  ``mul2dsp`` splits it; products by constants become shifts and adds.
+  ``mul2dsp`` splits it; products by constants become shifts and adds. An
+  instantiated DSP block (``hdl.config.DspPrimitive``) is one multiplier.
 * block RAMs: each memory of at least ``_MIN_BLOCK_RAM_BITS`` (a ``$mem_v2``
   cell, or a ``memory`` with ``$memrd_v2``/``$memwr_v2`` port cells) takes the
   cheapest (depth, width) tiling of one block RAM, once per read port (one
@@ -59,6 +60,10 @@ def estimate_needs(rtlil_text: str, board: Board) -> Needs:
         elif kind == "$mem_v2":
             memory_bits, block_rams = _add_memory(memory_bits, block_rams, int(p["SIZE"]), int(p["WIDTH"]),
                                                   int(p["RD_PORTS"]), int(p["WR_PORTS"]), board)
+    if board.dsp_primitive is not None:
+        instances = len(re.findall(rf"^\s*cell \\{board.dsp_primitive.cell} ", rtlil_text, re.M))
+        multipliers += instances
+        dsps += instances
     for memory in _declared_memories(rtlil_text):
         memory_bits, block_rams = _add_memory(memory_bits, block_rams, memory.depth, memory.width,
                                               memory.reads, memory.writes, board)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from .numerics import ArithMode
 
-__all__ = ["Dataflow", "ArithSupport", "Multipliers", "ArrayConfig", "AcceleratorConfig", "BUS_WIDTHS", "MAX_ARRAY_DIM", "parse_pe"]
+__all__ = ["Dataflow", "ArithSupport", "Multipliers", "DspPrimitive", "ArrayConfig", "AcceleratorConfig", "BUS_WIDTHS", "MAX_ARRAY_DIM", "parse_pe"]
 
 MAX_ARRAY_DIM = 64
 
@@ -45,6 +45,22 @@ class Multipliers(enum.Enum):
     DSP = "dsp"         # an ordinary product: synthesis maps it to a DSP block where it can
     LUT = "lut"         # shift-and-add partial products that synthesis cannot map to a DSP
     MIXED = "mixed"     # the first ``dsp_limit`` PEs (row-major) DSP, the others LUT
+
+
+class DspPrimitive(enum.Enum):
+    """An FPGA DSP block the DSP PEs instantiate, with its own input and output registers.
+
+    Yosys maps a ``*`` to an ECP5 MULT18X18D without its registers, so every product is a path
+    from fabric registers through the block back to fabric (13.9 ns on a 16x16 ULX3S core,
+    9.5 of them routing, 2026-12-05 #8). Instantiated with its registers as the PE's operand and
+    product registers, the block's multiply is a register-to-register path inside it.
+    Simulation uses ``sim/primitives.py``'s model of the block.
+    """
+    ECP5 = "ecp5"       # MULT18X18D, A, B and output registered on CLK0/CE0
+
+    @property
+    def cell(self) -> str:
+        return {DspPrimitive.ECP5: "MULT18X18D"}[self]
 
 
 def _choices(enum_type) -> str:
@@ -103,6 +119,9 @@ class ArrayConfig:
         accumulated (``PIPELINE_STAGES`` more cycles of latency), so that no path runs from a
         stream handshake through a multiplier, nor through a multiplier and a 32-bit adder:
         what an FPGA needs for 100 MHz.
+    dsp_primitive : DspPrimitive or str or None
+        Instantiate this FPGA DSP block (``"ecp5"``) with its registers in each DSP PE instead
+        of a ``*``; needs ``pipelined`` and int8 arithmetic. Default: none.
 
     Raises
     ------
@@ -117,6 +136,7 @@ class ArrayConfig:
     dsp_limit: int | None = None
     pipelined: bool = False
     depthwise: bool | None = None
+    dsp_primitive: DspPrimitive | None = None
 
     PIPELINE_STAGES = 2     # the edge register and the product register
 
@@ -137,6 +157,17 @@ class ArrayConfig:
         elif not isinstance(self.depthwise, bool):
             raise TypeError(f"Array depthwise must be True, False or None (the default: on), "
                             f"not {self.depthwise!r}")
+        if self.dsp_primitive is not None:
+            object.__setattr__(self, "dsp_primitive", _coerce(DspPrimitive, self.dsp_primitive, "DSP primitive"))
+            if not self.pipelined:
+                raise ValueError(f"The {self.dsp_primitive.value} DSP primitive needs a pipelined array: "
+                                 "its registers are the PE's operand and product registers")
+            if self.arith != ArithSupport.INT8:
+                raise ValueError(f"The {self.dsp_primitive.value} DSP primitive needs int8 arithmetic, "
+                                 f"not {self.arith.value}")
+            if self.multipliers == Multipliers.LUT:
+                raise ValueError(f"The {self.dsp_primitive.value} DSP primitive needs dsp or mixed multipliers, "
+                                 "not lut")
         pes = self.rows * self.cols
         if self.multipliers == Multipliers.MIXED:
             if (not isinstance(self.dsp_limit, int) or isinstance(self.dsp_limit, bool)
@@ -149,10 +180,10 @@ class ArrayConfig:
     @classmethod
     def from_strings(cls, pe: str, dataflow: str, arith: str, multipliers: str = "dsp",
                      dsp_limit: int | None = None, pipelined: bool = False,
-                     depthwise: bool | None = None) -> "ArrayConfig":
+                     depthwise: bool | None = None, dsp_primitive: str | None = None) -> "ArrayConfig":
         """Build from CLI-style text, e.g. ``("16x16", "os", "int8")``."""
         rows, cols = parse_pe(pe)
-        return cls(rows, cols, dataflow, arith, multipliers, dsp_limit, pipelined, depthwise)
+        return cls(rows, cols, dataflow, arith, multipliers, dsp_limit, pipelined, depthwise, dsp_primitive)
 
     @property
     def latency_stages(self) -> int:
@@ -164,6 +195,12 @@ class ArrayConfig:
         if self.multipliers == Multipliers.MIXED:
             return row * self.cols + col < self.dsp_limit
         return self.multipliers == Multipliers.DSP
+
+    @property
+    def early_operands(self) -> bool:
+        """Whether PEs get their operands a cycle early, to register them: a pipelined array with
+        the depthwise mode (the operand select) or a DSP primitive (its input registers)."""
+        return self.pipelined and (self.depthwise or self.dsp_primitive is not None)
 
     @property
     def dsp_multipliers(self) -> int:
@@ -182,7 +219,8 @@ class ArrayConfig:
         suffix = {Multipliers.DSP: "", Multipliers.LUT: "_lut", Multipliers.MIXED: f"_dsp{self.dsp_limit}"}
         return (f"systolic_{self.rows}x{self.cols}_{self.dataflow.value}_{self.arith.value}"
                 f"{suffix[self.multipliers]}{'_p' if self.pipelined else ''}"
-                f"{'' if self.depthwise else '_nodw'}")
+                f"{'' if self.depthwise else '_nodw'}"
+                f"{'' if self.dsp_primitive is None else '_' + self.dsp_primitive.value}")
 
     @staticmethod
     def dataflow_choices() -> list[str]:
@@ -195,6 +233,10 @@ class ArrayConfig:
     @staticmethod
     def multipliers_choices() -> list[str]:
         return [member.value for member in Multipliers]
+
+    @staticmethod
+    def dsp_primitive_choices() -> list[str]:
+        return [member.value for member in DspPrimitive]
 
 
 BUS_WIDTHS = (64, 128)

@@ -1,13 +1,13 @@
 """One processing element of the systolic array, for either dataflow."""
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import ArithSupport, ArrayConfig, Dataflow
+from .config import ArithSupport, ArrayConfig, Dataflow, DspPrimitive
 from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, OPERAND_BITS, ArithMode
 
 __all__ = ["ProcessingElement", "activation_lane_layout", "weight_lane_layout", "lane_product", "logic_product",
-           "row_tag_shape"]
+           "registered_dsp_product", "row_tag_shape"]
 
 OPERAND = signed(OPERAND_BITS)
 ACCUMULATOR = signed(ACC_BITS)
@@ -111,6 +111,28 @@ def lane_product(m: Module, config: ArrayConfig, multiplicand, recoded, mode, ds
     return product
 
 
+def registered_dsp_product(m: Module, primitive: DspPrimitive, multiplicand_next, recoded_next, enable):
+    """The int8 product of two operands, formed in ``primitive`` between its input and output registers.
+
+    The operands are given a cycle early (what the PE's operand registers would load); the product
+    appears a cycle after the block's input registers took them, exactly where a fabric product
+    register would hold it. Every register moves while ``enable`` is high. The resets are tied low:
+    a product is accumulated only with the valid flag that was staged beside it.
+    """
+    wide = signed(18)
+    a, b = Signal(wide, name="dsp_a"), Signal(wide, name="dsp_b")
+    product = Signal(signed(36), name="dsp_product")
+    m.d.comb += [a.eq(multiplicand_next), b.eq(recoded_next)]
+    ports = {f"i_{name}{bit}": operand[bit] for name, operand in (("A", a), ("B", b)) for bit in range(18)}
+    ports.update({f"o_P{bit}": product[bit] for bit in range(len(product))})
+    registered = {f"p_{register}_{field}": value for register in ("REG_INPUTA", "REG_INPUTB", "REG_OUTPUT")
+                  for field, value in (("CLK", "CLK0"), ("CE", "CE0"), ("RST", "RST0"))}
+    m.submodules.multiplier = Instance(
+        primitive.cell, **registered, p_GSR="DISABLED",
+        i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0, i_CLK0=ClockSignal(), i_CE0=enable, i_RST0=0, **ports)
+    return product[:2 * OPERAND_BITS].as_signed()
+
+
 class ProcessingElement(wiring.Component):
     """A multiply-accumulate cell; every register moves only while ``advance`` is high.
 
@@ -132,7 +154,8 @@ class ProcessingElement(wiring.Component):
     psum_in, psum_out : (WS) partial sum from above, plus this PE's product, registered downwards.
     column_in : (depthwise mode) the column's channel, multiplied instead of ``act_in.data`` on depthwise beats
         (pipelined: a cycle early, like ``act_early``).
-    act_early : (depthwise mode, pipelined) ``act_in`` a cycle before it arrives, which selects the operand.
+    act_early : (``config.early_operands``) ``act_in`` a cycle before it arrives, which selects the operand.
+    weight_early : (OS with a DSP primitive) ``weight_in`` a cycle before it arrives.
     result : (OS) the finished dot product of the most recent tile, held until overwritten.
     """
 
@@ -158,8 +181,10 @@ class ProcessingElement(wiring.Component):
             members["result"] = Out(ACCUMULATOR)
         if config.depthwise:
             members["column_in"] = In(OPERAND)
-            if config.pipelined:
-                members["act_early"] = In(act)
+        if config.early_operands:
+            members["act_early"] = In(act)
+        if config.dsp_primitive is not None and config.dataflow == Dataflow.OS:
+            members["weight_early"] = In(weight)
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -170,15 +195,21 @@ class ProcessingElement(wiring.Component):
         with m.If(self.advance):
             m.d.sync += [self.act_out.eq(self.act_in), self.weight_out.eq(self.weight_in)]
 
+        primitive = self.config.dsp_primitive if dsp else None
         operand = self.act_in.data
-        if self.config.depthwise and self.config.pipelined:
+        operand_next = None
+        if self.config.early_operands:
+            operand_next = self.act_early.data
+            if self.config.depthwise:
+                operand_next = Mux(self.act_early.depthwise, self.column_in, self.act_early.data)
+        if self.config.depthwise and self.config.pipelined and primitive is None:
             # The operand selected a cycle early into a register of the PE's own, so that the multiplier
             # starts from it: on a 16x16 ECP5 core the column's channel, one register driving a whole
             # column, took 6.5 ns of routing in front of a Booth multiplier (63.7 MHz), and from a
             # register per PE the select did (66.2 MHz), 2026-12-05 #8.
             operand = Signal(OPERAND, name="operand")
             with m.If(self.advance):
-                m.d.sync += operand.eq(Mux(self.act_early.depthwise, self.column_in, self.act_early.data))
+                m.d.sync += operand.eq(operand_next)
         elif self.config.depthwise:
             operand = Mux(self.act_in.depthwise, self.column_in, self.act_in.data)
         if self.config.dataflow == Dataflow.WS:
@@ -186,16 +217,28 @@ class ProcessingElement(wiring.Component):
             active = Signal(OPERAND)
             # The first activation of a tile already multiplies with the new weights.
             weight = Mux(self.act_in.first, shadow, active)
-            product = self._staged(m, lane_product(m, self.config, operand, weight, mode, dsp))
+            takes_weight = self.weight_in.valid & (self.weight_in.row == self.row)
+            switches = self.act_in.valid & self.act_in.first
+            if primitive is None:
+                product = self._staged(m, lane_product(m, self.config, operand, weight, mode, dsp))
+            else:
+                # The weight the PE will multiply next: what the shadow and active registers load now.
+                shadow_next = Mux(takes_weight, self.weight_in.data, shadow)
+                active_next = Mux(switches, shadow, active)
+                weight_next = Mux(self.act_early.first, shadow_next, active_next)
+                product = registered_dsp_product(m, primitive, operand_next, weight_next, self.advance)
             with m.If(self.advance):
                 m.d.sync += self.psum_out.eq(self.psum_in + product)
-                with m.If(self.weight_in.valid & (self.weight_in.row == self.row)):
+                with m.If(takes_weight):
                     m.d.sync += shadow.eq(self.weight_in.data)
-                with m.If(self.act_in.valid & self.act_in.first):
+                with m.If(switches):
                     m.d.sync += active.eq(shadow)
         else:
             accumulator = Signal(ACCUMULATOR)
-            product = self._staged(m, lane_product(m, self.config, self.weight_in, operand, mode, dsp))
+            if primitive is None:
+                product = self._staged(m, lane_product(m, self.config, self.weight_in, operand, mode, dsp))
+            else:
+                product = registered_dsp_product(m, primitive, self.weight_early, operand_next, self.advance)
             valid = self._staged(m, self.act_in.valid)
             last = self._staged(m, self.act_in.last)
             total = Signal(ACCUMULATOR)

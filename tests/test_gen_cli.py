@@ -68,9 +68,19 @@ def test_no_depthwise_leaves_out_the_mode(dataflow):
     assert f"module systolic_2x2_{dataflow}_int8_nodw(" in without.stdout and "column_in" not in without.stdout
 
 
+def test_dsp_primitive_is_instantiated_or_refused_in_one_line():
+    result = gen("--pe", "2x2", "--top", "array", "--pipelined", "--dsp-primitive", "ecp5")
+    assert result.returncode == 0, result.stderr
+    assert "module systolic_2x2_os_int8_p_ecp5(" in result.stdout and result.stdout.count("MULT18X18D #(") == 4
+    refused = gen("--pe", "2x2", "--top", "array", "--dsp-primitive", "ecp5")
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.splitlines() == ["gen.py: error: The ecp5 DSP primitive needs a pipelined array: "
+                                           "its registers are the PE's operand and product registers"]
+
+
 def test_help_documents_every_option():
     result = gen("--help")
     assert result.returncode == 0
     for option in ("--pe", "--dataflow", "--arith", "-o", "ws", "os", "int8", "binary", "both", "--spad-kib",
-                   "--acc-kib", "--bus-bits", "--channel-rows", "--top", "--regmap", "--no-depthwise"):
+                   "--acc-kib", "--bus-bits", "--channel-rows", "--top", "--regmap", "--no-depthwise", "--dsp-primitive"):
         assert option in result.stdout

@@ -1,4 +1,4 @@
-"""The FPGA-oriented PE options (logic multipliers, mixed DSP/logic, pipelining) stay bit-exact.
+"""The FPGA-oriented PE options (logic multipliers, mixed DSP/logic, pipelining, DSP primitives) stay bit-exact.
 
 The array cases and checks are test_systolic_array's own (cycle counts included);
 the accelerator case is test_accelerator's GEMM-program test, on a pipelined mixed array.
@@ -20,6 +20,9 @@ CONFIGS = [
     ArrayConfig(3, 5, "os", "int8", "lut"),
     ArrayConfig(5, 3, "ws", "both", "mixed", 4, pipelined=True),
     ArrayConfig(3, 4, "os", "both", "lut", pipelined=True),
+    # The ECP5 DSP block with its registers (its model, sim/primitives.py), without and with the depthwise mode.
+    ArrayConfig(5, 3, "ws", "int8", "mixed", 4, pipelined=True, depthwise=False, dsp_primitive="ecp5"),
+    ArrayConfig(3, 4, "os", "int8", pipelined=True, depthwise=False, dsp_primitive="ecp5"),
 ]
 
 
@@ -54,6 +57,14 @@ def test_multiplier_options_are_validated_with_what_is_allowed():
         ArrayConfig(2, 2, multipliers="lut", dsp_limit=1)
     with pytest.raises(TypeError, match=r"pipelined must be True or False, not 1"):
         ArrayConfig(2, 2, pipelined=1)
+    with pytest.raises(ValueError, match=r"DSP primitive must be one of ecp5, not 'dsp48'"):
+        ArrayConfig(2, 2, pipelined=True, dsp_primitive="dsp48")
+    with pytest.raises(ValueError, match=r"ecp5 DSP primitive needs a pipelined array"):
+        ArrayConfig(2, 2, dsp_primitive="ecp5")
+    with pytest.raises(ValueError, match=r"ecp5 DSP primitive needs int8 arithmetic, not both"):
+        ArrayConfig(2, 2, arith="both", pipelined=True, dsp_primitive="ecp5")
+    with pytest.raises(ValueError, match=r"ecp5 DSP primitive needs dsp or mixed multipliers, not lut"):
+        ArrayConfig(2, 2, multipliers="lut", pipelined=True, dsp_primitive="ecp5")
     config = ArrayConfig(3, 4, "os", "int8", Multipliers.MIXED, 5, pipelined=True)
     assert config.name == "systolic_3x4_os_int8_dsp5_p"
     assert config.dsp_multipliers == 5 and config.dsp_multiplier(1, 0) and not config.dsp_multiplier(1, 1)
@@ -68,7 +79,8 @@ def test_random_extreme_and_long_gemms_are_bit_exact(config, seed):
         check(config, outcome, seed, index)
 
 
-def test_accelerator_with_a_pipelined_mixed_array_matches_the_isa_simulator(seed):
-    config = AcceleratorConfig(ArrayConfig(4, 4, "os", "both", "mixed", 6, pipelined=True),
-                               spad_kib=1, acc_kib=1, bus_bits=128)
-    gemm_programs_match_the_isa_simulator(config, seed)
+@pytest.mark.parametrize("array", [ArrayConfig(4, 4, "os", "both", "mixed", 6, pipelined=True),
+                                   ArrayConfig(4, 4, "ws", "int8", "mixed", 6, pipelined=True, dsp_primitive="ecp5")],
+                         ids=lambda array: array.name)
+def test_accelerator_with_a_pipelined_mixed_array_matches_the_isa_simulator(array, seed):
+    gemm_programs_match_the_isa_simulator(AcceleratorConfig(array, spad_kib=1, acc_kib=1, bus_bits=128), seed)

@@ -137,7 +137,9 @@ def expected_rows(config, depthwise, mode, x, w, kept):
 @pytest.mark.parametrize("config", [ArrayConfig(3, 5, dataflow, "both") for dataflow in Dataflow] +
                          [ArrayConfig(5, 3, dataflow, "both") for dataflow in Dataflow] +
                          [ArrayConfig(5, 3, dataflow, "both", "mixed", 4, pipelined=True) for dataflow in Dataflow] +
-                         [ArrayConfig(3, 5, Dataflow.OS, "both", "lut", pipelined=True)],
+                         [ArrayConfig(3, 5, Dataflow.OS, "both", "lut", pipelined=True)] +
+                         [ArrayConfig(3, 5, dataflow, "int8", "mixed", 9, pipelined=True, dsp_primitive="ecp5")
+                          for dataflow in Dataflow],
                          ids=lambda c: c.name)
 def test_depthwise_tiles_between_gemm_tiles_are_bit_exact(config, seed):
     """Depthwise beats correlate each column's channel with its taps, through input gaps and back-pressure."""
@@ -151,8 +153,9 @@ def test_depthwise_tiles_between_gemm_tiles_are_bit_exact(config, seed):
         activations, weights = [], []
         for depthwise, mode, x, w, _ in tiles:
             weights += [weight_layout.const({"data": [int(v) for v in row]}).as_bits() for row in w]
+            moded = {"mode": mode} if config.arith == ArithSupport.BOTH else {}
             activations += [act_layout.const({"data": [int(v) for v in row], "last": beat == len(x) - 1,
-                                              "mode": mode, "depthwise": depthwise}).as_bits()
+                                              "depthwise": depthwise, **moded}).as_bits()
                             for beat, row in enumerate(x)]
         runs.append({"inputs": {"activations": activations, "weights": weights}, "output": "results",
                      "output_beats": len(tiles) * config.rows if os else len(activations),

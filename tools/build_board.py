@@ -17,7 +17,7 @@ from boards.flow import DoesNotFit, build
 from boards.pll import PllPlan, plan_pll
 from boards.synth import SynthesisError
 from hdl.accelerator import Accelerator
-from hdl.config import AcceleratorConfig, ArrayConfig
+from hdl.config import AcceleratorConfig, ArithSupport, ArrayConfig, Multipliers
 from hdl.generate import accelerator_name
 from hdl.soc import HostLinkSoC
 from hdl.systolic_array import SystolicArray
@@ -38,8 +38,18 @@ def clock_mhz(text: str) -> float:
     return value
 
 
-def _design(args, multipliers, dsp_limit):
+def _array(args, multipliers, dsp_limit) -> ArrayConfig:
+    """The array to build: pipelined unless asked not to, with the board's DSP primitive where it applies."""
     array = replace(array_config(args), multipliers=multipliers, dsp_limit=dsp_limit, pipelined=not args.unpipelined)
+    primitive = BOARDS[args.board].dsp_primitive
+    if (args.no_dsp_primitive or primitive is None or not array.pipelined or array.arith != ArithSupport.INT8
+            or array.multipliers == Multipliers.LUT):
+        return array
+    return replace(array, dsp_primitive=primitive)
+
+
+def _design(args, multipliers, dsp_limit):
+    array = _array(args, multipliers, dsp_limit)
     if args.top == "array":
         return SystolicArray(array), array.name
     config = AcceleratorConfig(array, args.spad_kib, args.acc_kib, args.bus_bits, args.channel_rows)
@@ -95,6 +105,9 @@ def main(argv=None) -> int:
     parser.add_argument("--dsp-limit", type=int, metavar="N", help="with --multipliers mixed: PEs with a DSP")
     parser.add_argument("--unpipelined", action="store_true",
                         help="omit the array's edge and product registers (hdl/config.py ArrayConfig.pipelined)")
+    parser.add_argument("--no-dsp-primitive", action="store_true",
+                        help="leave the DSP PEs' products to synthesis (a *) instead of instantiating the board's "
+                             "DSP block with its registers (ECP5 MULT18X18D; pipelined int8 arrays only)")
     parser.add_argument("--top", choices=["soc", "accelerator", "array"],
                         help="soc: the accelerator with block RAM and the UART host link on the board's pins "
                              "(hdl/soc.py; a bitstream); accelerator: its AXI ports stay unplaced (out of context, "

@@ -30,6 +30,9 @@ def main(argv=None) -> int:
     parser.add_argument("--pipelined", action="store_true",
                         help="register the array's input lanes and each PE's product (2 cycles more latency; "
                              "for 100 MHz on an FPGA)")
+    parser.add_argument("--dsp-primitive", choices=ArrayConfig.dsp_primitive_choices(),
+                        help="instantiate this FPGA's DSP block with its input and output registers in each DSP PE "
+                             "(ecp5: MULT18X18D; needs --pipelined and int8; sim/primitives.py models it)")
     parser.add_argument("--top", choices=["accelerator", "array"], default="accelerator",
                         help="the whole accelerator, or the systolic array core alone (default accelerator)")
     parser.add_argument("-o", "--output", type=Path, metavar="FILE",
@@ -40,7 +43,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     try:
         array = replace(array_config(args), multipliers=args.multipliers, dsp_limit=args.dsp_limit,
-                        pipelined=args.pipelined)
+                        pipelined=args.pipelined, dsp_primitive=args.dsp_primitive)
     except (TypeError, ValueError) as error:
         parser.error(str(error))
     if args.top == "array":
