@@ -121,12 +121,10 @@ class PostProcessor(wiring.Component):
             # The product has a stage of its own, the rounding of its high part the next.
             product = Signal(signed(ACC_BITS + MULTIPLIER_BITS), name=f"product_{lane}")
             overflow = Signal(name=f"overflow_{lane}")
-            nudged = Signal(signed(ACC_BITS + MULTIPLIER_BITS + 1), name=f"nudged_{lane}")
-            half = 1 << (MULTIPLIER_FRACTION_BITS - 1)
-            m.d.comb += nudged.eq(product + Mux(product >= 0, half, 1 - half))
-            # Truncating division by 2**MULTIPLIER_FRACTION_BITS (C++ semantics): round negative values up.
-            truncated = Mux(nudged < 0, nudged + ((1 << MULTIPLIER_FRACTION_BITS) - 1), nudged) \
-                >> MULTIPLIER_FRACTION_BITS
+            # gemmlowp nudges the product by +half (product >= 0) or 1 - half and divides truncating toward
+            # zero; both cases equal floor((product + half) / 2**F), an increment of the product's top bits
+            # (one carry chain of 34 bits instead of a 49-bit nudge, a sign select and a second 49-bit add).
+            rounded_high = ((product >> (MULTIPLIER_FRACTION_BITS - 1)) + 1) >> 1
             # The right shift and its remainder mask come from the channel alone, so they are
             # registered a stage ahead, beside ``high``.
             right = Signal(range(1 << (SHIFT.width - 1)), name=f"right_{lane}")
@@ -151,7 +149,7 @@ class PostProcessor(wiring.Component):
                     sign_delay[0].eq(((total >= 0) ^ channel[1].flip) & kept_of(1, lane)),
                     product.eq(shifted * channel[2].multiplier),
                     overflow.eq((shifted == -(1 << (ACC_BITS - 1))) & (channel[2].multiplier == MULTIPLIER_MIN)),
-                    high.eq(Mux(overflow, (1 << (ACC_BITS - 1)) - 1, truncated)),
+                    high.eq(Mux(overflow, (1 << (ACC_BITS - 1)) - 1, rounded_high)),
                     right.eq(right_ahead),
                     mask.eq((1 << right_ahead) - 1),
                     quotient.eq(high >> right),

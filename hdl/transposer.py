@@ -6,12 +6,18 @@ pixel's channels). Transposing each block of N rows in the compute path lets
 both dataflows share that layout, so convolution windows are whole rows to
 the DMA.
 
-Two N x N register banks alternate: one fills with N rows while the other
-drains as N columns, so a steady stream passes at one beat per cycle after an
-N-beat latency. Only whole blocks pass: a block's columns leave after its
-N-th row arrived.
+Two N x N register banks: the fill bank takes N rows, each row's registers
+written with an enable of their own; a complete block moves at once into the
+drain bank, whose rows shift one lane per column sent, so that column t is
+always lane 0 of each row. Neither bank has a multiplexer in front of its
+registers beyond that move (Yosys had made the rows an indexed write and the
+columns an indexed 2N-way read: 1,857 LUTs at N = 8, 2026-12-05 #9). A block
+moves when its N-th row arrives or, if the drain bank is still sending, the
+cycle its last column leaves; the fill bank meanwhile holds the complete block
+and refuses rows. A steady stream passes at one beat per cycle after an
+N-beat latency; only whole blocks pass.
 """
-from amaranth.hdl import Array, Module, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -39,37 +45,44 @@ class Transposer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         size = self.size
-        block = data.ArrayLayout(data.ArrayLayout(signed(OPERAND_BITS), size), size)
-        banks = [Signal(block, name=f"bank{index}") for index in range(2)]
-        full = [Signal(name=f"full{index}") for index in range(2)]
-        fill_bank, drain_bank = Signal(), Signal()
+        lanes = data.ArrayLayout(signed(OPERAND_BITS), size)
+        fill = [Signal(lanes, name=f"fill_row{row}") for row in range(size)]
+        drain = [Signal(lanes, name=f"drain_row{row}") for row in range(size)]
         fill_row = Signal(range(size))
         drain_column = Signal(range(size))
+        block_waits = Signal()        # the fill bank holds a complete block
+        draining = Signal()           # the drain bank has columns to send
 
-        m.d.comb += self.rows_in.ready.eq(~Array(full)[fill_bank])
-        with m.If(self.rows_in.valid & self.rows_in.ready):
-            for index, bank in enumerate(banks):
-                with m.If(fill_bank == index):
-                    m.d.sync += Array(bank)[fill_row].eq(self.rows_in.payload)
-            m.d.sync += fill_row.eq(fill_row + 1)
-            with m.If(fill_row == size - 1):
-                m.d.sync += [fill_row.eq(0), fill_bank.eq(~fill_bank)]
-
-        m.d.comb += self.columns.valid.eq(Array(full)[drain_bank])
+        row_taken = Signal()
+        column_taken = Signal()
+        m.d.comb += [
+            self.rows_in.ready.eq(~block_waits),
+            row_taken.eq(self.rows_in.valid & self.rows_in.ready),
+            self.columns.valid.eq(draining),
+            column_taken.eq(self.columns.valid & self.columns.ready),
+        ]
         for lane in range(size):
-            column = Array(Array(bank[lane][t] for t in range(size)) for bank in banks)
-            m.d.comb += self.columns.payload[lane].eq(column[drain_bank][drain_column])
-        drained = Signal()
-        with m.If(self.columns.valid & self.columns.ready):
-            m.d.sync += drain_column.eq(drain_column + 1)
-            with m.If(drain_column == size - 1):
-                m.d.comb += drained.eq(1)
-                m.d.sync += [drain_column.eq(0), drain_bank.eq(~drain_bank)]
+            m.d.comb += self.columns.payload[lane].eq(drain[lane][0])
+        block_complete = row_taken & (fill_row == size - 1)
+        drain_free = ~draining | (column_taken & (drain_column == size - 1))
+        move = drain_free & (block_waits | block_complete)
 
-        filled = self.rows_in.valid & self.rows_in.ready & (fill_row == size - 1)
-        for index in range(2):
-            with m.If(filled & (fill_bank == index)):
-                m.d.sync += full[index].eq(1)
-            with m.Elif(drained & (drain_bank == index)):
-                m.d.sync += full[index].eq(0)
+        with m.If(row_taken):
+            for row in range(size):
+                with m.If(fill_row == row):
+                    m.d.sync += fill[row].eq(self.rows_in.payload)
+            m.d.sync += fill_row.eq(Mux(fill_row == size - 1, 0, fill_row + 1))
+        with m.If(move):
+            # A block completing now has its last row on the input, not yet in the fill bank.
+            last = Mux(block_waits, fill[size - 1].as_value(), self.rows_in.payload.as_value())
+            m.d.sync += [drain[row].eq(fill[row]) for row in range(size - 1)]
+            m.d.sync += [drain[size - 1].eq(last), drain_column.eq(0), draining.eq(1), block_waits.eq(0)]
+        with m.Else():
+            with m.If(column_taken):
+                m.d.sync += [drain[row].eq(drain[row].as_value() >> OPERAND_BITS) for row in range(size)]
+                m.d.sync += drain_column.eq(drain_column + 1)
+                with m.If(drain_column == size - 1):
+                    m.d.sync += draining.eq(0)
+            with m.If(block_complete):
+                m.d.sync += block_waits.eq(1)
         return m

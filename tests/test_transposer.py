@@ -44,6 +44,29 @@ def test_columns_of_each_block_in_order_under_random_handshakes(size, seed):
     assert np.array_equal(np.array(received), expected)
 
 
+@pytest.mark.parametrize("size", [1, 2, 4])
+def test_a_steady_stream_passes_at_one_beat_per_cycle_after_n(size):
+    """Rows offered every cycle and columns always taken: no bubble between blocks."""
+    dut = Transposer(size)
+    blocks = 4
+    timeline = []
+
+    async def testbench(ctx):
+        ctx.set(dut.columns.ready, 1)
+        for cycle in range(blocks * size + size):
+            ctx.set(dut.rows_in.valid, cycle < blocks * size)
+            ctx.set(dut.rows_in.payload, [cycle] * size)
+            timeline.append((ctx.get(dut.rows_in.ready), ctx.get(dut.columns.valid)))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert all(ready for ready, _ in timeline[:blocks * size])
+    assert [valid for _, valid in timeline] == [0] * size + [1] * (blocks * size)
+
+
 @pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_rejects_a_bad_size():
     with pytest.raises(ValueError, match="positive integer"):
