@@ -187,15 +187,19 @@ class SystolicArray(wiring.Component):
         entering = []         # each lane's data a cycle before it enters its row
         for row in range(rows):
             lane = Signal(pes[row][0].act_in.shape(), name=f"act_lane_{row}")
+            # The operand fields pass whether or not a beat is taken: a product counts only with its
+            # beat's valid flag (OS accumulates only valid beats; WS frames its results by them), and
+            # gated by the handshake they put it in front of the multipliers that take column 0's
+            # channel early (16x16 ECP5 core with the DSP primitive: 13.5 ns, 11.3 of it routing).
+            m.d.comb += lane.data.eq(acts.payload.data[row])
+            if config.arith == ArithSupport.BOTH:
+                m.d.comb += lane.mode.eq(acts.payload.mode)
+            if config.depthwise:
+                m.d.comb += lane.depthwise.eq(acts.payload.depthwise)
             with m.If(act_fire):
-                m.d.comb += [lane.valid.eq(1), lane.last.eq(acts.payload.last),
-                             lane.data.eq(acts.payload.data[row])]
-                if config.arith == ArithSupport.BOTH:
-                    m.d.comb += lane.mode.eq(acts.payload.mode)
+                m.d.comb += [lane.valid.eq(1), lane.last.eq(acts.payload.last)]
                 if config.dataflow == Dataflow.WS:
                     m.d.comb += lane.first.eq(expect_first)
-                if config.depthwise:
-                    m.d.comb += lane.depthwise.eq(acts.payload.depthwise)
             skew = _delay_line(m, lane, row + edge, advance, f"act_skew_{row}")
             m.d.comb += pes[row][0].act_in.eq(skew[-1])
             entering.append(skew[-2] if len(skew) > 1 else None)
