@@ -115,10 +115,10 @@ class ArrayConfig:
         with the tile, every row one output pixel; ``hdl.isa.COMPUTE``), at the cost of an
         operand multiplexer per PE. Default: on.
     pipelined : bool
-        Register the input lanes at the array's edge and each PE's product before it is
-        accumulated (``PIPELINE_STAGES`` more cycles of latency), so that no path runs from a
-        stream handshake through a multiplier, nor through a multiplier and a 32-bit adder:
-        what an FPGA needs for 100 MHz.
+        Register the input lanes at the array's edge and each PE's product halfway and before it
+        is accumulated (``PIPELINE_STAGES`` more cycles of latency), so that no path runs from a
+        stream handshake through a multiplier, nor through a whole logic multiplier, nor through a
+        multiplier and a 32-bit adder: what an FPGA needs for 100 MHz.
     dsp_primitive : DspPrimitive or str or None
         Instantiate this FPGA DSP block (``"ecp5"``) with its registers in each DSP PE instead
         of a ``*``; needs ``pipelined`` and int8 arithmetic. Default: none.
@@ -138,7 +138,8 @@ class ArrayConfig:
     depthwise: bool | None = None
     dsp_primitive: DspPrimitive | None = None
 
-    PIPELINE_STAGES = 2     # the edge register and the product register
+    PRODUCT_STAGES = 2      # the product's registers: its halves (Booth sums, DSP pipeline register), then whole
+    PIPELINE_STAGES = 1 + PRODUCT_STAGES     # with the edge register
 
     def __post_init__(self):
         for name in ("rows", "cols"):
@@ -195,6 +196,11 @@ class ArrayConfig:
         if self.multipliers == Multipliers.MIXED:
             return row * self.cols + col < self.dsp_limit
         return self.multipliers == Multipliers.DSP
+
+    @property
+    def product_stages(self) -> int:
+        """Registers between a PE's operands and its accumulator."""
+        return self.PRODUCT_STAGES if self.pipelined else 0
 
     @property
     def early_operands(self) -> bool:

@@ -48,7 +48,7 @@ def weight_lane_layout(config: ArrayConfig):
     return data.StructLayout({"valid": 1, "row": row_tag_shape(config), "data": OPERAND})
 
 
-def logic_product(m: Module, activation, weight):
+def logic_product(m: Module, activation, weight, register=lambda value: value):
     """``activation * weight`` for int8 operands from logic: radix-4 Booth partial products.
 
     Synthesis maps a ``*`` to a DSP block when it can; these adders it cannot,
@@ -60,7 +60,8 @@ def logic_product(m: Module, activation, weight):
     another operand. The sums are kept signals so that Yosys maps each to a
     carry chain instead of merging all into one multi-operand adder of plain
     LUTs (measured on ECP5: 85 LUT4 + 21 CCU2C per product, against about
-    330 LUT4 for shift-and-add).
+    330 LUT4 for shift-and-add). ``register`` (pipelined arrays: a register) takes the two
+    partial sums, so that each carry chain has a cycle of its own.
     """
     partials, negative = [], []
     for j in range(OPERAND_BITS // 2):
@@ -79,15 +80,18 @@ def logic_product(m: Module, activation, weight):
         return signal
 
     # Weights 4**0 + 4**2 (ones of P0 and P1 below P2), and 4**1 + 4**3 (one of P2 below P3).
-    even = kept(partials[0] + Cat(negative[0], zero, negative[1], zero, partials[2]).as_signed(), "booth_even")
-    odd = kept(partials[1] + Cat(zero, zero, negative[2], zero, partials[3]).as_signed(), "booth_odd")
-    return kept(even + Cat(zero, zero, odd).as_signed() + (negative[3] << 6), "booth_product")
+    even = register(kept(partials[0] + Cat(negative[0], zero, negative[1], zero, partials[2]).as_signed(),
+                         "booth_even"))
+    odd = register(kept(partials[1] + Cat(zero, zero, negative[2], zero, partials[3]).as_signed(), "booth_odd"))
+    return kept(even + Cat(zero, zero, odd).as_signed() + (register(negative[3]) << 6), "booth_product")
 
 
-def lane_product(m: Module, config: ArrayConfig, multiplicand, recoded, mode, dsp: bool = True):
+def lane_product(m: Module, config: ArrayConfig, multiplicand, recoded, mode, dsp: bool = True,
+                 register=lambda value: value):
     """The signed contribution of one lane pair to the accumulator, per numerics' rules.
 
-    The product is symmetric in its operands; ``dsp`` False builds the int8 product from logic
+    ``register`` is applied halfway (pipelined arrays: the first product register). The product is
+    symmetric in its operands; ``dsp`` False builds the int8 product from logic
     (``logic_product(m, multiplicand, recoded)``), which Booth-recodes ``recoded``: the PE passes
     there the operand that a multiplexer selects, so that the select is decoded once per digit.
     (ECP5, 16x16 OS PE with the depthwise mode: 163 LUT4; with the multiplexed operand as the
@@ -95,18 +99,19 @@ def lane_product(m: Module, config: ArrayConfig, multiplicand, recoded, mode, ds
     """
     products = {}
     if ArithMode.INT8 in config.modes:
-        products[ArithMode.INT8] = multiplicand * recoded if dsp else logic_product(m, multiplicand, recoded)
+        products[ArithMode.INT8] = (register(multiplicand * recoded) if dsp
+                                    else logic_product(m, multiplicand, recoded, register))
     if ArithMode.BINARY in config.modes:
         agree = ~(multiplicand ^ recoded)
         popcount = sum(agree[bit] for bit in range(BINARY_VALUES_PER_LANE))
         binary_dot = Signal(signed(OPERAND_BITS.bit_length() + 1))
         m.d.comb += binary_dot.eq(2 * popcount - BINARY_VALUES_PER_LANE)
-        products[ArithMode.BINARY] = binary_dot
+        products[ArithMode.BINARY] = register(binary_dot)
     product = Signal(signed(2 * OPERAND_BITS))
     if len(products) == 1:
         m.d.comb += product.eq(next(iter(products.values())))
     else:
-        m.d.comb += product.eq(Mux(mode == ArithMode.BINARY,
+        m.d.comb += product.eq(Mux(register(mode) == ArithMode.BINARY,
                                    products[ArithMode.BINARY], products[ArithMode.INT8]))
     return product
 
@@ -114,10 +119,11 @@ def lane_product(m: Module, config: ArrayConfig, multiplicand, recoded, mode, ds
 def registered_dsp_product(m: Module, primitive: DspPrimitive, multiplicand_next, recoded_next, enable):
     """The int8 product of two operands, formed in ``primitive`` between its input and output registers.
 
-    The operands are given a cycle early (what the PE's operand registers would load); the product
-    appears a cycle after the block's input registers took them, exactly where a fabric product
-    register would hold it. Every register moves while ``enable`` is high. The resets are tied low:
-    a product is accumulated only with the valid flag that was staged beside it.
+    The operands are given a cycle early (what the PE's operand registers would load); the block's
+    pipeline and output registers are the PE's two product registers, so the product appears
+    ``PRODUCT_STAGES`` cycles after the input registers took the operands, where a fabric product
+    would. Every register moves while ``enable`` is high. The resets are tied low: a product is
+    accumulated only with the valid flag that was staged beside it.
     """
     wide = signed(18)
     a, b = Signal(wide, name="dsp_a"), Signal(wide, name="dsp_b")
@@ -125,7 +131,7 @@ def registered_dsp_product(m: Module, primitive: DspPrimitive, multiplicand_next
     m.d.comb += [a.eq(multiplicand_next), b.eq(recoded_next)]
     ports = {f"i_{name}{bit}": operand[bit] for name, operand in (("A", a), ("B", b)) for bit in range(18)}
     ports.update({f"o_P{bit}": product[bit] for bit in range(len(product))})
-    registered = {f"p_{register}_{field}": value for register in ("REG_INPUTA", "REG_INPUTB", "REG_OUTPUT")
+    registered = {f"p_{register}_{field}": value for register in ("REG_INPUTA", "REG_INPUTB", "REG_PIPELINE", "REG_OUTPUT")
                   for field, value in (("CLK", "CLK0"), ("CE", "CE0"), ("RST", "RST0"))}
     m.submodules.multiplier = Instance(
         primitive.cell, **registered, p_GSR="DISABLED",
@@ -220,7 +226,7 @@ class ProcessingElement(wiring.Component):
             takes_weight = self.weight_in.valid & (self.weight_in.row == self.row)
             switches = self.act_in.valid & self.act_in.first
             if primitive is None:
-                product = self._staged(m, lane_product(m, self.config, operand, weight, mode, dsp))
+                product = self._staged(m, lane_product(m, self.config, operand, weight, mode, dsp, self._halfway(m)))
             else:
                 # The weight the PE will multiply next: what the shadow and active registers load now.
                 shadow_next = Mux(takes_weight, self.weight_in.data, shadow)
@@ -236,11 +242,12 @@ class ProcessingElement(wiring.Component):
         else:
             accumulator = Signal(ACCUMULATOR)
             if primitive is None:
-                product = self._staged(m, lane_product(m, self.config, self.weight_in, operand, mode, dsp))
+                product = self._staged(m, lane_product(m, self.config, self.weight_in, operand, mode, dsp,
+                                                       self._halfway(m)))
             else:
                 product = registered_dsp_product(m, primitive, self.weight_early, operand_next, self.advance)
-            valid = self._staged(m, self.act_in.valid)
-            last = self._staged(m, self.act_in.last)
+            valid = self._staged(m, self._halfway(m)(self.act_in.valid))
+            last = self._staged(m, self._halfway(m)(self.act_in.last))
             total = Signal(ACCUMULATOR)
             m.d.comb += total.eq(accumulator + product)
             with m.If(self.advance & valid):
@@ -259,3 +266,7 @@ class ProcessingElement(wiring.Component):
         with m.If(self.advance):
             m.d.sync += register.eq(value)
         return register
+
+    def _halfway(self, m):
+        """What the multipliers apply halfway: (pipelined) a register, else nothing."""
+        return lambda value: self._staged(m, value)

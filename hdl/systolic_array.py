@@ -282,8 +282,8 @@ class SystolicArray(wiring.Component):
 
     def _column_output(self, m, advance, column_pes, layout, col):
         output = Signal(layout, name=f"column_{col}")
-        # A pipelined PE accumulates a cycle after its activation arrives (its product register).
-        product_stage = 1 if self.config.pipelined else 0
+        # A pipelined PE accumulates its product registers' cycles after its activation arrives.
+        product_stage = self.config.product_stages
         if self.config.dataflow == Dataflow.WS:
             bottom = column_pes[-1]
             framing = Signal(2, name=f"column_framing_{col}")

