@@ -48,7 +48,7 @@ class Multipliers(enum.Enum):
 
 
 class DspPrimitive(enum.Enum):
-    """An FPGA DSP block the DSP PEs instantiate, with its own input and output registers.
+    """An FPGA DSP block the DSP PEs instantiate, with its own registers.
 
     Yosys maps a ``*`` to an ECP5 MULT18X18D without its registers, so every product is a path
     from fabric registers through the block back to fabric (13.9 ns on a 16x16 ULX3S core,
@@ -56,7 +56,7 @@ class DspPrimitive(enum.Enum):
     product registers, the block's multiply is a register-to-register path inside it.
     Simulation uses ``sim/primitives.py``'s model of the block.
     """
-    ECP5 = "ecp5"       # MULT18X18D, A, B and output registered on CLK0/CE0
+    ECP5 = "ecp5"       # MULT18X18D, A, B, pipeline and output registers on CLK0/CE0
 
     @property
     def cell(self) -> str:
@@ -160,15 +160,9 @@ class ArrayConfig:
                             f"not {self.depthwise!r}")
         if self.dsp_primitive is not None:
             object.__setattr__(self, "dsp_primitive", _coerce(DspPrimitive, self.dsp_primitive, "DSP primitive"))
-            if not self.pipelined:
-                raise ValueError(f"The {self.dsp_primitive.value} DSP primitive needs a pipelined array: "
-                                 "its registers are the PE's operand and product registers")
-            if self.arith != ArithSupport.INT8:
-                raise ValueError(f"The {self.dsp_primitive.value} DSP primitive needs int8 arithmetic, "
-                                 f"not {self.arith.value}")
-            if self.multipliers == Multipliers.LUT:
-                raise ValueError(f"The {self.dsp_primitive.value} DSP primitive needs dsp or mixed multipliers, "
-                                 "not lut")
+            problem = self.dsp_primitive_problem(self.dsp_primitive)
+            if problem is not None:
+                raise ValueError(problem)
         pes = self.rows * self.cols
         if self.multipliers == Multipliers.MIXED:
             if (not isinstance(self.dsp_limit, int) or isinstance(self.dsp_limit, bool)
@@ -197,6 +191,17 @@ class ArrayConfig:
             return row * self.cols + col < self.dsp_limit
         return self.multipliers == Multipliers.DSP
 
+    def dsp_primitive_problem(self, primitive: DspPrimitive) -> str | None:
+        """Why this array cannot instantiate ``primitive`` in its DSP PEs, or None if it can."""
+        if not self.pipelined:
+            return (f"The {primitive.value} DSP primitive needs a pipelined array: "
+                    "its registers are the PE's operand and product registers")
+        if self.arith != ArithSupport.INT8:
+            return f"The {primitive.value} DSP primitive needs int8 arithmetic, not {self.arith.value}"
+        if self.multipliers == Multipliers.LUT:
+            return f"The {primitive.value} DSP primitive needs dsp or mixed multipliers, not lut"
+        return None
+
     @property
     def product_stages(self) -> int:
         """Registers between a PE's operands and its accumulator."""
@@ -207,6 +212,11 @@ class ArrayConfig:
         """Whether PEs get their operands a cycle early, to register them: a pipelined array with
         the depthwise mode (the operand select) or a DSP primitive (its input registers)."""
         return self.pipelined and (self.depthwise or self.dsp_primitive is not None)
+
+    @property
+    def early_weights(self) -> bool:
+        """Whether PEs get the streamed weight a cycle early: OS with a DSP primitive (its input register)."""
+        return self.dsp_primitive is not None and self.dataflow == Dataflow.OS
 
     @property
     def dsp_multipliers(self) -> int:

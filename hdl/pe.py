@@ -1,4 +1,6 @@
 """One processing element of the systolic array, for either dataflow."""
+from functools import partial
+
 from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
@@ -161,7 +163,7 @@ class ProcessingElement(wiring.Component):
     column_in : (depthwise mode) the column's channel, multiplied instead of ``act_in.data`` on depthwise beats
         (pipelined: a cycle early, like ``act_early``).
     act_early : (``config.early_operands``) ``act_in`` a cycle before it arrives, which selects the operand.
-    weight_early : (OS with a DSP primitive) ``weight_in`` a cycle before it arrives.
+    weight_early : (``config.early_weights``) ``weight_in`` a cycle before it arrives.
     result : (OS) the finished dot product of the most recent tile, held until overwritten.
     """
 
@@ -189,7 +191,7 @@ class ProcessingElement(wiring.Component):
             members["column_in"] = In(OPERAND)
         if config.early_operands:
             members["act_early"] = In(act)
-        if config.dsp_primitive is not None and config.dataflow == Dataflow.OS:
+        if config.early_weights:
             members["weight_early"] = In(weight)
         super().__init__(members)
 
@@ -226,7 +228,8 @@ class ProcessingElement(wiring.Component):
             takes_weight = self.weight_in.valid & (self.weight_in.row == self.row)
             switches = self.act_in.valid & self.act_in.first
             if primitive is None:
-                product = self._staged(m, lane_product(m, self.config, operand, weight, mode, dsp, self._halfway(m)))
+                product = self._staged(m, lane_product(m, self.config, operand, weight, mode, dsp,
+                                                       partial(self._staged, m)))
             else:
                 # The weight the PE will multiply next: what the shadow and active registers load now.
                 shadow_next = Mux(takes_weight, self.weight_in.data, shadow)
@@ -243,11 +246,13 @@ class ProcessingElement(wiring.Component):
             accumulator = Signal(ACCUMULATOR)
             if primitive is None:
                 product = self._staged(m, lane_product(m, self.config, self.weight_in, operand, mode, dsp,
-                                                       self._halfway(m)))
+                                                       partial(self._staged, m)))
             else:
                 product = registered_dsp_product(m, primitive, self.weight_early, operand_next, self.advance)
-            valid = self._staged(m, self._halfway(m)(self.act_in.valid))
-            last = self._staged(m, self._halfway(m)(self.act_in.last))
+            # The beat's flags wait for its product: one register per product register.
+            valid, last = self.act_in.valid, self.act_in.last
+            for _ in range(self.config.product_stages):
+                valid, last = self._staged(m, valid), self._staged(m, last)
             total = Signal(ACCUMULATOR)
             m.d.comb += total.eq(accumulator + product)
             with m.If(self.advance & valid):
@@ -259,14 +264,10 @@ class ProcessingElement(wiring.Component):
         return m
 
     def _staged(self, m, value):
-        """``value``, or (pipelined) its register: the product is accumulated a cycle after it is formed."""
+        """``value``, or (pipelined) its register, which moves while ``advance`` is high."""
         if not self.config.pipelined:
             return value
         register = Signal(value.shape())
         with m.If(self.advance):
             m.d.sync += register.eq(value)
         return register
-
-    def _halfway(self, m):
-        """What the multipliers apply halfway: (pipelined) a register, else nothing."""
-        return lambda value: self._staged(m, value)

