@@ -18,6 +18,8 @@ from amaranth.back import rtlil
 from amaranth.hdl import ClockDomain, Elaboratable, Module
 from amaranth.lib import io, wiring
 
+from hdl.generate import top_ports
+
 from .board import NEXTPNR_CELLS, Board
 from .estimate import Needs, block_ram_fifos, estimate_needs, fit_problems, synthesis_overruns
 from .pll import PllClock, PllPlan
@@ -198,7 +200,7 @@ def build(design, name: str, board: Board, workdir: Path, *, target_mhz: float |
 
     constraints = None
     if pins is None:
-        text = rtlil.convert(design, name=name)
+        text = rtlil.convert(design, name=name, ports=top_ports(design))
         design_file = workdir / f"{name}.il"
         design_file.write_text(text)
     else:

@@ -173,7 +173,7 @@ class ComputeUnit(wiring.Component):
 
         # Results: read-modify-write into the accumulator in four stages after a row is taken from the
         # array, one row per cycle: read (from registers), fetch (register the old row), add, and
-        # write (from registers). The array's handshake, the block RAM's ports, its clock-to-out and
+        # write (from registers). The array's output, the block RAM's ports, its clock-to-out and
         # the 32-bit add so sit in different cycles. The old row misses the writes of the three cycles
         # from its read on; fetch takes those from the add stage and the two registered stages after it.
         acc_row = data.ArrayLayout(signed(ACC_BITS), cols)
@@ -189,7 +189,7 @@ class ComputeUnit(wiring.Component):
         written, written_row, written_address = Signal(), Signal(acc_row), Signal.like(self.acc_write.addr)
         stored, stored_row, stored_address = Signal(), Signal(acc_row), Signal.like(self.acc_write.addr)
         m.d.comb += [keep.eq(array.results.valid & (received < head.kept)),
-                     array.results.ready.eq(1), self.acc_read.addr.eq(reading_address),
+                     self.acc_read.addr.eq(reading_address),
                      self.acc_read.en.eq(reading)]
         # acc_busy: the read port while the read stage holds a row, the write port while the write stage does.
         m.d.comb += self.acc_busy.eq(reading | written)

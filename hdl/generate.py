@@ -1,16 +1,29 @@
 """Verilog generation for a configuration (what ``tools/gen.py`` writes)."""
 from amaranth.back import verilog
+from amaranth.hdl import Const, Value
+from amaranth.lib import wiring
 
 from .accelerator import Accelerator
 from .config import AcceleratorConfig, ArrayConfig
 from .systolic_array import SystolicArray
 
-__all__ = ["generate_verilog", "generate_accelerator_verilog", "accelerator_name"]
+__all__ = ["generate_verilog", "generate_accelerator_verilog", "accelerator_name", "top_ports"]
+
+
+def top_ports(component: wiring.Component) -> list:
+    """``component``'s signals as the ports of a top module (names ``<stream>__<member>``, as Amaranth gives them).
+
+    Amaranth 0.5 takes only signals as ports, not the constant ``ready`` of an ``always_ready``
+    stream (the array's ``results``), so a conversion of such a component names its ports with this.
+    """
+    values = (Value.cast(value) for _, _, value in component.signature.flatten(component))
+    return [value for value in values if not isinstance(value, Const)]
 
 
 def generate_verilog(config: ArrayConfig) -> str:
     """Synthesizable Verilog of the array core alone; the top module is ``config.name``."""
-    return verilog.convert(SystolicArray(config), name=config.name, emit_src=False)
+    array = SystolicArray(config)
+    return verilog.convert(array, name=config.name, ports=top_ports(array), emit_src=False)
 
 
 def accelerator_name(config: AcceleratorConfig) -> str:

@@ -118,14 +118,14 @@ def lane_product(m: Module, config: ArrayConfig, multiplicand, recoded, mode, ds
     return product
 
 
-def registered_dsp_product(m: Module, primitive: DspPrimitive, multiplicand_next, recoded_next, enable):
+def registered_dsp_product(m: Module, primitive: DspPrimitive, multiplicand_next, recoded_next):
     """The int8 product of two operands, formed in ``primitive`` between its input and output registers.
 
     The operands are given a cycle early (what the PE's operand registers would load); the block's
     pipeline and output registers are the PE's two product registers, so the product appears
     ``PRODUCT_STAGES`` cycles after the input registers took the operands, where a fabric product
-    would. Every register moves while ``enable`` is high. The resets are tied low: a product is
-    accumulated only with the valid flag that was staged beside it.
+    would. The clock enables are tied high and the resets low: the array never stalls, and a product
+    is accumulated only with the valid flag that was staged beside it.
     """
     wide = signed(18)
     a, b = Signal(wide, name="dsp_a"), Signal(wide, name="dsp_b")
@@ -137,12 +137,12 @@ def registered_dsp_product(m: Module, primitive: DspPrimitive, multiplicand_next
                   for field, value in (("CLK", "CLK0"), ("CE", "CE0"), ("RST", "RST0"))}
     m.submodules.multiplier = Instance(
         primitive.cell, **registered, p_GSR="DISABLED",
-        i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0, i_CLK0=ClockSignal(), i_CE0=enable, i_RST0=0, **ports)
+        i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0, i_CLK0=ClockSignal(), i_CE0=1, i_RST0=0, **ports)
     return product[:2 * OPERAND_BITS].as_signed()
 
 
 class ProcessingElement(wiring.Component):
-    """A multiply-accumulate cell; every register moves only while ``advance`` is high.
+    """A multiply-accumulate cell; its registers have no enable, as the array never stalls.
 
     Parameters
     ----------
@@ -155,8 +155,6 @@ class ProcessingElement(wiring.Component):
 
     Members
     -------
-    advance : In(1)
-        Clock enable shared by the whole array (low while the output is back-pressured).
     act_in, act_out : activation lane from the left, registered to the right.
     weight_in, weight_out : weight lane from above, registered downwards.
     psum_in, psum_out : (WS) partial sum from above, plus this PE's product, registered downwards.
@@ -179,7 +177,6 @@ class ProcessingElement(wiring.Component):
         self.col = col
         act, weight = activation_lane_layout(config), weight_lane_layout(config)
         members = {
-            "advance": In(1),
             "act_in": In(act), "act_out": Out(act),
             "weight_in": In(weight), "weight_out": Out(weight),
         }
@@ -200,8 +197,7 @@ class ProcessingElement(wiring.Component):
         mode = self.act_in.mode if self.config.arith == ArithSupport.BOTH else None
         dsp = self.config.dsp_multiplier(self.row, self.col)
 
-        with m.If(self.advance):
-            m.d.sync += [self.act_out.eq(self.act_in), self.weight_out.eq(self.weight_in)]
+        m.d.sync += [self.act_out.eq(self.act_in), self.weight_out.eq(self.weight_in)]
 
         primitive = self.config.dsp_primitive if dsp else None
         operand = self.act_in.data
@@ -216,8 +212,7 @@ class ProcessingElement(wiring.Component):
             # column, took 6.5 ns of routing in front of a Booth multiplier (63.7 MHz), and from a
             # register per PE the select did (66.2 MHz), 2026-12-05 #8.
             operand = Signal(OPERAND, name="operand")
-            with m.If(self.advance):
-                m.d.sync += operand.eq(operand_next)
+            m.d.sync += operand.eq(operand_next)
         elif self.config.depthwise:
             operand = Mux(self.act_in.depthwise, self.column_in, self.act_in.data)
         if self.config.dataflow == Dataflow.WS:
@@ -235,27 +230,26 @@ class ProcessingElement(wiring.Component):
                 shadow_next = Mux(takes_weight, self.weight_in.data, shadow)
                 active_next = Mux(switches, shadow, active)
                 weight_next = Mux(self.act_early.first, shadow_next, active_next)
-                product = registered_dsp_product(m, primitive, operand_next, weight_next, self.advance)
-            with m.If(self.advance):
-                m.d.sync += self.psum_out.eq(self.psum_in + product)
-                with m.If(takes_weight):
-                    m.d.sync += shadow.eq(self.weight_in.data)
-                with m.If(switches):
-                    m.d.sync += active.eq(shadow)
+                product = registered_dsp_product(m, primitive, operand_next, weight_next)
+            m.d.sync += self.psum_out.eq(self.psum_in + product)
+            with m.If(takes_weight):
+                m.d.sync += shadow.eq(self.weight_in.data)
+            with m.If(switches):
+                m.d.sync += active.eq(shadow)
         else:
             accumulator = Signal(ACCUMULATOR)
             if primitive is None:
                 product = self._staged(m, lane_product(m, self.config, self.weight_in, operand, mode, dsp,
                                                        partial(self._staged, m)))
             else:
-                product = registered_dsp_product(m, primitive, self.weight_early, operand_next, self.advance)
+                product = registered_dsp_product(m, primitive, self.weight_early, operand_next)
             # The beat's flags wait for its product: one register per product register.
             valid, last = self.act_in.valid, self.act_in.last
             for _ in range(self.config.product_stages):
                 valid, last = self._staged(m, valid), self._staged(m, last)
             total = Signal(ACCUMULATOR)
             m.d.comb += total.eq(accumulator + product)
-            with m.If(self.advance & valid):
+            with m.If(valid):
                 with m.If(last):
                     # Hand the finished sum to the drain and start the next tile at once.
                     m.d.sync += [self.result.eq(total), accumulator.eq(0)]
@@ -264,10 +258,9 @@ class ProcessingElement(wiring.Component):
         return m
 
     def _staged(self, m, value):
-        """``value``, or (pipelined) its register, which moves while ``advance`` is high."""
+        """``value``, or (pipelined) its register."""
         if not self.config.pipelined:
             return value
         register = Signal(value.shape())
-        with m.If(self.advance):
-            m.d.sync += register.eq(value)
+        m.d.sync += register.eq(value)
         return register

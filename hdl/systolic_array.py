@@ -46,12 +46,15 @@ Depthwise mode (arrays with ``config.depthwise``)
       beat's (or 0): the compute unit streams weight 0 at such beats and keeps
       only the rows that do not need them.
 
-    Columns j >= R multiply 0. Between a depthwise tile's first and last beat
-    the array stalls while no beat is offered (``results`` shows no beat
-    meanwhile), so its columns stay aligned with their rows.
+    Columns j >= R multiply 0. The correlation is in time, so a depthwise
+    tile's beats after its first must come on consecutive cycles (OS: on both
+    streams); the compute unit's scratchpad readers stream them so.
 
-The whole array advances only while ``results`` can accept, so back-pressure
-stalls it without losing data. ``stream_cycles`` gives the exact cycle count.
+The array never stalls: its registers have no enable, because one shared by
+every PE register was the 16x16 ECP5 core's worst path (83.3 MHz, 10.6 of
+12.0 ns routing, 2026-12-05 #9). Gaps in the input streams pass through as
+invalid beats, and ``results`` has no ``ready``: its consumer takes a beat in
+every cycle it is valid. ``stream_cycles`` gives the exact cycle count.
 """
 from functools import reduce
 from operator import or_
@@ -106,20 +109,19 @@ def stream_cycles(config: ArrayConfig, tiles: int, beats_per_tile: int) -> int:
     return rows + stream_part + rows + cols - 1
 
 
-def _delay_line(m: Module, value, cycles: int, enable, name: str) -> list:
-    """``value`` and each of ``cycles`` registers after it that move while ``enable`` is high."""
+def _delay_line(m: Module, value, cycles: int, name: str) -> list:
+    """``value`` and each of ``cycles`` registers after it."""
     stages = [value]
     for stage in range(cycles):
         register = Signal(value.shape(), name=f"{name}_d{stage}")
-        with m.If(enable):
-            m.d.sync += register.eq(stages[-1])
+        m.d.sync += register.eq(stages[-1])
         stages.append(register)
     return stages
 
 
-def _delayed(m: Module, value, cycles: int, enable, name: str):
-    """``value`` through ``cycles`` registers that move while ``enable`` is high."""
-    return _delay_line(m, value, cycles, enable, name)[-1]
+def _delayed(m: Module, value, cycles: int, name: str):
+    """``value`` through ``cycles`` registers."""
+    return _delay_line(m, value, cycles, name)[-1]
 
 
 class SystolicArray(wiring.Component):
@@ -134,7 +136,7 @@ class SystolicArray(wiring.Component):
     -------
     activations : In(stream.Signature(activation_beat_layout(config)))
     weights : In(stream.Signature(weight_beat_layout(config)))
-    results : Out(stream.Signature(result_beat_layout(config)))
+    results : Out(stream.Signature(result_beat_layout(config), always_ready=True))
     """
 
     def __init__(self, config: ArrayConfig):
@@ -144,7 +146,7 @@ class SystolicArray(wiring.Component):
         super().__init__({
             "activations": In(stream.Signature(activation_beat_layout(config))),
             "weights": In(stream.Signature(weight_beat_layout(config))),
-            "results": Out(stream.Signature(result_beat_layout(config))),
+            "results": Out(stream.Signature(result_beat_layout(config), always_ready=True)),
         })
 
     def elaborate(self, platform):
@@ -152,23 +154,10 @@ class SystolicArray(wiring.Component):
         rows, cols, config = self.config.rows, self.config.cols, self.config
         acts, weights, results = self.activations, self.weights, self.results
 
-        advance = Signal()
-        # A depthwise tile correlates consecutive beats, so between its first and last beat the
-        # array holds still while no beat comes (a gap would shift its columns against the psums).
-        depthwise_gap = Signal()
-        m.d.comb += advance.eq((~results.valid | results.ready) & ~depthwise_gap)
-        if config.depthwise:
-            depthwise_open = Signal()
-            offered = acts.valid if config.dataflow == Dataflow.WS else acts.valid & weights.valid
-            m.d.comb += depthwise_gap.eq(depthwise_open & ~offered)
-            with m.If(acts.valid & acts.ready):
-                m.d.sync += depthwise_open.eq(acts.payload.depthwise & ~acts.payload.last)
-
         pes = [[ProcessingElement(config, row, col) for col in range(cols)] for row in range(rows)]
         for row in range(rows):
             for col in range(cols):
                 m.submodules[f"pe_{row}_{col}"] = pe = pes[row][col]
-                m.d.comb += pe.advance.eq(advance)
                 if col > 0:
                     m.d.comb += pe.act_in.eq(pes[row][col - 1].act_out)
                 if row > 0:
@@ -179,7 +168,7 @@ class SystolicArray(wiring.Component):
         act_fire = Signal()
         weight_fire = Signal()
         m.d.comb += [act_fire.eq(acts.valid & acts.ready), weight_fire.eq(weights.valid & weights.ready)]
-        expect_first, preload_row = self._accept(m, advance, act_fire, weight_fire)
+        expect_first, preload_row = self._accept(m, act_fire, weight_fire)
 
         # Input skew: lane i waits i cycles so that operands meet at PE (i, j) at t + i + j;
         # pipelined, every lane first passes one edge register (no handshake path into a multiplier).
@@ -200,7 +189,7 @@ class SystolicArray(wiring.Component):
                 m.d.comb += [lane.valid.eq(1), lane.last.eq(acts.payload.last)]
                 if config.dataflow == Dataflow.WS:
                     m.d.comb += lane.first.eq(expect_first)
-            skew = _delay_line(m, lane, row + edge, advance, f"act_skew_{row}")
+            skew = _delay_line(m, lane, row + edge, f"act_skew_{row}")
             m.d.comb += pes[row][0].act_in.eq(skew[-1])
             entering.append(skew[-2] if len(skew) > 1 else None)
         if config.depthwise:
@@ -221,7 +210,7 @@ class SystolicArray(wiring.Component):
             else:
                 m.d.comb += [lane.valid.eq(weight_fire), lane.row.eq(preload_row),
                              lane.data.eq(weights.payload.data[col])]
-            skew = _delay_line(m, lane, col + edge, advance, f"weight_skew_{col}")
+            skew = _delay_line(m, lane, col + edge, f"weight_skew_{col}")
             m.d.comb += pes[0][col].weight_in.eq(skew[-1])
             if config.early_weights:
                 m.d.comb += pes[0][col].weight_early.eq(skew[-2])
@@ -233,15 +222,14 @@ class SystolicArray(wiring.Component):
         # Column outputs (registered), then de-skew: column j is j cycles ahead of column C-1.
         column_layout = data.StructLayout({"valid": 1, "last": 1, "data": signed(ACC_BITS)})
         for col in range(cols):
-            column = self._column_output(m, advance, [pes[row][col] for row in range(rows)],
-                                         column_layout, col)
-            aligned = _delayed(m, column, cols - 1 - col, advance, f"deskew_{col}")
+            column = self._column_output(m, [pes[row][col] for row in range(rows)], column_layout, col)
+            aligned = _delayed(m, column, cols - 1 - col, f"deskew_{col}")
             m.d.comb += results.payload.data[col].eq(aligned.data)
             if col == cols - 1:
-                m.d.comb += [results.valid.eq(aligned.valid & ~depthwise_gap), results.payload.last.eq(aligned.last)]
+                m.d.comb += [results.valid.eq(aligned.valid), results.payload.last.eq(aligned.last)]
         return m
 
-    def _accept(self, m, advance, act_fire, weight_fire):
+    def _accept(self, m, act_fire, weight_fire):
         """Drive the input ``ready`` signals; return WS's first-beat flag and preload row."""
         rows = self.config.rows
         acts, weights = self.activations, self.weights
@@ -249,11 +237,11 @@ class SystolicArray(wiring.Component):
             # A tile's sums may close only once the previous tile has drained (R cycles).
             cycles_since_last = Signal(range(rows + 1), init=rows)
             last_allowed = ~acts.payload.last | (cycles_since_last == rows)
-            m.d.comb += [acts.ready.eq(advance & weights.valid & last_allowed),
-                         weights.ready.eq(advance & acts.valid & last_allowed)]
+            m.d.comb += [acts.ready.eq(weights.valid & last_allowed),
+                         weights.ready.eq(acts.valid & last_allowed)]
             with m.If(act_fire & acts.payload.last):
                 m.d.sync += cycles_since_last.eq(1)
-            with m.Elif(advance & (cycles_since_last != rows)):
+            with m.Elif(cycles_since_last != rows):
                 m.d.sync += cycles_since_last.eq(cycles_since_last + 1)
             return None, None
 
@@ -264,9 +252,9 @@ class SystolicArray(wiring.Component):
         preload_row = Signal(row_tag_shape(self.config))
         consume = Signal()
         m.d.comb += [
-            acts.ready.eq(advance & (~expect_first | shadow_full)),
+            acts.ready.eq(~expect_first | shadow_full),
             consume.eq(act_fire & expect_first),
-            weights.ready.eq(advance & (~shadow_full | consume)),
+            weights.ready.eq(~shadow_full | consume),
         ]
         with m.If(act_fire):
             m.d.sync += expect_first.eq(acts.payload.last)
@@ -279,7 +267,7 @@ class SystolicArray(wiring.Component):
             m.d.sync += shadow_full.eq(0)
         return expect_first, preload_row
 
-    def _column_output(self, m, advance, column_pes, layout, col):
+    def _column_output(self, m, column_pes, layout, col):
         output = Signal(layout, name=f"column_{col}")
         # A pipelined PE accumulates its product registers' cycles after its activation arrives.
         product_stage = self.config.product_stages
@@ -287,7 +275,7 @@ class SystolicArray(wiring.Component):
             bottom = column_pes[-1]
             framing = Signal(2, name=f"column_framing_{col}")
             m.d.comb += framing.eq(Cat(bottom.act_out.valid, bottom.act_out.last))
-            framing = _delayed(m, framing, product_stage, advance, f"column_framing_{col}")
+            framing = _delayed(m, framing, product_stage, f"column_framing_{col}")
             m.d.comb += [output.valid.eq(framing[0]), output.last.eq(framing[1]),
                          output.data.eq(bottom.psum_out)]
             return output
@@ -297,15 +285,13 @@ class SystolicArray(wiring.Component):
         bottom_in = column_pes[-1].act_in
         closing = Signal(name=f"closing_{col}")
         m.d.comb += closing.eq(bottom_in.valid & bottom_in.last)
-        closing = _delayed(m, closing, product_stage, advance, f"closing_{col}")
+        closing = _delayed(m, closing, product_stage, f"closing_{col}")
         token = Signal(rows, name=f"drain_token_{col}")
-        with m.If(advance):
-            m.d.sync += token.eq((token << 1) | closing)
-            m.d.sync += [
-                output.valid.eq(token.any()),
-                output.last.eq(token[rows - 1]),
-                output.data.eq(reduce(or_, [Mux(token[row], pe.result, 0)
-                                            for row, pe in enumerate(column_pes)])),
-            ]
+        m.d.sync += [
+            token.eq((token << 1) | closing),
+            output.valid.eq(token.any()),
+            output.last.eq(token[rows - 1]),
+            output.data.eq(reduce(or_, [Mux(token[row], pe.result, 0) for row, pe in enumerate(column_pes)])),
+        ]
         return output
 

@@ -16,13 +16,12 @@ __all__ = ["GemmCase", "GemmOutcome", "array_model", "run_gemms"]
 
 @dataclass
 class GemmCase:
-    """One GEMM to run, with optional random input gaps and output back-pressure."""
+    """One GEMM to run, with optional random input gaps (the array's results have no back-pressure)."""
     a: np.ndarray
     w: np.ndarray
     mode: ArithMode
     seed: int = 0
     valid_probability: float = 1.0
-    ready_probability: float = 1.0
 
 
 @dataclass
@@ -51,7 +50,6 @@ def run_gemms(config: ArrayConfig, cases: list[GemmCase], model: VerilatorModel 
         "output_beats": streams.result_beats,
         "seed": case.seed,
         "valid_probability": case.valid_probability,
-        "ready_probability": case.ready_probability,
     } for case, streams in zip(cases, all_streams)]
     outcomes = play_streams(model, runs)
     decoded = []

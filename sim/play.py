@@ -13,7 +13,9 @@ def play_streams(model: VerilatorModel, runs: list[dict]) -> list[dict]:
 
     A run is ``{"inputs": {stream: [packed beats]}, "output": stream, "output_beats": n}``
     plus optional ``"static": {port: value}`` (driven before the run starts),
-    ``"seed"``, ``"valid_probability"`` and ``"ready_probability"``. An outcome is
+    ``"seed"``, ``"valid_probability"``, ``"ready_probability"`` (1.0 for an output without ready) and
+    ``"gapless": {stream: [beat indices]}`` (each offered in the cycle after the beat before it is
+    taken, without a random gap). An outcome is
     ``{"outputs": [packed beats], "cycles", "simulated_cycles", "seconds"}``.
     """
     (BUILD_ROOT / "runs").mkdir(parents=True, exist_ok=True)

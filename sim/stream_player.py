@@ -3,12 +3,13 @@
 It knows nothing about GEMMs: the job (a JSON file named by ``STREAM_JOB``)
 lists runs, each with beats for some input streams, the output stream's name
 and how many output beats to wait for, plus optional values for static ports
-(held during the run), random valid gaps and ready back-pressure
-(``sim.play.play_streams`` documents the format). Results (output beats and cycle counts) go to the JSON
+(held during the run), random valid gaps (except before beats named gapless)
+and ready back-pressure (``sim.play.play_streams`` documents the format). Results (output beats and cycle counts) go to the JSON
 file named by ``STREAM_RESULT``; the caller checks them against the golden model.
 
 Streams are Amaranth ports flattened as ``<name>__valid``, ``<name>__ready``
-and ``<name>__payload``. Inputs are driven after the falling clock edge and
+and ``<name>__payload``; an output without ``ready`` (an ``always_ready``
+stream) takes every valid beat. Inputs are driven after the falling clock edge and
 handshakes are sampled in the read-only phase before the rising edge.
 """
 import json
@@ -31,7 +32,10 @@ async def _play(dut, run: dict) -> dict:
     valid_probability = run.get("valid_probability", 1.0)
     ready_probability = run.get("ready_probability", 1.0)
     inputs = {name: [int(beat) for beat in beats] for name, beats in run["inputs"].items()}
+    gapless = {name: set(run.get("gapless", {}).get(name, ())) for name in inputs}
     output, expected = run["output"], run["output_beats"]
+    if not hasattr(dut, f"{output}__ready") and ready_probability != 1.0:
+        raise ValueError(f"output {output!r} has no ready, so ready_probability must be 1.0, not {ready_probability}")
     position = dict.fromkeys(inputs, 0)
     offering = dict.fromkeys(inputs, False)
     received, cycle, first_accept, last_output = [], 0, None, None
@@ -41,7 +45,8 @@ async def _play(dut, run: dict) -> dict:
 
     ports = {name: (_port(dut, name, "valid"), _port(dut, name, "ready"), _port(dut, name, "payload"))
              for name in inputs}
-    out_valid, out_ready, out_payload = (_port(dut, output, signal) for signal in ("valid", "ready", "payload"))
+    out_valid, out_payload = _port(dut, output, "valid"), _port(dut, output, "payload")
+    out_ready = getattr(dut, f"{output}__ready", None)
     driven_valid = dict.fromkeys(inputs, None)
     driven_beat = dict.fromkeys(inputs, None)
     driven_ready = None
@@ -52,7 +57,7 @@ async def _play(dut, run: dict) -> dict:
         for name, beats in inputs.items():
             # A beat once offered stays offered until taken (stream rule).
             if not offering[name] and position[name] < len(beats):
-                offering[name] = rng.random() < valid_probability
+                offering[name] = position[name] in gapless[name] or rng.random() < valid_probability
             valid, _, payload = ports[name]
             if driven_valid[name] != offering[name]:
                 valid.value = driven_valid[name] = int(offering[name])
@@ -60,7 +65,7 @@ async def _play(dut, run: dict) -> dict:
                 payload.value = beats[position[name]]
                 driven_beat[name] = position[name]
         ready = rng.random() < ready_probability
-        if driven_ready != ready:
+        if driven_ready != ready and out_ready is not None:
             out_ready.value = int(ready)
             driven_ready = ready
         await ReadOnly()
@@ -91,7 +96,8 @@ async def play_streams(dut):
     for run in job["runs"]:
         for name in run["inputs"]:
             _port(dut, name, "valid").value = 0
-        _port(dut, run["output"], "ready").value = 0
+        if hasattr(dut, f"{run['output']}__ready"):
+            _port(dut, run["output"], "ready").value = 0
     await ClockCycles(dut.clk, 2)
     dut.rst.value = 0
     outcomes = [await _play(dut, run) for run in job["runs"]]

@@ -20,6 +20,7 @@ from boards.pll import RANGES as PLL_RANGES
 from boards.pll import plan_pll
 from hdl.accelerator import Accelerator
 from hdl.config import AcceleratorConfig, ArrayConfig
+from hdl.generate import top_ports
 from hdl.systolic_array import SystolicArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
@@ -203,7 +204,8 @@ def test_pin_map_naming_a_missing_port_is_refused(tmp_path):
 def test_too_many_multipliers_fail_before_synthesis(tmp_path):
     config = ArrayConfig(6, 6, "os", "int8")
     from amaranth.back import rtlil
-    needs = estimate_needs(rtlil.convert(SystolicArray(config), name=config.name), BOARDS["orangecrab"])
+    array = SystolicArray(config)
+    needs = estimate_needs(rtlil.convert(array, name=config.name, ports=top_ports(array)), BOARDS["orangecrab"])
     assert (needs.dsps, needs.multipliers, needs.block_rams) == (36, 36, 0)
     with pytest.raises(DoesNotFit, match=r"^systolic_6x6_os_int8 does not fit orangecrab: needs about 36 DSP "
                                          r"blocks \(36 multipliers\) but LFE5U-25F has 28$"):

@@ -18,7 +18,7 @@ from boards.pll import PllPlan, plan_pll
 from boards.synth import SynthesisError
 from hdl.accelerator import Accelerator
 from hdl.config import AcceleratorConfig, ArrayConfig
-from hdl.generate import accelerator_name
+from hdl.generate import accelerator_name, top_ports
 from hdl.soc import HostLinkSoC
 from hdl.systolic_array import SystolicArray
 from hdl.uart import clocks_per_bit
@@ -73,7 +73,7 @@ def choose_multipliers(args, board):
     """
     from amaranth.back import rtlil
     design, name = _design(args, "dsp", None)
-    needs = estimate_needs(rtlil.convert(design, name=name), board)
+    needs = estimate_needs(rtlil.convert(design, name=name, ports=top_ports(design)), board)
     array = replace(array_config(args), pipelined=not args.unpipelined)
     spare = board.resources["DSPs"] - (needs.dsps - array.dsp_multipliers)
     if needs.dsps <= board.resources["DSPs"] or array.dsp_multipliers == 0:
