@@ -240,11 +240,15 @@ class LoadUnit(wiring.Component):
                      step.eq(Mux(pad_row, 1, burst_rows)),
                      walker.step.eq(burst_rows),      # (1 too where row_elems is 0: such rows never merge)
                      walker.step_bytes.eq(Mux(mergeable, burst_rows << beat_shift, fields.row_stride))]
-        sram_span = descriptor_rows(m, fields, gap=fields.sram_gap)
-        # The rows from sram_addr to the end of the target, registered while the span is computed: the
-        # range check then compares the two, with no add in front of the compare.
-        sram_room = Signal(signed(len(depth) + 1))
-        m.d.sync += sram_room.eq(depth - fields.sram_addr)
+        span_and_gap = descriptor_rows(m, fields, gap=fields.sram_gap)
+        # The rows from sram_addr to the end of the target plus one gap, and whether the walk is empty,
+        # registered while the span is computed: the range check compares the two sums, with no add
+        # in front of the compare. An empty walk spans nothing, so it is out of range only past the end.
+        room_and_gap = Signal(len(depth) + len(fields.sram_gap) + 1)      # used only where not past_end
+        past_end, empty_walk = Signal(), Signal()
+        m.d.sync += [room_and_gap.eq(depth - fields.sram_addr + fields.sram_gap),
+                     past_end.eq(fields.sram_addr > depth),
+                     empty_walk.eq((fields.rows == 0) | (fields.blocks == 0) | (fields.groups == 0))]
         retire = Signal()
         advance = Signal()
         to_accumulator = (fields.target == Target.ACCUMULATORS) | (fields.target == Target.COMBINE)
@@ -297,11 +301,11 @@ class LoadUnit(wiring.Component):
                 undefined = ((fields.target.as_value() > max(t.value for t in Target)) |
                              ((fields.target == Target.COMBINE) &
                               (fields.combine.as_value() > max(c.value for c in Combine))))
-                out_of_range = (sram_span > sram_room) | bad_scale_row
+                out_of_range = (~empty_walk & (span_and_gap > room_and_gap)) | past_end | bad_scale_row
                 with m.If(undefined | out_of_range):
                     m.d.comb += [self.error_field.eq(undefined), self.error_range.eq(~undefined)]
                     m.next = "Idle"
-                with m.Elif(sram_span == 0):
+                with m.Elif(empty_walk):
                     with m.If(~draining_bursts.any()):       # retirements in program order
                         m.d.comb += retire.eq(1)
                         m.next = "Idle"

@@ -14,6 +14,11 @@ In binary mode lane ``l`` of the output packs the sign bits of channels
 ``8l .. 8l+7`` (``numerics.pack_bits``); lanes past ``ceil(C / 8)`` are 0.
 Channels from ``channels`` on are forced to 0 in both modes
 (``numerics.store_rows``).
+
+The pipeline never stalls (no register has a clock enable, as in the systolic
+array): it takes a row in every cycle ``rows_in`` is valid and offers it
+``STAGES`` cycles later, and ``rows_out`` has no ``ready``. The store unit
+admits a row only while its output queue has room for every row in flight.
 """
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
@@ -62,8 +67,8 @@ class PostProcessor(wiring.Component):
 
     Members
     -------
-    rows_in : In(stream.Signature(accumulator_row_layout(lanes)))
-    rows_out : Out(stream.Signature(output_row_layout(lanes)))
+    rows_in : In(stream.Signature(accumulator_row_layout(lanes), always_ready=True))
+    rows_out : Out(stream.Signature(output_row_layout(lanes), always_ready=True))
     channel_params : In(data.ArrayLayout(data.ArrayLayout(channel_params_layout(), lanes), BANKS))
         Per bank; a bank is held stable while rows of it are in flight, so the rows of one
         STORE can follow another's through the pipeline with the other bank.
@@ -80,8 +85,8 @@ class PostProcessor(wiring.Component):
             raise ValueError(f"Post-processor lanes must be an integer from 1 to 64, not {lanes!r}")
         self.lanes = lanes
         super().__init__({
-            "rows_in": In(stream.Signature(accumulator_row_layout(lanes))),
-            "rows_out": Out(stream.Signature(output_row_layout(lanes))),
+            "rows_in": In(stream.Signature(accumulator_row_layout(lanes), always_ready=True)),
+            "rows_out": Out(stream.Signature(output_row_layout(lanes), always_ready=True)),
             "channel_params": In(data.ArrayLayout(data.ArrayLayout(channel_params_layout(), lanes), BANKS)),
             "params": In(output_params_layout()),
             "channels": In(data.ArrayLayout(range(lanes + 1), BANKS)),
@@ -90,15 +95,10 @@ class PostProcessor(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         lanes = self.lanes
-        advance = Signal()
-        m.d.comb += [advance.eq(~self.rows_out.valid | self.rows_out.ready),
-                     self.rows_in.ready.eq(advance)]
-
         # valid, last and the bank ride along the pipeline; each stage uses the bank of its row.
         framing = [Signal(3, name=f"framing_{stage}") for stage in range(self.STAGES)]
-        with m.If(advance):
-            m.d.sync += framing[0].eq(Cat(self.rows_in.valid, self.rows_in.payload.last, self.rows_in.payload.bank))
-            m.d.sync += [framing[stage].eq(framing[stage - 1]) for stage in range(1, self.STAGES)]
+        m.d.sync += framing[0].eq(Cat(self.rows_in.valid, self.rows_in.payload.last, self.rows_in.payload.bank))
+        m.d.sync += [framing[stage].eq(framing[stage - 1]) for stage in range(1, self.STAGES)]
         m.d.comb += [self.rows_out.valid.eq(framing[-1][0]), self.rows_out.payload.last.eq(framing[-1][1]),
                      self.rows_out.payload.bank.eq(framing[-1][2])]
         # Stage n computes its register from the row of stage n - 1 (stage 0: the input).
@@ -148,22 +148,21 @@ class PostProcessor(wiring.Component):
                               with_zero_point))
             left = Mux(channel[1].shift > 0, channel[1].shift, 0)[:SHIFT.width - 1]
             requantized = Signal(signed(OPERAND_BITS), name=f"requantized_{lane}")
-            with m.If(advance):
-                m.d.sync += [
-                    total.eq(self.rows_in.payload.data[lane] + channel[0].bias),
-                    shifted.eq(total << left),
-                    sign_delay[0].eq(((total >= 0) ^ channel[1].flip) & kept_of(1, lane)),
-                    product.eq(shifted * channel[2].multiplier),
-                    overflow.eq((shifted == -(1 << (ACC_BITS - 1))) & (channel[2].multiplier == MULTIPLIER_MIN)),
-                    high.eq(Mux(overflow, (1 << (ACC_BITS - 1)) - 1, rounded_high)),
-                    right.eq(right_ahead),
-                    half_bit.eq(mask_ahead & ~(mask_ahead >> 1)),
-                    below_half.eq(mask_ahead >> 1),
-                    quotient.eq(high >> right),
-                    round_up.eq(past_half),
-                    requantized.eq(Mux(kept_of(5, lane), clamped, 0)),
-                ]
-                m.d.sync += [sign_delay[stage].eq(sign_delay[stage - 1]) for stage in range(1, len(sign_delay))]
+            m.d.sync += [
+                total.eq(self.rows_in.payload.data[lane] + channel[0].bias),
+                shifted.eq(total << left),
+                sign_delay[0].eq(((total >= 0) ^ channel[1].flip) & kept_of(1, lane)),
+                product.eq(shifted * channel[2].multiplier),
+                overflow.eq((shifted == -(1 << (ACC_BITS - 1))) & (channel[2].multiplier == MULTIPLIER_MIN)),
+                high.eq(Mux(overflow, (1 << (ACC_BITS - 1)) - 1, rounded_high)),
+                right.eq(right_ahead),
+                half_bit.eq(mask_ahead & ~(mask_ahead >> 1)),
+                below_half.eq(mask_ahead >> 1),
+                quotient.eq(high >> right),
+                round_up.eq(past_half),
+                requantized.eq(Mux(kept_of(5, lane), clamped, 0)),
+            ]
+            m.d.sync += [sign_delay[stage].eq(sign_delay[stage - 1]) for stage in range(1, len(sign_delay))]
             m.d.comb += sign_bits[lane].eq(sign_delay[-1])
             requantized_lanes.append(requantized)
 

@@ -13,7 +13,7 @@ from .walker import DESCRIPTOR_FIELDS, RowWalker, descriptor_rows
 
 __all__ = ["StoreUnit"]
 
-OUTPUT_ROWS = 8       # post-processed rows buffered ahead of the writer
+OUTPUT_ROWS = 16      # rows in the post-processor and post-processed rows buffered ahead of the writer
 BURSTS_AHEAD = 4      # AW bursts issued ahead of their W beats
 STORE_JOBS = 2        # checked STOREs waiting for the address stage
 
@@ -61,8 +61,13 @@ class StoreUnit(wiring.Component):
         wiring.connect(m, reader.port, wiring.flipped(self.acc_read))
         post = m.submodules.post = PostProcessor(cols)
         # Output rows wait here for the writer, so the next STORE's rows can enter the post-processor
-        # while this one's are still being written.
+        # while this one's are still being written. The post-processor never stalls, so a row enters it
+        # only while the queue has room for it and for every row ahead of it in the pipeline.
         out_rows = m.submodules.out_rows = fifo.SyncFIFOBuffered(width=cols * 8, depth=OUTPUT_ROWS)
+        reserved = Signal(range(OUTPUT_ROWS + 1))        # rows in the post-processor or the queue
+        admit = Signal()
+        m.d.comb += admit.eq(reserved != OUTPUT_ROWS)
+        m.d.sync += reserved.eq(reserved + post.rows_in.valid - out_rows.r_en)
 
         # Front end: CONFIG, and each STORE's check and rows through the post-processor.
         instruction = self.instructions.payload
@@ -74,11 +79,10 @@ class StoreUnit(wiring.Component):
         bank = Signal()                        # the bank of the last STORE started
         channel_params = Signal.like(post.channel_params)
         kept_channels = Signal.like(post.channels)
-        m.d.comb += [post.rows_in.valid.eq(reader.rows.valid), post.rows_in.payload.data.eq(reader.rows.payload),
-                     post.rows_in.payload.bank.eq(reader.row_tag), reader.rows.ready.eq(post.rows_in.ready),
+        m.d.comb += [post.rows_in.valid.eq(reader.rows.valid & admit), post.rows_in.payload.data.eq(reader.rows.payload),
+                     post.rows_in.payload.bank.eq(reader.row_tag), reader.rows.ready.eq(admit),
                      post.channel_params.eq(channel_params), post.params.eq(output), post.channels.eq(kept_channels),
-                     out_rows.w_en.eq(post.rows_out.valid), out_rows.w_data.eq(post.rows_out.payload.data),
-                     post.rows_out.ready.eq(out_rows.w_rdy)]
+                     out_rows.w_en.eq(post.rows_out.valid), out_rows.w_data.eq(post.rows_out.payload.data)]
 
         # Channel records as they sit in memory: bias, multiplier word (its low MULTIPLIER_BITS kept), shift
         # byte (its low SHIFT_BITS kept), flip byte.
@@ -121,7 +125,7 @@ class StoreUnit(wiring.Component):
         # so the front end's start does not wait on a compare).
         rows_left = Array(Signal.like(total_rows, name=f"rows_left_{b}") for b in range(BANKS))
         drained = Array(Signal(name=f"drained_{b}", init=1) for b in range(BANKS))
-        with m.If(out_rows.w_en & out_rows.w_rdy):
+        with m.If(out_rows.w_en):
             leaving = post.rows_out.payload.bank
             m.d.sync += [rows_left[leaving].eq(rows_left[leaving] - 1), drained[leaving].eq(rows_left[leaving] == 1)]
         m.d.comb += unit_idle.eq(writer_idle & ~reader.busy & Cat(*drained).all())

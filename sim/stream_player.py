@@ -8,8 +8,8 @@ and ready back-pressure (``sim.play.play_streams`` documents the format). Result
 file named by ``STREAM_RESULT``; the caller checks them against the golden model.
 
 Streams are Amaranth ports flattened as ``<name>__valid``, ``<name>__ready``
-and ``<name>__payload``; an output without ``ready`` (an ``always_ready``
-stream) takes every valid beat. Inputs are driven after the falling clock edge and
+and ``<name>__payload``; a stream without ``ready`` (``always_ready``) takes
+every valid beat. Inputs are driven after the falling clock edge and
 handshakes are sampled in the read-only phase before the rising edge.
 """
 import json
@@ -43,7 +43,7 @@ async def _play(dut, run: dict) -> dict:
     for port, value in run.get("static", {}).items():
         getattr(dut, port).value = int(value)
 
-    ports = {name: (_port(dut, name, "valid"), _port(dut, name, "ready"), _port(dut, name, "payload"))
+    ports = {name: (_port(dut, name, "valid"), getattr(dut, f"{name}__ready", None), _port(dut, name, "payload"))
              for name in inputs}
     out_valid, out_payload = _port(dut, output, "valid"), _port(dut, output, "payload")
     out_ready = getattr(dut, f"{output}__ready", None)
@@ -70,7 +70,8 @@ async def _play(dut, run: dict) -> dict:
             driven_ready = ready
         await ReadOnly()
         for name in inputs:
-            if offering[name] and ports[name][1].value:
+            input_ready = ports[name][1]
+            if offering[name] and (input_ready is None or input_ready.value):
                 position[name] += 1
                 offering[name] = False
                 first_accept = cycle if first_accept is None else first_accept
