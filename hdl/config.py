@@ -56,7 +56,7 @@ class DspPrimitive(enum.Enum):
     product registers, the block's multiply is a register-to-register path inside it.
     Simulation uses ``sim/primitives.py``'s model of the block.
     """
-    ECP5 = "ecp5"       # MULT18X18D, A, B, pipeline and output registers on CLK0/CE0
+    ECP5 = "ecp5"       # MULT18X18D, A, B and output registers on CLK0/CE0
 
     @property
     def cell(self) -> str:
@@ -138,7 +138,7 @@ class ArrayConfig:
     depthwise: bool | None = None
     dsp_primitive: DspPrimitive | None = None
 
-    PRODUCT_STAGES = 2      # the product's registers: its halves (Booth sums, DSP pipeline register), then whole
+    PRODUCT_STAGES = 2      # the product's registers: its halves (Booth sums; a DSP block's output register), then whole
     PIPELINE_STAGES = 1 + PRODUCT_STAGES     # with the edge register
 
     def __post_init__(self):
