@@ -109,7 +109,8 @@ def test_mixed_array_synthesizes_to_exactly_its_dsp_limit(tmp_path):
 
 
 def test_dsp_primitive_keeps_its_registers_through_synthesis(tmp_path):
-    """Each DSP PE's MULT18X18D reaches the netlist with its A, B and output registers (hdl/pe.py)."""
+    """Each DSP PE's MULT18X18D reaches the netlist with its A, B and output registers, and without its
+    pipeline register (hdl/pe.py)."""
     config = ArrayConfig(2, 2, "os", "int8", "mixed", 3, pipelined=True, dsp_primitive="ecp5")
     report = build(SystolicArray(config), config.name, BOARDS["ulx3s"], tmp_path, synth_only=True,
                    progress=lambda text: None)
@@ -121,6 +122,7 @@ def test_dsp_primitive_keeps_its_registers_through_synthesis(tmp_path):
     for dsp in dsps:
         assert {dsp["parameters"][f"{register}_CLK"] for register in ("REG_INPUTA", "REG_INPUTB", "REG_OUTPUT")} == {
             "CLK0"}
+        assert dsp["parameters"]["REG_PIPELINE_CLK"] == "NONE"
 
 
 def test_pinned_counter_becomes_an_icebreaker_bitstream(tmp_path):
