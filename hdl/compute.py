@@ -119,10 +119,12 @@ class ComputeUnit(wiring.Component):
         with m.If(weight_jobs.r_rdy & ~weight_reader.reading):
             m.d.comb += [weight_reader.first.eq(queued_weights.weight_addr), weight_reader.count.eq(queued_weights.count),
                          weight_reader.start.eq(1), weight_jobs.r_en.eq(1)]
-        beat_flags = {name: COMPUTE.members[name] for name in ("beats", "mode", "depthwise", "taps")}
-        act_job = data.StructLayout({"act_addr": len(self.act_read.addr), **beat_flags,
-                                     "act_stride_log2": COMPUTE.members["act_stride_log2"]})
-        delivery = data.StructLayout(beat_flags)
+        beat_flags = {name: COMPUTE.members[name] for name in ("mode", "depthwise", "taps")}
+        act_job = data.StructLayout({"act_addr": len(self.act_read.addr), "beats": COMPUTE.members["beats"],
+                                     **beat_flags, "act_stride_log2": COMPUTE.members["act_stride_log2"]})
+        # A delivery carries its last beat's index, so that framing a beat is one compare of registers
+        # (a subtraction in front of it was on the 4x4 SoC's worst path, 2026-12-06).
+        delivery = data.StructLayout({"last_beat": COMPUTE.members["beats"], **beat_flags})
         act_jobs = m.submodules.act_jobs = fifo.SyncFIFOBuffered(width=act_job.size, depth=depth)
         deliveries = m.submodules.deliveries = fifo.SyncFIFOBuffered(width=delivery.size, depth=depth)
         queued_job, started_job = act_job(act_jobs.r_data), act_job(act_jobs.w_data)
@@ -134,11 +136,11 @@ class ComputeUnit(wiring.Component):
                          act_reader.start.eq(1), act_jobs.r_en.eq(1), deliveries.w_en.eq(1)]
             if bypassing:
                 m.d.sync += streaming_depthwise.eq(queued_job.depthwise)
-        m.d.comb += [started_delivery.beats.eq(queued_job.beats), started_delivery.mode.eq(queued_job.mode),
+        m.d.comb += [started_delivery.last_beat.eq(queued_job.beats - 1), started_delivery.mode.eq(queued_job.mode),
                      started_delivery.depthwise.eq(queued_job.depthwise), started_delivery.taps.eq(queued_job.taps)]
 
-        sent = Signal.like(delivering.beats)
-        last_beat = sent == delivering.beats - 1
+        sent = Signal.like(delivering.last_beat)
+        last_beat = sent == delivering.last_beat
         beat = array.activations.valid & array.activations.ready
         m.d.comb += [array.activations.valid.eq(activation_rows.valid & deliveries.r_rdy),
                      array.activations.payload.data.eq(activation_rows.payload),

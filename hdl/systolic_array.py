@@ -234,15 +234,17 @@ class SystolicArray(wiring.Component):
         rows = self.config.rows
         acts, weights = self.activations, self.weights
         if self.config.dataflow == Dataflow.OS:
-            # A tile's sums may close only once the previous tile has drained (R cycles).
-            cycles_since_last = Signal(range(rows + 1), init=rows)
-            last_allowed = ~acts.payload.last | (cycles_since_last == rows)
+            # A tile's sums may close only once the previous tile has drained (R cycles), which a register
+            # flags (a count compared in front of the handshake was on the 4x4 SoC's worst path, 2026-12-06).
+            drain_left = Signal(range(rows + 1))       # (at R = 1 range(rows) would have no bits)
+            drained = Signal(init=1)
+            last_allowed = ~acts.payload.last | drained
             m.d.comb += [acts.ready.eq(weights.valid & last_allowed),
                          weights.ready.eq(acts.valid & last_allowed)]
             with m.If(act_fire & acts.payload.last):
-                m.d.sync += cycles_since_last.eq(1)
-            with m.Elif(cycles_since_last != rows):
-                m.d.sync += cycles_since_last.eq(cycles_since_last + 1)
+                m.d.sync += [drain_left.eq(rows - 1), drained.eq(rows == 1)]
+            with m.Elif(~drained):
+                m.d.sync += [drain_left.eq(drain_left - 1), drained.eq(drain_left == 1)]
             return None, None
 
         # WS: a tile's first activation needs a complete preload in the shadow registers;
