@@ -27,6 +27,11 @@ def _port(dut, stream: str, signal: str):
     return getattr(dut, f"{stream}__{signal}")
 
 
+def _ready(dut, stream: str):
+    """The stream's ready port, or None for an ``always_ready`` stream (which has none)."""
+    return getattr(dut, f"{stream}__ready", None)
+
+
 async def _play(dut, run: dict) -> dict:
     rng = random.Random(run.get("seed", 0))
     valid_probability = run.get("valid_probability", 1.0)
@@ -34,7 +39,8 @@ async def _play(dut, run: dict) -> dict:
     inputs = {name: [int(beat) for beat in beats] for name, beats in run["inputs"].items()}
     gapless = {name: set(run.get("gapless", {}).get(name, ())) for name in inputs}
     output, expected = run["output"], run["output_beats"]
-    if not hasattr(dut, f"{output}__ready") and ready_probability != 1.0:
+    out_ready = _ready(dut, output)
+    if out_ready is None and ready_probability != 1.0:
         raise ValueError(f"output {output!r} has no ready, so ready_probability must be 1.0, not {ready_probability}")
     position = dict.fromkeys(inputs, 0)
     offering = dict.fromkeys(inputs, False)
@@ -43,10 +49,9 @@ async def _play(dut, run: dict) -> dict:
     for port, value in run.get("static", {}).items():
         getattr(dut, port).value = int(value)
 
-    ports = {name: (_port(dut, name, "valid"), getattr(dut, f"{name}__ready", None), _port(dut, name, "payload"))
+    ports = {name: (_port(dut, name, "valid"), _ready(dut, name), _port(dut, name, "payload"))
              for name in inputs}
     out_valid, out_payload = _port(dut, output, "valid"), _port(dut, output, "payload")
-    out_ready = getattr(dut, f"{output}__ready", None)
     driven_valid = dict.fromkeys(inputs, None)
     driven_beat = dict.fromkeys(inputs, None)
     driven_ready = None
@@ -97,8 +102,9 @@ async def play_streams(dut):
     for run in job["runs"]:
         for name in run["inputs"]:
             _port(dut, name, "valid").value = 0
-        if hasattr(dut, f"{run['output']}__ready"):
-            _port(dut, run["output"], "ready").value = 0
+        out_ready = _ready(dut, run["output"])
+        if out_ready is not None:
+            out_ready.value = 0
     await ClockCycles(dut.clk, 2)
     dut.rst.value = 0
     outcomes = [await _play(dut, run) for run in job["runs"]]
