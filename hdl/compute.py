@@ -241,11 +241,40 @@ class ComputeUnit(wiring.Component):
             m.d.comb += in_flight.r_en.eq(1)
         m.d.comb += [self.retired.eq(retire), self.push_prev.eq(retire & flags[0]), self.push_next.eq(retire & flags[1])]
 
-        result_rows = rows if os else fields.beats
-        kept_rows = Mux(fields.depthwise, (rows + 1 - fields.taps) if os else fields.beats - (rows - 1), result_rows)
-        weight_rows = fields.beats if os else rows
-        m.d.comb += [record.acc_addr.eq(fields.acc_addr), record.rows.eq(Mux(fields.beats == 0, 0, result_rows)),
-                     record.kept.eq(kept_rows),
+        def result_rows(f):
+            return rows if os else f.beats
+
+        def kept_rows(f):
+            return Mux(f.depthwise, (rows + 1 - f.taps) if os else f.beats - (rows - 1), result_rows(f))
+
+        def weight_rows(f):
+            return f.beats if os else rows
+
+        def refused(f):
+            """Whether a COMPUTE with fields ``f`` is unsupported, and whether its rows leave a memory."""
+            if os:
+                unsupported = f.beats % rows != 0
+                if config.array.depthwise:
+                    unsupported |= f.depthwise & ((f.taps == 0) | (f.taps > rows) | (f.mode != ArithMode.INT8))
+                else:
+                    unsupported |= f.depthwise
+            elif config.array.depthwise:
+                unsupported = f.depthwise & (f.beats < rows)
+            else:
+                unsupported = f.depthwise
+            last_act_row = f.act_addr + ((f.beats - 1) << f.act_stride_log2)
+            # kept_rows wraps for a depthwise COMPUTE shorter than R, which is refused as unsupported.
+            out_of_range = ((f.beats != 0) & (last_act_row >= config.act_rows) |
+                            (f.weight_addr + weight_rows(f) > config.weight_rows) |
+                            (f.acc_addr + kept_rows(f) > config.acc_rows) & ~unsupported)
+            return unsupported, out_of_range
+
+        # The checks are registered as the instruction is taken, from the queue's (registered) head:
+        # from `fields` through them to the job queues' write enables was the 4x4 SoC's worst path
+        # (13.0 ns, 2026-12-06).
+        unsupported, out_of_range, no_beats = Signal(), Signal(), Signal()
+        m.d.comb += [record.acc_addr.eq(fields.acc_addr), record.rows.eq(Mux(fields.beats == 0, 0, result_rows(fields))),
+                     record.kept.eq(kept_rows(fields)),
                      record.accumulate.eq(fields.accumulate), record.push_prev.eq(header.push_prev),
                      record.push_next.eq(header.push_next)]
         feeding = Signal()
@@ -263,34 +292,23 @@ class ComputeUnit(wiring.Component):
                                  self.pop_next.eq(instruction.header.pop_next)]
                     m.d.sync += [fields.eq(instruction.fields.compute), header.eq(instruction.header)]
                     with m.If(instruction.header.opcode == Opcode.SYNC):
-                        m.d.sync += fields.eq(0)      # no inputs and no results: only tokens
+                        # no inputs and no results: only tokens
+                        m.d.sync += [fields.eq(0), unsupported.eq(0), out_of_range.eq(0), no_beats.eq(1)]
+                    with m.Else():
+                        taken_unsupported, taken_out_of_range = refused(instruction.fields.compute)
+                        m.d.sync += [unsupported.eq(taken_unsupported), out_of_range.eq(taken_out_of_range),
+                                     no_beats.eq(instruction.fields.compute.beats == 0)]
                     m.next = "Check"
             with m.State("Check"):
                 m.d.comb += feeding.eq(1)
-                if os:
-                    unsupported = fields.beats % rows != 0
-                    if config.array.depthwise:
-                        unsupported |= fields.depthwise & ((fields.taps == 0) | (fields.taps > rows) |
-                                                           (fields.mode != ArithMode.INT8))
-                    else:
-                        unsupported |= fields.depthwise
-                elif config.array.depthwise:
-                    unsupported = fields.depthwise & (fields.beats < rows)
-                else:
-                    unsupported = fields.depthwise
-                last_act_row = fields.act_addr + ((fields.beats - 1) << fields.act_stride_log2)
-                # kept_rows wraps for a depthwise COMPUTE shorter than R, which is refused as unsupported.
-                out_of_range = ((fields.beats != 0) & (last_act_row >= config.act_rows) |
-                                (fields.weight_addr + weight_rows > config.weight_rows) |
-                                (fields.acc_addr + kept_rows > config.acc_rows) & ~unsupported)
                 with m.If(out_of_range | unsupported):
                     m.d.comb += [self.error_range.eq(out_of_range), self.error_field.eq(~out_of_range)]
                     m.next = "Idle"
-                with m.Elif(fields.beats == 0):
+                with m.Elif(no_beats):
                     m.d.comb += in_flight.w_en.eq(1)
                     m.next = "Idle"
                 with m.Elif(weight_jobs.w_rdy & act_jobs.w_rdy):
-                    m.d.comb += [started_weights.weight_addr.eq(fields.weight_addr), started_weights.count.eq(weight_rows),
+                    m.d.comb += [started_weights.weight_addr.eq(fields.weight_addr), started_weights.count.eq(weight_rows(fields)),
                                  weight_jobs.w_en.eq(1), started_job.act_addr.eq(fields.act_addr),
                                  started_job.beats.eq(fields.beats), started_job.mode.eq(fields.mode),
                                  started_job.depthwise.eq(fields.depthwise), started_job.taps.eq(fields.taps),

@@ -90,7 +90,7 @@ class Timing:
     act_latency: int = 5            # activation job start to its first row leaving the row reader
     result_latency: int = RESULT_LATENCY   # last result beat to retirement (accumulator read-modify-write)
     descriptor_latency: int = 2     # LOAD/STORE: the registered rows x blocks x groups product before Check
-    store_compare: int = 1          # STORE: its range check registered before Check
+    range_compare: int = 1          # LOAD/STORE: the range check registered before Check
     post_latency: int = 6 + PostProcessor.STAGES   # STORE check to its first W beat (reader 2, output queue 4)
     store_read_latency: int = 2     # STORE check to its first row entering the post-processor
     store_job_latency: int = 2      # STORE check to the address stage taking it (job queue)
@@ -320,7 +320,7 @@ class _Machine:
     def _next_load_ar(self) -> int:
         """The earliest AR of a LOAD the load unit has not started."""
         start = self.load_walked if self.load_format is not None else self.unit_free[0]
-        return start + 2 + self.t.descriptor_latency + self.t.load_issue - 1
+        return start + 2 + self.t.descriptor_latency + self.t.range_compare + self.t.load_issue - 1
 
     def _dispatch(self, before: int | None = None) -> None:
         """Dispatch every instruction whose dispatch is known: its queue has room once the instruction of
@@ -378,7 +378,7 @@ class _Machine:
             overlaps = alike and early <= self.load_retires[1] - 2
             if overlaps:
                 start = early
-            issue = start + 2 + t.descriptor_latency
+            issue = start + 2 + t.descriptor_latency + t.range_compare
             self.starts[self.position] = start
             walk, data_beats = decoded[1], decoded[2]
             leading_padding = next((index for index, beats in enumerate(walk) if beats), len(walk))
@@ -506,7 +506,7 @@ class _Machine:
             if total == 0:
                 # CONFIG, or a STORE without rows: once the post-processor and the writer have emptied.
                 start = max(start, self.writer_idle, self.rows_entered + t.post_latency - t.store_read_latency)
-                retire = start + 1 + (instruction.opcode == Opcode.STORE) * (1 + t.descriptor_latency + t.store_compare)
+                retire = start + 1 + (instruction.opcode == Opcode.STORE) * (1 + t.descriptor_latency + t.range_compare)
                 self.unit_free[2] = retire + 1
             else:
                 stored = stored_bytes(f["channels"], ArithMode.INT8)
@@ -519,7 +519,7 @@ class _Machine:
                 # per two, below), a cycle after it takes the STORE; the data stage sends W beats back to
                 # back from the first post-processed row on, after the previous STORE's (and its write
                 # responses, if it pushed a token).
-                check = max(start + 1 + t.descriptor_latency + t.store_compare, self.rows_read, self.rows_posted[0])
+                check = max(start + 1 + t.descriptor_latency + t.range_compare, self.rows_read, self.rows_posted[0])
                 take = max(check + t.store_job_latency, self.address_free)
                 self.store_takes.append(take)
                 # Merged bursts are planned a cycle ahead: the first a cycle after the walk starts, the
