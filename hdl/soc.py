@@ -100,7 +100,11 @@ class BlockRamMemory(wiring.Component):
         out_last = Signal()
         out_lane = Signal(range(lanes))
         out_error = Signal()
-        out_ready = Mux(out_lite, lite.rready, bus.rready)
+        # A lite beat leaves through a register of its own (the block RAM's clock-to-out through the word
+        # select and the bridge was the 4x4 SoC's worst path, 12.6 ns, 2026-12-06): the host link is
+        # slow, a cycle costs it nothing.
+        lite_full = Signal()
+        out_ready = Mux(out_lite, ~lite_full, bus.rready)
         issue = r_active & (~out_valid | out_ready)
         with m.If(~r_active):
             with m.If(lite.arvalid):
@@ -123,12 +127,13 @@ class BlockRamMemory(wiring.Component):
             m.d.sync += out_valid.eq(0)
         # A failed beat's data is whatever the row address aliases to (not zeroed: that would cost a gate per bit).
         response = Mux(out_error, Response.SLVERR, Response.OKAY)
-        m.d.comb += [
-            bus.rvalid.eq(out_valid & ~out_lite), bus.rdata.eq(read.data), bus.rresp.eq(response),
-            bus.rlast.eq(out_last), bus.rid.eq(out_id),
-            lite.rvalid.eq(out_valid & out_lite), lite.rresp.eq(response),
-            lite.rdata.eq(read.data.word_select(out_lane, 32) if lanes > 1 else read.data[:32]),
-        ]
+        m.d.comb += [bus.rvalid.eq(out_valid & ~out_lite), bus.rdata.eq(read.data), bus.rresp.eq(response),
+                     bus.rlast.eq(out_last), bus.rid.eq(out_id), lite.rvalid.eq(lite_full)]
+        with m.If(out_valid & out_lite & ~lite_full):
+            m.d.sync += [lite_full.eq(1), lite.rresp.eq(response),
+                         lite.rdata.eq(read.data.word_select(out_lane, 32) if lanes > 1 else read.data[:32])]
+        with m.Elif(lite.rvalid & lite.rready):
+            m.d.sync += lite_full.eq(0)
 
         # Writes: a lite word in one cycle, or a burst of beats; one response outstanding per port.
         w_active = Signal()
