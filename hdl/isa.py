@@ -29,7 +29,8 @@ from .walker import DESCRIPTOR_FIELDS, PADDING_FIELDS
 
 __all__ = ["Opcode", "Target", "INSTRUCTION_BITS", "INSTRUCTION", "HEADER", "LOAD", "STORE",
            "COMPUTE", "CONFIG", "Instruction", "encode", "decode", "CHANNEL_RECORD_BYTES",
-           "target_element_bytes", "FIELD_DEFAULTS", "STORE_BYTE_OFFSET_BITS", "MAX_COMPUTE_BEATS"]
+           "target_element_bytes", "FIELD_DEFAULTS", "STORE_BYTE_OFFSET_BITS", "MAX_COMPUTE_BEATS",
+           "MAX_SRAM_GAP"]
 
 INSTRUCTION_BITS = 256
 CHANNEL_RECORD_BYTES = 16     # bias int32, multiplier int32, shift int8, flip uint8, 6 bytes padding
@@ -84,6 +85,7 @@ LOAD = data.StructLayout({
 # descriptor address (``hdl.walker``, no padding) plus byte_offset: the row addresses stay
 # bus aligned, and the bytes land byte_offset bytes into the row (byte strobes), so several
 # stores can fill one row (C binary channels are C / 8 bytes of a packed row).
+MAX_SRAM_GAP = (1 << Shape.cast(LOAD.members["sram_gap"]).width) - 1
 STORE_BYTE_OFFSET_BITS = 6
 STORE = data.StructLayout({"acc_addr": 16, "channel_row": 12, **DESCRIPTOR_FIELDS, "channels": 7,
                            "byte_offset": STORE_BYTE_OFFSET_BITS})

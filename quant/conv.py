@@ -32,11 +32,10 @@ from dataclasses import replace
 from itertools import product
 
 import numpy as np
-from amaranth.hdl import Shape
 
 from hdl.compute import max_in_flight
 from hdl.config import AcceleratorConfig, Dataflow
-from hdl.isa import LOAD, MAX_COMPUTE_BEATS, Instruction, Opcode, Target
+from hdl.isa import MAX_COMPUTE_BEATS, MAX_SRAM_GAP, Instruction, Opcode, Target
 from hdl.numerics import ArithMode, neutral_padding
 
 from .gemm import PingPongScheduler
@@ -299,7 +298,7 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
         while blocks_here:
             run = x.run(blocks_here[0], len(blocks_here))
             gap = (len(reduction) - run) * rows
-            if gap > _MAX_SRAM_GAP:
+            if gap > MAX_SRAM_GAP:
                 return None
             loads.append((Opcode.LOAD, {
                 "target": Target.ACTIVATIONS, "sram_addr": sram_row + skip, "row_elems": load_bytes(blocks_here[0]),
@@ -407,7 +406,6 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
 _FIRST_PART_BEATS = 64
 # Later steps of a pointwise layer take as many whole tiles as bring this many activation rows in one LOAD.
 _MERGED_LOAD_ROWS = 256
-_MAX_SRAM_GAP = (1 << Shape.cast(LOAD.members["sram_gap"]).width) - 1
 # Cycles an OS step spends on each activation LOAD it issues (its fetch, check and first burst); a
 # tile crossing image rows takes a LOAD per row it touches for each (tap, input block).
 _LOAD_CYCLES = 12

@@ -45,15 +45,18 @@ next R - T + 1 of them, below):
   land on the next segment's first pixels of the same rows (which that
   segment's STORE then overwrites), and the last segment's rows one STORE each.
 
-Load groups double-buffer the activation and weight scratchpads (a group's
-stationary tiles and input rows load while the previous group computes), tiles
-the accumulator (a tile's stores overlap the next tile's computes), with
-tokens as in ``quant.gemm``.
+Load groups take turns in up to ``MAX_SLOTS`` slots of the activation and
+weight scratchpads (a group's stationary tiles and input rows load while the
+groups before it compute), tiles in as many of the accumulator (a tile's
+stores overlap the next tiles' computes), with tokens as in ``quant.gemm``. A
+LOAD into a slot whose last LOAD had the same layout writes its data rows only:
+the padding rows' zeros stay, and padding rows cost the load unit most (each
+waits for the reads in flight).
 """
 import numpy as np
 
 from hdl.config import AcceleratorConfig, Dataflow
-from hdl.isa import COMPUTE, INSTRUCTION_BITS, MAX_COMPUTE_BEATS, Instruction, Opcode, Target
+from hdl.isa import COMPUTE, INSTRUCTION_BITS, MAX_COMPUTE_BEATS, MAX_SRAM_GAP, Instruction, Opcode, Target
 from hdl.numerics import ArithMode
 
 from .memory import FeatureMap, MemoryImage
@@ -204,8 +207,13 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
     rows = config.array.rows
     plan = plan or DepthwisePlan(config, weights.shape[:2], stride, y.height, y.width)
     blocks = blocks or range(x.channel_blocks)
-    act_half, acc_half, weight_half = config.act_rows // 2, config.acc_rows // 2, config.weight_rows // 2
     loaded_width = stride[1] * plan.width
+    act_slot, weight_slot, acc_slot = _slots(config, plan)
+    act_slots, weight_slots = config.act_rows // act_slot, config.weight_rows // weight_slot
+    slots, acc_slots = min(act_slots, weight_slots, MAX_SLOTS), min(config.acc_rows // acc_slot, MAX_SLOTS)
+    # Per slot, the layout of its last LOADs: a LOAD of the same layout leaves the padding rows the first
+    # one wrote (zeros nothing else writes) and writes its data rows only.
+    act_layouts, weight_layouts = [None] * slots, [None] * slots
     # Per load group: its LOADs, its COMPUTEs, and (after a tile's last group) the tile's STOREs.
     groups: list[tuple[list[Instruction], list[Instruction]]] = []
     steps_per_tile = sum(map(len, plan.stacks)) * plan.phases
@@ -218,41 +226,45 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
         for first in range(0, y.height, plan.tile_rows):
             tile_rows = min(plan.tile_rows, y.height - first)
             for first_col, width in plan.segments:
-                acc_base = (tile % 2) * acc_half
+                acc_base = (tile % acc_slots) * acc_slot
                 chunks = plan.chunks(tile_rows)
                 computes = steps_per_tile * len(chunks)
                 done = 0
                 for q, (region, dys, stacks) in enumerate(zip(regions, plan.groups, plan.stacks)):
-                    half = group_index % 2
+                    slot = group_index % slots
+                    act_base, weight_base = slot * act_slot, slot * weight_slot
                     loads, body = [], []
                     groups.append((loads, body))
-                    # Both halves this group overwrites were last read by the group before last. A stationary
+                    # The slots this group overwrites were last read by the group ``slots`` before. A stationary
                     # tile's rows past its stack's last tap are zeros: padding rows, not read from DRAM.
-                    loads.append(Instruction(Opcode.LOAD, {
-                        "target": Target.WEIGHTS, "sram_addr": half * weight_half, "dram_addr": region.address,
+                    weight_fields = {
+                        "target": Target.WEIGHTS, "sram_addr": weight_base, "dram_addr": region.address,
                         "row_elems": channels, "rows": rows, "row_stride": region.row_stride,
                         "blocks": len(stacks) * plan.phases, "block_stride": rows * region.row_stride,
-                        "pad_after": rows - plan.stationary_rows(stacks)}, pop_next=group_index >= 2))
+                        "pad_after": rows - plan.stationary_rows(stacks)}
+                    weight_fields, weight_layouts[slot] = _data_rows(weight_fields, weight_layouts[slot])
+                    loads.append(Instruction(Opcode.LOAD, weight_fields, pop_next=group_index >= slots))
                     fields = window_fields(x, block=block, first_row=first, out_rows=tile_rows + len(dys) - 1,
                                            first_col=stride[1] * first_col, out_cols=loaded_width,
                                            stride=(stride[0], 1), offset=(offset[0] + q, offset[1]))
-                    loads.append(Instruction(Opcode.LOAD, {
-                        "target": Target.ACTIVATIONS, "sram_addr": half * act_half, "row_elems": channels,
-                        "pad_value": 0, **fields}, push_next=True))
+                    act_fields, act_layouts[slot] = _data_rows(
+                        {"target": Target.ACTIVATIONS, "sram_addr": act_base, "row_elems": channels,
+                         "pad_value": 0, **fields}, act_layouts[slot])
+                    loads.append(Instruction(Opcode.LOAD, act_fields, push_next=True))
                     # A stack starts at its first window row: j rows of the load group down.
                     starts = [sum(map(len, stacks[:index])) for index in range(len(stacks))]
                     steps = [(index, j, phase, chunk) for index, (j, phase) in enumerate(
                         (j, phase) for j in starts for phase in range(plan.phases)) for chunk in chunks]
                     for number, (index, j, phase, chunk) in enumerate(steps):
                         body.append(Instruction(Opcode.COMPUTE, {
-                            "act_addr": half * act_half + j * loaded_width + phase + stride[1] * chunk,
+                            "act_addr": act_base + j * loaded_width + phase + stride[1] * chunk,
                             "act_stride_log2": plan.stride_log2,
-                            "weight_addr": half * weight_half + index * rows, "acc_addr": acc_base + chunk,
+                            "weight_addr": weight_base + index * rows, "acc_addr": acc_base + chunk,
                             "beats": rows if plan.os else plan.beats(tile_rows, width),
                             "taps": plan.taps if plan.os else 0,
                             "accumulate": int(done >= len(chunks)), "mode": ArithMode.INT8, "depthwise": 1},
                             pop_prev=number == 0, push_prev=number == len(steps) - 1,
-                            pop_next=done == 0 and tile >= 2, push_next=done == computes - 1))
+                            pop_next=done == 0 and tile >= acc_slots, push_next=done == computes - 1))
                         done += 1
                     group_index += 1
                 body += _tile_stores(plan, y, block, blocks.start, acc_base, first, tile_rows, first_col, width)
@@ -264,6 +276,50 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
     for (_, body), (next_loads, _) in zip(groups, groups[1:] + [([], [])]):
         program += next_loads + body
     return program
+
+
+# At most this many load groups (activation and weight slots) and accumulator tiles in flight.
+MAX_SLOTS = 4
+
+
+def _slots(config: AcceleratorConfig, plan: DepthwisePlan) -> tuple[int, int, int]:
+    """Rows of an activation, weight and accumulator slot: what a group's LOADs write and its COMPUTEs read
+    (a COMPUTE's tail reads past its rows), what a tile's COMPUTEs write; at least half the memory's
+    rows when a slot would not leave room for two."""
+    rows, stride = plan.rows, plan.stride[1]
+    act = weight = acc = 0
+    for first in range(0, plan.out_height, plan.tile_rows):
+        tile = min(plan.tile_rows, plan.out_height - first)
+        for dys, stacks in zip(plan.groups, plan.stacks):
+            last_stack = sum(map(len, stacks[:-1]))
+            chunk = plan.chunks(tile)[-1]
+            beats = rows if plan.os else plan.beats(tile)
+            act = max(act, (tile + len(dys) - 1) * stride * plan.width,
+                      last_stack * stride * plan.width + plan.phases - 1 + stride * (chunk + beats - 1) + 1)
+            weight = max(weight, len(stacks) * plan.phases * rows)
+        # (a STORE of a segment's rows reads Wp accumulator rows per output row)
+        acc = max(acc, plan.positions(tile) + (plan.chunk - 1 if plan.os else 0), tile * plan.width)
+    halves = config.act_rows // 2, config.weight_rows // 2, config.acc_rows // 2
+    return tuple(need if need * 3 <= 2 * half else half for need, half in zip((act, weight, acc), halves))
+
+
+def _data_rows(fields: dict, layout: tuple | None) -> tuple[dict, tuple]:
+    """A LOAD's ``fields``, and its layout (where it writes padding rows): after a LOAD of the same layout
+    into the same rows, one walk group per block of data rows (no padding rows), ``sram_gap`` skipping the
+    padding rows the first one wrote."""
+    f = {name: 0 for name in ("pad_before", "pad_after", "pad_blocks_before", "pad_blocks_after")} | \
+        {"groups": 1, "pad_value": 0} | fields
+    mine = tuple(f[name] for name in ("target", "sram_addr", "rows", "blocks", "groups", "pad_before", "pad_after",
+                                       "pad_blocks_before", "pad_blocks_after", "pad_value"))
+    skip = f["pad_before"] + f["pad_after"]
+    data_blocks = f["blocks"] - f["pad_blocks_before"] - f["pad_blocks_after"]
+    if (layout != mine or f["groups"] != 1 or not (skip or f["pad_blocks_before"] or f["pad_blocks_after"])
+            or data_blocks <= 0 or skip >= f["rows"] or skip > MAX_SRAM_GAP):
+        return fields, mine
+    data = {name: value for name, value in fields.items() if not name.startswith("pad_") or name == "pad_value"}
+    return data | {"sram_addr": f["sram_addr"] + f["pad_blocks_before"] * f["rows"] + f["pad_before"],
+                   "rows": f["rows"] - skip, "blocks": 1, "block_stride": 0, "groups": data_blocks,
+                   "group_stride": f["block_stride"], "sram_gap": skip}, mine
 
 
 def _tile_stores(plan: DepthwisePlan, y: FeatureMap, block: int, first_block: int, acc_base: int, first_row: int,

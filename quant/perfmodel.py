@@ -71,8 +71,9 @@ __all__ = ["Timing", "LayerPrediction", "predict_program", "predict_net", "predi
 
 # Fetch and load share the AR and R channels, and a fetch burst may come between the LOAD that let it
 # ask and that LOAD's bursts: each pass uses the previous pass's fetch bursts where program order has not
-# timed this pass's yet, and passes repeat until the fetch bursts stop changing (at most this many).
-CONTENTION_PASSES = 16
+# timed this pass's yet, and passes repeat until the fetch bursts stop changing (at most this many: MobileNetV2
+# at 224x224 on 16x16 WS needs up to 39 passes a layer, 2026-12-06; sixteen left 14 of its layers short).
+CONTENTION_PASSES = 256
 
 
 @dataclass(frozen=True)
