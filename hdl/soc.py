@@ -14,7 +14,7 @@ SDRAM is not supported (programs and their data must fit in ``memory_kib``).
 """
 from amaranth.back import verilog
 from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import memory, wiring
+from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from .accelerator import Accelerator
@@ -86,7 +86,10 @@ class BlockRamMemory(wiring.Component):
         def lane(address):
             return address[2:shift] if lanes > 1 else 0
 
-        # Reads: one burst at a time feeds a one-beat output stage (the read port's own register).
+        # Reads: one burst at a time through two stages, the block RAM's read (its own register) and a
+        # register in the fabric: the block RAM's clock-to-out (5.8 ns on the ECP5) then drives no logic
+        # (into the load unit, and through the word select and the host bridge, it was the 4x4 SoC's
+        # worst path, 12.5 ns, 2026-12-06).
         r_active = Signal()
         r_row = Signal(ADDR_WIDTH - shift)
         r_left = Signal(8)
@@ -94,18 +97,12 @@ class BlockRamMemory(wiring.Component):
         r_lite = Signal()
         r_lane = Signal(range(lanes))
         r_bad = Signal()                  # wrong burst size or type: every beat fails
-        out_valid = Signal()
-        out_lite = Signal()
-        out_id = Signal.like(bus.rid)
-        out_last = Signal()
-        out_lane = Signal(range(lanes))
-        out_error = Signal()
-        # A lite beat leaves through a register of its own (the block RAM's clock-to-out through the word
-        # select and the bridge was the 4x4 SoC's worst path, 12.6 ns, 2026-12-06): the host link is
-        # slow, a cycle costs it nothing.
-        lite_full = Signal()
-        out_ready = Mux(out_lite, ~lite_full, bus.rready)
-        issue = r_active & (~out_valid | out_ready)
+        beat = data.StructLayout({"lite": 1, "id": len(bus.rid), "last": 1, "lane": range(lanes), "error": 1})
+        fetched, fetched_beat = Signal(), Signal(beat)
+        out_valid, out_beat, out_data = Signal(), Signal(beat), Signal(self.bus_bits)
+        out_ready = Mux(out_beat.lite, lite.rready, bus.rready)
+        move = fetched & (~out_valid | out_ready)
+        issue = r_active & (~fetched | move)
         with m.If(~r_active):
             with m.If(lite.arvalid):
                 m.d.comb += lite.arready.eq(1)
@@ -115,25 +112,29 @@ class BlockRamMemory(wiring.Component):
                 m.d.comb += bus.arready.eq(1)
                 m.d.sync += [r_active.eq(1), r_row.eq(row(bus.araddr)), r_left.eq(bus.arlen), r_lite.eq(0),
                              r_id.eq(bus.arid), r_bad.eq((bus.arsize != shift) | (bus.arburst != BURST_INCR))]
-        # The read port's enable resets to 1: drive it always, so a stalled beat's data is held.
+        # The read port's enable resets to 1: drive it always, so a waiting beat's data is held.
         m.d.comb += [read.en.eq(issue), read.addr.eq(r_row)]
         with m.If(issue):
-            m.d.sync += [out_valid.eq(1), out_lite.eq(r_lite), out_id.eq(r_id), out_last.eq(r_left == 0),
-                         out_lane.eq(r_lane), out_error.eq(r_bad | (r_row >= depth)),
+            m.d.sync += [fetched.eq(1), fetched_beat.lite.eq(r_lite), fetched_beat.id.eq(r_id),
+                         fetched_beat.last.eq(r_left == 0), fetched_beat.lane.eq(r_lane),
+                         fetched_beat.error.eq(r_bad | (r_row >= depth)),
                          r_row.eq(r_row + 1), r_left.eq(r_left - 1)]
             with m.If(r_left == 0):
                 m.d.sync += r_active.eq(0)
+        with m.Elif(move):
+            m.d.sync += fetched.eq(0)
+        with m.If(move):
+            m.d.sync += [out_valid.eq(1), out_beat.eq(fetched_beat), out_data.eq(read.data)]
         with m.Elif(out_valid & out_ready):
             m.d.sync += out_valid.eq(0)
         # A failed beat's data is whatever the row address aliases to (not zeroed: that would cost a gate per bit).
-        response = Mux(out_error, Response.SLVERR, Response.OKAY)
-        m.d.comb += [bus.rvalid.eq(out_valid & ~out_lite), bus.rdata.eq(read.data), bus.rresp.eq(response),
-                     bus.rlast.eq(out_last), bus.rid.eq(out_id), lite.rvalid.eq(lite_full)]
-        with m.If(out_valid & out_lite & ~lite_full):
-            m.d.sync += [lite_full.eq(1), lite.rresp.eq(response),
-                         lite.rdata.eq(read.data.word_select(out_lane, 32) if lanes > 1 else read.data[:32])]
-        with m.Elif(lite.rvalid & lite.rready):
-            m.d.sync += lite_full.eq(0)
+        response = Mux(out_beat.error, Response.SLVERR, Response.OKAY)
+        m.d.comb += [
+            bus.rvalid.eq(out_valid & ~out_beat.lite), bus.rdata.eq(out_data), bus.rresp.eq(response),
+            bus.rlast.eq(out_beat.last), bus.rid.eq(out_beat.id),
+            lite.rvalid.eq(out_valid & out_beat.lite), lite.rresp.eq(response),
+            lite.rdata.eq(out_data.word_select(out_beat.lane, 32) if lanes > 1 else out_data[:32]),
+        ]
 
         # Writes: a lite word in one cycle, or a burst of beats; one response outstanding per port.
         w_active = Signal()
