@@ -11,9 +11,10 @@ from .sram import address_width
 from .walker import DESCRIPTOR_FIELDS, PADDING_FIELDS, RowWalker, descriptor_rows
 
 __all__ = ["LoadUnit", "memory_shapes", "MAX_OUTSTANDING_READS", "MAX_BURST_ROWS", "OVERLAPPING_TARGETS",
-           "WRITE_FORMAT"]
+           "WRITE_FORMAT", "HEAD_CHECK_CYCLES"]
 
 MAX_OUTSTANDING_READS = 4
+HEAD_CHECK_CYCLES = 2      # a LOAD waits this long at the queue's head, its range checks registered from it
 # A LOAD into one of these targets whose WRITE_FORMAT fields equal the last LOAD's (and its target) may start
 # while the last one drains: the writer writes both LOADs' rows alike.
 OVERLAPPING_TARGETS = (Target.ACTIVATIONS, Target.WEIGHTS)
@@ -100,17 +101,18 @@ class LoadUnit(wiring.Component):
         # Per-target row geometry.
         geometry = {target: (shape[0], shape[1] * shape[2]) for target, shape in memory_shapes(config).items()}
         geometry[Target.COMBINE] = (config.acc_rows, cols * target_element_bytes(Target.COMBINE))
-        # A row's data bytes and its last beat's index, registered a cycle after the LOAD is taken (its
-        # walk starts three cycles later): no multiply and add in front of the writer's compares.
+        # A row's data bytes and its last beat's index, registered a cycle after the LOAD is taken (as its
+        # walk starts): no multiply and add in front of the writer's compares.
         valid_bytes = Signal(16)
         last_beat = Signal(8)
-        depth = Signal(17)
+        head_depth = Signal(17)         # rows of the target of the queue's head
         for target, (target_depth, _) in geometry.items():
             element = target_element_bytes(target)
             with m.If(fields.target == target):
                 row_beats = (fields.row_elems * element + bus_bytes - 1) >> beat_shift
                 m.d.sync += [valid_bytes.eq(fields.row_elems * element), last_beat.eq(row_beats - 1)]
-                m.d.comb += depth.eq(target_depth)
+            with m.If(instruction.fields.load.target == target):
+                m.d.comb += head_depth.eq(target_depth)
         m.d.comb += pad_row.eq(walker.pad | (fields.row_elems == 0))
 
         # An R beat (for the oldest outstanding burst) has the write port; pad rows take idle cycles.
@@ -240,16 +242,32 @@ class LoadUnit(wiring.Component):
                      step.eq(Mux(pad_row, 1, burst_rows)),
                      walker.step.eq(burst_rows),      # (1 too where row_elems is 0: such rows never merge)
                      walker.step_bytes.eq(Mux(mergeable, burst_rows << beat_shift, fields.row_stride))]
-        span_and_gap = descriptor_rows(m, fields, gap=fields.sram_gap)
-        # The rows from sram_addr to the end of the target plus one gap, and whether the walk is empty,
-        # registered while the span is computed: the range check compares the two sums, with no add
-        # in front of the compare. An empty walk spans nothing, so it is out of range only past the end.
-        room_and_gap = Signal(len(depth) + len(fields.sram_gap) + 1)      # used only where not past_end
+        # The range checks are registered from the queue's head while it waits (for the unit, a token, or
+        # these stages), so a LOAD that waited starts its walk the cycle after it is taken. A head is taken
+        # once it has waited HEAD_CHECK_CYCLES cycles: its rows x blocks x groups product has two registered
+        # stages, and the compare of that span plus a gap with the room plus a gap one more (from the room
+        # through the compare to the walker's start was the 4x4 SoC's worst path, 13.2 ns, 2026-12-06). An
+        # empty walk spans nothing, so it is out of range only past the end.
+        next_fields = instruction.fields.load
+        span_and_gap = descriptor_rows(m, next_fields, gap=next_fields.sram_gap)
+        room_and_gap = Signal(len(head_depth) + len(fields.sram_gap) + 1)      # used only where not past_end
         past_end, empty_walk = Signal(), Signal()
         undefined, out_of_range = Signal(), Signal()
-        m.d.sync += [room_and_gap.eq(depth - fields.sram_addr + fields.sram_gap),
-                     past_end.eq(fields.sram_addr > depth),
-                     empty_walk.eq((fields.rows == 0) | (fields.blocks == 0) | (fields.groups == 0))]
+        bad_scale_row = ((next_fields.target == Target.COMBINE) & next_fields.lane_scales &
+                         (next_fields.scale_row >= config.weight_rows))
+        m.d.sync += [room_and_gap.eq(head_depth - next_fields.sram_addr + next_fields.sram_gap),
+                     past_end.eq(next_fields.sram_addr > head_depth),
+                     empty_walk.eq((next_fields.rows == 0) | (next_fields.blocks == 0) | (next_fields.groups == 0)),
+                     undefined.eq((next_fields.target.as_value() > max(t.value for t in Target)) |
+                                  ((next_fields.target == Target.COMBINE) &
+                                   (next_fields.combine.as_value() > max(c.value for c in Combine)))),
+                     out_of_range.eq((~empty_walk & (span_and_gap > room_and_gap)) | past_end | bad_scale_row)]
+        head_age = Signal(range(HEAD_CHECK_CYCLES + 1))
+        with m.If(~self.instructions.valid | self.instructions.ready):
+            m.d.sync += head_age.eq(0)
+        with m.Elif(head_age != HEAD_CHECK_CYCLES):
+            m.d.sync += head_age.eq(head_age + 1)
+        checked = head_age == HEAD_CHECK_CYCLES
         retire = Signal()
         advance = Signal()
         to_accumulator = (fields.target == Target.ACCUMULATORS) | (fields.target == Target.COMBINE)
@@ -260,7 +278,6 @@ class LoadUnit(wiring.Component):
         # The compare with the queue's head is registered (from the head through it to the queue's read
         # enable was the 4x4 SoC's worst path, 12.8 ns, 2026-12-06): it holds once the head has waited a
         # cycle, since neither the head nor ``fields`` changes until the head is taken.
-        next_fields = instruction.fields.load
         writes_alike, head_waited = Signal(), Signal()
         m.d.sync += [writes_alike.eq(fields.target.as_value().matches(*OVERLAPPING_TARGETS) &
                                      (next_fields.target == fields.target) &
@@ -280,48 +297,34 @@ class LoadUnit(wiring.Component):
 
         def take(draining=False):
             """Take the next LOAD (``draining``: while the current one's bursts drain)."""
-            with m.If(self.instructions.valid & (~instruction.header.pop_next | self.token_available)):
+            with m.If(self.instructions.valid & checked & (~instruction.header.pop_next | self.token_available)):
                 m.d.comb += [self.instructions.ready.eq(1), self.pop_token.eq(instruction.header.pop_next)]
                 m.d.sync += [fields.eq(instruction.fields.load), header.eq(instruction.header),
                              sram_row.eq(instruction.fields.load.sram_addr)]
                 if draining:
                     m.d.sync += [draining_bursts.eq(outstanding.r_level - burst_ends),
                                  draining_push.eq(header.push_next)]
-                m.next = "Size"
+                m.next = "Check"
 
         with m.FSM():
             with m.State("Idle"):
                 take()
-            # Two cycles for the registered rows x blocks x groups product.
-            with m.State("Size"):
-                m.d.comb += self.busy.eq(1)
-                m.next = "Total"
-            with m.State("Total"):
-                m.d.comb += self.busy.eq(1)
-                m.next = "Compare"
-            # The checks are registered: from room_and_gap through the compare to the walker's start
-            # was the 4x4 SoC's worst path (13.2 ns, 2026-12-06).
-            with m.State("Compare"):
-                m.d.comb += self.busy.eq(1)
-                bad_scale_row = ((fields.target == Target.COMBINE) & fields.lane_scales &
-                                 (fields.scale_row >= config.weight_rows))
-                m.d.sync += [undefined.eq((fields.target.as_value() > max(t.value for t in Target)) |
-                                          ((fields.target == Target.COMBINE) &
-                                           (fields.combine.as_value() > max(c.value for c in Combine)))),
-                             out_of_range.eq((~empty_walk & (span_and_gap > room_and_gap)) | past_end | bad_scale_row)]
-                m.next = "Check"
             with m.State("Check"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(undefined | out_of_range):
                     m.d.comb += [self.error_field.eq(undefined), self.error_range.eq(~undefined)]
                     m.next = "Idle"
                 with m.Elif(empty_walk):
-                    with m.If(~draining_bursts.any()):       # retirements in program order
-                        m.d.comb += retire.eq(1)
-                        m.next = "Idle"
+                    m.next = "Retire"
                 with m.Else():
                     m.d.comb += walker.start.eq(1)
                     m.next = "Walk"
+            # (The checks above now hold the next head's: a state of its own waits here.)
+            with m.State("Retire"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(~draining_bursts.any()):       # retirements in program order
+                    m.d.comb += retire.eq(1)
+                    m.next = "Idle"
             with m.State("Walk"):
                 m.d.comb += [self.busy.eq(1), accumulating.eq(to_accumulator)]
                 with m.If(pad_row):

@@ -55,7 +55,7 @@ from hdl.isa import (
     Target,
     target_element_bytes,
 )
-from hdl.load import MAX_BURST_ROWS, MAX_OUTSTANDING_READS, OVERLAPPING_TARGETS, WRITE_FORMAT
+from hdl.load import HEAD_CHECK_CYCLES, MAX_BURST_ROWS, MAX_OUTSTANDING_READS, OVERLAPPING_TARGETS, WRITE_FORMAT
 from hdl.numerics import ArithMode, stored_bytes
 from hdl.postprocess import PostProcessor
 from hdl.sram import RowReader
@@ -85,13 +85,14 @@ class Timing:
     fetch_settle: int = 2           # a burst's last R beat to the next burst asking
     load_issue: int = 2             # load bursts: one AR per two cycles (grant, handshake) without a kept grant
     load_overhead: int = 2          # Idle, Check, Drain/retire of a LOAD
+    load_checks: int = 2            # LOAD: its take to the walk's first cycle (Idle, Check)
     compute_issue: int = 2          # COMPUTE Idle + Check
     sync_latency: int = 1           # SYNC: through the in-flight FIFO to its retirement
     job_latency: int = 2            # COMPUTE issue to its activation job starting (job FIFO)
     act_latency: int = 5            # activation job start to its first row leaving the row reader
     result_latency: int = RESULT_LATENCY   # last result beat to retirement (accumulator read-modify-write)
-    descriptor_latency: int = 2     # LOAD/STORE: the registered rows x blocks x groups product before Check
-    range_compare: int = 1          # LOAD/STORE: the range check registered before Check
+    descriptor_latency: int = 2     # STORE: the registered rows x blocks x groups product before Check
+    store_compare: int = 1          # STORE: its range check registered before Check
     post_latency: int = 6 + PostProcessor.STAGES   # STORE check to its first W beat (reader 2, output queue 4)
     store_read_latency: int = 2     # STORE check to its first row entering the post-processor
     store_job_latency: int = 2      # STORE check to the address stage taking it (job queue)
@@ -230,6 +231,7 @@ class _Machine:
         self.load_format = None
         self.load_bursts = deque()
         self.load_retires = deque([0, 0], maxlen=2)
+        self.load_taken = -1                # the last LOAD's take: the next one heads the queue a cycle later
         self.tokens = {queue: deque() for queue in TOKEN_QUEUES}
         self.compute_released = deque(maxlen=self.in_flight)   # when each COMPUTE's in-flight slot frees
         self.last_retire = 0
@@ -321,7 +323,7 @@ class _Machine:
     def _next_load_ar(self) -> int:
         """The earliest AR of a LOAD the load unit has not started."""
         start = self.load_walked if self.load_format is not None else self.unit_free[0]
-        return start + 2 + self.t.descriptor_latency + self.t.range_compare + self.t.load_issue - 1
+        return start + self.t.load_checks + self.t.load_issue - 1
 
     def _dispatch(self, before: int | None = None) -> None:
         """Dispatch every instruction whose dispatch is known: its queue has room once the instruction of
@@ -371,15 +373,18 @@ class _Machine:
         self.instructions += 1
         if unit == 0:
             token = self._pop("compute->load") if instruction.pop_next else 0
-            start = max(ready, token)
+            # Taken once it has headed the queue HEAD_CHECK_CYCLES cycles (its checks registered from it).
+            checked = max(dispatch + 1, self.load_taken + 1) + HEAD_CHECK_CYCLES
+            start = max(ready, token, checked)
             # Taken while the last LOAD drains (hdl/load.py): not in the cycle its last burst ends nor
             # after, and only once the LOAD before it has retired.
             alike = self.load_format is not None and self.load_format == _row_format(f)
-            early = max(dispatch + 1, token, self.load_walked, self.load_retires[0] + 1)
+            early = max(checked, token, self.load_walked, self.load_retires[0] + 1)
             overlaps = alike and early <= self.load_retires[1] - 2
             if overlaps:
                 start = early
-            issue = start + 2 + t.descriptor_latency + t.range_compare
+            self.load_taken = start
+            issue = start + t.load_checks
             self.starts[self.position] = start
             walk, data_beats = decoded[1], decoded[2]
             leading_padding = next((index for index, beats in enumerate(walk) if beats), len(walk))
@@ -507,7 +512,7 @@ class _Machine:
             if total == 0:
                 # CONFIG, or a STORE without rows: once the post-processor and the writer have emptied.
                 start = max(start, self.writer_idle, self.rows_entered + t.post_latency - t.store_read_latency)
-                retire = start + 1 + (instruction.opcode == Opcode.STORE) * (1 + t.descriptor_latency + t.range_compare)
+                retire = start + 1 + (instruction.opcode == Opcode.STORE) * (1 + t.descriptor_latency + t.store_compare)
                 self.unit_free[2] = retire + 1
             else:
                 stored = stored_bytes(f["channels"], ArithMode.INT8)
@@ -520,7 +525,7 @@ class _Machine:
                 # per two, below), a cycle after it takes the STORE; the data stage sends W beats back to
                 # back from the first post-processed row on, after the previous STORE's (and its write
                 # responses, if it pushed a token).
-                check = max(start + 1 + t.descriptor_latency + t.range_compare, self.rows_read, self.rows_posted[0])
+                check = max(start + 1 + t.descriptor_latency + t.store_compare, self.rows_read, self.rows_posted[0])
                 take = max(check + t.store_job_latency, self.address_free)
                 self.store_takes.append(take)
                 # Merged bursts are planned a cycle ahead: the first a cycle after the walk starts, the

@@ -131,7 +131,7 @@ def test_a_load_writing_alike_starts_while_the_last_one_drains():
         assert len(set(expected[out.address:out.address + out.size])) > 4       # not a constant output
         cycles[pad_value] = outcome.counters["CYCLES"]
         predicted[pad_value] = predict_program(config, program, program_address=region.address).cycles
-    # The overlap saves the read channel's idle cycles between the two LOADs (9), in the RTL and in the model
+    # The overlap saves the read channel's idle cycles between the two LOADs (6), in the RTL and in the model
     # (whose start-up of so short a program is 2 cycles long).
-    assert cycles[1] - cycles[0] == predicted[1] - predicted[0] == 9, (cycles, predicted)
+    assert cycles[1] - cycles[0] == predicted[1] - predicted[0] == 6, (cycles, predicted)
     assert all(abs(predicted[key] - cycles[key]) <= 2 for key in cycles), (cycles, predicted)
