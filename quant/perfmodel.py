@@ -376,11 +376,11 @@ class _Machine:
             # Taken once it has headed the queue HEAD_CHECK_CYCLES cycles (its checks registered from it).
             checked = max(dispatch + 1, self.load_taken + 1) + HEAD_CHECK_CYCLES
             start = max(ready, token, checked)
-            # Taken while the last LOAD drains (hdl/load.py): not in the cycle its last burst ends nor
-            # after, and only once the LOAD before it has retired.
+            # Taken while the last LOAD drains (hdl/load.py): while two of its bursts or more are in flight
+            # (up to the cycle of the next to last one's last beat), and only once the LOAD before it has retired.
             alike = self.load_format is not None and self.load_format == _row_format(f)
             early = max(checked, token, self.load_walked, self.load_retires[0] + 1)
-            overlaps = alike and early <= self.load_retires[1] - 2
+            overlaps = alike and len(self.load_bursts) >= 2 and early <= self.load_bursts[-2]
             if overlaps:
                 start = early
             self.load_taken = start
