@@ -273,7 +273,7 @@ class ComputeUnit(wiring.Component):
         # from `fields` through them to the job queues' write enables was the 4x4 SoC's worst path
         # (13.0 ns, 2026-12-06).
         unsupported, out_of_range, no_beats = Signal(), Signal(), Signal()
-        m.d.comb += [record.acc_addr.eq(fields.acc_addr), record.rows.eq(Mux(fields.beats == 0, 0, result_rows(fields))),
+        m.d.comb += [record.acc_addr.eq(fields.acc_addr), record.rows.eq(Mux(no_beats, 0, result_rows(fields))),
                      record.kept.eq(kept_rows(fields)),
                      record.accumulate.eq(fields.accumulate), record.push_prev.eq(header.push_prev),
                      record.push_next.eq(header.push_next)]

@@ -276,14 +276,13 @@ class LoadUnit(wiring.Component):
         # may start while the last one's bursts drain: the read channel then idles no cycle between the
         # two. The draining LOAD retires (and pushes its token) as its last burst ends, counted down here.
         # The compare with the queue's head is registered (from the head through it to the queue's read
-        # enable was the 4x4 SoC's worst path, 12.8 ns, 2026-12-06): it holds once the head has waited a
-        # cycle, since neither the head nor ``fields`` changes until the head is taken.
-        writes_alike, head_waited = Signal(), Signal()
+        # enable was the 4x4 SoC's worst path, 12.8 ns, 2026-12-06): it holds for a head that is
+        # ``checked`` (it has waited), since neither the head nor ``fields`` changes until the head is taken.
+        writes_alike = Signal()
         m.d.sync += [writes_alike.eq(fields.target.as_value().matches(*OVERLAPPING_TARGETS) &
                                      (next_fields.target == fields.target) &
                                      Cat(getattr(next_fields, name) == getattr(fields, name)
-                                         for name in WRITE_FORMAT).all()),
-                     head_waited.eq(self.instructions.valid & ~self.instructions.ready)]
+                                         for name in WRITE_FORMAT).all())]
         draining_bursts = Signal(range(MAX_OUTSTANDING_READS + 1))
         draining_push = Signal()
         draining_retire = Signal()
@@ -347,7 +346,7 @@ class LoadUnit(wiring.Component):
                 # While two bursts or more are in flight, so that one stays whether or not one ends now: the
                 # registered level alone decides (from the R handshake through a burst's end to the queue's
                 # read enable was the 4x4 SoC's worst path, 14.2 ns, 2026-12-06 #11).
-                with m.Elif(~draining_bursts.any() & (outstanding.r_level > 1) & writes_alike & head_waited):
+                with m.Elif(~draining_bursts.any() & (outstanding.r_level > 1) & writes_alike):
                     take(draining=True)
         with m.If(staged | fetched | combine_writing | draining_bursts.any()):
             m.d.comb += self.busy.eq(1)
