@@ -9,9 +9,11 @@ from dataclasses import dataclass
 
 from .numerics import ArithMode
 
-__all__ = ["Dataflow", "ArithSupport", "Multipliers", "DspPrimitive", "ArrayConfig", "AcceleratorConfig", "BUS_WIDTHS", "MAX_ARRAY_DIM", "parse_pe"]
+__all__ = ["Dataflow", "ArithSupport", "Multipliers", "DspPrimitive", "ArrayConfig", "AcceleratorConfig", "BUS_WIDTHS", "MAX_ARRAY_DIM",
+           "MAX_MEMORY_ROWS", "parse_pe"]
 
 MAX_ARRAY_DIM = 64
+MAX_MEMORY_ROWS = 1 << 16      # an on-chip memory's rows: instructions address them with 16 bits
 
 
 class Dataflow(enum.Enum):
@@ -294,9 +296,9 @@ class AcceleratorConfig:
                              f"not {self.bus_bits!r}")
         for name, rows in (("activation scratchpad", self.act_rows), ("weight scratchpad", self.weight_rows),
                            ("accumulator", self.acc_rows)):
-            if not self.array.rows <= rows <= 1 << 16:
+            if not self.array.rows <= rows <= MAX_MEMORY_ROWS:
                 raise ValueError(f"The {name} holds {rows} rows with these sizes; it needs "
-                                 f"{self.array.rows} to 65536 rows (change --spad-kib/--acc-kib)")
+                                 f"{self.array.rows} to {MAX_MEMORY_ROWS} rows (change --spad-kib/--acc-kib)")
 
     @property
     def bus_bytes(self) -> int:

@@ -25,7 +25,8 @@ from amaranth.lib import data, enum
 
 from .numerics import SCALE_BITS, ArithMode, Combine
 from .postprocess import output_params_layout
-from .walker import DESCRIPTOR_FIELDS, PADDING_FIELDS
+from .config import MAX_MEMORY_ROWS
+from .walker import DESCRIPTOR_FIELDS, PADDING_FIELDS, SPAN_BITS
 
 __all__ = ["Opcode", "Target", "INSTRUCTION_BITS", "INSTRUCTION", "HEADER", "LOAD", "STORE",
            "COMPUTE", "CONFIG", "Instruction", "encode", "decode", "CHANNEL_RECORD_BYTES",
@@ -86,6 +87,7 @@ LOAD = data.StructLayout({
 # bus aligned, and the bytes land byte_offset bytes into the row (byte strobes), so several
 # stores can fill one row (C binary channels are C / 8 bytes of a packed row).
 MAX_SRAM_GAP = (1 << Shape.cast(LOAD.members["sram_gap"]).width) - 1
+assert MAX_MEMORY_ROWS + MAX_SRAM_GAP < 1 << SPAN_BITS, "the units' span checks would miss spans past a memory"
 STORE_BYTE_OFFSET_BITS = 6
 STORE = data.StructLayout({"acc_addr": 16, "channel_row": 12, **DESCRIPTOR_FIELDS, "channels": 7,
                            "byte_offset": STORE_BYTE_OFFSET_BITS})

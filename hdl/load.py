@@ -8,13 +8,13 @@ from .config import AcceleratorConfig
 from .isa import INSTRUCTION, Target, target_element_bytes
 from .numerics import ACC_BITS, OPERAND_BITS, SCALE_BITS, Combine
 from .sram import address_width
-from .walker import DESCRIPTOR_FIELDS, PADDING_FIELDS, RowWalker, descriptor_rows
+from .walker import DESCRIPTOR_FIELDS, DESCRIPTOR_LATENCY, PADDING_FIELDS, RowWalker, descriptor_rows
 
 __all__ = ["LoadUnit", "memory_shapes", "MAX_OUTSTANDING_READS", "MAX_BURST_ROWS", "OVERLAPPING_TARGETS",
            "WRITE_FORMAT", "HEAD_CHECK_CYCLES"]
 
 MAX_OUTSTANDING_READS = 4
-HEAD_CHECK_CYCLES = 2      # a LOAD waits this long at the queue's head, its range checks registered from it
+HEAD_CHECK_CYCLES = DESCRIPTOR_LATENCY + 1   # a LOAD waits this long at the queue's head: its checks' registers
 # A LOAD into one of these targets whose WRITE_FORMAT fields equal the last LOAD's (and its target) may start
 # while the last one drains: the writer writes both LOADs' rows alike.
 OVERLAPPING_TARGETS = (Target.ACTIVATIONS, Target.WEIGHTS)
@@ -244,12 +244,12 @@ class LoadUnit(wiring.Component):
                      walker.step_bytes.eq(Mux(mergeable, burst_rows << beat_shift, fields.row_stride))]
         # The range checks are registered from the queue's head while it waits (for the unit, a token, or
         # these stages), so a LOAD that waited starts its walk the cycle after it is taken. A head is taken
-        # once it has waited HEAD_CHECK_CYCLES cycles: its rows x blocks x groups product has two registered
-        # stages, and the compare of that span plus a gap with the room plus a gap one more (from the room
+        # once it has waited HEAD_CHECK_CYCLES cycles: its rows x blocks x groups product has DESCRIPTOR_LATENCY
+        # registered stages, and the compare of that span plus a gap with the room plus a gap one more (from the room
         # through the compare to the walker's start was the 4x4 SoC's worst path, 13.2 ns, 2026-12-06). An
         # empty walk spans nothing, so it is out of range only past the end.
         next_fields = instruction.fields.load
-        span_and_gap = descriptor_rows(m, next_fields, gap=next_fields.sram_gap)
+        span_and_gap, span_over = descriptor_rows(m, next_fields, config.array.dsp_primitive, gap=next_fields.sram_gap)
         room_and_gap = Signal(len(head_depth) + len(fields.sram_gap) + 1)      # used only where not past_end
         past_end, empty_walk = Signal(), Signal()
         undefined, out_of_range = Signal(), Signal()
@@ -261,7 +261,8 @@ class LoadUnit(wiring.Component):
                      undefined.eq((next_fields.target.as_value() > max(t.value for t in Target)) |
                                   ((next_fields.target == Target.COMBINE) &
                                    (next_fields.combine.as_value() > max(c.value for c in Combine)))),
-                     out_of_range.eq((~empty_walk & (span_and_gap > room_and_gap)) | past_end | bad_scale_row)]
+                     out_of_range.eq((~empty_walk & (span_over | (span_and_gap > room_and_gap))) | past_end |
+                                     bad_scale_row)]
         head_age = Signal(range(HEAD_CHECK_CYCLES + 1))
         with m.If(~self.instructions.valid | self.instructions.ready):
             m.d.sync += head_age.eq(0)

@@ -1,15 +1,16 @@
 """One processing element of the systolic array, for either dataflow."""
 from functools import partial
 
-from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import ArithSupport, ArrayConfig, Dataflow, DspPrimitive
+from .config import ArithSupport, ArrayConfig, Dataflow
+from .dsp import registered_product
 from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, OPERAND_BITS, ArithMode
 
 __all__ = ["ProcessingElement", "activation_lane_layout", "weight_lane_layout", "lane_product", "logic_product",
-           "registered_dsp_product", "row_tag_shape"]
+           "row_tag_shape"]
 
 OPERAND = signed(OPERAND_BITS)
 ACCUMULATOR = signed(ACC_BITS)
@@ -118,32 +119,6 @@ def lane_product(m: Module, config: ArrayConfig, multiplicand, recoded, mode, ds
     return product
 
 
-def registered_dsp_product(m: Module, primitive: DspPrimitive, multiplicand_next, recoded_next):
-    """The int8 product of two operands, formed in ``primitive`` between its input and output registers.
-
-    The operands are given a cycle early (what the PE's operand registers would load), so the block's
-    output register is the PE's first product register; the PE registers the product in the fabric
-    for the others. The block's pipeline register is left out: with it as the first product register
-    and the output register as the last, the 16x16 ECP5 core's worst path was a DSP output routed
-    8.2 ns to its PE's accumulator, placed 83 columns away (84.4 MHz, 2026-12-06); a fabric register
-    splits that route. The clock enables are tied high and the resets low: the array never stalls,
-    and a product is accumulated only with the valid flag that was staged beside it.
-    """
-    wide = signed(18)
-    a, b = Signal(wide, name="dsp_a"), Signal(wide, name="dsp_b")
-    product = Signal(signed(36), name="dsp_product")
-    m.d.comb += [a.eq(multiplicand_next), b.eq(recoded_next)]
-    ports = {f"i_{name}{bit}": operand[bit] for name, operand in (("A", a), ("B", b)) for bit in range(18)}
-    ports.update({f"o_P{bit}": product[bit] for bit in range(len(product))})
-    registered = {f"p_{register}_{field}": value for register in ("REG_INPUTA", "REG_INPUTB", "REG_OUTPUT")
-                  for field, value in (("CLK", "CLK0"), ("CE", "CE0"), ("RST", "RST0"))}
-    registered["p_REG_PIPELINE_CLK"] = "NONE"
-    m.submodules.multiplier = Instance(
-        primitive.cell, **registered, p_GSR="DISABLED",
-        i_SIGNEDA=1, i_SIGNEDB=1, i_SOURCEA=0, i_SOURCEB=0, i_CLK0=ClockSignal(), i_CE0=1, i_RST0=0, **ports)
-    return product[:2 * OPERAND_BITS].as_signed()
-
-
 class ProcessingElement(wiring.Component):
     """A multiply-accumulate cell; its registers have no enable, as the array never stalls.
 
@@ -233,7 +208,8 @@ class ProcessingElement(wiring.Component):
                 shadow_next = Mux(takes_weight, self.weight_in.data, shadow)
                 active_next = Mux(switches, shadow, active)
                 weight_next = Mux(self.act_early.first, shadow_next, active_next)
-                product = self._fabric_stages(m, registered_dsp_product(m, primitive, operand_next, weight_next))
+                product = self._fabric_stages(m, registered_product(m, operand_next, weight_next, primitive,
+                                                                    "multiplier"))
             m.d.sync += self.psum_out.eq(self.psum_in + product)
             with m.If(takes_weight):
                 m.d.sync += shadow.eq(self.weight_in.data)
@@ -245,7 +221,8 @@ class ProcessingElement(wiring.Component):
                 product = self._staged(m, lane_product(m, self.config, self.weight_in, operand, mode, dsp,
                                                        partial(self._staged, m)))
             else:
-                product = self._fabric_stages(m, registered_dsp_product(m, primitive, self.weight_early, operand_next))
+                product = self._fabric_stages(m, registered_product(m, self.weight_early, operand_next,
+                                                                    primitive, "multiplier"))
             # The beat's flags wait for its product: one register per product register.
             valid, last = self.act_in.valid, self.act_in.last
             for _ in range(self.config.product_stages):
@@ -261,7 +238,13 @@ class ProcessingElement(wiring.Component):
         return m
 
     def _fabric_stages(self, m, dsp_product):
-        """A DSP block's registered product through the product registers after its own."""
+        """A DSP block's registered product through the product registers after its own.
+
+        The block's output register is the PE's first product register, and the block's pipeline
+        register is left out: with it as the first product register and the output register as the
+        last, the 16x16 ECP5 core's worst path was a DSP output routed 8.2 ns to its PE's accumulator,
+        placed 83 columns away (84.4 MHz, 2026-12-06); a fabric register splits that route.
+        """
         for _ in range(self.config.product_stages - 1):
             dsp_product = self._staged(m, dsp_product)
         return dsp_product

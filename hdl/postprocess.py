@@ -1,14 +1,17 @@
 """The store path's post-processing: int32 accumulator rows to int8 or packed binary rows.
 
 Implements ``numerics.requantize`` and ``numerics.binarize`` + ``pack_bits``
-bit for bit, on C lanes in parallel, as a 6-stage pipeline:
+bit for bit, on C lanes in parallel, as an 8-stage pipeline:
 
 1. ``total = wrap32(acc + bias)``
 2. ``shifted = wrap32(total << max(shift, 0))``
-3. ``product = shifted * multiplier`` (32 x ``MULTIPLIER_BITS`` bits)
-4. ``high = SaturatingRoundingDoublingHighMul(shifted, multiplier)`` from the product
-5. RoundingDivideByPOT(high, max(-shift, 0)) as its quotient ``high >> right`` and its rounding bit
-6. ``out = clamp(quotient + rounding bit + zero_point)``
+3-4. the partial products of ``shifted``'s signed high and unsigned low halves with
+   ``multiplier`` (``MULTIPLIER_BITS``), each in a DSP block between its registers
+   (``hdl.dsp.registered_product``)
+5. ``product = shifted * multiplier``, the sum of the partial products
+6. ``high = SaturatingRoundingDoublingHighMul(shifted, multiplier)`` from the product
+7. RoundingDivideByPOT(high, max(-shift, 0)) as its quotient ``high >> right`` and its rounding bit
+8. ``out = clamp(quotient + rounding bit + zero_point)``
 
 In binary mode lane ``l`` of the output packs the sign bits of channels
 ``8l .. 8l+7`` (``numerics.pack_bits``); lanes past ``ceil(C / 8)`` are 0.
@@ -24,6 +27,8 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .config import DspPrimitive
+from .dsp import PRODUCT_LATENCY, registered_product
 from .numerics import (ACC_BITS, BINARY_VALUES_PER_LANE, MULTIPLIER_BITS, MULTIPLIER_FRACTION_BITS, MULTIPLIER_MIN,
                        OPERAND_BITS, SHIFT_BITS, ArithMode)
 
@@ -64,6 +69,8 @@ class PostProcessor(wiring.Component):
     ----------
     lanes : int
         Channels per row (the array's column count), 1 to 64.
+    primitive : DspPrimitive or None
+        The DSP block the partial products are formed in (``hdl.dsp.registered_product``).
 
     Members
     -------
@@ -78,12 +85,13 @@ class PostProcessor(wiring.Component):
         Per bank: output channels kept.
     """
 
-    STAGES = 6
+    STAGES = 8
 
-    def __init__(self, lanes: int):
+    def __init__(self, lanes: int, primitive: DspPrimitive | None = None):
         if not isinstance(lanes, int) or not 1 <= lanes <= 64:
             raise ValueError(f"Post-processor lanes must be an integer from 1 to 64, not {lanes!r}")
         self.lanes = lanes
+        self.primitive = primitive
         super().__init__({
             "rows_in": In(stream.Signature(accumulator_row_layout(lanes), always_ready=True)),
             "rows_out": Out(stream.Signature(output_row_layout(lanes), always_ready=True)),
@@ -118,12 +126,19 @@ class PostProcessor(wiring.Component):
             shifted = Signal(signed(ACC_BITS), name=f"shifted_{lane}")
             high = Signal(signed(ACC_BITS), name=f"high_{lane}")
             sign_delay = [Signal(name=f"sign_{lane}_{stage}") for stage in range(self.STAGES - 1)]
-            # The product has a stage of its own, the rounding of its high part the next.
-            product = Signal(signed(ACC_BITS + MULTIPLIER_BITS), name=f"product_{lane}")
-            # Its multiplier is selected from the row's bank a stage ahead, beside ``shifted``: from the bank
-            # select through the multiplier was the 8x8 SoC's worst path (16.7 ns, 2026-12-06).
+            # The product is formed from registers: its multiplier is selected from the row's bank a stage
+            # ahead, beside ``shifted`` (from the bank select through the multiplier was the 8x8 SoC's worst
+            # path, 16.7 ns, 2026-12-06), and its partial products from 16-bit halves of ``shifted`` are
+            # registered in and out of DSP blocks (a 32 x 16 product inferred from fabric registers was the
+            # 4x4 SoC's, through two blocks and a carry chain). Their sum has a stage of its own, the
+            # rounding of its high part the next.
             multiplier = Signal(signed(MULTIPLIER_BITS), name=f"multiplier_{lane}")
-            overflow = Signal(name=f"overflow_{lane}")
+            half = ACC_BITS // 2
+            high_part = registered_product(m, shifted[half:].as_signed(), multiplier, self.primitive,
+                                           f"high_part_{lane}")
+            low_part = registered_product(m, shifted[:half], multiplier, self.primitive, f"low_part_{lane}")
+            product = Signal(signed(ACC_BITS + MULTIPLIER_BITS), name=f"product_{lane}")
+            overflow = [Signal(name=f"overflow_{lane}_{stage}") for stage in range(PRODUCT_LATENCY + 1)]
             # gemmlowp nudges the product by +half (product >= 0) or 1 - half and divides truncating toward
             # zero; both cases equal floor((product + half) / 2**F), an increment of the product's top bits
             # (one carry chain of 34 bits instead of a 49-bit nudge, a sign select and a second 49-bit add).
@@ -136,7 +151,7 @@ class PostProcessor(wiring.Component):
             right = Signal(range(1 << (SHIFT.width - 1)), name=f"right_{lane}")
             half_bit = Signal(ACC_BITS, name=f"half_bit_{lane}")
             below_half = Signal(ACC_BITS, name=f"below_half_{lane}")
-            right_ahead = Mux(channel[3].shift < 0, -channel[3].shift, 0)[:SHIFT.width - 1]
+            right_ahead = Mux(channel[5].shift < 0, -channel[5].shift, 0)[:SHIFT.width - 1]
             mask_ahead = Signal(ACC_BITS, name=f"mask_ahead_{lane}")
             m.d.comb += mask_ahead.eq((1 << right_ahead) - 1)
             past_half = ((high.as_unsigned() & half_bit).any()
@@ -159,15 +174,16 @@ class PostProcessor(wiring.Component):
                 shifted.eq(total << left),
                 sign_delay[0].eq(((total >= 0) ^ channel[1].flip) & kept_of(1, lane)),
                 multiplier.eq(channel[1].multiplier),
-                product.eq(shifted * multiplier),
-                overflow.eq((shifted == -(1 << (ACC_BITS - 1))) & (multiplier == MULTIPLIER_MIN)),
-                high.eq(Mux(overflow, (1 << (ACC_BITS - 1)) - 1, rounded_high)),
+                product.eq((high_part << half) + low_part),
+                overflow[0].eq((shifted == -(1 << (ACC_BITS - 1))) & (multiplier == MULTIPLIER_MIN)),
+                *(overflow[stage].eq(overflow[stage - 1]) for stage in range(1, len(overflow))),
+                high.eq(Mux(overflow[-1], (1 << (ACC_BITS - 1)) - 1, rounded_high)),
                 right.eq(right_ahead),
                 half_bit.eq(mask_ahead & ~(mask_ahead >> 1)),
                 below_half.eq(mask_ahead >> 1),
                 quotient.eq(high >> right),
                 round_up.eq(past_half),
-                requantized.eq(Mux(kept_of(5, lane), clamped, 0)),
+                requantized.eq(Mux(kept_of(7, lane), clamped, 0)),
             ]
             m.d.sync += [sign_delay[stage].eq(sign_delay[stage - 1]) for stage in range(1, len(sign_delay))]
             m.d.comb += sign_bits[lane].eq(sign_delay[-1])

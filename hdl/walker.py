@@ -15,8 +15,11 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .axi import ADDR_WIDTH
+from .config import MAX_MEMORY_ROWS, DspPrimitive
+from .dsp import PRODUCT_LATENCY, registered_product
 
-__all__ = ["descriptor_rows", "DESCRIPTOR_FIELDS", "PADDING_FIELDS", "RowWalker", "row_addresses", "sram_rows"]
+__all__ = ["descriptor_rows", "DESCRIPTOR_LATENCY", "SPAN_BITS", "DESCRIPTOR_FIELDS", "PADDING_FIELDS", "RowWalker",
+           "row_addresses", "sram_rows"]
 
 # Field widths, shared by the LOAD and STORE layouts of ``hdl.isa``.
 DESCRIPTOR_FIELDS = {
@@ -24,6 +27,10 @@ DESCRIPTOR_FIELDS = {
     "groups": 12, "group_stride": 24,
 }
 PADDING_FIELDS = {"pad_before": 7, "pad_after": 7, "pad_blocks_before": 7, "pad_blocks_after": 7}
+
+# ``descriptor_rows``: spans from 2**SPAN_BITS rows on exceed any memory's rows plus a gap (``isa.MAX_SRAM_GAP``).
+SPAN_BITS = MAX_MEMORY_ROWS.bit_length()
+DESCRIPTOR_LATENCY = 2 * PRODUCT_LATENCY          # rows x blocks, then x groups
 
 
 def row_addresses(fields: dict) -> list[int | None]:
@@ -139,16 +146,19 @@ class RowWalker(wiring.Component):
         return m
 
 
-def descriptor_rows(m, fields, gap=None):
-    """rows x blocks x groups of the descriptor in ``fields``, valid two cycles after ``fields`` last
-    changed: the products are registered, so no multiplier chain sits in front of a unit's checks.
+def descriptor_rows(m, fields, primitive: DspPrimitive | None, gap=None):
+    """rows x blocks x groups of the descriptor in ``fields`` and whether it reaches 2**SPAN_BITS
+    (then the count is not exact), both valid DESCRIPTOR_LATENCY cycles after ``fields`` last changed.
+
     With ``gap`` (rows skipped after each group): (rows x blocks + gap) x groups, the SRAM rows a
-    non-empty walk spans (``sram_rows``) plus one gap. Nothing follows the second product in its
-    cycle (ECP5, a 4x4 SoC: a subtraction and a select after it were the worst path, a DSP block
-    without registers and a 38-bit carry chain, 13.6 ns, 2026-12-06), so the load unit compares the
-    span plus a gap with the room plus a gap."""
-    partial = Signal(len(fields.rows) + len(fields.blocks) + (gap is not None))
-    m.d.sync += partial.eq(fields.rows * fields.blocks + (0 if gap is None else gap))
-    total = Signal(len(partial) + len(fields.groups))
-    m.d.sync += total.eq(partial * fields.groups)
-    return total
+    non-empty walk spans (``sram_rows``) plus one gap. Both products are registered
+    (``registered_product``), so no multiplier sits in front of a unit's checks: a DSP block without
+    registers and the carry chains after it were the 4x4 SoC's worst path more than once (ECP5,
+    13.6 and 12.5 ns, 2026-12-06). A span of 2**SPAN_BITS rows exceeds every memory, so rows x blocks
+    is cut to SPAN_BITS bits (with ``gap``, it fits an 18-bit operand) and a cut in a non-empty span is flagged.
+    """
+    rows_by_blocks = registered_product(m, fields.rows, fields.blocks, primitive, "rows_by_blocks")
+    cut, over = Signal(), Signal()
+    m.d.sync += [cut.eq(rows_by_blocks[SPAN_BITS:].any()), over.eq(cut & (fields.groups != 0))]
+    partial = rows_by_blocks[:SPAN_BITS] + (0 if gap is None else gap)
+    return registered_product(m, partial, fields.groups, primitive, "span"), over

@@ -61,6 +61,7 @@ from hdl.postprocess import PostProcessor
 from hdl.sram import RowReader
 from hdl.store import OUTPUT_ROWS, STORE_JOBS
 from hdl.systolic_array import stream_cycles
+from hdl.walker import DESCRIPTOR_LATENCY
 
 from .compiler import CompiledNet
 from .isasim import TOKEN_QUEUES, IsaError
@@ -91,7 +92,7 @@ class Timing:
     job_latency: int = 2            # COMPUTE issue to its activation job starting (job FIFO)
     act_latency: int = 5            # activation job start to its first row leaving the row reader
     result_latency: int = RESULT_LATENCY   # last result beat to retirement (accumulator read-modify-write)
-    descriptor_latency: int = 2     # STORE: the registered rows x blocks x groups product before Check
+    descriptor_latency: int = DESCRIPTOR_LATENCY   # STORE: the registered rows x blocks x groups product
     store_compare: int = 1          # STORE: its range check registered before Check
     post_latency: int = 6 + PostProcessor.STAGES   # STORE check to its first W beat (reader 2, output queue 4)
     store_read_latency: int = 2     # STORE check to its first row entering the post-processor
