@@ -142,9 +142,12 @@ class Accelerator(wiring.Component):
         bus_size = (config.bus_bytes - 1).bit_length()
         m.d.comb += [axi.arsize.eq(bus_size), axi.arburst.eq(BURST_INCR), axi.rready.eq(load.rready),
                      axi.awsize.eq(bus_size), axi.awburst.eq(BURST_INCR), axi.awid.eq(0), axi.bready.eq(1)]
-        for unit, unit_id in ((fetch, FETCH_ID), (load, LOAD_ID)):
-            m.d.comb += [unit.rvalid.eq(axi.rvalid & axi.rready & (axi.rid == unit_id)), unit.rdata.eq(axi.rdata),
-                         unit.rresp.eq(axi.rresp), unit.rlast.eq(axi.rlast)]
+        # The load unit sets rready, and is told of its beats whether or not it takes them; fetch of the
+        # beats taken.
+        m.d.comb += [fetch.rvalid.eq(axi.rvalid & axi.rready & (axi.rid == FETCH_ID)),
+                     load.rvalid.eq(axi.rvalid & (axi.rid == LOAD_ID))]
+        for unit in (fetch, load):
+            m.d.comb += [unit.rdata.eq(axi.rdata), unit.rresp.eq(axi.rresp), unit.rlast.eq(axi.rlast)]
         m.d.comb += [axi.awvalid.eq(store.awvalid), axi.awaddr.eq(store.awaddr), axi.awlen.eq(store.awlen),
                      store.awready.eq(axi.awready), axi.wvalid.eq(store.wvalid), axi.wdata.eq(store.wdata),
                      axi.wstrb.eq(store.wstrb), axi.wlast.eq(store.wlast), store.wready.eq(axi.wready),

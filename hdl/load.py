@@ -51,6 +51,7 @@ class LoadUnit(wiring.Component):
     token_available : In(1)       a compute->load token exists (for pop_next)
     pop_token, push_token : Out(1) one-cycle pulses (compute->load pop, load->compute push)
     arvalid, araddr, arlen, arready, rvalid, rdata, rresp, rlast, rready : the AXI read channels it uses
+                                   (``rvalid``: a beat of its own is offered, whether or not it is ready)
     ar_request : Out(1)            a burst is due: the arbiter may grant AR. ``arvalid`` rises once a merged
                                    burst's length is planned, a cycle after the walker last moved (the grant
                                    takes one); other bursts may follow each other on a kept grant, one per cycle
@@ -105,12 +106,16 @@ class LoadUnit(wiring.Component):
         # walk starts): no multiply and add in front of the writer's compares.
         valid_bytes = Signal(16)
         last_beat = Signal(8)
+        # Whether the walk's rows share bursts (``rows_merge``), registered so: from the row stride through
+        # its compare and the burst's issue to the walker's enables was the 4x4 SoC's worst path (11.5 ns).
+        mergeable = Signal()
         head_depth = Signal(17)         # rows of the target of the queue's head
         for target, (target_depth, _) in geometry.items():
             element = target_element_bytes(target)
             with m.If(fields.target == target):
                 row_beats = (fields.row_elems * element + bus_bytes - 1) >> beat_shift
-                m.d.sync += [valid_bytes.eq(fields.row_elems * element), last_beat.eq(row_beats - 1)]
+                m.d.sync += [valid_bytes.eq(fields.row_elems * element), last_beat.eq(row_beats - 1),
+                             mergeable.eq(rows_merge(row_beats - 1, fields.row_stride, bus_bytes))]
             with m.If(instruction.fields.load.target == target):
                 m.d.comb += head_depth.eq(target_depth)
         m.d.comb += pad_row.eq(walker.pad | (fields.row_elems == 0))
@@ -127,7 +132,7 @@ class LoadUnit(wiring.Component):
         accumulating = Signal()       # an accumulator or COMBINE load is walking or draining
         m.d.comb += [hold.eq(accumulating & self.acc_busy), self.rready.eq(~hold)]
         m.d.comb += [data_beat.eq(self.rvalid & self.rready),
-                     write_address.eq(Mux(data_beat, outstanding.r_data + row_in_burst, sram_row))]
+                     write_address.eq(Mux(self.rvalid, outstanding.r_data + row_in_burst, sram_row))]
 
         # Whether byte b of a row is data (b < valid_bytes), from compares of its beat and of its lane
         # shared by every byte and target: a compare per byte took a carry chain each (ECP5, 16x16: over
@@ -148,15 +153,22 @@ class LoadUnit(wiring.Component):
                 return beat_is_data[k]
             return beat_is_data[k] | (beat_is_partial[k] & lane_is_data[j])
 
+        # The beat within its row, also one-hot, so no compare of ``beat`` sits in front of the write data
+        # (from ``beat`` through a compare and three selects to the accumulator's write data was the 4x4
+        # SoC's worst path, 11.6 ns, 2026-12-06).
+        beat_at = Signal(len(beat_is_data), init=1)
+
         def row_bytes(row_length, pad_byte):
-            """The bytes of a row as written this cycle, and their write enables."""
+            """The bytes of a row as written this cycle, and their write enables. They depend on whether
+            an R beat is offered, not whether it is taken: a hold writes nothing, and a pad row is written
+            only while no beat is offered (so the accumulator port's arbitration stays off the data)."""
             data_bytes, enables = [], []
             for byte in range(row_length):
-                in_beat = data_beat & (beat == (byte >> beat_shift)) & is_data_byte(byte)
+                in_beat = self.rvalid & beat_at[byte >> beat_shift] & is_data_byte(byte)
                 beat_byte = self.rdata[(byte % bus_bytes) * 8:(byte % bus_bytes + 1) * 8]
                 data_bytes.append(Mux(in_beat, beat_byte, pad_byte(byte)))
                 # The first beat of a row also fills the lanes past row_elems with padding.
-                enables.append(in_beat | ~data_beat | ((beat == 0) & ~is_data_byte(byte)))
+                enables.append(in_beat | ~self.rvalid | (beat_at[0] & ~is_data_byte(byte)))
             return Cat(*data_bytes), Cat(*enables)
 
         writing = data_beat | pad_write
@@ -223,7 +235,7 @@ class LoadUnit(wiring.Component):
         # Writer: R beats in order of their bursts; a burst may carry several rows.
         with m.If(data_beat):
             row_done = beat == last_beat
-            m.d.sync += [beat.eq(Mux(row_done, 0, beat + 1)),
+            m.d.sync += [beat.eq(Mux(row_done, 0, beat + 1)), beat_at.eq(Mux(row_done, 1, beat_at << 1)),
                          row_in_burst.eq(Mux(self.rlast, 0, row_in_burst + row_done))]
             m.d.comb += outstanding.r_en.eq(self.rlast)
             with m.If(response_failed(self.rresp)):
@@ -231,8 +243,6 @@ class LoadUnit(wiring.Component):
 
         # Issuer: walks the rows, up to MAX_OUTSTANDING_READS bursts ahead of the writer; single-beat
         # rows that follow each other in DRAM share one burst.
-        mergeable = Signal()
-        m.d.comb += mergeable.eq(rows_merge(last_beat, fields.row_stride, bus_bytes))
         # The burst's rows are planned from the walker's position a cycle ahead.
         burst_rows, planned = planned_burst_rows(m, walker=walker, mergeable=mergeable, bus_bytes=bus_bytes)
         step = Signal(range(MAX_BURST_ROWS + 1))
