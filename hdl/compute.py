@@ -122,9 +122,9 @@ class ComputeUnit(wiring.Component):
         beat_flags = {name: COMPUTE.members[name] for name in ("mode", "depthwise", "taps")}
         act_job = data.StructLayout({"act_addr": len(self.act_read.addr), "beats": COMPUTE.members["beats"],
                                      **beat_flags, "act_stride_log2": COMPUTE.members["act_stride_log2"]})
-        # A delivery carries its last beat's index, so that framing a beat is one compare of registers
-        # (a subtraction in front of it was on the 4x4 SoC's worst path, 2026-12-06).
-        delivery = data.StructLayout({"last_beat": COMPUTE.members["beats"], **beat_flags})
+        # A delivery carries its last beat's index and whether that is its first (a subtraction in front of
+        # the compare that frames a beat was on the 4x4 SoC's worst path, 2026-12-06).
+        delivery = data.StructLayout({"last_beat": COMPUTE.members["beats"], "single": 1, **beat_flags})
         act_jobs = m.submodules.act_jobs = fifo.SyncFIFOBuffered(width=act_job.size, depth=depth)
         deliveries = m.submodules.deliveries = fifo.SyncFIFOBuffered(width=delivery.size, depth=depth)
         queued_job, started_job = act_job(act_jobs.r_data), act_job(act_jobs.w_data)
@@ -136,11 +136,17 @@ class ComputeUnit(wiring.Component):
                          act_reader.start.eq(1), act_jobs.r_en.eq(1), deliveries.w_en.eq(1)]
             if bypassing:
                 m.d.sync += streaming_depthwise.eq(queued_job.depthwise)
-        m.d.comb += [started_delivery.last_beat.eq(queued_job.beats - 1), started_delivery.mode.eq(queued_job.mode),
+        m.d.comb += [started_delivery.last_beat.eq(queued_job.beats - 1),
+                     started_delivery.single.eq(queued_job.beats == 1), started_delivery.mode.eq(queued_job.mode),
                      started_delivery.depthwise.eq(queued_job.depthwise), started_delivery.taps.eq(queued_job.taps)]
 
+        # The beat closing a delivery is known from registers: its first beat closes it if it is single,
+        # a later one if the compare registered at the beat before found it last (through a compare of
+        # ``sent``, from the counter to the readers' and the transposer's enables was the 4x4 SoC's worst
+        # path, 13.4 ns, 2026-12-06).
         sent = Signal.like(delivering.last_beat)
-        last_beat = sent == delivering.last_beat
+        first, later_last = Signal(init=1), Signal()
+        last_beat = Mux(first, delivering.single, later_last)
         beat = array.activations.valid & array.activations.ready
         m.d.comb += [array.activations.valid.eq(activation_rows.valid & deliveries.r_rdy),
                      array.activations.payload.data.eq(activation_rows.payload),
@@ -159,7 +165,8 @@ class ComputeUnit(wiring.Component):
                 with m.If(delivering.depthwise & (sent >= delivering.taps)):
                     m.d.comb += array.weights.payload.data.eq(0)
         with m.If(beat):
-            m.d.sync += sent.eq(Mux(last_beat, 0, sent + 1))
+            m.d.sync += [sent.eq(Mux(last_beat, 0, sent + 1)), first.eq(last_beat),
+                         later_last.eq(sent + 1 == delivering.last_beat)]
             m.d.comb += deliveries.r_en.eq(last_beat)
 
         # In flight: instructions whose inputs have entered the array, oldest first. Each
