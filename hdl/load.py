@@ -102,8 +102,9 @@ class LoadUnit(wiring.Component):
         # Per-target row geometry.
         geometry = {target: (shape[0], shape[1] * shape[2]) for target, shape in memory_shapes(config).items()}
         geometry[Target.COMBINE] = (config.acc_rows, cols * target_element_bytes(Target.COMBINE))
-        # A row's data bytes and its last beat's index, registered a cycle after the LOAD is taken (as its
-        # walk starts): no multiply and add in front of the writer's compares.
+        # A row's data bytes (compared below, the compares registered) and its last beat's index, registered
+        # a cycle after the LOAD is taken (as its walk starts): no multiply, add or compare of them in front
+        # of the writer's selects.
         valid_bytes = Signal(16)
         last_beat = Signal(8)
         # Whether the walk's rows share bursts (``rows_merge``), registered so: from the row stride through
@@ -114,7 +115,8 @@ class LoadUnit(wiring.Component):
             element = target_element_bytes(target)
             with m.If(fields.target == target):
                 row_beats = (fields.row_elems * element + bus_bytes - 1) >> beat_shift
-                m.d.sync += [valid_bytes.eq(fields.row_elems * element), last_beat.eq(row_beats - 1),
+                m.d.comb += valid_bytes.eq(fields.row_elems * element)
+                m.d.sync += [last_beat.eq(row_beats - 1),
                              mergeable.eq(rows_merge(row_beats - 1, fields.row_stride, bus_bytes))]
             with m.If(instruction.fields.load.target == target):
                 m.d.comb += head_depth.eq(target_depth)
@@ -143,7 +145,7 @@ class LoadUnit(wiring.Component):
         beat_is_partial = [Signal(name=f"beat_{k}_is_partial") for k in range(len(beat_is_data))]
         # (A beat's last lane is data only in a whole data beat.)
         lane_is_data = [Signal(name=f"lane_{j}_is_data") for j in range(bus_bytes - 1)]
-        m.d.comb += [*(is_data.eq(data_beats > k) for k, is_data in enumerate(beat_is_data)),
+        m.d.sync += [*(is_data.eq(data_beats > k) for k, is_data in enumerate(beat_is_data)),
                      *(partial.eq(data_beats == k) for k, partial in enumerate(beat_is_partial)),
                      *(is_data.eq(data_lanes > j) for j, is_data in enumerate(lane_is_data))]
 
