@@ -193,7 +193,7 @@ def build(design, name: str, board: Board, workdir: Path, *, target_mhz: float |
     board oscillator. Raises ``DoesNotFit`` before synthesis when the estimate exceeds the board
     and before place and route when synthesis does. ``fifos_in_block_ram`` (ECP5) puts the widest
     small memories in the block RAMs the design leaves spare (``estimate.block_ram_fifos``).
-    ``timing_effort`` "high" places and routes with ``HIGH_TIMING_EFFORT`` (longer runs, higher Fmax).
+    ``timing_effort`` "high" places and routes with ``TIMING_EFFORTS["high"]`` (longer runs, higher Fmax).
     """
     if timing_effort not in TIMING_EFFORTS:
         raise ValueError(f"Timing effort must be one of {', '.join(TIMING_EFFORTS)}, not {timing_effort!r}")

@@ -85,7 +85,7 @@ class PostProcessor(wiring.Component):
         Per bank: output channels kept.
     """
 
-    STAGES = 8
+    STAGES = 6 + PRODUCT_LATENCY      # total, shifted, the partial products, their sum, high, quotient, clamp
 
     def __init__(self, lanes: int, primitive: DspPrimitive | None = None):
         if not isinstance(lanes, int) or not 1 <= lanes <= 64:
@@ -151,7 +151,8 @@ class PostProcessor(wiring.Component):
             right = Signal(range(1 << (SHIFT.width - 1)), name=f"right_{lane}")
             half_bit = Signal(ACC_BITS, name=f"half_bit_{lane}")
             below_half = Signal(ACC_BITS, name=f"below_half_{lane}")
-            right_ahead = Mux(channel[5].shift < 0, -channel[5].shift, 0)[:SHIFT.width - 1]
+            high_stage = self.STAGES - 2
+            right_ahead = Mux(channel[high_stage - 1].shift < 0, -channel[high_stage - 1].shift, 0)[:SHIFT.width - 1]
             mask_ahead = Signal(ACC_BITS, name=f"mask_ahead_{lane}")
             m.d.comb += mask_ahead.eq((1 << right_ahead) - 1)
             past_half = ((high.as_unsigned() & half_bit).any()
@@ -183,7 +184,7 @@ class PostProcessor(wiring.Component):
                 below_half.eq(mask_ahead >> 1),
                 quotient.eq(high >> right),
                 round_up.eq(past_half),
-                requantized.eq(Mux(kept_of(7, lane), clamped, 0)),
+                requantized.eq(Mux(kept_of(self.STAGES - 1, lane), clamped, 0)),
             ]
             m.d.sync += [sign_delay[stage].eq(sign_delay[stage - 1]) for stage in range(1, len(sign_delay))]
             m.d.comb += sign_bits[lane].eq(sign_delay[-1])
