@@ -86,10 +86,13 @@ class BlockRamMemory(wiring.Component):
         def lane(address):
             return address[2:shift] if lanes > 1 else 0
 
-        # Reads: one burst at a time through two stages, the block RAM's read (its own register) and a
-        # register in the fabric: the block RAM's clock-to-out (5.8 ns on the ECP5) then drives no logic
-        # (into the load unit, and through the word select and the host bridge, it was the 4x4 SoC's
-        # worst path, 12.5 ns, 2026-12-06).
+        # Reads: one burst at a time through the block RAM's read (its own register) and a two-entry queue in
+        # the fabric (head and skid). The block RAM's clock-to-out (5.8 ns on the ECP5) then drives no logic
+        # (into the load unit, and through the word select and the host bridge, it was the 4x4 SoC's worst
+        # path, 12.5 ns, 2026-12-06), and a read is issued while the three stages are not all full, a decision
+        # from registers alone: from the load unit's rready through the pipeline's enable to the burst's row
+        # and beat counters was the 4x4 SoC's worst path (11.6 ns, 2026-12-06 #12). Only the head's
+        # register waits for rready.
         r_active = Signal()
         r_row = Signal(ADDR_WIDTH - shift)
         r_left = Signal(8)
@@ -100,9 +103,11 @@ class BlockRamMemory(wiring.Component):
         beat = data.StructLayout({"lite": 1, "id": len(bus.rid), "last": 1, "lane": range(lanes), "error": 1})
         fetched, fetched_beat = Signal(), Signal(beat)
         out_valid, out_beat, out_data = Signal(), Signal(beat), Signal(self.bus_bits)
+        skid_valid, skid_beat, skid_data = Signal(), Signal(beat), Signal(self.bus_bits)
         out_ready = Mux(out_beat.lite, lite.rready, bus.rready)
-        move = fetched & (~out_valid | out_ready)
-        issue = r_active & (~fetched | move)
+        pop = out_valid & out_ready
+        move = fetched & ~(out_valid & skid_valid)        # into the head or the skid, whichever is its place
+        issue = r_active & ~(fetched & out_valid & skid_valid)
         with m.If(~r_active):
             with m.If(lite.arvalid):
                 m.d.comb += lite.arready.eq(1)
@@ -123,10 +128,17 @@ class BlockRamMemory(wiring.Component):
                 m.d.sync += r_active.eq(0)
         with m.Elif(move):
             m.d.sync += fetched.eq(0)
+        # The skid takes every moved beat; it is valid only when the head is taken and stays so.
         with m.If(move):
-            m.d.sync += [out_valid.eq(1), out_beat.eq(fetched_beat), out_data.eq(read.data)]
-        with m.Elif(out_valid & out_ready):
-            m.d.sync += out_valid.eq(0)
+            m.d.sync += [skid_beat.eq(fetched_beat), skid_data.eq(read.data)]
+        with m.If(~out_valid | pop):
+            m.d.sync += [out_valid.eq(skid_valid | move), skid_valid.eq(skid_valid & move)]
+            with m.If(skid_valid):
+                m.d.sync += [out_beat.eq(skid_beat), out_data.eq(skid_data)]
+            with m.Else():
+                m.d.sync += [out_beat.eq(fetched_beat), out_data.eq(read.data)]
+        with m.Elif(move):
+            m.d.sync += skid_valid.eq(1)
         # A failed beat's data is whatever the row address aliases to (not zeroed: that would cost a gate per bit).
         response = Mux(out_beat.error, Response.SLVERR, Response.OKAY)
         m.d.comb += [

@@ -191,3 +191,30 @@ def test_bad_bursts_answer_slverr_and_write_nothing(case, seed):
     assert seen["lite beyond"][0] == Response.SLVERR and seen["lite beyond"][1][1] == Response.SLVERR
     written = [(0xFFFFFFFF, Response.OKAY)] * (BUS_BYTES // 4) if in_range else []
     assert seen["memory"] == [(0, Response.OKAY)] * (SIZE // 4 - len(written)) + written
+
+
+def test_a_burst_read_with_rready_high_streams_a_beat_per_cycle():
+    beats = 16
+    dut = BlockRamMemory(size_bytes=SIZE, bus_bits=BUS_BITS)
+    valid_cycles = []
+
+    async def bench(ctx):
+        ctx.set(dut.bus.araddr, 0)
+        ctx.set(dut.bus.arlen, beats - 1)
+        ctx.set(dut.bus.arsize, SHIFT)
+        ctx.set(dut.bus.arburst, BURST_INCR)
+        ctx.set(dut.bus.arvalid, 1)
+        ctx.set(dut.bus.rready, 1)
+        await ctx.tick().until(dut.bus.arready)
+        ctx.set(dut.bus.arvalid, 0)
+        for cycle in range(beats + 8):
+            _, _, valid, last = await ctx.tick().sample(dut.bus.rvalid, dut.bus.rlast)
+            if valid:
+                valid_cycles.append((cycle, last))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    first = valid_cycles[0][0]
+    assert valid_cycles == [(first + k, k == beats - 1) for k in range(beats)]
