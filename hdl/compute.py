@@ -12,7 +12,7 @@ from .transposer import Transposer
 
 __all__ = ["ComputeUnit", "RESULT_LATENCY", "max_in_flight"]
 
-RESULT_LATENCY = 4     # a result row leaving the array to its accumulator write (read, fetch, add, write)
+RESULT_LATENCY = 5     # a result row leaving the array to its accumulator write (read, capture, fetch, add, write)
 
 
 def max_in_flight(array: ArrayConfig) -> int:
@@ -180,23 +180,30 @@ class ComputeUnit(wiring.Component):
         record = Signal(record_layout)
         m.d.comb += in_flight.w_data.eq(record)
 
-        # Results: read-modify-write into the accumulator in four stages after a row is taken from the
-        # array, one row per cycle: read (from registers), fetch (register the old row), add, and
-        # write (from registers). The array's output, the block RAM's ports, its clock-to-out and
-        # the 32-bit add so sit in different cycles. The old row misses the writes of the three cycles
-        # from its read on; fetch takes those from the add stage and the two registered stages after it.
+        # Results: read-modify-write into the accumulator in five stages after a row is taken from the
+        # array, one row per cycle: read (from registers), capture (the block RAM's output in a register of
+        # its own: its clock-to-out, 5.8 ns on the ECP5, through the forwarding selects was the 4x4 SoC's
+        # worst path, 2026-12-06 #12), fetch (the old row, forwarded), add, and write (from registers). The
+        # array's output, the block RAM's ports, its clock-to-out and the 32-bit add so sit in different
+        # cycles. The old row misses the writes of the four cycles from its read on; fetch takes those from
+        # the add stage and the three registered stages after it.
         acc_row = data.ArrayLayout(signed(ACC_BITS), cols)
         received = Signal(13)
         keep = Signal()
-        reading, reading_accumulate = Signal(), Signal()
-        reading_row, reading_address = Signal(acc_row), Signal.like(self.acc_write.addr)
-        fetching, fetching_accumulate = Signal(), Signal()
-        fetching_row, fetching_address = Signal(acc_row), Signal.like(self.acc_write.addr)
-        adding, adding_accumulate = Signal(), Signal()
-        adding_row, adding_address = Signal(acc_row), Signal.like(self.acc_write.addr)
-        old_row = Signal(acc_row)
-        written, written_row, written_address = Signal(), Signal(acc_row), Signal.like(self.acc_write.addr)
-        stored, stored_row, stored_address = Signal(), Signal(acc_row), Signal.like(self.acc_write.addr)
+
+        def stage(name):
+            return (Signal(name=name), Signal(acc_row, name=f"{name}_row"),
+                    Signal.like(self.acc_write.addr, name=f"{name}_address"), Signal(name=f"{name}_accumulate"))
+
+        reading, reading_row, reading_address, reading_accumulate = stage("reading")
+        capturing, capturing_row, capturing_address, capturing_accumulate = stage("capturing")
+        fetching, fetching_row, fetching_address, fetching_accumulate = stage("fetching")
+        adding, adding_row, adding_address, adding_accumulate = stage("adding")
+        captured_old, old_row = Signal(acc_row), Signal(acc_row)
+        # The write stage and the rows it wrote the last two cycles, youngest first.
+        writes = [(Signal(name=f"written_{age}"), Signal(acc_row, name=f"written_{age}_row"),
+                   Signal.like(self.acc_write.addr, name=f"written_{age}_address")) for age in range(3)]
+        written, written_row, written_address = writes[0]
         m.d.comb += [keep.eq(array.results.valid & (received < head.kept)),
                      self.acc_read.addr.eq(reading_address),
                      self.acc_read.en.eq(reading)]
@@ -215,20 +222,23 @@ class ComputeUnit(wiring.Component):
         new_row = Signal(acc_row)
         for lane in range(cols):
             m.d.comb += new_row[lane].eq(Mux(adding_accumulate, old_row[lane] + adding_row[lane], adding_row[lane]))
-        m.d.sync += [reading.eq(keep), fetching.eq(reading), fetching_row.eq(reading_row),
-                     fetching_address.eq(reading_address), fetching_accumulate.eq(reading_accumulate),
+        m.d.sync += [reading.eq(keep), captured_old.eq(self.acc_read.data),
+                     capturing.eq(reading), capturing_row.eq(reading_row),
+                     capturing_address.eq(reading_address), capturing_accumulate.eq(reading_accumulate),
+                     fetching.eq(capturing), fetching_row.eq(capturing_row),
+                     fetching_address.eq(capturing_address), fetching_accumulate.eq(capturing_accumulate),
                      adding.eq(fetching), adding_row.eq(fetching_row),
                      adding_address.eq(fetching_address), adding_accumulate.eq(fetching_accumulate),
-                     written.eq(adding), written_row.eq(new_row), written_address.eq(adding_address),
-                     stored.eq(written), stored_row.eq(written_row), stored_address.eq(written_address)]
+                     written.eq(adding), written_row.eq(new_row), written_address.eq(adding_address)]
+        for (valid, row, address), (older_valid, older_row, older_address) in zip(writes, writes[1:]):
+            m.d.sync += [older_valid.eq(valid), older_row.eq(row), older_address.eq(address)]
         with m.If(adding & (adding_address == fetching_address)):
             m.d.sync += old_row.eq(new_row)
-        with m.Elif(written & (written_address == fetching_address)):
-            m.d.sync += old_row.eq(written_row)
-        with m.Elif(stored & (stored_address == fetching_address)):
-            m.d.sync += old_row.eq(stored_row)
+        for valid, row, address in writes:
+            with m.Elif(valid & (address == fetching_address)):
+                m.d.sync += old_row.eq(row)
         with m.Else():
-            m.d.sync += old_row.eq(self.acc_read.data)
+            m.d.sync += old_row.eq(captured_old)
         m.d.comb += [self.acc_write.addr.eq(written_address), self.acc_write.data.eq(written_row),
                      self.acc_write.en.eq(written)]
 
@@ -289,7 +299,7 @@ class ComputeUnit(wiring.Component):
                      record.push_next.eq(header.push_next)]
         feeding = Signal()
         m.d.comb += self.busy.eq(feeding | in_flight.r_rdy | retiring | earlier_done |
-                                 reading | fetching | adding | written)
+                                 reading | capturing | fetching | adding | written)
         with m.FSM():
             with m.State("Idle"):
                 blocked_prev = instruction.header.pop_prev & ~self.prev_token_available

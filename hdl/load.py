@@ -195,16 +195,19 @@ class LoadUnit(wiring.Component):
                     m.d.comb += [port.addr.eq(combine_address), port.data.eq(combine_data),
                                  port.en.eq(combine_write)]
 
-        # COMBINE: a four-stage read-modify-write like the compute unit's (same latency, so the
+        # COMBINE: a read-modify-write with the compute unit's latency (``RESULT_LATENCY``, so the
         # shared read port, which the compute unit has first, also keeps the write port free):
-        # read the old row while staging this cycle's lanes; fetch: register the old row and the
-        # lanes' products; combine: add or max; write, from registers. The per-lane scales are
-        # registered from the weight scratchpad while the LOAD is checked.
+        # read the old row while staging this cycle's lanes; capture the block RAM's output;
+        # fetch: register the old row and the lanes' products; combine: add or max; write, from
+        # registers. The per-lane scales are registered from the weight scratchpad while the LOAD
+        # is checked.
         lanes_layout = data.ArrayLayout(signed(OPERAND_BITS), cols)
         acc_layout = data.ArrayLayout(signed(ACC_BITS), cols)
         incoming, incoming_enables = row_bytes(cols, lambda byte: fields.pad_value.as_unsigned())
         staged, staged_address = Signal(), Signal(16)
         staged_lanes, staged_enables = Signal(lanes_layout), Signal(cols)
+        captured, captured_address = Signal(), Signal(16)
+        captured_lanes, captured_enables, captured_old = Signal(lanes_layout), Signal(cols), Signal(acc_layout)
         fetched, fetched_address, fetched_enables = Signal(), Signal(16), Signal(cols)
         fetched_old, fetched_products = Signal(acc_layout), Signal(acc_layout)
         fetched_combine = Signal.like(fields.combine)     # the next LOAD may set fields meanwhile
@@ -212,15 +215,17 @@ class LoadUnit(wiring.Component):
         lane_scales = lanes_layout(self.weight_read.data)
         m.d.sync += [staged.eq(writing & (fields.target == Target.COMBINE)), staged_address.eq(write_address),
                      staged_lanes.eq(incoming), staged_enables.eq(incoming_enables),
-                     fetched.eq(staged), fetched_address.eq(staged_address), fetched_enables.eq(staged_enables),
-                     fetched_old.eq(self.acc_read.data), fetched_combine.eq(fields.combine)]
+                     captured.eq(staged), captured_address.eq(staged_address), captured_lanes.eq(staged_lanes),
+                     captured_enables.eq(staged_enables), captured_old.eq(self.acc_read.data),
+                     fetched.eq(captured), fetched_address.eq(captured_address), fetched_enables.eq(captured_enables),
+                     fetched_old.eq(captured_old), fetched_combine.eq(fields.combine)]
         m.d.comb += [self.acc_read.addr.eq(write_address),
                      self.acc_read.en.eq(writing & (fields.target == Target.COMBINE)),
                      self.weight_read.addr.eq(fields.scale_row), self.weight_read.en.eq(1)]
         combined = Signal(acc_layout)
         for lane in range(cols):
             m.d.sync += [scales[lane].eq(Mux(fields.lane_scales, lane_scales[lane], fields.scale)),
-                         fetched_products[lane].eq(staged_lanes[lane] * scales[lane])]
+                         fetched_products[lane].eq(captured_lanes[lane] * scales[lane])]
             old, product = fetched_old[lane], fetched_products[lane]
             with m.Switch(fetched_combine):
                 with m.Case(Combine.OVERWRITE):
@@ -340,7 +345,10 @@ class LoadUnit(wiring.Component):
             with m.State("Walk"):
                 m.d.comb += [self.busy.eq(1), accumulating.eq(to_accumulator)]
                 with m.If(pad_row):
-                    m.d.comb += [pad_write.eq(~data_beat & ~hold), advance.eq(~data_beat & ~hold)]
+                    # (An accumulator LOAD's first padding row may come as the COMBINE LOAD before it writes
+                    # its last row: that write has the port.)
+                    free = ~data_beat & ~hold & ~(combine_writing & (fields.target == Target.ACCUMULATORS))
+                    m.d.comb += [pad_write.eq(free), advance.eq(free)]
                 with m.Else():
                     # (A row that is its own burst needs no plan: it may follow the last at once.)
                     m.d.comb += [self.ar_request.eq(outstanding.w_rdy),
@@ -361,6 +369,6 @@ class LoadUnit(wiring.Component):
                 # read enable was the 4x4 SoC's worst path, 14.2 ns, 2026-12-06 #11).
                 with m.Elif(~draining_bursts.any() & (outstanding.r_level > 1) & writes_alike):
                     take(draining=True)
-        with m.If(staged | fetched | combine_writing | draining_bursts.any()):
+        with m.If(staged | captured | fetched | combine_writing | draining_bursts.any()):
             m.d.comb += self.busy.eq(1)
         return m
