@@ -4,15 +4,17 @@ from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig, ArithSupport, ArrayConfig, Dataflow
+from .fetch import head_waited
 from .isa import COMPUTE, INSTRUCTION, Opcode
 from .numerics import ACC_BITS, ArithMode
 from .sram import RowReader, address_width
 from .systolic_array import SystolicArray
 from .transposer import Transposer
 
-__all__ = ["ComputeUnit", "RESULT_LATENCY", "max_in_flight"]
+__all__ = ["ComputeUnit", "RESULT_LATENCY", "CHECK_CYCLES", "max_in_flight"]
 
 RESULT_LATENCY = 5     # a result row leaving the array to its accumulator write (read, capture, fetch, add, write)
+CHECK_CYCLES = 2       # a COMPUTE or SYNC waits this long at its queue's head: its checks' first two stages
 
 
 def max_in_flight(array: ArrayConfig) -> int:
@@ -270,29 +272,42 @@ class ComputeUnit(wiring.Component):
         def weight_rows(f):
             return f.beats if os else rows
 
-        def refused(f):
-            """Whether a COMPUTE with fields ``f`` is unsupported, and whether its rows leave a memory."""
-            if os:
-                unsupported = f.beats % rows != 0
-                if config.array.depthwise:
-                    unsupported |= f.depthwise & ((f.taps == 0) | (f.taps > rows) | (f.mode != ArithMode.INT8))
-                else:
-                    unsupported |= f.depthwise
-            elif config.array.depthwise:
-                unsupported = f.depthwise & (f.beats < rows)
+        # The checks are registered from the queue's head while it waits, in stages of one add or compare
+        # each: the spans, the last rows, and the compares, read in Check. A head is taken once it has waited
+        # CHECK_CYCLES cycles, so the last stage registers as it is taken (from the head through an add of a
+        # shifted count and a compare to the registered results was the 4x4 SoC's worst path, 12.0 ns,
+        # 2026-12-06 #13; before, from `fields` through them to the job queues' write enables, 13.0 ns).
+        head_fields = instruction.fields.compute
+        act_span = Signal(len(head_fields.beats) + (1 << len(head_fields.act_stride_log2)) - 1)
+        weight_span = Signal(len(head_fields.beats))
+        kept_span = Signal(signed(len(head_fields.beats) + 2))
+        last_act_row = Signal(len(act_span) + 1)
+        weight_end, acc_end = Signal(len(weight_span) + 1), Signal(len(head_fields.acc_addr) + len(kept_span))
+        m.d.sync += [act_span.eq((head_fields.beats - 1) << head_fields.act_stride_log2),
+                     weight_span.eq(weight_rows(head_fields)), kept_span.eq(kept_rows(head_fields)),
+                     last_act_row.eq(head_fields.act_addr + act_span),
+                     weight_end.eq(head_fields.weight_addr + weight_span),
+                     acc_end.eq(head_fields.acc_addr + kept_span)]
+        if os:
+            unsupported_fields = head_fields.beats % rows != 0
+            if config.array.depthwise:
+                unsupported_fields |= head_fields.depthwise & ((head_fields.taps == 0) | (head_fields.taps > rows) |
+                                                               (head_fields.mode != ArithMode.INT8))
             else:
-                unsupported = f.depthwise
-            last_act_row = f.act_addr + ((f.beats - 1) << f.act_stride_log2)
-            # kept_rows wraps for a depthwise COMPUTE shorter than R, which is refused as unsupported.
-            out_of_range = ((f.beats != 0) & (last_act_row >= config.act_rows) |
-                            (f.weight_addr + weight_rows(f) > config.weight_rows) |
-                            (f.acc_addr + kept_rows(f) > config.acc_rows) & ~unsupported)
-            return unsupported, out_of_range
-
-        # The checks are registered as the instruction is taken, from the queue's (registered) head:
-        # from `fields` through them to the job queues' write enables was the 4x4 SoC's worst path
-        # (13.0 ns, 2026-12-06).
+                unsupported_fields |= head_fields.depthwise
+        elif config.array.depthwise:
+            unsupported_fields = head_fields.depthwise & (head_fields.beats < rows)
+        else:
+            unsupported_fields = head_fields.depthwise
+        is_compute = instruction.header.opcode == Opcode.COMPUTE
         unsupported, out_of_range, no_beats = Signal(), Signal(), Signal()
+        # kept_rows wraps for a depthwise COMPUTE shorter than R, which is refused as unsupported.
+        m.d.sync += [unsupported.eq(is_compute & unsupported_fields),
+                     out_of_range.eq(is_compute & (((head_fields.beats != 0) & (last_act_row >= config.act_rows)) |
+                                                   (weight_end > config.weight_rows) |
+                                                   ((acc_end > config.acc_rows) & ~unsupported_fields))),
+                     no_beats.eq(~is_compute | (head_fields.beats == 0))]
+        checked = head_waited(m, self.instructions, CHECK_CYCLES)
         m.d.comb += [record.acc_addr.eq(fields.acc_addr), record.rows.eq(Mux(no_beats, 0, result_rows(fields))),
                      record.kept.eq(kept_rows(fields)),
                      record.accumulate.eq(fields.accumulate), record.push_prev.eq(header.push_prev),
@@ -306,18 +321,13 @@ class ComputeUnit(wiring.Component):
                 blocked_next = instruction.header.pop_next & ~self.next_token_available
                 m.d.comb += [self.waiting_load.eq(self.instructions.valid & blocked_prev),
                              self.waiting_store.eq(self.instructions.valid & blocked_next)]
-                with m.If(self.instructions.valid & ~blocked_prev & ~blocked_next & in_flight.w_rdy):
+                with m.If(self.instructions.valid & checked & ~blocked_prev & ~blocked_next & in_flight.w_rdy):
                     m.d.comb += [self.instructions.ready.eq(1),
                                  self.pop_prev.eq(instruction.header.pop_prev),
                                  self.pop_next.eq(instruction.header.pop_next)]
-                    m.d.sync += [fields.eq(instruction.fields.compute), header.eq(instruction.header)]
-                    with m.If(instruction.header.opcode == Opcode.SYNC):
-                        # no inputs and no results: only tokens
-                        m.d.sync += [fields.eq(0), unsupported.eq(0), out_of_range.eq(0), no_beats.eq(1)]
-                    with m.Else():
-                        taken_unsupported, taken_out_of_range = refused(instruction.fields.compute)
-                        m.d.sync += [unsupported.eq(taken_unsupported), out_of_range.eq(taken_out_of_range),
-                                     no_beats.eq(instruction.fields.compute.beats == 0)]
+                    # (A SYNC has no inputs and no results: only tokens.)
+                    m.d.sync += [fields.eq(Mux(is_compute, instruction.fields.compute, 0)),
+                                 header.eq(instruction.header)]
                     m.next = "Check"
             with m.State("Check"):
                 m.d.comb += feeding.eq(1)

@@ -7,10 +7,21 @@ from .axi import ADDR_WIDTH, BURST_BOUNDARY, response_failed
 from .config import AcceleratorConfig
 from .isa import INSTRUCTION, INSTRUCTION_BITS, Opcode
 
-__all__ = ["FetchUnit", "FETCH_BURST", "FETCH_BUFFER"]
+__all__ = ["FetchUnit", "FETCH_BURST", "FETCH_BUFFER", "head_waited"]
 
 FETCH_BURST = 4       # instructions per AXI read burst, at most
 FETCH_BUFFER = 8      # instructions the prefetch buffer holds
+
+
+def head_waited(m: Module, queue: stream.Interface, cycles: int) -> Signal:
+    """Whether the head of a unit's ``queue`` has waited there ``cycles`` cycles: checks registered from the
+    head in that many stages then hold its results (the head changes only as it is taken)."""
+    age = Signal(range(cycles + 1))
+    with m.If(~queue.valid | queue.ready):
+        m.d.sync += age.eq(0)
+    with m.Elif(age != cycles):
+        m.d.sync += age.eq(age + 1)
+    return age == cycles
 
 
 class FetchUnit(wiring.Component):

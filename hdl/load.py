@@ -5,6 +5,7 @@ from amaranth.lib.wiring import In, Out
 
 from .axi import ADDR_WIDTH, MAX_BURST_ROWS, planned_burst_rows, response_failed, rows_merge
 from .config import AcceleratorConfig
+from .fetch import head_waited
 from .isa import INSTRUCTION, Target, target_element_bytes
 from .numerics import ACC_BITS, OPERAND_BITS, SCALE_BITS, Combine
 from .sram import address_width
@@ -280,12 +281,7 @@ class LoadUnit(wiring.Component):
                                    (next_fields.combine.as_value() > max(c.value for c in Combine)))),
                      out_of_range.eq((~empty_walk & (span_over | (span_and_gap > room_and_gap))) | past_end |
                                      bad_scale_row)]
-        head_age = Signal(range(HEAD_CHECK_CYCLES + 1))
-        with m.If(~self.instructions.valid | self.instructions.ready):
-            m.d.sync += head_age.eq(0)
-        with m.Elif(head_age != HEAD_CHECK_CYCLES):
-            m.d.sync += head_age.eq(head_age + 1)
-        checked = head_age == HEAD_CHECK_CYCLES
+        checked = head_waited(m, self.instructions, HEAD_CHECK_CYCLES)
         retire = Signal()
         advance = Signal()
         to_accumulator = (fields.target == Target.ACCUMULATORS) | (fields.target == Target.COMBINE)

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 from hdl.axi import BURST_BOUNDARY, rows_merge
 from hdl.accelerator import QUEUE_DEPTHS
-from hdl.compute import RESULT_LATENCY, max_in_flight
+from hdl.compute import CHECK_CYCLES, RESULT_LATENCY, max_in_flight
 from hdl.config import AcceleratorConfig, Dataflow
 from hdl.fetch import FETCH_BUFFER, FETCH_BURST
 from hdl.isa import (
@@ -233,6 +233,7 @@ class _Machine:
         self.load_bursts = deque()
         self.load_retires = deque([0, 0], maxlen=2)
         self.load_taken = -1                # the last LOAD's take: the next one heads the queue a cycle later
+        self.compute_taken = -1             # the same for the compute unit's queue
         self.tokens = {queue: deque() for queue in TOKEN_QUEUES}
         self.compute_released = deque(maxlen=self.in_flight)   # when each COMPUTE's in-flight slot frees
         self.last_retire = 0
@@ -450,7 +451,9 @@ class _Machine:
                 waits.append(token)
             if len(self.compute_released) == self.in_flight:
                 waits.append(self.compute_released[0])
-            start = max(waits)
+            # Taken once it has headed the queue CHECK_CYCLES cycles (its checks registered from it).
+            waits.append(max(dispatch + 1, self.compute_taken + 1) + CHECK_CYCLES)
+            start = self.compute_taken = max(waits)
             self.starts[self.position] = start
             self._dispatch(before=self._next_load_ar())
             beats = f["beats"] if instruction.opcode == Opcode.COMPUTE else 0

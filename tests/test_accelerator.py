@@ -99,6 +99,12 @@ FAULTS = [
     (ErrorCode.SRAM_RANGE, [Instruction(Opcode.COMPUTE, {"act_addr": 0, "weight_addr": 0, "acc_addr": 0,
                                                          "beats": 40, "mode": ArithMode.INT8,
                                                          "act_stride_log2": 3}), END]),   # rows 0, 8, .. 312 of 256
+    (ErrorCode.SRAM_RANGE, [Instruction(Opcode.COMPUTE, {"act_addr": 0, "weight_addr": CONFIGS[0].weight_rows - 1,
+                                                         "acc_addr": 0, "beats": 2, "mode": ArithMode.INT8}),
+                            END]),     # OS: a weight row per beat, the last one past the scratchpad
+    (ErrorCode.SRAM_RANGE, [Instruction(Opcode.COMPUTE, {"act_addr": 0, "weight_addr": 0,
+                                                         "acc_addr": CONFIGS[0].acc_rows - 1, "beats": 2,
+                                                         "mode": ArithMode.INT8}), END]),   # R = 2 result rows
 ]
 
 
