@@ -123,9 +123,13 @@ class LoadUnit(wiring.Component):
                 m.d.comb += head_depth.eq(target_depth)
         m.d.comb += pad_row.eq(walker.pad | (fields.row_elems == 0))
 
-        # An R beat (for the oldest outstanding burst) has the write port; pad rows take idle cycles.
+        # An R beat (for the oldest outstanding burst) has the write port; padding rows take idle cycles.
         # The first SRAM row of each burst in flight; rlast ends a burst.
         outstanding = m.submodules.outstanding = fifo.SyncFIFO(width=16, depth=MAX_OUTSTANDING_READS)
+        # The SRAM rows of walked padding rows, written in cycles without an R beat: the walk moves on over
+        # padding while the queue has room, a decision from registers (from the R channel's valid through
+        # the padding row's write to the walker's enables was the 4x4 SoC's worst path, 11.6 ns, 2026-12-06 #13).
+        pad_rows = m.submodules.pad_rows = fifo.SyncFIFO(width=16, depth=2)
         row_in_burst = Signal(range(MAX_BURST_ROWS))
         data_beat = Signal()
         pad_write = Signal()
@@ -135,7 +139,7 @@ class LoadUnit(wiring.Component):
         accumulating = Signal()       # an accumulator or COMBINE load is walking or draining
         m.d.comb += [hold.eq(accumulating & self.acc_busy), self.rready.eq(~hold)]
         m.d.comb += [data_beat.eq(self.rvalid & self.rready),
-                     write_address.eq(Mux(self.rvalid, outstanding.r_data + row_in_burst, sram_row))]
+                     write_address.eq(Mux(self.rvalid, outstanding.r_data + row_in_burst, pad_rows.r_data))]
 
         # Whether byte b of a row is data (b < valid_bytes), from compares of its beat and of its lane
         # shared by every byte and target: a compare per byte took a carry chain each (ECP5, 16x16: over
@@ -174,6 +178,10 @@ class LoadUnit(wiring.Component):
                 enables.append(in_beat | ~self.rvalid | (beat_at[0] & ~is_data_byte(byte)))
             return Cat(*data_bytes), Cat(*enables)
 
+        # (A COMBINE LOAD's last row is written four cycles after its last beat, in the cycle the next LOAD's
+        # walk starts at the earliest: that LOAD's first padding row leaves the queue a cycle later.)
+        m.d.comb += [pad_write.eq(pad_rows.r_rdy & ~self.rvalid & ~hold),
+                     pad_rows.r_en.eq(pad_write), pad_rows.w_data.eq(sram_row)]
         writing = data_beat | pad_write
         combine_write = Signal(cols * ACC_BITS // 8)
         combine_writing = Signal()         # combine_write.any(), registered with it: a narrow select
@@ -341,10 +349,7 @@ class LoadUnit(wiring.Component):
             with m.State("Walk"):
                 m.d.comb += [self.busy.eq(1), accumulating.eq(to_accumulator)]
                 with m.If(pad_row):
-                    # (An accumulator LOAD's first padding row may come as the COMBINE LOAD before it writes
-                    # its last row: that write has the port.)
-                    free = ~data_beat & ~hold & ~(combine_writing & (fields.target == Target.ACCUMULATORS))
-                    m.d.comb += [pad_write.eq(free), advance.eq(free)]
+                    m.d.comb += [pad_rows.w_en.eq(pad_rows.w_rdy), advance.eq(pad_rows.w_rdy)]
                 with m.Else():
                     # (A row that is its own burst needs no plan: it may follow the last at once.)
                     m.d.comb += [self.ar_request.eq(outstanding.w_rdy),
@@ -357,13 +362,14 @@ class LoadUnit(wiring.Component):
                         m.next = "Drain"
             with m.State("Drain"):
                 m.d.comb += [self.busy.eq(1), accumulating.eq(to_accumulator)]
-                with m.If(~outstanding.r_rdy & ~draining_bursts.any()):
+                with m.If(~outstanding.r_rdy & ~draining_bursts.any() & ~pad_rows.r_rdy):
                     m.d.comb += retire.eq(1)
                     m.next = "Idle"
                 # While two bursts or more are in flight, so that one stays whether or not one ends now: the
                 # registered level alone decides (from the R handshake through a burst's end to the queue's
                 # read enable was the 4x4 SoC's worst path, 14.2 ns, 2026-12-06 #11).
-                with m.Elif(~draining_bursts.any() & (outstanding.r_level > 1) & writes_alike):
+                # (Its padding rows written first: they belong to it.)
+                with m.Elif(~draining_bursts.any() & (outstanding.r_level > 1) & writes_alike & ~pad_rows.r_rdy):
                     take(draining=True)
         with m.If(staged | captured | fetched | combine_writing | draining_bursts.any()):
             m.d.comb += self.busy.eq(1)

@@ -229,6 +229,7 @@ class _Machine:
         # The last LOAD: when its walk ended (a LOAD that writes alike may start then), its row format,
         # its bursts' last R beats, and the retirements of it and the LOAD before it.
         self.load_walked = 0
+        self.load_pads_written = 0           # its padding rows' last write, plus one
         self.load_format = None
         self.load_bursts = deque()
         self.load_retires = deque([0, 0], maxlen=2)
@@ -381,7 +382,7 @@ class _Machine:
             # Taken while the last LOAD drains (hdl/load.py): while two of its bursts or more are in flight
             # (up to the cycle of the next to last one's last beat), and only once the LOAD before it has retired.
             alike = self.load_format is not None and self.load_format == _row_format(f)
-            early = max(checked, token, self.load_walked, self.load_retires[0] + 1)
+            early = max(checked, token, self.load_walked, self.load_pads_written, self.load_retires[0] + 1)
             overlaps = alike and len(self.load_bursts) >= 2 and early <= self.load_bursts[-2]
             if overlaps:
                 start = early
@@ -396,15 +397,22 @@ class _Machine:
             streaming = deque(maxlen=MAX_OUTSTANDING_READS)     # R beat cycles of the bursts in flight
             merged = _mergeable(f, _row_beats(f, self.bus), self.bus)
             kept = None                   # the cycle a burst may take the AR grant the last one kept
+            pads = deque(maxlen=2)        # write cycles of the last two padding rows (hdl/load.py's queue)
             for beats in walk:
-                if beats == 0:            # a padding row takes the write port in a cycle without an R beat
+                if beats == 0:
+                    # A padding row is walked while the queue of two has room and written a cycle later or
+                    # after, in a cycle without an R beat.
                     kept = None
+                    if len(pads) == 2:
+                        issue = max(issue, pads[0] + 1)
+                    write = max(issue + 1, pads[-1] + 1 if pads else 0)
                     moved = True
                     while moved:
                         moved = False
                         for first, end in streaming:
-                            if first <= issue < end:
-                                issue, moved = end, True
+                            if first <= write < end:
+                                write, moved = end, True
+                    pads.append(write)
                     issue += 1
                     continue
                 if len(bursts) == MAX_OUTSTANDING_READS:
@@ -431,7 +439,8 @@ class _Machine:
                 self.bursts.append((ar, done))
                 issue = ar + 1
             self.bytes_read += data_beats * self.bus
-            retire = max(issue, done, self.load_retires[1] + 1) + t.load_overhead - 2
+            self.load_pads_written = pads[-1] + 1 if pads else 0
+            retire = max(issue, done, self.load_retires[1] + 1, self.load_pads_written) + t.load_overhead - 2
             self.unit_free[0] = retire + 1
             self.load_walked, self.load_format, self.load_bursts = issue, _row_format(f), bursts
             self.load_retires.append(retire)
