@@ -343,8 +343,8 @@ def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, ma
         channel_load = load_channel_records(image, f"{node.name}.channels.{blocks.start}", cols,
                                             *(records[k][channels] for k in records))
         configure = _config(node.post)
-        head = [configure, channel_load]
-        if weights is not None:      # lower_conv places the channel records itself
+        head = [configure, channel_load]      # (lower_conv and lower_depthwise_array place the records themselves)
+        if weights is not None:
             x_sub = _sub_map(x, inputs)
             columns = np.concatenate([np.arange(b * config.array.rows, (b + 1) * config.array.rows) for b in inputs])
             passes.append([configure] + lower_conv(config, image, node.name, x_sub, y, weights[..., columns],
@@ -355,8 +355,8 @@ def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, ma
             taps[:, :, x_slots] = node.weight[:, :, :, 0].transpose(1, 2, 0)
             plan = plan_depthwise(config, node.kernel, node.stride, y.height, y.width)
             if plan:
-                passes.append(head + lower_depthwise_array(config, image, node.name, x, y, taps, node.stride,
-                                                           offset, blocks, plan))
+                passes.append([configure] + lower_depthwise_array(config, image, node.name, x, y, taps,
+                                                                  node.stride, offset, blocks, plan, channel_load))
             else:
                 passes.append(serialized(head + lower_depthwise(config, image, node.name, x, y, taps, node.stride,
                                                                 offset, blocks)))
@@ -367,8 +367,8 @@ def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, ma
                 stride, plan = mapping
                 ones = np.zeros(node.kernel + (x.channel_blocks * x.lanes,), dtype=np.int64)
                 ones[:, :, slots[node.input]] = 1
-                passes.append(head + lower_depthwise_array(config, image, node.name, x, y, ones, stride, offset,
-                                                           blocks, plan))
+                passes.append([configure] + lower_depthwise_array(config, image, node.name, x, y, ones, stride,
+                                                                  offset, blocks, plan, channel_load))
             else:
                 passes.append(serialized(head + lower_pool(config, x, y, "max" if node.kind == PoolKind.MAX
                                                            else "avg", node.kernel, node.stride, offset, blocks)))

@@ -40,6 +40,7 @@ from hdl.numerics import ArithMode, neutral_padding
 
 from .gemm import PingPongScheduler
 from .memory import FeatureMap, MemoryImage
+from .program import records_row
 from .window import window_fields
 
 __all__ = ["lower_conv"]
@@ -249,10 +250,9 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
     act_region, weight_region = config.act_rows // buffers, config.weight_rows // buffers
     scheduler = PingPongScheduler(buffers, acc_buffers)
 
-    def records_row(block):
+    def block_records(block):
         """The channel-records row of one output block, out of ``records``."""
-        row, f = block - blocks.start, records.fields
-        return (Opcode.LOAD, {**f, "dram_addr": f["dram_addr"] + row * f["row_stride"], "sram_addr": row, "rows": 1})
+        return (Opcode.LOAD, records_row(records, block - blocks.start))
 
     def act_load(tap, block, sram_row, row, col, count, sram_rows, groups):
         """``sram_rows`` rows of each of ``groups`` input blocks, every block's at R rows from the last."""
@@ -378,7 +378,7 @@ def lower_conv(config: AcceleratorConfig, image: MemoryImage, name: str, x: Feat
                     stage = ((activation_loads(step_tiles[number], part, tile_base + number * k_rows + skip)
                               if split and j == 0 else [])
                              + ([weight_load(members[j], weight_addrs[j] + skip, part)] if brings_weights else [])
-                             + ([records_row(members[j])] if brings_weights and keep_weights
+                             + ([block_records(members[j])] if brings_weights and keep_weights
                                 and part.stop == chunk.stop else []))
                     if stage:
                         stages.append(stage)

@@ -56,10 +56,11 @@ waits for the reads in flight).
 import numpy as np
 
 from hdl.config import AcceleratorConfig, Dataflow
-from hdl.isa import COMPUTE, INSTRUCTION_BITS, MAX_COMPUTE_BEATS, MAX_SRAM_GAP, Instruction, Opcode, Target
+from hdl.isa import CHANNEL_RECORD_BYTES, COMPUTE, INSTRUCTION_BITS, MAX_COMPUTE_BEATS, MAX_SRAM_GAP, Instruction, Opcode, Target
 from hdl.numerics import ArithMode
 
 from .memory import FeatureMap, MemoryImage
+from .program import records_row
 from .window import window_fields
 
 __all__ = ["DepthwisePlan", "plan_depthwise", "lower_depthwise_array"]
@@ -113,13 +114,14 @@ class DepthwisePlan:
                 best, cost = layout[:-1], layout[-1]
         if best is None:
             raise ValueError(error)
-        self.segment_width, self.width, self.stack, self.tile_rows = best
+        self.segment_width, self.width, self.stack, self.tile_rows, self.read_slack = best
         self.segments = [(first, min(self.segment_width, out_width - first))
                          for first in range(0, out_width, self.segment_width)]
         self.stacks = [[dys[j:j + self.stack] for j in range(0, len(dys), self.stack)] for dys in self.groups]
 
     def _layout(self, segment_width: int) -> tuple | str:
-        """(segment width, Wp, stack, tile rows, estimated cycles per channel block), or why it does not fit.
+        """(segment width, Wp, stack, tile rows, read slack, estimated cycles per channel block), or why it
+        does not fit. The read slack is the cycles a channel block's COMPUTEs outlast its bus beats.
 
         A WS COMPUTE stacks ``stack`` window rows of a load group: window row ``j`` of the
         stack is ``j * Wp`` beats down the stream from the first, so stationary row ``j * Wp + k``
@@ -143,7 +145,7 @@ class DepthwisePlan:
         # Each (tile, segment) costs the longer of its COMPUTEs' beats and the bus beats that read its
         # LOADs' rows and its instructions (fetch shares the read channel with loads).
         computes = sum(stacks) * self.phases
-        cost = 0
+        cost = slack = 0
         for first in range(0, self.out_height, tile_rows):
             tile = min(tile_rows, self.out_height - first)
             loaded = sum(tile + len(dys) - 1 for dys in self.groups) * stride[1] * width * self.pixel_beats
@@ -153,7 +155,8 @@ class DepthwisePlan:
                     1 if segment + segment_width < self.out_width else tile
                 reads = loaded + (2 * len(self.groups) + computes + stores) * self.instruction_beats
                 cost += max(computes * (positions - 1 + rows), reads)
-        return segment_width, width, stack, tile_rows, cost
+                slack += max(computes * (positions - 1 + rows) - reads, 0)
+        return segment_width, width, stack, tile_rows, slack, cost
 
     def stationary_rows(self, stacks: list[list[int]]) -> int:
         """Rows of a stationary tile of a load group's ``stacks`` up to the last that holds a tap."""
@@ -197,11 +200,15 @@ def _stationary_tiles(weights: np.ndarray, plan: DepthwisePlan, stacks: list[lis
 
 def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: str, x: FeatureMap, y: FeatureMap,
                           weights: np.ndarray, stride: tuple[int, int], offset: tuple[int, int],
-                          blocks: range | None = None, plan: DepthwisePlan | None = None) -> list[Instruction]:
+                          blocks: range | None = None, plan: DepthwisePlan | None = None,
+                          records: Instruction | None = None) -> list[Instruction]:
     """Depthwise convolution of ``x`` with (kh, kw, lanes) int8 ``weights`` into ``y`` on the array.
 
     ``offset`` is minus the top/left padding; channel row ``b - blocks.start``
-    holds block ``b``'s records. The instructions carry their own tokens
+    holds block ``b``'s records. ``records``, the LOAD of all of them, comes
+    first, or split into a LOAD of each block's row ahead of the block's first
+    load group where a block's COMPUTEs outlast its reads by that row's beats
+    (None: the caller loads them). The instructions carry their own tokens
     (fence them; do not serialize them).
     """
     rows = config.array.rows
@@ -214,6 +221,11 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
     # Per slot, the layout of its last LOADs: a LOAD of the same layout leaves the padding rows the first
     # one wrote (zeros nothing else writes) and writes its data rows only.
     act_layouts, weight_layouts = [None] * slots, [None] * slots
+    # A block's records read with its first load group, not all before the first COMPUTE, where the read
+    # channel has the time: with few MACs per channel they took a twentieth of the cycles of MobileNetV2's
+    # 7x7 stride-2 layer (2026-12-06 #13); where it has not, each LOAD more costs its overhead.
+    record_beats = -(-x.lanes * CHANNEL_RECORD_BYTES // config.bus_bytes) + plan.instruction_beats
+    spread = records is not None and plan.read_slack >= record_beats
     # Per load group: its LOADs, its COMPUTEs, and (after a tile's last group) the tile's STOREs.
     groups: list[tuple[list[Instruction], list[Instruction]]] = []
     steps_per_tile = sum(map(len, plan.stacks)) * plan.phases
@@ -235,6 +247,9 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
                     act_base, weight_base = slot * act_slot, slot * weight_slot
                     loads, body = [], []
                     groups.append((loads, body))
+                    # Loads retire in order, so a block's records are in before its first STORE.
+                    if spread and first == 0 and first_col == plan.segments[0][0] and q == 0:
+                        loads.append(Instruction(Opcode.LOAD, records_row(records, block - blocks.start)))
                     # The slots this group overwrites were last read by the group ``slots`` before. A stationary
                     # tile's rows past its stack's last tap are zeros: padding rows, not read from DRAM.
                     weight_fields = {
@@ -272,7 +287,7 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
     # Each group's LOADs go ahead of the previous group's COMPUTEs: fetch is in order, and a long
     # run of COMPUTEs would otherwise keep the next group's LOADs out of the load queue until
     # the compute queue had taken nearly all of them.
-    program = list(groups[0][0]) if groups else []
+    program = ([records] if records is not None and not spread else []) + (list(groups[0][0]) if groups else [])
     for (_, body), (next_loads, _) in zip(groups, groups[1:] + [([], [])]):
         program += next_loads + body
     return program

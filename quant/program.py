@@ -5,7 +5,7 @@ from hdl.isa import CHANNEL_RECORD_BYTES, Instruction, Opcode, Target
 
 from .memory import MemoryImage, pack_channel_records
 
-__all__ = ["UNIT_NAMES", "IDLE_LOAD", "unit_of", "serialized", "fenced", "load_channel_records"]
+__all__ = ["UNIT_NAMES", "IDLE_LOAD", "unit_of", "serialized", "fenced", "load_channel_records", "records_row"]
 
 UNIT_NAMES = ("load", "compute", "store")      # the token chain, in order
 IDLE_LOAD = {"target": 0, "rows": 0}            # LOAD fields that move nothing: such a LOAD only passes tokens
@@ -83,3 +83,9 @@ def load_channel_records(image: MemoryImage, name: str, lanes: int, bias, multip
     region = image.place_rows(name, records.reshape(rows, -1), dtype="u1")
     return Instruction(Opcode.LOAD, {"target": Target.CHANNELS, "dram_addr": region.address, "row_elems": lanes,
                                      "rows": rows, "row_stride": region.row_stride})
+
+
+def records_row(records: Instruction, row: int) -> dict:
+    """The fields of a LOAD of channel row ``row`` alone, out of ``records`` (``load_channel_records``)."""
+    f = records.fields
+    return {**f, "dram_addr": f["dram_addr"] + row * f["row_stride"], "sram_addr": row, "rows": 1}
