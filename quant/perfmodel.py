@@ -523,8 +523,9 @@ class _Machine:
             self._dispatch(before=self._next_load_ar())
             total = f["rows"] * f["blocks"] * f["groups"] if instruction.opcode == Opcode.STORE else 0
             if total == 0:
-                # CONFIG, or a STORE without rows: once the post-processor and the writer have emptied.
-                start = max(start, self.writer_idle, self.rows_entered + t.post_latency - t.store_read_latency)
+                # CONFIG, or a STORE without rows: once the post-processor and the writer have emptied (a
+                # flag registered once more).
+                start = max(start, self.writer_idle + 1, self.rows_entered + t.post_latency - t.store_read_latency + 1)
                 retire = start + 1 + (instruction.opcode == Opcode.STORE) * (1 + t.descriptor_latency + t.store_compare)
                 self.unit_free[2] = retire + 1
             else:
