@@ -56,7 +56,8 @@ waits for the reads in flight).
 import numpy as np
 
 from hdl.config import AcceleratorConfig, Dataflow
-from hdl.isa import CHANNEL_RECORD_BYTES, COMPUTE, INSTRUCTION_BITS, MAX_COMPUTE_BEATS, MAX_SRAM_GAP, Instruction, Opcode, Target
+from hdl.isa import (COMPUTE, INSTRUCTION_BITS, MAX_COMPUTE_BEATS, MAX_SRAM_GAP, Instruction, Opcode, Target,
+                     target_element_bytes)
 from hdl.numerics import ArithMode
 
 from .memory import FeatureMap, MemoryImage
@@ -224,8 +225,11 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
     # A block's records read with its first load group, not all before the first COMPUTE, where the read
     # channel has the time: with few MACs per channel they took a twentieth of the cycles of MobileNetV2's
     # 7x7 stride-2 layer (2026-12-06 #13); where it has not, each LOAD more costs its overhead.
-    record_beats = -(-x.lanes * CHANNEL_RECORD_BYTES // config.bus_bytes) + plan.instruction_beats
-    spread = records is not None and plan.read_slack >= record_beats
+    if records is not None:
+        row_bytes = records.fields["row_elems"] * target_element_bytes(Target.CHANNELS)
+        spread = plan.read_slack >= -(-row_bytes // config.bus_bytes) + plan.instruction_beats
+    else:
+        spread = False
     # Per load group: its LOADs, its COMPUTEs, and (after a tile's last group) the tile's STOREs.
     groups: list[tuple[list[Instruction], list[Instruction]]] = []
     steps_per_tile = sum(map(len, plan.stacks)) * plan.phases
@@ -248,7 +252,7 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
                     loads, body = [], []
                     groups.append((loads, body))
                     # Loads retire in order, so a block's records are in before its first STORE.
-                    if spread and first == 0 and first_col == plan.segments[0][0] and q == 0:
+                    if spread and first == 0 and first_col == 0 and q == 0:
                         loads.append(Instruction(Opcode.LOAD, records_row(records, block - blocks.start)))
                     # The slots this group overwrites were last read by the group ``slots`` before. A stationary
                     # tile's rows past its stack's last tap are zeros: padding rows, not read from DRAM.
