@@ -12,7 +12,7 @@ from .sram import address_width
 from .walker import DESCRIPTOR_FIELDS, DESCRIPTOR_LATENCY, PADDING_FIELDS, RowWalker, descriptor_rows
 
 __all__ = ["LoadUnit", "memory_shapes", "MAX_OUTSTANDING_READS", "MAX_BURST_ROWS", "OVERLAPPING_TARGETS",
-           "WRITE_FORMAT", "HEAD_CHECK_CYCLES"]
+           "WRITE_FORMAT", "WRITTEN_BEHIND", "HEAD_CHECK_CYCLES"]
 
 MAX_OUTSTANDING_READS = 4
 HEAD_CHECK_CYCLES = DESCRIPTOR_LATENCY + 1   # a LOAD waits this long at the queue's head: its checks' registers
@@ -20,6 +20,11 @@ HEAD_CHECK_CYCLES = DESCRIPTOR_LATENCY + 1   # a LOAD waits this long at the que
 # while the last one drains: the writer writes both LOADs' rows alike.
 OVERLAPPING_TARGETS = (Target.ACTIVATIONS, Target.WEIGHTS)
 WRITE_FORMAT = ("row_elems", "pad_value")
+# The rows of a LOAD into one of these memories (which only the load unit writes) are written a cycle
+# after their beat, from registers, so the block RAMs' write ports see no logic (from the accumulator
+# port's hold through the write enables to the channel memory was the 4x4 SoC's worst path, 12.6 to
+# 13.8 ns, 2026-12-06 #13). A unit that reads the rows waits for the LOAD's token, which takes longer.
+WRITTEN_BEHIND = (Target.ACTIVATIONS, Target.WEIGHTS, Target.CHANNELS)
 
 
 def memory_shapes(config: AcceleratorConfig) -> dict:
@@ -187,6 +192,7 @@ class LoadUnit(wiring.Component):
         combine_writing = Signal()         # combine_write.any(), registered with it: a narrow select
         combine_data = Signal(cols * ACC_BITS)
         combine_address = Signal(16)
+        writing_behind = Signal()
         for target, (target_depth, lanes, element) in memory_shapes(config).items():
             port = getattr(self, f"write_{target.name.lower()}")
             if target == Target.CHANNELS:
@@ -197,8 +203,12 @@ class LoadUnit(wiring.Component):
                     return fields.pad_value.as_unsigned() if byte % element == 0 else \
                         Mux(fields.pad_value < 0, 0xFF, 0x00)
             row, enables = row_bytes(lanes * element, pad_byte)
-            m.d.comb += [port.addr.eq(write_address), port.data.eq(row),
-                         port.en.eq(Mux(writing & (fields.target == target), enables, 0))]
+            row_writes = [port.addr.eq(write_address), port.data.eq(row),
+                          port.en.eq(Mux(writing & (fields.target == target), enables, 0))]
+            if target in WRITTEN_BEHIND:
+                m.d.sync += row_writes
+            else:
+                m.d.comb += row_writes
             if target == Target.ACCUMULATORS:
                 with m.If(combine_writing):
                     m.d.comb += [port.addr.eq(combine_address), port.data.eq(combine_data),
@@ -272,13 +282,15 @@ class LoadUnit(wiring.Component):
         # these stages), so a LOAD that waited starts its walk the cycle after it is taken. A head is taken
         # once it has waited HEAD_CHECK_CYCLES cycles: its rows x blocks x groups product has DESCRIPTOR_LATENCY
         # registered stages, and the compare of that span plus a gap with the room plus a gap one more (from the room
-        # through the compare to the walker's start was the 4x4 SoC's worst path, 13.2 ns, 2026-12-06). An
-        # empty walk spans nothing, so it is out of range only past the end.
+        # through the compare to the walker's start was the 4x4 SoC's worst path, 13.2 ns, 2026-12-06); the
+        # verdict registers as the head is taken, read in Check (from the product's block through the compare
+        # and the verdict's OR was the 4x4 SoC's worst path, 11.6 ns, 2026-12-06 #13). An empty walk spans
+        # nothing, so it is out of range only past the end.
         next_fields = instruction.fields.load
         span_and_gap, span_over = descriptor_rows(m, next_fields, config.array.dsp_primitive, gap=next_fields.sram_gap)
         room_and_gap = Signal(len(head_depth) + len(fields.sram_gap) + 1)      # used only where not past_end
         past_end, empty_walk = Signal(), Signal()
-        undefined, out_of_range = Signal(), Signal()
+        undefined, span_too_long, out_of_range = Signal(), Signal(), Signal()
         bad_scale_row = ((next_fields.target == Target.COMBINE) & next_fields.lane_scales &
                          (next_fields.scale_row >= config.weight_rows))
         m.d.sync += [room_and_gap.eq(head_depth - next_fields.sram_addr + next_fields.sram_gap),
@@ -287,8 +299,8 @@ class LoadUnit(wiring.Component):
                      undefined.eq((next_fields.target.as_value() > max(t.value for t in Target)) |
                                   ((next_fields.target == Target.COMBINE) &
                                    (next_fields.combine.as_value() > max(c.value for c in Combine)))),
-                     out_of_range.eq((~empty_walk & (span_over | (span_and_gap > room_and_gap))) | past_end |
-                                     bad_scale_row)]
+                     span_too_long.eq(span_and_gap > room_and_gap),
+                     out_of_range.eq((~empty_walk & (span_over | span_too_long)) | past_end | bad_scale_row)]
         checked = head_waited(m, self.instructions, HEAD_CHECK_CYCLES)
         retire = Signal()
         advance = Signal()
@@ -371,6 +383,7 @@ class LoadUnit(wiring.Component):
                 # (Its padding rows written first: they belong to it.)
                 with m.Elif(~draining_bursts.any() & (outstanding.r_level > 1) & writes_alike & ~pad_rows.r_rdy):
                     take(draining=True)
-        with m.If(staged | captured | fetched | combine_writing | draining_bursts.any()):
+        m.d.sync += writing_behind.eq(writing & fields.target.as_value().matches(*WRITTEN_BEHIND))
+        with m.If(staged | captured | fetched | combine_writing | draining_bursts.any() | writing_behind):
             m.d.comb += self.busy.eq(1)
         return m
