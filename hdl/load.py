@@ -108,9 +108,10 @@ class LoadUnit(wiring.Component):
         # Per-target row geometry.
         geometry = {target: (shape[0], shape[1] * shape[2]) for target, shape in memory_shapes(config).items()}
         geometry[Target.COMBINE] = (config.acc_rows, cols * target_element_bytes(Target.COMBINE))
-        # A row's data bytes (compared below, the compares registered) and its last beat's index, registered
-        # a cycle after the LOAD is taken (as its walk starts): no multiply, add or compare of them in front
-        # of the writer's selects.
+        # A row's data bytes (compared below, the compares registered), registered from the queue's head as
+        # the LOAD is taken (from ``fields`` through the target's multiply to those compares was the 4x4
+        # SoC's worst path, 11.6 ns, 2026-12-06 #14), and its last beat's index, registered a cycle after
+        # (as its walk starts): no multiply, add or compare of them in front of the writer's selects.
         valid_bytes = Signal(16)
         last_beat = Signal(8)
         # Whether the walk's rows share bursts (``rows_merge``), registered so: from the row stride through
@@ -121,11 +122,12 @@ class LoadUnit(wiring.Component):
             element = target_element_bytes(target)
             with m.If(fields.target == target):
                 row_beats = (fields.row_elems * element + bus_bytes - 1) >> beat_shift
-                m.d.comb += valid_bytes.eq(fields.row_elems * element)
                 m.d.sync += [last_beat.eq(row_beats - 1),
                              mergeable.eq(rows_merge(row_beats - 1, fields.row_stride, bus_bytes))]
             with m.If(instruction.fields.load.target == target):
                 m.d.comb += head_depth.eq(target_depth)
+                with m.If(self.instructions.ready):
+                    m.d.sync += valid_bytes.eq(instruction.fields.load.row_elems * element)
         m.d.comb += pad_row.eq(walker.pad | (fields.row_elems == 0))
 
         # An R beat (for the oldest outstanding burst) has the write port; padding rows take idle cycles.
