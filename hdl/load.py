@@ -137,7 +137,11 @@ class LoadUnit(wiring.Component):
         # padding while the queue has room, a decision from registers (from the R channel's valid through
         # the padding row's write to the walker's enables was the 4x4 SoC's worst path, 11.6 ns, 2026-12-06 #13).
         pad_rows = m.submodules.pad_rows = fifo.SyncFIFO(width=16, depth=2)
-        row_in_burst = Signal(range(MAX_BURST_ROWS))
+        # The SRAM row of a burst's next beat after its first, counted in a register (an add of the row
+        # in the burst to the queue's first row was in front of the accumulator's ports: from the queue's
+        # read pointer through it to the block RAM's forwarding compare was the 4x4 SoC's worst path,
+        # 11.6 ns, 2026-12-06 #14).
+        in_burst, burst_row = Signal(), Signal(16)
         data_beat = Signal()
         pad_write = Signal()
         write_address = Signal(16)
@@ -146,7 +150,7 @@ class LoadUnit(wiring.Component):
         accumulating = Signal()       # an accumulator or COMBINE load is walking or draining
         m.d.comb += [hold.eq(accumulating & self.acc_busy), self.rready.eq(~hold)]
         m.d.comb += [data_beat.eq(self.rvalid & self.rready),
-                     write_address.eq(Mux(self.rvalid, outstanding.r_data + row_in_burst, pad_rows.r_data))]
+                     write_address.eq(Mux(self.rvalid, Mux(in_burst, burst_row, outstanding.r_data), pad_rows.r_data))]
 
         # Whether byte b of a row is data (b < valid_bytes), from compares of its beat and of its lane
         # shared by every byte and target: a compare per byte took a carry chain each (ECP5, 16x16: over
@@ -190,6 +194,10 @@ class LoadUnit(wiring.Component):
         m.d.comb += [pad_write.eq(pad_rows.r_rdy & ~self.rvalid & ~hold),
                      pad_rows.r_en.eq(pad_write), pad_rows.w_data.eq(sram_row)]
         writing = data_beat | pad_write
+        # Where no hold applies (neither an accumulator nor a COMBINE LOAD, nor one draining: it writes
+        # alike), every beat offered and every queued padding row is written: the same as ``writing`` without
+        # the accumulator port's arbitration in front of the write enables.
+        writing_unheld = self.rvalid | pad_rows.r_rdy
         combine_write = Signal(cols * ACC_BITS // 8)
         combine_writing = Signal()         # combine_write.any(), registered with it: a narrow select
         combine_data = Signal(cols * ACC_BITS)
@@ -205,12 +213,12 @@ class LoadUnit(wiring.Component):
                     return fields.pad_value.as_unsigned() if byte % element == 0 else \
                         Mux(fields.pad_value < 0, 0xFF, 0x00)
             row, enables = row_bytes(lanes * element, pad_byte)
-            row_writes = [port.addr.eq(write_address), port.data.eq(row),
-                          port.en.eq(Mux(writing & (fields.target == target), enables, 0))]
             if target in WRITTEN_BEHIND:
-                m.d.sync += row_writes
+                m.d.sync += [port.addr.eq(write_address), port.data.eq(row),
+                             port.en.eq(Mux(writing_unheld & (fields.target == target), enables, 0))]
             else:
-                m.d.comb += row_writes
+                m.d.comb += [port.addr.eq(write_address), port.data.eq(row),
+                             port.en.eq(Mux(writing & (fields.target == target), enables, 0))]
             if target == Target.ACCUMULATORS:
                 with m.If(combine_writing):
                     m.d.comb += [port.addr.eq(combine_address), port.data.eq(combine_data),
@@ -264,7 +272,7 @@ class LoadUnit(wiring.Component):
         with m.If(data_beat):
             row_done = beat == last_beat
             m.d.sync += [beat.eq(Mux(row_done, 0, beat + 1)), beat_at.eq(Mux(row_done, 1, beat_at << 1)),
-                         row_in_burst.eq(Mux(self.rlast, 0, row_in_burst + row_done))]
+                         in_burst.eq(~self.rlast), burst_row.eq(write_address + row_done)]
             m.d.comb += outstanding.r_en.eq(self.rlast)
             with m.If(response_failed(self.rresp)):
                 m.d.comb += self.error_read.eq(1)
@@ -385,7 +393,7 @@ class LoadUnit(wiring.Component):
                 # (Its padding rows written first: they belong to it.)
                 with m.Elif(~draining_bursts.any() & (outstanding.r_level > 1) & writes_alike & ~pad_rows.r_rdy):
                     take(draining=True)
-        m.d.sync += writing_behind.eq(writing & fields.target.as_value().matches(*WRITTEN_BEHIND))
+        m.d.sync += writing_behind.eq(writing_unheld & fields.target.as_value().matches(*WRITTEN_BEHIND))
         with m.If(staged | captured | fetched | combine_writing | draining_bursts.any() | writing_behind):
             m.d.comb += self.busy.eq(1)
         return m
