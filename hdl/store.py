@@ -216,24 +216,20 @@ class StoreUnit(wiring.Component):
         burst_layout = data.StructLayout({"last_row": len(burst_rows), "last": 1})   # its rows - 1; the STORE's last
         bursts = m.submodules.bursts = fifo.SyncFIFO(width=burst_layout.size, depth=BURSTS_AHEAD)
         sendings = m.submodules.sendings = fifo.SyncFIFO(width=sending_layout.size, depth=2)
-        # A burst's entry is queued from registers a cycle after its AW handshake (from the job's mergeable
-        # flag through the burst's rows and the walk's end to the queue's write data was the 4x4 SoC's
-        # worst path, 11.0 ns, 2026-12-06 #14); the queue's room counts it.
-        issued_burst, queueing = Signal(burst_layout), Signal()
+        issued_burst = burst_layout(bursts.w_data)
         taken = sending_layout(sendings.w_data)
         outstanding = Signal(8)
         aw_fire = Signal()
         b_fire = Signal()
         addressing = Signal()                  # AW bursts of the address stage's STORE remain
         m.d.comb += [self.awaddr.eq(walker.address), self.awlen.eq(Mux(mergeable, burst_rows - 1, job.last_beat)),
-                     self.awvalid.eq(addressing & (bursts.level + queueing < BURSTS_AHEAD) & (planned | ~mergeable)),
+                     self.awvalid.eq(addressing & bursts.w_rdy & (planned | ~mergeable)),
                      aw_fire.eq(self.awvalid & self.awready),
-                     bursts.w_en.eq(queueing), bursts.w_data.eq(issued_burst),
+                     bursts.w_en.eq(aw_fire), issued_burst.last_row.eq(burst_rows - 1), issued_burst.last.eq(walker.last),
                      walker.advance.eq(aw_fire), walker.step.eq(burst_rows),
                      walker.step_bytes.eq(Mux(mergeable, burst_rows << beat_shift, job.row_stride)),
                      b_fire.eq(self.bvalid)]
-        m.d.sync += [outstanding.eq(outstanding + aw_fire - b_fire), queueing.eq(aw_fire),
-                     issued_burst.last_row.eq(burst_rows - 1), issued_burst.last.eq(walker.last)]
+        m.d.sync += outstanding.eq(outstanding + aw_fire - b_fire)
         with m.If(b_fire & (response_failed(self.bresp))):
             m.d.comb += self.error_write.eq(1)
         with m.If(aw_fire & walker.last):

@@ -97,7 +97,7 @@ class Timing:
     post_latency: int = 6 + PostProcessor.STAGES   # STORE check to its first W beat (reader 2, output queue 4)
     store_read_latency: int = 2     # STORE check to its first row entering the post-processor
     store_job_latency: int = 2      # STORE check to the address stage taking it (job queue)
-    store_write_latency: int = 4    # address stage takes a STORE to its first W beat (AW, burst queue)
+    store_write_latency: int = 3    # address stage takes a STORE to its first W beat (AW, burst queue)
     store_queue_slack: int = 4      # rows the reader and post-processor hold beyond the output queue
     write_response: int = 1         # last W beat to its B response (sim/axi_dram.sv)
     done_latency: int = 2           # all units idle to DONE
