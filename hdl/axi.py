@@ -1,5 +1,5 @@
 """AXI4 and AXI4-Lite bus signatures, written from the manager's (initiator's) side."""
-from amaranth.hdl import Signal
+from amaranth.hdl import Mux, Signal
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -52,11 +52,14 @@ def merged_burst_rows(m, *, address, rows_left, mergeable, bus_bytes: int):
 def planned_burst_rows(m, *, walker, mergeable, bus_bytes: int):
     """``merged_burst_rows`` from ``walker``'s position, registered, so the page-boundary arithmetic does
     not sit in front of the walker's step; and ``planned``: the walker neither started nor advanced in the
-    last cycle, so the registered rows are its current burst's. The load and the store unit both plan so."""
+    last cycle, so the registered rows are its current burst's. A walk's first plan is 1, so a walk whose
+    rows do not merge (``mergeable`` is registered as it starts) may step by the rows at once, planned
+    or not. The load and the store unit both plan so."""
     burst_rows = Signal(range(MAX_BURST_ROWS + 1))
     planned = Signal()
-    m.d.sync += [burst_rows.eq(merged_burst_rows(m, address=walker.address, rows_left=walker.data_rows_left,
-                                                 mergeable=mergeable, bus_bytes=bus_bytes)),
+    m.d.sync += [burst_rows.eq(Mux(walker.start, 1, merged_burst_rows(m, address=walker.address,
+                                                                      rows_left=walker.data_rows_left,
+                                                                      mergeable=mergeable, bus_bytes=bus_bytes))),
                  planned.eq(~walker.start & ~walker.advance)]
     return burst_rows, planned
 
