@@ -213,12 +213,10 @@ class LoadUnit(wiring.Component):
                     return fields.pad_value.as_unsigned() if byte % element == 0 else \
                         Mux(fields.pad_value < 0, 0xFF, 0x00)
             row, enables = row_bytes(lanes * element, pad_byte)
-            if target in WRITTEN_BEHIND:
-                m.d.sync += [port.addr.eq(write_address), port.data.eq(row),
-                             port.en.eq(Mux(writing_unheld & (fields.target == target), enables, 0))]
-            else:
-                m.d.comb += [port.addr.eq(write_address), port.data.eq(row),
-                             port.en.eq(Mux(writing & (fields.target == target), enables, 0))]
+            behind = target in WRITTEN_BEHIND
+            m.d["sync" if behind else "comb"] += [
+                port.addr.eq(write_address), port.data.eq(row),
+                port.en.eq(Mux((writing_unheld if behind else writing) & (fields.target == target), enables, 0))]
             if target == Target.ACCUMULATORS:
                 with m.If(combine_writing):
                     m.d.comb += [port.addr.eq(combine_address), port.data.eq(combine_data),
