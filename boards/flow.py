@@ -27,11 +27,15 @@ from .synth import run_tool, synthesize
 
 __all__ = ["BuildReport", "DoesNotFit", "PinnedTop", "build", "TIMING_EFFORTS"]
 
-# nextpnr options per timing effort. "high": the heap placer weighs timing three times its default
-# and the router rips up arcs with negative slack. Measured on the 4x4 ULX3S SoC at 100 MHz, the same
-# netlists (2026-12-06 #12): 74.8 -> 89.1 MHz and 81.8 -> 86.1 MHz (83.9 with the placer weight
-# alone), place and route taking 2 to 3 times as long.
-TIMING_EFFORTS = {"normal": (), "high": ("--placer-heap-timingweight", "30", "--tmg-ripup")}
+# nextpnr options per timing effort. "compact": the heap placer spreads cells with half its default
+# weight (alpha 0.05, not 0.1) and to a density of 0.5 (beta, not 0.9); on one 4x4 ULX3S SoC netlist at
+# 100 MHz (2026-12-06 #15) seeds 1 to 3 went from 84.6, 85.0 and 81.2 MHz to 91.3, 87.4 and 91.0, routing
+# no slower. It is not the default because the 16x16 array core, which fills half the device, placed
+# worse with it (66.6 MHz estimated after placement against 79.3, seed 2). "high": the placer weighs
+# timing three times its default and the router rips up arcs with negative slack (2026-12-06 #12, on
+# the 4x4 SoC: 74.8 -> 89.1 MHz and 81.8 -> 86.1 MHz on the same netlists, 2 to 3 times as long).
+TIMING_EFFORTS = {"normal": (), "compact": ("--placer-heap-alpha", "0.05", "--placer-heap-beta", "0.5"),
+                  "high": ("--placer-heap-timingweight", "30", "--tmg-ripup")}
 
 
 class DoesNotFit(ValueError):
@@ -193,7 +197,8 @@ def build(design, name: str, board: Board, workdir: Path, *, target_mhz: float |
     board oscillator. Raises ``DoesNotFit`` before synthesis when the estimate exceeds the board
     and before place and route when synthesis does. ``fifos_in_block_ram`` (ECP5) puts the widest
     small memories in the block RAMs the design leaves spare (``estimate.block_ram_fifos``).
-    ``timing_effort`` "high" places and routes with ``TIMING_EFFORTS["high"]`` (longer runs, higher Fmax).
+    ``timing_effort`` picks nextpnr's options from ``TIMING_EFFORTS``: "compact" (SoCs: higher Fmax in the same
+    time) or "high" (longer runs, higher Fmax).
     """
     if timing_effort not in TIMING_EFFORTS:
         raise ValueError(f"Timing effort must be one of {', '.join(TIMING_EFFORTS)}, not {timing_effort!r}")

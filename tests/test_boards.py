@@ -125,10 +125,10 @@ def test_dsp_primitive_keeps_its_registers_through_synthesis(tmp_path):
         assert dsp["parameters"]["REG_PIPELINE_CLK"] == "NONE"
 
 
-def test_pinned_counter_becomes_an_icebreaker_bitstream(tmp_path):
-    # (With the high timing effort's nextpnr options, so that they stay accepted.)
+@pytest.mark.parametrize("timing_effort", ["compact", "high"])    # (so that their nextpnr options stay accepted)
+def test_pinned_counter_becomes_an_icebreaker_bitstream(tmp_path, timing_effort):
     report = build(Counter(), "counter", BOARDS["icebreaker"], tmp_path, pins={"led": ("led", 0, None)},
-                   progress=lambda text: None, timing_effort="high")
+                   progress=lambda text: None, timing_effort=timing_effort)
     assert report.stage == "bitstream" and report.passed
     assert Path(report.bitstream).stat().st_size > 100_000           # an iCE40UP5K image is ~104 KB
     assert 24 <= report.resources["LUTs"]["used"] <= 100
@@ -293,7 +293,7 @@ def test_cli_gives_ecp5_arrays_the_dsp_primitive(tmp_path, capsys):
     (["--board", "icebreaker", "--pe", "1x1", "--clock-mhz", "300"], "ice40 PLL output must be 16 to 275 MHz, not 300"),
     (["--board", "icebreaker", "--lut4-only"], "--lut4-only is an ECP5 option; icebreaker is ice40, which has no wider LUTs"),
     (["--board", "ulx3s", "--timing-effort", "max"],
-     "argument --timing-effort: invalid choice: 'max' (choose from 'normal', 'high')"),
+     "argument --timing-effort: invalid choice: 'max' (choose from 'normal', 'compact', 'high')"),
     (["--board", "icebreaker", "--fifos-in-block-ram"],
      "--fifos-in-block-ram is an ECP5 option; icebreaker is ice40, which has no LUT RAM"),
 ])

@@ -126,9 +126,10 @@ def main(argv=None) -> int:
                              "LUT RAM (six LUT sites per 16x4 bits however shallow the FIFO)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     parser.add_argument("--timing-effort", choices=list(TIMING_EFFORTS), default="normal",
-                        help="high: nextpnr weighs timing more in placement and rips up failing arcs in routing "
-                             "(boards/flow.py TIMING_EFFORTS: the 4x4 SoC 5 to 19%% faster, 2 to 3 times the "
-                             "build time; default normal)")
+                        help="normal: nextpnr's defaults; compact: its heap placer spreads cells less (the "
+                             "4x4 SoC 3 to 12%% faster in the same time); high: it weighs timing more in placement "
+                             "and rips up failing arcs in routing, in 2 to 3 times the build time (boards/flow.py "
+                             "TIMING_EFFORTS; default normal)")
     parser.add_argument("-o", "--output", type=Path, metavar="DIR", help="build directory")
     args = parser.parse_args(argv)
     board = BOARDS[args.board]
