@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 BUILDS = {
     "ulx3s_soc4_os": ["--board", "ulx3s", "--pe", "4x4", "--spad-kib", "16", "--acc-kib", "16",
                       "--timing-effort", "compact"],
-    "ulx3s_soc8_os": ["--board", "ulx3s", "--pe", "8x8"],
+    "ulx3s_soc8_os": ["--board", "ulx3s", "--pe", "8x8", "--spad-kib", "16", "--acc-kib", "16",
+                      "--timing-effort", "compact"],
     "ulx3s_soc12_os": ["--board", "ulx3s", "--pe", "12x12"],
     "ulx3s_soc16_os": ["--board", "ulx3s", "--pe", "16x16", "--lut4-only", "--fifos-in-block-ram"],
     "ulx3s_array16_os": ["--board", "ulx3s", "--pe", "16x16", "--top", "array"],
