@@ -29,9 +29,9 @@ __all__ = ["BuildReport", "DoesNotFit", "PinnedTop", "build", "TIMING_EFFORTS"]
 
 # nextpnr options per timing effort. "compact": the heap placer spreads cells with half its default
 # weight (alpha 0.05, not 0.1) and to a density of 0.5 (beta, not 0.9); on one 4x4 ULX3S SoC netlist at
-# 100 MHz (2026-12-06 #15) seeds 1 to 3 went from 84.6, 85.0 and 81.2 MHz to 91.3, 87.4 and 91.0, routing
-# no slower. It is not the default because the 16x16 array core, which fills half the device, placed
-# worse with it (66.6 MHz estimated after placement against 79.3, seed 2). "high": the placer weighs
+# 100 MHz (2026-12-06 #15) seeds 1 to 4 went from 84.6, 85.0, 81.2 and 81.0 MHz to 91.3, 87.4, 91.0
+# and 88.0, routing no slower. It is not the default because the 16x16 array core, which fills half the
+# device, placed worse with it (66.6 MHz estimated after placement against 79.3, seed 2). "high": the placer weighs
 # timing three times its default and the router rips up arcs with negative slack (2026-12-06 #12, on
 # the 4x4 SoC: 74.8 -> 89.1 MHz and 81.8 -> 86.1 MHz on the same netlists, 2 to 3 times as long).
 TIMING_EFFORTS = {"normal": (), "compact": ("--placer-heap-alpha", "0.05", "--placer-heap-beta", "0.5"),
