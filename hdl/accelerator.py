@@ -88,13 +88,12 @@ class Accelerator(wiring.Component):
         wiring.connect(m, load.weight_read, memories[Target.WEIGHTS].read_port())
         # The accumulator has one write port and one read port besides the store's, so it maps onto
         # FPGA block RAM: the compute unit's read-modify-write has them whenever it needs them
-        # (acc_busy), and COMBINE loads hold their beats meanwhile; accumulator loads, which write a
-        # cycle later from registers, hold while the compute unit writes next cycle (acc_write_next).
+        # (acc_busy), and accumulator and COMBINE loads hold their beats meanwhile.
         acc_read = memories[Target.ACCUMULATORS].read_port()
         acc_write = memories[Target.ACCUMULATORS].write_port(granularity=8)
         load_write = load.write_accumulators
         m.d.comb += [
-            load.acc_busy.eq(compute.acc_busy), load.acc_write_next.eq(compute.acc_write_next),
+            load.acc_busy.eq(compute.acc_busy),
             acc_read.addr.eq(Mux(load.acc_read.en, load.acc_read.addr, compute.acc_read.addr)),
             acc_read.en.eq(load.acc_read.en | compute.acc_read.en),
             compute.acc_read.data.eq(acc_read.data), load.acc_read.data.eq(acc_read.data),

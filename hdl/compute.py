@@ -35,7 +35,6 @@ class ComputeUnit(wiring.Component):
     act_read, weight_read : scratchpad read ports;  acc_read, acc_write : accumulator ports
     array_busy : Out(1)   an activation beat enters the array this cycle
     acc_busy : Out(1)     the accumulator ports are used this cycle (a result row read or written)
-    acc_write_next : Out(1)   a result row is written next cycle (from a register)
     waiting_load, waiting_store : Out(1)   stalled on a missing token
     error_range : Out(1)   rows outside a memory
     error_field : Out(1)   an OS COMPUTE whose beats are not a multiple of R, or a depthwise one
@@ -67,7 +66,7 @@ class ComputeUnit(wiring.Component):
             "acc_read": In(memory.ReadPort.Signature(addr_width=acc_width, shape=cols * ACC_BITS)),
             "acc_write": In(memory.WritePort.Signature(addr_width=acc_width, shape=cols * ACC_BITS)),
             "array_busy": Out(1), "waiting_load": Out(1), "waiting_store": Out(1), "acc_busy": Out(1),
-            "acc_write_next": Out(1), "error_range": Out(1), "error_field": Out(1), "retired": Out(1), "busy": Out(1),
+            "error_range": Out(1), "error_field": Out(1), "retired": Out(1), "busy": Out(1),
         })
 
     def elaborate(self, platform):
@@ -215,7 +214,6 @@ class ComputeUnit(wiring.Component):
         # of them, from this unit's read stage to the walker's enables was the 4x4 SoC's worst path, 12.9 ns,
         # 2026-12-06).
         m.d.sync += self.acc_busy.eq(keep | adding)
-        m.d.comb += self.acc_write_next.eq(adding)
         head_done = Signal()
         with m.If(array.results.valid):
             m.d.sync += [reading_row.eq(array.results.payload.data), reading_address.eq(head.acc_addr + received),

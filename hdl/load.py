@@ -5,7 +5,6 @@ from amaranth.lib.wiring import In, Out
 
 from .axi import ADDR_WIDTH, MAX_BURST_ROWS, planned_burst_rows, response_failed, rows_merge
 from .config import AcceleratorConfig
-from .dsp import registered_product
 from .fetch import head_waited
 from .isa import INSTRUCTION, Target, target_element_bytes
 from .numerics import ACC_BITS, OPERAND_BITS, SCALE_BITS, Combine
@@ -21,11 +20,10 @@ HEAD_CHECK_CYCLES = DESCRIPTOR_LATENCY + 1   # a LOAD waits this long at the que
 # while the last one drains: the writer writes both LOADs' rows alike.
 OVERLAPPING_TARGETS = (Target.ACTIVATIONS, Target.WEIGHTS)
 WRITE_FORMAT = ("row_elems", "pad_value")
-# Every LOAD's rows are written a cycle after their beat, from registers, so the block RAMs' write ports
-# see no logic (from the accumulator port's hold through the write enables to the channel memory was the
-# 4x4 SoC's worst path, 12.6 to 13.8 ns, 2026-12-06 #13). A unit that reads the rows waits for the LOAD's
-# token, which takes longer. These memories only the load unit writes, so every beat offered is written
-# (no hold); the accumulator's rows wait for the compute unit's writes.
+# The rows of a LOAD into one of these memories (which only the load unit writes) are written a cycle
+# after their beat, from registers, so the block RAMs' write ports see no logic (from the accumulator
+# port's hold through the write enables to the channel memory was the 4x4 SoC's worst path, 12.6 to
+# 13.8 ns, 2026-12-06 #13). A unit that reads the rows waits for the LOAD's token, which takes longer.
 WRITTEN_BEHIND = (Target.ACTIVATIONS, Target.WEIGHTS, Target.CHANNELS)
 
 
@@ -63,10 +61,8 @@ class LoadUnit(wiring.Component):
     ar_request : Out(1)            a burst is due: the arbiter may grant AR. ``arvalid`` rises once a merged
                                    burst's length is planned, a cycle after the walker last moved (the grant
                                    takes one); other bursts may follow each other on a kept grant, one per cycle
-    acc_busy : In(1)               the compute unit uses the accumulator ports this cycle: a COMBINE load
-                                   holds its R beats (rready low) and padding rows meanwhile
-    acc_write_next : In(1)         the compute unit writes the accumulator next cycle: an accumulator load,
-                                   whose rows are written a cycle after their beats, holds meanwhile
+    acc_busy : In(1)               the compute unit uses the accumulator ports this cycle: an accumulator or
+                                   COMBINE load holds its R beats (rready low) and padding rows meanwhile
     write_<target> : one write port per memory of ``memory_shapes`` (byte granularity)
     acc_read, weight_read : read ports for COMBINE (old accumulator rows, per-lane scales)
     error_read, error_range : Out(1) pulses: a bad read response, an out-of-range SRAM row
@@ -83,7 +79,7 @@ class LoadUnit(wiring.Component):
             "token_available": In(1), "pop_token": Out(1), "push_token": Out(1),
             "ar_request": Out(1), "arvalid": Out(1), "araddr": Out(ADDR_WIDTH), "arlen": Out(8), "arready": In(1),
             "rvalid": In(1), "rdata": In(config.bus_bits), "rresp": In(2), "rlast": In(1), "rready": Out(1),
-            "acc_busy": In(1), "acc_write_next": In(1),
+            "acc_busy": In(1),
             "acc_read": In(memory.ReadPort.Signature(addr_width=address_width(config.acc_rows),
                                                      shape=cols * ACC_BITS)),
             "weight_read": In(memory.ReadPort.Signature(addr_width=address_width(config.weight_rows),
@@ -152,8 +148,7 @@ class LoadUnit(wiring.Component):
         # The accumulator's read and write ports are shared with the compute unit, which has priority.
         hold = Signal()
         accumulating = Signal()       # an accumulator or COMBINE load is walking or draining
-        m.d.comb += [hold.eq(accumulating & Mux(fields.target == Target.COMBINE, self.acc_busy, self.acc_write_next)),
-                     self.rready.eq(~hold)]
+        m.d.comb += [hold.eq(accumulating & self.acc_busy), self.rready.eq(~hold)]
         m.d.comb += [data_beat.eq(self.rvalid & self.rready),
                      write_address.eq(Mux(self.rvalid, Mux(in_burst, burst_row, outstanding.r_data), pad_rows.r_data))]
 
@@ -203,7 +198,11 @@ class LoadUnit(wiring.Component):
         # alike), every beat offered and every queued padding row is written: the same as ``writing`` without
         # the accumulator port's arbitration in front of the write enables.
         writing_unheld = self.rvalid | pad_rows.r_rdy
-        writing_behind = Signal()          # a write port's registers hold a row
+        combine_write = Signal(cols * ACC_BITS // 8)
+        combine_writing = Signal()         # combine_write.any(), registered with it: a narrow select
+        combine_data = Signal(cols * ACC_BITS)
+        combine_address = Signal(16)
+        writing_behind = Signal()
         for target, (target_depth, lanes, element) in memory_shapes(config).items():
             port = getattr(self, f"write_{target.name.lower()}")
             if target == Target.CHANNELS:
@@ -214,35 +213,36 @@ class LoadUnit(wiring.Component):
                     return fields.pad_value.as_unsigned() if byte % element == 0 else \
                         Mux(fields.pad_value < 0, 0xFF, 0x00)
             row, enables = row_bytes(lanes * element, pad_byte)
-            # Every port is written from registers, the accumulator's below (from the R beat through the
-            # accumulator port's arbitration and its write address to the block RAM's forwarding compare
-            # was the 4x4 SoC's worst path, 10.8 ns, 2026-12-06 #16).
+            behind = target in WRITTEN_BEHIND
+            m.d["sync" if behind else "comb"] += [
+                port.addr.eq(write_address), port.data.eq(row),
+                port.en.eq(Mux((writing_unheld if behind else writing) & (fields.target == target), enables, 0))]
             if target == Target.ACCUMULATORS:
-                acc_port, acc_row, acc_enables = port, row, enables
-            else:
-                m.d.sync += [port.addr.eq(write_address), port.data.eq(row),
-                             port.en.eq(Mux(writing_unheld & (fields.target == target), enables, 0))]
+                with m.If(combine_writing):
+                    m.d.comb += [port.addr.eq(combine_address), port.data.eq(combine_data),
+                                 port.en.eq(combine_write)]
 
         # COMBINE: a read-modify-write with the compute unit's latency (``RESULT_LATENCY``, so the
         # shared read port, which the compute unit has first, also keeps the write port free):
-        # read the old row while staging this cycle's lanes and their scales in a multiplier's operand
-        # registers; capture the block RAM's output and the products; fetch: register the old row and
-        # the products; combine: add or max; write, from registers. The per-lane scales are read from
-        # the weight scratchpad while the LOAD is checked.
+        # read the old row while staging this cycle's lanes; capture the block RAM's output;
+        # fetch: register the old row and the lanes' products; combine: add or max; write, from
+        # registers. The per-lane scales are registered from the weight scratchpad while the LOAD
+        # is checked.
         lanes_layout = data.ArrayLayout(signed(OPERAND_BITS), cols)
         acc_layout = data.ArrayLayout(signed(ACC_BITS), cols)
         incoming, incoming_enables = row_bytes(cols, lambda byte: fields.pad_value.as_unsigned())
         staged, staged_address = Signal(), Signal(16)
-        staged_enables = Signal(cols)
+        staged_lanes, staged_enables = Signal(lanes_layout), Signal(cols)
         captured, captured_address = Signal(), Signal(16)
-        captured_enables, captured_old = Signal(cols), Signal(acc_layout)
+        captured_lanes, captured_enables, captured_old = Signal(lanes_layout), Signal(cols), Signal(acc_layout)
         fetched, fetched_address, fetched_enables = Signal(), Signal(16), Signal(cols)
-        fetched_old = Signal(acc_layout)
+        fetched_old, fetched_products = Signal(acc_layout), Signal(acc_layout)
         fetched_combine = Signal.like(fields.combine)     # the next LOAD may set fields meanwhile
+        scales = Signal(data.ArrayLayout(signed(SCALE_BITS), cols))
         lane_scales = lanes_layout(self.weight_read.data)
         m.d.sync += [staged.eq(writing & (fields.target == Target.COMBINE)), staged_address.eq(write_address),
-                     staged_enables.eq(incoming_enables),
-                     captured.eq(staged), captured_address.eq(staged_address),
+                     staged_lanes.eq(incoming), staged_enables.eq(incoming_enables),
+                     captured.eq(staged), captured_address.eq(staged_address), captured_lanes.eq(staged_lanes),
                      captured_enables.eq(staged_enables), captured_old.eq(self.acc_read.data),
                      fetched.eq(captured), fetched_address.eq(captured_address), fetched_enables.eq(captured_enables),
                      fetched_old.eq(captured_old), fetched_combine.eq(fields.combine)]
@@ -250,20 +250,10 @@ class LoadUnit(wiring.Component):
                      self.acc_read.en.eq(writing & (fields.target == Target.COMBINE)),
                      self.weight_read.addr.eq(fields.scale_row), self.weight_read.en.eq(1)]
         combined = Signal(acc_layout)
-        scales = Signal(data.ArrayLayout(signed(SCALE_BITS), cols))
         for lane in range(cols):
-            # The product is captured with the old row in the multiplier's output register, then registered
-            # in the fabric to be fetched with it (a multiplier between
-            # fabric registers was the 8x8 SoC's worst path, 12.2 ns, 2026-12-06 #15; a DSP block's output
-            # into the MAX compare, 11.0 ns on the 4x4 SoC, 2026-12-06 #16). The scales are registered next
-            # to the weight scratchpad (a LOAD's are read long before its first beat): from its block RAM's
-            # output to a DSP block's input register was the 4x4 SoC's worst path, 11.7 ns, 2026-12-06 #16.
-            m.d.sync += scales[lane].eq(Mux(fields.lane_scales, lane_scales[lane], fields.scale))
-            captured_product = registered_product(m, lanes_layout(incoming)[lane], scales[lane],
-                                                  config.array.dsp_primitive, f"combine_product_{lane}")
-            product = Signal.like(captured_product, name=f"fetched_product_{lane}")
-            m.d.sync += product.eq(captured_product)
-            old = fetched_old[lane]
+            m.d.sync += [scales[lane].eq(Mux(fields.lane_scales, lane_scales[lane], fields.scale)),
+                         fetched_products[lane].eq(captured_lanes[lane] * scales[lane])]
+            old, product = fetched_old[lane], fetched_products[lane]
             with m.Switch(fetched_combine):
                 with m.Case(Combine.OVERWRITE):
                     m.d.comb += combined[lane].eq(product)
@@ -271,14 +261,10 @@ class LoadUnit(wiring.Component):
                     m.d.comb += combined[lane].eq(old + product)
                 with m.Case(Combine.MAX):
                     m.d.comb += combined[lane].eq(Mux(product > old, product, old))
-        combine_writing = Signal()
-        m.d.comb += combine_writing.eq(fetched & fetched_enables.any())
-        with m.If(combine_writing):
-            m.d.sync += [acc_port.addr.eq(fetched_address), acc_port.data.eq(combined),
-                         acc_port.en.eq(Cat(enable.replicate(ACC_BITS // 8) for enable in fetched_enables))]
-        with m.Else():
-            m.d.sync += [acc_port.addr.eq(write_address), acc_port.data.eq(acc_row),
-                         acc_port.en.eq(Mux(writing & (fields.target == Target.ACCUMULATORS), acc_enables, 0))]
+        m.d.sync += [combine_address.eq(fetched_address), combine_data.eq(combined),
+                     combine_write.eq(Mux(fetched, Cat(enable.replicate(ACC_BITS // 8)
+                                                       for enable in fetched_enables), 0)),
+                     combine_writing.eq(fetched & fetched_enables.any())]
 
         # Writer: R beats in order of their bursts; a burst may carry several rows.
         with m.If(data_beat):
@@ -405,8 +391,7 @@ class LoadUnit(wiring.Component):
                 # (Its padding rows written first: they belong to it.)
                 with m.Elif(~draining_bursts.any() & (outstanding.r_level > 1) & writes_alike & ~pad_rows.r_rdy):
                     take(draining=True)
-        m.d.sync += writing_behind.eq((writing_unheld & fields.target.as_value().matches(*WRITTEN_BEHIND)) |
-                                      (writing & (fields.target == Target.ACCUMULATORS)) | combine_writing)
-        with m.If(staged | captured | fetched | draining_bursts.any() | writing_behind):
+        m.d.sync += writing_behind.eq(writing_unheld & fields.target.as_value().matches(*WRITTEN_BEHIND))
+        with m.If(staged | captured | fetched | combine_writing | draining_bursts.any() | writing_behind):
             m.d.comb += self.busy.eq(1)
         return m

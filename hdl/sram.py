@@ -32,18 +32,13 @@ class RowReader(wiring.Component):
                            (rows still buffered are delivered first)
     port : In(ReadPort.Signature)   connect to the memory's read port
     rows : Out(stream.Signature(row_shape))
-
-    With ``registered_data`` the port's data passes a register before the output buffer (one cycle
-    more of latency): an FPGA block RAM's output without its own register is slow (ECP5 DP16KD:
-    5.8 ns clock-to-output), too slow to also route into a buffer across the die in 10 ns.
     """
 
     DEPTH = 4
 
-    def __init__(self, *, addr_width: int, row_shape, tag_bits: int = 0, registered_data: bool = False):
+    def __init__(self, *, addr_width: int, row_shape, tag_bits: int = 0):
         self._row_shape = row_shape
         self._tag_bits = tag_bits
-        self._registered_data = registered_data
         super().__init__({
             "start": In(1), "first": In(addr_width), "count": In(16), "step_shift": In(2),
             **({"tag": In(tag_bits), "row_tag": Out(tag_bits)} if tag_bits else {}),
@@ -55,9 +50,7 @@ class RowReader(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         row_bits = len(Value.cast(self.port.data))
-        # A row more for the data register, or it would halve the rate.
-        depth = self.DEPTH + self._registered_data
-        buffer = m.submodules.buffer = fifo.SyncFIFOBuffered(width=row_bits + self._tag_bits, depth=depth)
+        buffer = m.submodules.buffer = fifo.SyncFIFOBuffered(width=row_bits + self._tag_bits, depth=self.DEPTH)
         tag = Signal(self._tag_bits) if self._tag_bits else None
         in_flight_tag = Signal(self._tag_bits) if self._tag_bits else None   # the tag of the row read last cycle
         address = Signal.like(self.port.addr)
@@ -66,24 +59,18 @@ class RowReader(wiring.Component):
         any_left, more_left = Signal(), Signal()
         in_flight = Signal()
         issue = Signal()
-        arriving = Cat(self.port.data, in_flight_tag) if self._tag_bits else self.port.data
-        arrives, pending = in_flight, in_flight          # a row reaches the buffer; rows read, not yet there
-        if self._registered_data:
-            landed, landed_data = Signal(), Signal(len(arriving))
-            m.d.sync += [landed.eq(in_flight), landed_data.eq(arriving)]
-            arriving, arrives, pending = landed_data, landed, in_flight + landed
         m.d.comb += [
-            # Room for this row, the ones in flight and everything buffered: never overflows.
-            issue.eq(any_left & (buffer.level + pending < depth)),
+            # Room for this row, the one in flight and everything buffered: never overflows.
+            issue.eq(any_left & (buffer.level + in_flight < self.DEPTH)),
             self.port.addr.eq(address),
             self.port.en.eq(issue),
-            buffer.w_en.eq(arrives),
-            buffer.w_data.eq(arriving),
+            buffer.w_en.eq(in_flight),
+            buffer.w_data.eq(Cat(self.port.data, in_flight_tag) if self._tag_bits else self.port.data),
             self.rows.valid.eq(buffer.r_rdy),
             self.rows.payload.eq(buffer.r_data[:row_bits]),
             buffer.r_en.eq(self.rows.ready),
             self.reading.eq(any_left & ~(issue & ~more_left)),
-            self.busy.eq(any_left | (pending != 0) | (buffer.level != 0)),     # level: rows not yet at r_rdy too
+            self.busy.eq(any_left | in_flight | (buffer.level != 0)),     # level: rows not yet at r_rdy too
         ]
         m.d.sync += in_flight.eq(issue)
         if self._tag_bits:

@@ -57,7 +57,7 @@ class StoreUnit(wiring.Component):
         # Each row carries its STORE's parameter bank, so a STORE's reads may start while the previous
         # STORE's last rows still wait in the reader.
         reader = m.submodules.reader = RowReader(addr_width=len(self.acc_read.addr), row_shape=cols * ACC_BITS,
-                                                 tag_bits=1, registered_data=True)
+                                                 tag_bits=1)
         wiring.connect(m, reader.port, wiring.flipped(self.acc_read))
         post = m.submodules.post = PostProcessor(cols, config.array.dsp_primitive)
         # Output rows wait here for the writer, so the next STORE's rows can enter the post-processor

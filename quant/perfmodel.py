@@ -94,8 +94,8 @@ class Timing:
     result_latency: int = RESULT_LATENCY   # last result beat to retirement (accumulator read-modify-write)
     descriptor_latency: int = DESCRIPTOR_LATENCY   # STORE: the registered rows x blocks x groups product
     store_compare: int = 1          # STORE: its range check registered before Check
-    post_latency: int = 7 + PostProcessor.STAGES   # STORE check to its first W beat (reader 3, output queue 4)
-    store_read_latency: int = 3     # STORE check to its first row entering the post-processor
+    post_latency: int = 6 + PostProcessor.STAGES   # STORE check to its first W beat (reader 2, output queue 4)
+    store_read_latency: int = 2     # STORE check to its first row entering the post-processor
     store_job_latency: int = 2      # STORE check to the address stage taking it (job queue)
     store_write_latency: int = 3    # address stage takes a STORE to its first W beat (AW, burst queue)
     store_queue_slack: int = 4      # rows the reader and post-processor hold beyond the output queue
