@@ -216,6 +216,13 @@ class ArrayConfig:
         return self.pipelined and (self.depthwise or self.dsp_primitive is not None)
 
     @property
+    def paired_depthwise(self) -> bool:
+        """Whether the array takes paired depthwise COMPUTEs (``hdl.isa.COMPUTE``): OS with the depthwise
+        mode, where a stride-2 window's even and odd columns then share a COMPUTE (a second activation read
+        per beat, a third operand per PE)."""
+        return self.dataflow == Dataflow.OS and self.depthwise
+
+    @property
     def early_weights(self) -> bool:
         """Whether PEs get the streamed weight a cycle early: OS with a DSP primitive (its input register)."""
         return self.dsp_primitive is not None and self.dataflow == Dataflow.OS

@@ -31,7 +31,7 @@ from .walker import DESCRIPTOR_FIELDS, PADDING_FIELDS, SPAN_BITS
 __all__ = ["Opcode", "Target", "INSTRUCTION_BITS", "INSTRUCTION", "HEADER", "LOAD", "STORE",
            "COMPUTE", "CONFIG", "Instruction", "encode", "decode", "CHANNEL_RECORD_BYTES",
            "target_element_bytes", "FIELD_DEFAULTS", "STORE_BYTE_OFFSET_BITS", "MAX_COMPUTE_BEATS",
-           "MAX_SRAM_GAP"]
+           "MAX_SRAM_GAP", "PAIRED_SECONDARY_OFFSET"]
 
 INSTRUCTION_BITS = 256
 CHANNEL_RECORD_BYTES = 16     # bias int32, multiplier int32, shift int8, flip uint8, 6 bytes padding
@@ -108,10 +108,21 @@ STORE = data.StructLayout({"acc_addr": 16, "channel_row": 12, **DESCRIPTOR_FIELD
 #     multiple of R; the rows from weight_addr + taps on are read but multiply as 0), each
 #     array row one output pixel, R - taps + 1 result rows:
 #     acc[acc_addr + i][j] (+)= sum_t act[act_addr + i + t][j] * weight[weight_addr + t][j], t < taps, i <= R - taps.
+# Paired (OS arrays with the depthwise mode; depthwise, act_stride_log2 1): each beat also reads a
+#     secondary row, PAIRED_SECONDARY_OFFSET rows after its own, which tap 0 multiplies instead
+#     (``numerics.golden_paired_depthwise``), so a stride-2 window's even and odd columns meet in one
+#     COMPUTE: with primary[n] = act[act_addr + 2n] and secondary[n] = act[act_addr + 3 + 2n],
+#     acc[acc_addr + i][j] (+)= secondary[i][j] * weight[weight_addr][j]
+#                               + sum_{1 <= t < taps} primary[i + t][j] * weight[weight_addr + t][j].
+#     For a 3-wide window whose output i reads x[2i], x[2i + 1], x[2i + 2] (x[n]: act row b + n):
+#     act_addr = b - 2 and the weight rows are the window's taps 1, 0, 2 (secondary[i] = x[2i + 1],
+#     primary[i + 1] = x[2i], primary[i + 2] = x[2i + 2]). Row i reads secondary[i] at its own first
+#     beat, so the array needs one more operand select per PE, not a second multiplier.
 COMPUTE = data.StructLayout({
     "act_addr": 16, "weight_addr": 16, "acc_addr": 16, "beats": 12, "accumulate": 1,
-    "mode": ArithMode, "depthwise": 1, "act_stride_log2": 2, "taps": 7,
+    "mode": ArithMode, "depthwise": 1, "act_stride_log2": 2, "taps": 7, "paired": 1,
 })
+PAIRED_SECONDARY_OFFSET = 3
 MAX_COMPUTE_BEATS = (1 << Shape.cast(COMPUTE.members["beats"]).width) - 1
 
 CONFIG = output_params_layout()

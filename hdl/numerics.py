@@ -20,7 +20,8 @@ from amaranth.lib import enum as hdl_enum
 
 __all__ = [
     "OPERAND_BITS", "ACC_BITS", "BINARY_VALUES_PER_LANE", "ArithMode",
-    "wrap_acc", "binary_signs", "binary_lane_dot", "golden_gemm", "golden_depthwise", "neutral_padding",
+    "wrap_acc", "binary_signs", "binary_lane_dot", "golden_gemm", "golden_depthwise", "golden_paired_depthwise",
+    "neutral_padding",
     "random_operands", "INT32_MIN", "INT32_MAX", "INT8_MIN", "INT8_MAX", "MULTIPLIER_BITS", "MULTIPLIER_FRACTION_BITS",
     "MULTIPLIER_MIN", "MULTIPLIER_MAX",
     "SHIFT_BITS", "SHIFT_RANGE", "saturating_rounding_doubling_high_mul", "rounding_divide_by_pot",
@@ -99,6 +100,20 @@ def golden_depthwise(x, w, mode: ArithMode) -> np.ndarray:
     if mode == ArithMode.BINARY:
         return wrap_acc(binary_lane_dot(windows, taps).sum(axis=2))
     raise ValueError(f"Arithmetic mode must be an ArithMode, not {mode!r}")
+
+
+def golden_paired_depthwise(primary, secondary, w) -> np.ndarray:
+    """Reference paired depthwise correlation (``hdl.isa.COMPUTE``'s paired OS form) as int32 accumulators.
+
+    ``primary`` and ``secondary`` are (B, N) rows, ``w`` (T, N) taps; row ``m`` of the (B - T + 1, N)
+    result is ``secondary[m] * w[0] + sum_{t >= 1} primary[m + t] * w[t]`` lane by lane (int8).
+    """
+    primary, secondary, w = (np.asarray(v, dtype=np.int64) for v in (primary, secondary, w))
+    if secondary.shape != primary.shape:
+        raise ValueError(f"Paired depthwise streams must have one shape, not {primary.shape} and {secondary.shape}")
+    later_taps = np.concatenate([np.zeros_like(w[:1]), w[1:]])
+    result = golden_depthwise(primary, later_taps, ArithMode.INT8)
+    return wrap_acc(result + secondary[:len(result)] * w[0])
 
 
 def neutral_padding(mode: ArithMode) -> tuple[int, int]:

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hdl.config import AcceleratorConfig, Dataflow
-from hdl.isa import CHANNEL_RECORD_BYTES, Instruction, Opcode, Target, decode, target_element_bytes
-from hdl.numerics import ArithMode, combine_rows, golden_depthwise, golden_gemm, store_rows, stored_bytes, wrap_acc
+from hdl.isa import (CHANNEL_RECORD_BYTES, PAIRED_SECONDARY_OFFSET, Instruction, Opcode, Target, decode,
+                     target_element_bytes)
+from hdl.numerics import (ArithMode, combine_rows, golden_depthwise, golden_gemm, golden_paired_depthwise, store_rows,
+                          stored_bytes, wrap_acc)
 from hdl.walker import row_addresses, sram_rows
 
 from .memory import AXI_BOUNDARY, INSTRUCTION_BYTES, unpack_channel_records
@@ -203,6 +205,10 @@ class IsaSimulator:
         if f["depthwise"] and not array.depthwise:
             raise IsaError(f"{where}: depthwise COMPUTE on an array generated without the depthwise mode "
                            f"(dataflow {array.dataflow.value})")
+        if f["paired"] and not (array.paired_depthwise and f["depthwise"] and f["act_stride_log2"] == 1):
+            raise IsaError(f"{where}: a paired COMPUTE must be depthwise with act_stride_log2 1 on an OS array "
+                           f"with the depthwise mode (dataflow {array.dataflow.value}, depthwise "
+                           f"{f['depthwise']}, act_stride_log2 {f['act_stride_log2']})")
         if f["depthwise"] and beats < array.rows:
             raise IsaError(f"{where}: depthwise beats {beats} is fewer than the array's {array.rows} rows")
         if array.dataflow == Dataflow.OS:
@@ -216,7 +222,12 @@ class IsaSimulator:
                 if mode != ArithMode.INT8:
                     raise IsaError(f"{where}: OS depthwise COMPUTEs are int8 only, not {mode.name}")
                 weights = slice(f["weight_addr"], f["weight_addr"] + taps)
-                result = golden_depthwise(self._column_channels(activations[:array.rows]), self.weights[weights], mode)
+                primary = self._column_channels(activations[:array.rows])
+                if f["paired"]:
+                    secondary = self._secondary_rows(f, where)
+                    result = golden_paired_depthwise(primary, secondary, self.weights[weights])
+                else:
+                    result = golden_depthwise(primary, self.weights[weights], mode)
             else:
                 blocks = activations.reshape(-1, array.rows, array.rows)
                 a = blocks.transpose(1, 0, 2).reshape(array.rows, beats)
@@ -238,6 +249,13 @@ class IsaSimulator:
         self._touch("accumulators", target, write=True)
         self.accumulators[target] = wrap_acc(self.accumulators[target] + result) if f["accumulate"] else result
         self.stats.macs += beats * array.rows * array.cols
+
+    def _secondary_rows(self, f: dict, where: str) -> np.ndarray:
+        """A paired COMPUTE's secondary stream: row act_addr + PAIRED_SECONDARY_OFFSET + 2n at beat n."""
+        first, beats = f["act_addr"] + PAIRED_SECONDARY_OFFSET, f["beats"]
+        self._check_rows(self.activations, first, 2 * (beats - 1) + 1, "activation scratchpad", where)
+        self._touch("activations", slice(first, first + 2 * beats, 2))
+        return self._column_channels(self.activations[first:first + 2 * beats:2][:self.config.array.rows])
 
     def _column_channels(self, activations: np.ndarray) -> np.ndarray:
         """A depthwise COMPUTE's operand per column: activation lane j for column j, 0 for j >= R."""
