@@ -5,7 +5,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig, ArithSupport, ArrayConfig, Dataflow
 from .fetch import head_waited
-from .isa import COMPUTE, INSTRUCTION, Opcode
+from .isa import COMPUTE, INSTRUCTION, PAIRED_SECONDARY_OFFSET, Opcode
 from .numerics import ACC_BITS, ArithMode
 from .sram import RowReader, address_width
 from .systolic_array import SystolicArray
@@ -33,13 +33,16 @@ class ComputeUnit(wiring.Component):
     prev_token_available / next_token_available : In(1)  load->compute / store->compute tokens
     pop_prev, pop_next, push_prev, push_next : Out(1)     token pulses
     act_read, weight_read : scratchpad read ports;  acc_read, acc_write : accumulator ports
+    act_read_secondary : (``config.array.paired_depthwise``) a second activation read port: paired COMPUTEs'
+                         secondary rows
     array_busy : Out(1)   an activation beat enters the array this cycle
     acc_busy : Out(1)     the accumulator ports are used this cycle (a result row read or written)
     waiting_load, waiting_store : Out(1)   stalled on a missing token
     error_range : Out(1)   rows outside a memory
     error_field : Out(1)   an OS COMPUTE whose beats are not a multiple of R, or a depthwise one
                            on an array without the depthwise mode, with fewer than R beats (WS),
-                           or with taps outside 1..R or binary (OS)
+                           or with taps outside 1..R or binary (OS); a paired one that is not
+                           depthwise with act_stride_log2 1 or on an array without paired COMPUTEs
     retired : Out(1);  busy : Out(1)
 
     OS reads activations as NHWC rows (a pixel's R channels) in blocks of R
@@ -50,7 +53,10 @@ class ComputeUnit(wiring.Component):
     first B - R + 1 of its B, on OS the first R - taps + 1 of its R, with weight
     0 streamed from beat ``taps`` on. A COMPUTE whose depthwise flag differs
     from the previous one's waits (OS) until that one's beats are all in the
-    array, so the transposer is empty whenever rows bypass it.
+    array, so the transposer is empty whenever rows bypass it. A paired COMPUTE
+    also streams its secondary rows (``PAIRED_SECONDARY_OFFSET`` on, the same
+    stride) from a second reader in lockstep, and flags its first beat
+    ``secondary``.
     """
 
     def __init__(self, config: AcceleratorConfig):
@@ -62,6 +68,9 @@ class ComputeUnit(wiring.Component):
             "prev_token_available": In(1), "next_token_available": In(1),
             "pop_prev": Out(1), "pop_next": Out(1), "push_prev": Out(1), "push_next": Out(1),
             "act_read": In(memory.ReadPort.Signature(addr_width=address_width(config.act_rows), shape=rows * 8)),
+            **({"act_read_secondary": In(memory.ReadPort.Signature(addr_width=address_width(config.act_rows),
+                                                                   shape=rows * 8))}
+               if config.array.paired_depthwise else {}),
             "weight_read": In(memory.ReadPort.Signature(addr_width=address_width(config.weight_rows), shape=cols * 8)),
             "acc_read": In(memory.ReadPort.Signature(addr_width=acc_width, shape=cols * ACC_BITS)),
             "acc_write": In(memory.WritePort.Signature(addr_width=acc_width, shape=cols * ACC_BITS)),
@@ -78,6 +87,11 @@ class ComputeUnit(wiring.Component):
         weight_reader = m.submodules.weight_reader = RowReader(addr_width=len(self.weight_read.addr),
                                                                row_shape=cols * 8)
         wiring.connect(m, act_reader.port, wiring.flipped(self.act_read))
+        paired = config.array.paired_depthwise
+        if paired:
+            secondary_reader = m.submodules.secondary_reader = RowReader(addr_width=len(self.act_read.addr),
+                                                                         row_shape=rows * 8)
+            wiring.connect(m, secondary_reader.port, wiring.flipped(self.act_read_secondary))
         wiring.connect(m, weight_reader.port, wiring.flipped(self.weight_read))
 
         instruction = self.instructions.payload
@@ -85,6 +99,27 @@ class ComputeUnit(wiring.Component):
         header = Signal.like(instruction.header)
         os = config.array.dataflow == Dataflow.OS
 
+        # Jobs: the issue stage queues each COMPUTE's weight rows and activation rows separately,
+        # and each reader starts its next job once it has issued the previous one's reads. Weights
+        # so run one instruction ahead on WS (a preload fills the shadow registers while the
+        # previous tile streams), and on OS the next activation block fills the transposer while
+        # the previous block's weights still stream. `deliveries` frames each job's beats (last, mode).
+        weight_job = data.StructLayout({"weight_addr": len(self.weight_read.addr), "count": len(weight_reader.count)})
+        weight_jobs = m.submodules.weight_jobs = fifo.SyncFIFO(width=weight_job.size, depth=depth)
+        queued_weights, started_weights = weight_job(weight_jobs.r_data), weight_job(weight_jobs.w_data)
+        with m.If(weight_jobs.r_rdy & ~weight_reader.reading):
+            m.d.comb += [weight_reader.first.eq(queued_weights.weight_addr), weight_reader.count.eq(queued_weights.count),
+                         weight_reader.start.eq(1), weight_jobs.r_en.eq(1)]
+        beat_flags = {name: COMPUTE.members[name] for name in ("mode", "depthwise", "taps", "paired")}
+        act_job = data.StructLayout({"act_addr": len(self.act_read.addr), "beats": COMPUTE.members["beats"],
+                                     **beat_flags, "act_stride_log2": COMPUTE.members["act_stride_log2"]})
+        # A delivery carries its last beat's index and whether that is its first (a subtraction in front of
+        # the compare that frames a beat was on the 4x4 SoC's worst path, 2026-12-06).
+        delivery = data.StructLayout({"last_beat": COMPUTE.members["beats"], "single": 1, **beat_flags})
+        act_jobs = m.submodules.act_jobs = fifo.SyncFIFOBuffered(width=act_job.size, depth=depth)
+        deliveries = m.submodules.deliveries = fifo.SyncFIFOBuffered(width=delivery.size, depth=depth)
+        queued_job, started_job = act_job(act_jobs.r_data), act_job(act_jobs.w_data)
+        started_delivery, delivering = delivery(deliveries.w_data), delivery(deliveries.r_data)
         # Activation beats: rows from the scratchpad (transposed in blocks for OS), framed and tagged with the mode.
         activation_rows = act_reader.rows
         # OS depthwise rows bypass the transposer; every job in the reader or the transposer
@@ -97,9 +132,14 @@ class ComputeUnit(wiring.Component):
             if bypassing:
                 activation_rows = stream.Signature(act_reader.rows.payload.shape()).create()
                 with m.If(streaming_depthwise):
-                    m.d.comb += [activation_rows.valid.eq(act_reader.rows.valid),
+                    # A paired delivery's beats need both readers' rows.
+                    both = act_reader.rows.valid & secondary_reader.rows.valid
+                    m.d.comb += [activation_rows.valid.eq(Mux(delivering.paired, both, act_reader.rows.valid)),
                                  activation_rows.payload.eq(act_reader.rows.payload),
-                                 act_reader.rows.ready.eq(activation_rows.ready)]
+                                 act_reader.rows.ready.eq(activation_rows.ready &
+                                                          (secondary_reader.rows.valid | ~delivering.paired)),
+                                 secondary_reader.rows.ready.eq(activation_rows.ready & act_reader.rows.valid &
+                                                                delivering.paired)]
                 with m.Else():
                     m.d.comb += [transposer.rows_in.valid.eq(act_reader.rows.valid),
                                  act_reader.rows.ready.eq(transposer.rows_in.ready),
@@ -110,37 +150,24 @@ class ComputeUnit(wiring.Component):
                 m.d.comb += [transposer.rows_in.valid.eq(act_reader.rows.valid),
                              act_reader.rows.ready.eq(transposer.rows_in.ready)]
                 activation_rows = transposer.columns
-        # Jobs: the issue stage queues each COMPUTE's weight rows and activation rows separately,
-        # and each reader starts its next job once it has issued the previous one's reads. Weights
-        # so run one instruction ahead on WS (a preload fills the shadow registers while the
-        # previous tile streams), and on OS the next activation block fills the transposer while
-        # the previous block's weights still stream. `deliveries` frames each job's beats (last, mode).
-        weight_job = data.StructLayout({"weight_addr": len(self.weight_read.addr), "count": len(weight_reader.count)})
-        weight_jobs = m.submodules.weight_jobs = fifo.SyncFIFO(width=weight_job.size, depth=depth)
-        queued_weights, started_weights = weight_job(weight_jobs.r_data), weight_job(weight_jobs.w_data)
-        with m.If(weight_jobs.r_rdy & ~weight_reader.reading):
-            m.d.comb += [weight_reader.first.eq(queued_weights.weight_addr), weight_reader.count.eq(queued_weights.count),
-                         weight_reader.start.eq(1), weight_jobs.r_en.eq(1)]
-        beat_flags = {name: COMPUTE.members[name] for name in ("mode", "depthwise", "taps")}
-        act_job = data.StructLayout({"act_addr": len(self.act_read.addr), "beats": COMPUTE.members["beats"],
-                                     **beat_flags, "act_stride_log2": COMPUTE.members["act_stride_log2"]})
-        # A delivery carries its last beat's index and whether that is its first (a subtraction in front of
-        # the compare that frames a beat was on the 4x4 SoC's worst path, 2026-12-06).
-        delivery = data.StructLayout({"last_beat": COMPUTE.members["beats"], "single": 1, **beat_flags})
-        act_jobs = m.submodules.act_jobs = fifo.SyncFIFOBuffered(width=act_job.size, depth=depth)
-        deliveries = m.submodules.deliveries = fifo.SyncFIFOBuffered(width=delivery.size, depth=depth)
-        queued_job, started_job = act_job(act_jobs.r_data), act_job(act_jobs.w_data)
-        started_delivery, delivering = delivery(deliveries.w_data), delivery(deliveries.r_data)
         same_routing = (queued_job.depthwise == streaming_depthwise) | (deliveries.level == 0) if bypassing else 1
-        with m.If(act_jobs.r_rdy & ~act_reader.reading & deliveries.w_rdy & same_routing):
+        # A paired job starts both readers in one cycle, so their rows stay in lockstep.
+        secondary_free = (~queued_job.paired | ~secondary_reader.reading) if paired else 1
+        with m.If(act_jobs.r_rdy & ~act_reader.reading & secondary_free & deliveries.w_rdy & same_routing):
             m.d.comb += [act_reader.first.eq(queued_job.act_addr), act_reader.count.eq(queued_job.beats),
                          act_reader.step_shift.eq(queued_job.act_stride_log2),
                          act_reader.start.eq(1), act_jobs.r_en.eq(1), deliveries.w_en.eq(1)]
             if bypassing:
                 m.d.sync += streaming_depthwise.eq(queued_job.depthwise)
+            if paired:
+                m.d.comb += [secondary_reader.first.eq(queued_job.act_addr + PAIRED_SECONDARY_OFFSET),
+                             secondary_reader.count.eq(queued_job.beats),
+                             secondary_reader.step_shift.eq(queued_job.act_stride_log2),
+                             secondary_reader.start.eq(queued_job.paired)]
         m.d.comb += [started_delivery.last_beat.eq(queued_job.beats - 1),
                      started_delivery.single.eq(queued_job.beats == 1), started_delivery.mode.eq(queued_job.mode),
-                     started_delivery.depthwise.eq(queued_job.depthwise), started_delivery.taps.eq(queued_job.taps)]
+                     started_delivery.depthwise.eq(queued_job.depthwise), started_delivery.taps.eq(queued_job.taps),
+                     started_delivery.paired.eq(queued_job.paired)]
 
         # The beat closing a delivery is known from registers: its first beat closes it if it is single,
         # a later one if the compare registered at the beat before found it last (through a compare of
@@ -160,6 +187,9 @@ class ComputeUnit(wiring.Component):
                      self.array_busy.eq(beat)]
         if config.array.arith == ArithSupport.BOTH:
             m.d.comb += array.activations.payload.mode.eq(delivering.mode)
+        if paired:
+            m.d.comb += [array.activations.payload.secondary.eq(delivering.paired & first),
+                         array.activations.payload.secondary_data.eq(secondary_reader.rows.payload)]
         if config.array.depthwise:
             m.d.comb += array.activations.payload.depthwise.eq(delivering.depthwise)
             if os:
@@ -307,11 +337,19 @@ class ComputeUnit(wiring.Component):
             unsupported_fields = head_fields.depthwise & (head_fields.beats < rows)
         else:
             unsupported_fields = head_fields.depthwise
+        if paired:
+            unsupported_fields |= head_fields.paired & (~head_fields.depthwise | (head_fields.act_stride_log2 != 1))
+        else:
+            unsupported_fields |= head_fields.paired
+        # A paired COMPUTE's last secondary row is PAIRED_SECONDARY_OFFSET rows after its last row.
+        secondary_past_end = (head_fields.paired & (last_act_row >= config.act_rows - PAIRED_SECONDARY_OFFSET)
+                              if paired else 0)
         is_compute = instruction.header.opcode == Opcode.COMPUTE
         unsupported, out_of_range, no_beats = Signal(), Signal(), Signal()
         # kept_rows wraps for a depthwise COMPUTE shorter than R, which is refused as unsupported.
         m.d.sync += [unsupported.eq(is_compute & unsupported_fields),
-                     out_of_range.eq(is_compute & (((head_fields.beats != 0) & (last_act_row >= config.act_rows)) |
+                     out_of_range.eq(is_compute & (((head_fields.beats != 0) &
+                                                    ((last_act_row >= config.act_rows) | secondary_past_end)) |
                                                    (weight_end > config.weight_rows) |
                                                    ((acc_end > config.acc_rows) & ~unsupported_fields))),
                      no_beats.eq(~is_compute | (head_fields.beats == 0))]
@@ -350,6 +388,7 @@ class ComputeUnit(wiring.Component):
                                  weight_jobs.w_en.eq(1), started_job.act_addr.eq(fields.act_addr),
                                  started_job.beats.eq(fields.beats), started_job.mode.eq(fields.mode),
                                  started_job.depthwise.eq(fields.depthwise), started_job.taps.eq(fields.taps),
+                                 started_job.paired.eq(fields.paired),
                                  started_job.act_stride_log2.eq(fields.act_stride_log2),
                                  act_jobs.w_en.eq(1), in_flight.w_en.eq(1)]
                     m.next = "Idle"

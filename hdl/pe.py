@@ -23,13 +23,16 @@ def activation_lane_layout(config: ArrayConfig) -> data.StructLayout:
     frames the results); ``first`` (WS only) switches the PE to the weights
     preloaded in its shadow register; ``mode`` (``both`` arithmetic only)
     selects int8 or binary for this beat; ``depthwise`` (arrays with the
-    depthwise mode) multiplies the column's channel instead of ``data``.
+    depthwise mode) multiplies the column's channel instead of ``data``, and
+    with ``secondary`` (OS) the column's secondary channel.
     """
     fields = {"valid": 1, "last": 1, "data": OPERAND}
     if config.dataflow == Dataflow.WS:
         fields["first"] = 1
     if config.depthwise:
         fields["depthwise"] = 1
+    if config.paired_depthwise:
+        fields["secondary"] = 1
     if config.arith == ArithSupport.BOTH:
         fields["mode"] = ArithMode
     return data.StructLayout(fields)
@@ -138,6 +141,8 @@ class ProcessingElement(wiring.Component):
     psum_in, psum_out : (WS) partial sum from above, plus this PE's product, registered downwards.
     column_in : (depthwise mode) the column's channel, multiplied instead of ``act_in.data`` on depthwise beats
         (pipelined: a cycle early, like ``act_early``).
+    column_secondary_in : (``config.paired_depthwise``) the column's secondary channel, multiplied instead on
+        depthwise beats flagged ``secondary`` (pipelined: a cycle early).
     act_early : (``config.early_operands``) ``act_in`` a cycle before it arrives, which selects the operand.
     weight_early : (``config.early_weights``) ``weight_in`` a cycle before it arrives.
     result : (OS) the finished dot product of the most recent tile, held until overwritten.
@@ -164,6 +169,8 @@ class ProcessingElement(wiring.Component):
             members["result"] = Out(ACCUMULATOR)
         if config.depthwise:
             members["column_in"] = In(OPERAND)
+        if config.paired_depthwise:
+            members["column_secondary_in"] = In(OPERAND)
         if config.early_operands:
             members["act_early"] = In(act)
         if config.early_weights:
@@ -181,9 +188,7 @@ class ProcessingElement(wiring.Component):
         operand = self.act_in.data
         operand_next = None
         if self.config.early_operands:
-            operand_next = self.act_early.data
-            if self.config.depthwise:
-                operand_next = Mux(self.act_early.depthwise, self.column_in, self.act_early.data)
+            operand_next = self._selected_operand(self.act_early)
         if self.config.depthwise and self.config.pipelined and primitive is None:
             # The operand selected a cycle early into a register of the PE's own, so that the multiplier
             # starts from it: on a 16x16 ECP5 core the column's channel, one register driving a whole
@@ -192,7 +197,7 @@ class ProcessingElement(wiring.Component):
             operand = Signal(OPERAND, name="operand")
             m.d.sync += operand.eq(operand_next)
         elif self.config.depthwise:
-            operand = Mux(self.act_in.depthwise, self.column_in, self.act_in.data)
+            operand = self._selected_operand(self.act_in)
         if self.config.dataflow == Dataflow.WS:
             shadow = Signal(OPERAND)
             active = Signal(OPERAND)
@@ -236,6 +241,16 @@ class ProcessingElement(wiring.Component):
                 with m.Else():
                     m.d.sync += accumulator.eq(total)
         return m
+
+    def _selected_operand(self, lane):
+        """What the PE multiplies for ``lane``'s beat: its data, or on a depthwise beat the column's channel
+        (or secondary channel)."""
+        if not self.config.depthwise:
+            return lane.data
+        column = self.column_in
+        if self.config.paired_depthwise:
+            column = Mux(lane.secondary, self.column_secondary_in, self.column_in)
+        return Mux(lane.depthwise, column, lane.data)
 
     def _fabric_stages(self, m, dsp_product):
         """A DSP block's registered product through the product registers after its own.

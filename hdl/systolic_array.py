@@ -5,7 +5,8 @@ Streams (all ``amaranth.lib.stream``, payloads are ``data.StructLayout``):
 ``activations``
     One beat per cycle: ``data`` holds R int8 lanes (lane i feeds row i),
     ``last`` closes a tile, ``mode`` picks int8/binary (``both`` only),
-    ``depthwise`` (arrays with the depthwise mode) makes it a depthwise beat.
+    ``depthwise`` (arrays with the depthwise mode) makes it a depthwise beat;
+    OS arrays with it also take ``secondary_data`` (R lanes) and ``secondary``.
 ``weights``
     ``data`` holds C int8 lanes (lane j feeds column j).
 ``results``
@@ -46,6 +47,13 @@ Depthwise mode (arrays with ``config.depthwise``)
       beat's (or 0): the compute unit streams weight 0 at such beats and keeps
       only the rows that do not need them.
 
+    * OS paired (``config.paired_depthwise``): each beat brings a second row,
+      ``secondary_data``, and on a beat flagged ``secondary`` row i's PEs
+      multiply its lane j (skewed like lane j) instead: set on a tile's first
+      beat, row i sums ``secondary[i][j] * w[0][j] + sum_{k >= 1} x[i + k][j] *
+      w[k][j]`` (``numerics.golden_paired_depthwise``), so a stride-2 window's
+      odd column (secondary) and even ones (x) meet in one tile.
+
     Columns j >= R multiply 0. The correlation is in time, so a depthwise
     tile's beats after its first must come on consecutive cycles (OS: on both
     streams); the compute unit's scratchpad readers stream them so.
@@ -77,6 +85,9 @@ def activation_beat_layout(config: ArrayConfig) -> data.StructLayout:
         fields["mode"] = ArithMode
     if config.depthwise:
         fields["depthwise"] = 1
+    if config.paired_depthwise:
+        fields["secondary"] = 1
+        fields["secondary_data"] = data.ArrayLayout(signed(OPERAND_BITS), config.rows)
     return data.StructLayout(fields)
 
 
@@ -185,6 +196,8 @@ class SystolicArray(wiring.Component):
                 m.d.comb += lane.mode.eq(acts.payload.mode)
             if config.depthwise:
                 m.d.comb += lane.depthwise.eq(acts.payload.depthwise)
+            if config.paired_depthwise:
+                m.d.comb += lane.secondary.eq(acts.payload.secondary)
             with m.If(act_fire):
                 m.d.comb += [lane.valid.eq(1), lane.last.eq(acts.payload.last)]
                 if config.dataflow == Dataflow.WS:
@@ -199,6 +212,11 @@ class SystolicArray(wiring.Component):
                 channel = 0 if col >= rows else entering[col].data if config.pipelined else pes[col][0].act_in.data
                 for row in range(rows):
                     m.d.comb += pes[row][col].column_in.eq(channel)
+                if config.paired_depthwise and col < rows:
+                    # Skewed like `channel`: col registers (pipelined: one edge register more, less the cycle early).
+                    secondary = _delayed(m, acts.payload.secondary_data[col], col, f"secondary_skew_{col}")
+                    for row in range(rows):
+                        m.d.comb += pes[row][col].column_secondary_in.eq(secondary)
         if config.early_operands:
             for row in range(rows):
                 for col in range(cols):

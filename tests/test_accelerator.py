@@ -96,6 +96,15 @@ FAULTS = [
     (ErrorCode.ILLEGAL_FIELD, [Instruction(Opcode.COMPUTE, {"act_addr": 0, "weight_addr": 0, "acc_addr": 0,
                                                             "beats": 4, "mode": ArithMode.INT8, "depthwise": 1}),
                                END]),      # an OS depthwise COMPUTE needs 1 to R taps
+    (ErrorCode.ILLEGAL_FIELD, [Instruction(Opcode.COMPUTE, {"act_addr": 0, "weight_addr": 0, "acc_addr": 0,
+                                                            "beats": 2, "mode": ArithMode.INT8, "depthwise": 1,
+                                                            "taps": 1, "paired": 1}),
+                               END]),      # paired needs act_stride_log2 1
+    (ErrorCode.SRAM_RANGE, [Instruction(Opcode.COMPUTE, {"act_addr": CONFIGS[0].act_rows - 4, "weight_addr": 0,
+                                                         "acc_addr": 0, "beats": 2, "mode": ArithMode.INT8,
+                                                         "depthwise": 1, "taps": 1, "paired": 1,
+                                                         "act_stride_log2": 1}),
+                            END]),     # rows act_rows - 4 and - 2, secondary rows - 1 and + 1
     (ErrorCode.SRAM_RANGE, [Instruction(Opcode.COMPUTE, {"act_addr": 0, "weight_addr": 0, "acc_addr": 0,
                                                          "beats": 40, "mode": ArithMode.INT8,
                                                          "act_stride_log2": 3}), END]),   # rows 0, 8, .. 312 of 256

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from hdl.config import AcceleratorConfig, ArrayConfig, Dataflow
-from hdl.isa import Instruction, Opcode, Target, target_element_bytes
+from hdl.isa import PAIRED_SECONDARY_OFFSET, Instruction, Opcode, Target, target_element_bytes
 from hdl.numerics import SHIFT_RANGE, ArithMode, Combine
 from quant.isasim import IsaSimulator
 from quant.memory import MemoryImage, pack_channel_records
@@ -109,13 +109,15 @@ def random_program(config, rng):
                 beats = int(rng.integers(rows, 3 * rows + 8))
             weight_rows = beats if os else rows
             result_rows = (rows - taps + 1 if depthwise else rows) if os else beats - (rows - 1 if depthwise else 0)
-            stride_log2 = int(rng.integers(0, 4)) if rng.integers(0, 2) else 0
-            act_rows = (beats - 1 << stride_log2) + 1
+            # Paired (OS depthwise at stride 2): the secondary rows reach PAIRED_SECONDARY_OFFSET rows further.
+            paired = int(depthwise and config.array.paired_depthwise and rng.integers(0, 2))
+            stride_log2 = 1 if paired else int(rng.integers(0, 4)) if rng.integers(0, 2) else 0
+            act_rows = (beats - 1 << stride_log2) + 1 + (PAIRED_SECONDARY_OFFSET if paired else 0)
             compute = {"act_addr": address(config.act_rows, act_rows), "act_stride_log2": stride_log2,
                        "weight_addr": address(config.weight_rows, weight_rows),
                        "acc_addr": address(config.acc_rows, result_rows),
                        "beats": beats, "accumulate": int(rng.integers(0, 2)), "mode": compute_mode, "depthwise": depthwise,
-                       "taps": taps}
+                       "taps": taps, "paired": paired}
             directed = rng.integers(0, 2)
             if directed:        # fresh operands from DRAM, so that the result depends on every lane
                 for target, first, count in ((Target.ACTIVATIONS, compute["act_addr"], act_rows),

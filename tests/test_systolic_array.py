@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from hdl.config import ArithSupport, ArrayConfig, Dataflow
-from hdl.numerics import ArithMode, golden_depthwise, golden_gemm, random_operands
+from hdl.numerics import ArithMode, golden_depthwise, golden_gemm, golden_paired_depthwise, random_operands
 from hdl.systolic_array import activation_beat_layout, result_beat_layout, stream_cycles, weight_beat_layout
 from sim.array_runner import GemmCase, array_model, run_gemms
 from sim.play import play_streams
@@ -97,10 +97,12 @@ def test_steady_state_one_mac_per_pe_per_cycle(dataflow, seed):
 
 
 def depthwise_and_gemm_tiles(config, rng, tiles=12):
-    """Tiles, two of three depthwise: (depthwise, mode, activation beats, weight beats, kept result rows).
+    """Tiles, two of three depthwise: (depthwise, mode, activation beats, weight beats, kept result rows,
+    secondary beats or None).
 
     WS weights are the R stationary rows; OS streams a weight row per beat, a depthwise tile's
-    taps in its first T rows and 0 after them (int8: what the compute unit streams there).
+    taps in its first T rows and 0 after them (int8: what the compute unit streams there). On
+    arrays with paired depthwise tiles every other depthwise tile is paired.
     """
     rows, cols = config.rows, config.cols
     cases = []
@@ -120,16 +122,25 @@ def depthwise_and_gemm_tiles(config, rng, tiles=12):
                 taps = int(rng.integers(1, rows + 1))
                 w[taps:] = 0
                 kept = min(rows, beats - taps + 1)
-        cases.append((depthwise, mode, rng.integers(-128, 128, (beats, rows)), w, kept))
+        x = rng.integers(-128, 128, (beats, rows))
+        paired = depthwise and config.paired_depthwise and index % 2 == 0
+        cases.append((depthwise, mode, x, w, kept, rng.integers(-128, 128, x.shape) if paired else None))
     return cases
 
 
-def expected_rows(config, depthwise, mode, x, w, kept):
+def expected_rows(config, depthwise, mode, x, w, kept, secondary):
     if not depthwise:
         return golden_gemm(x.T, w, mode) if config.dataflow == Dataflow.OS else golden_gemm(x, w, mode)
-    lanes = np.zeros((len(x), config.cols), dtype=np.int64)
-    lanes[:, :min(config.rows, config.cols)] = x[:, :config.cols]
-    return golden_depthwise(lanes, w[:len(x) - kept + 1], mode)[:kept]
+
+    def lanes(rows):
+        columns = np.zeros((len(rows), config.cols), dtype=np.int64)
+        columns[:, :min(config.rows, config.cols)] = rows[:, :config.cols]
+        return columns
+
+    taps = w[:len(x) - kept + 1]
+    if secondary is not None:
+        return golden_paired_depthwise(lanes(x), lanes(secondary), taps)[:kept]
+    return golden_depthwise(lanes(x), taps, mode)[:kept]
 
 
 # 3x5: columns beyond R multiply 0; 5x3: lanes beyond C unused; the pipelined array's extra stages
@@ -154,16 +165,20 @@ def test_depthwise_tiles_between_gemm_tiles_are_bit_exact(config, seed):
         activations, weights = [], []
         # A depthwise tile's beats after its first come on consecutive cycles (OS: on both streams).
         gapless = {"activations": [], "weights": []}
-        for depthwise, mode, x, w, _ in tiles:
+        for depthwise, mode, x, w, _, secondary in tiles:
             if depthwise:
                 gapless["activations"] += range(len(activations) + 1, len(activations) + len(x))
                 if os:
                     gapless["weights"] += range(len(weights) + 1, len(weights) + len(w))
             weights += [weight_layout.const({"data": [int(v) for v in row]}).as_bits() for row in w]
             moded = {"mode": mode} if config.arith == ArithSupport.BOTH else {}
-            activations += [act_layout.const({"data": [int(v) for v in row], "last": beat == len(x) - 1,
-                                              "depthwise": depthwise, **moded}).as_bits()
-                            for beat, row in enumerate(x)]
+            for beat, row in enumerate(x):
+                if config.paired_depthwise:
+                    moded["secondary"] = secondary is not None and beat == 0
+                    moded["secondary_data"] = [int(v) for v in (secondary[beat] if secondary is not None
+                                                                else rng.integers(-128, 128, len(row)))]
+                activations.append(act_layout.const({"data": [int(v) for v in row], "last": beat == len(x) - 1,
+                                                     "depthwise": depthwise, **moded}).as_bits())
         runs.append({"inputs": {"activations": activations, "weights": weights}, "output": "results",
                      "output_beats": len(tiles) * config.rows if os else len(activations),
                      "seed": int(rng.integers(1 << 31)),
@@ -172,13 +187,14 @@ def test_depthwise_tiles_between_gemm_tiles_are_bit_exact(config, seed):
     for run, tiles, outcome in zip(runs, plans, play_streams(array_model(config), runs)):
         beats = [result_layout.from_bits(bits) for bits in outcome["outputs"]]
         position = 0
-        for index, (depthwise, mode, x, w, kept) in enumerate(tiles):
+        for index, (depthwise, mode, x, w, kept, secondary) in enumerate(tiles):
             result_rows = config.rows if os else len(x)
             tile_beats = beats[position:position + result_rows]
             position += result_rows
             assert [int(beat.last) for beat in tile_beats] == [0] * (result_rows - 1) + [1]
-            expected = expected_rows(config, depthwise, mode, x, w, kept)
+            expected = expected_rows(config, depthwise, mode, x, w, kept, secondary)
             got = np.array([list(beat.data) for beat in tile_beats[:kept]], dtype=np.int64)
             assert np.array_equal(got, expected), (
-                f"{config.name} tile {index} (depthwise {depthwise}, {mode.name}, {len(x)} beats, valid "
+                f"{config.name} tile {index} (depthwise {depthwise}, paired {secondary is not None}, {mode.name}, "
+                f"{len(x)} beats, valid "
                 f"{run['valid_probability']}), seed {seed}:\n{got}\nexpected\n{expected}")
