@@ -26,6 +26,18 @@ next R - T + 1 of them, below):
   R-beat COMPUTEs with ``taps`` T = ceil(kw / s), the one from beat ``c``
   writing accumulator rows ``c .. c + R - T`` (chunks of R - T + 1; the last
   chunk's rows past the tile are never stored).
+* Paired (OS arrays with ``ArrayConfig.paired_depthwise``, 3-wide windows at
+  horizontal stride 2): a window row is one chain, not one per phase. A paired
+  COMPUTE (``hdl.isa.COMPUTE``) multiplies tap 0 by a secondary stream read
+  ``PAIRED_SECONDARY_OFFSET`` rows after the primary one, so with the primary
+  stream from two rows before the window row's first pixel, output ``ox``'s
+  pixels ``2 ox + 1`` (secondary), ``2 ox`` and ``2 ox + 2`` (primary) are
+  taps 0, 1 and 2: weight rows ``w[dy, 1], w[dy, 0], w[dy, 2]`` and chunks
+  of R - 2 outputs, each beat bringing a column an even and an odd pixel (a
+  3x3 window: three chains per tile instead of six). A load group's rows
+  start two rows into its slot, so that the primary stream's first row (read,
+  never used) is the slot's own, not the other slot's, which a LOAD may be
+  writing meanwhile.
 * Stacks (WS): window row j of a load group is ``j * Wp`` beats further down
   the same stream, so one COMPUTE takes a stack of window rows when stationary
   row ``j' * Wp + k`` holds the stack's j'-th row's tap k, while ``(stack - 1)
@@ -56,8 +68,8 @@ waits for the reads in flight).
 import numpy as np
 
 from hdl.config import AcceleratorConfig, Dataflow
-from hdl.isa import (COMPUTE, INSTRUCTION_BITS, MAX_COMPUTE_BEATS, MAX_SRAM_GAP, Instruction, Opcode, Target,
-                     target_element_bytes)
+from hdl.isa import (COMPUTE, INSTRUCTION_BITS, MAX_COMPUTE_BEATS, MAX_SRAM_GAP, PAIRED_SECONDARY_OFFSET, Instruction,
+                     Opcode, Target, target_element_bytes)
 from hdl.numerics import ArithMode
 
 from .memory import FeatureMap, MemoryImage
@@ -86,10 +98,20 @@ class DepthwisePlan:
         if taps_per_phase > rows:
             raise ValueError(f"A {kernel[1]}-wide window at stride {stride[1]} needs {taps_per_phase} taps per "
                              f"column; the array has {rows} rows")
-        self.taps = taps_per_phase
+        # A 3-wide window at stride 2 takes paired COMPUTEs where the array has them and rows for their 3 taps:
+        # both phases in one chain.
+        self.paired = config.array.paired_depthwise and kernel[1] == 3 and stride[1] == 2 and kernel[1] <= rows
+        # A COMPUTE's taps (OS: weight rows that count); an output row's window reaches halo pixels per
+        # phase past its last output (Wp = segment width + halo).
+        self.taps = kernel[1] if self.paired else taps_per_phase
+        self.halo = taps_per_phase - 1
         # OS: a COMPUTE's results; a tile's last chunk runs past its outputs by up to chunk - 1 rows.
-        self.chunk = rows - taps_per_phase + 1
-        self.phases = min(stride[1], kernel[1])
+        self.chunk = rows - self.taps + 1
+        self.phases = 1 if self.paired else min(stride[1], kernel[1])
+        # Rows a COMPUTE reads before its window row's first pixel (a load group's rows start this far into
+        # their slot), and the last first row of its streams (its reads end R - 1 strides after it).
+        starts = [start for phase in range(self.phases) for start in self.stream_starts(phase)]
+        self.lead, self.last_start = max(0, -min(starts)), max(starts)
         # Window rows of each vertical phase: one load group each.
         self.groups = [list(range(q, kernel[0], stride[0])) for q in range(min(stride[0], kernel[0]))]
         self.extra_rows = max(map(len, self.groups)) - 1
@@ -129,9 +151,9 @@ class DepthwisePlan:
         holds its tap k, while ``(stack - 1) * Wp + taps <= R``.
         """
         rows, stride = self.rows, self.stride
-        width = segment_width + self.taps - 1
+        width = segment_width + self.halo
         stack = 1 if self.os else min(self.extra_rows + 1, (rows - self.taps) // width + 1)
-        tile_rows = min(self.out_height, (self.act_half // stride[1] - rows) // width - self.extra_rows,
+        tile_rows = min(self.out_height, ((self.act_half - self.lead) // stride[1] - rows) // width - self.extra_rows,
                         (self.acc_half - segment_width - self.chunk + 1) // width + 1 if self.os
                         else self.acc_half // width,
                         (MAX_COMPUTE_BEATS - segment_width + 1 - rows) // width + 1)
@@ -158,6 +180,20 @@ class DepthwisePlan:
                 cost += max(computes * (positions - 1 + rows), reads)
                 slack += max(computes * (positions - 1 + rows) - reads, 0)
         return segment_width, width, stack, tile_rows, slack, cost
+
+    def stream_starts(self, phase: int) -> tuple[int, ...]:
+        """The first activation row of each stream of a COMPUTE of ``phase`` (its primary stream first) for
+        output 0, relative to its window row's first pixel. Paired: pixel 1 (tap 0) on the secondary stream,
+        so the primary one starts ``PAIRED_SECONDARY_OFFSET - 1`` rows before pixel 0 (its beat 0 is read,
+        never used; its beats 1 and 2 are pixels 0 and 2, taps 1 and 2)."""
+        if self.paired:
+            return 1 - PAIRED_SECONDARY_OFFSET, 1
+        return (phase,)
+
+    def tap_columns(self, phase: int) -> list[int]:
+        """The window columns ``dx`` of a COMPUTE of ``phase``'s taps, in weight row order (paired: tap 0
+        multiplies the secondary stream's odd pixel)."""
+        return [1, 0, 2] if self.paired else list(range(phase, self.kernel[1], self.stride[1]))
 
     def stationary_rows(self, stacks: list[list[int]]) -> int:
         """Rows of a stationary tile of a load group's ``stacks`` up to the last that holds a tap."""
@@ -194,7 +230,7 @@ def _stationary_tiles(weights: np.ndarray, plan: DepthwisePlan, stacks: list[lis
     for index, dys in enumerate(stacks):
         for j, dy in enumerate(dys):
             for phase in range(plan.phases):
-                taps = weights[dy, phase::plan.stride[1]]
+                taps = weights[dy, plan.tap_columns(phase)]
                 tiles[index, phase, j * plan.width:j * plan.width + len(taps)] = taps
     return tiles.reshape(-1, weights.shape[2])[:, lanes]
 
@@ -267,7 +303,7 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
                                            first_col=stride[1] * first_col, out_cols=loaded_width,
                                            stride=(stride[0], 1), offset=(offset[0] + q, offset[1]))
                     act_fields, act_layouts[slot] = _data_rows(
-                        {"target": Target.ACTIVATIONS, "sram_addr": act_base, "row_elems": channels,
+                        {"target": Target.ACTIVATIONS, "sram_addr": act_base + plan.lead, "row_elems": channels,
                          "pad_value": 0, **fields}, act_layouts[slot])
                     loads.append(Instruction(Opcode.LOAD, act_fields, push_next=True))
                     # A stack starts at its first window row: j rows of the load group down.
@@ -276,11 +312,12 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
                         (j, phase) for j in starts for phase in range(plan.phases)) for chunk in chunks]
                     for number, (index, j, phase, chunk) in enumerate(steps):
                         body.append(Instruction(Opcode.COMPUTE, {
-                            "act_addr": act_base + j * loaded_width + phase + stride[1] * chunk,
+                            "act_addr": act_base + plan.lead + j * loaded_width + plan.stream_starts(phase)[0]
+                            + stride[1] * chunk,
                             "act_stride_log2": plan.stride_log2,
                             "weight_addr": weight_base + index * rows, "acc_addr": acc_base + chunk,
                             "beats": rows if plan.os else plan.beats(tile_rows, width),
-                            "taps": plan.taps if plan.os else 0,
+                            "taps": plan.taps if plan.os else 0, "paired": int(plan.paired),
                             "accumulate": int(done >= len(chunks)), "mode": ArithMode.INT8, "depthwise": 1},
                             pop_prev=number == 0, push_prev=number == len(steps) - 1,
                             pop_next=done == 0 and tile >= acc_slots, push_next=done == computes - 1))
@@ -303,8 +340,8 @@ MAX_SLOTS = 4
 
 def _slots(config: AcceleratorConfig, plan: DepthwisePlan) -> tuple[int, int, int]:
     """Rows of an activation, weight and accumulator slot: what a group's LOADs write and its COMPUTEs read
-    (a COMPUTE's tail reads past its rows), what a tile's COMPUTEs write; at least half the memory's
-    rows when a slot would not leave room for two."""
+    (a COMPUTE's tail reads past its rows, a paired one's primary stream before them), what a tile's
+    COMPUTEs write; at least half the memory's rows when a slot would not leave room for two."""
     rows, stride = plan.rows, plan.stride[1]
     act = weight = acc = 0
     for first in range(0, plan.out_height, plan.tile_rows):
@@ -313,8 +350,9 @@ def _slots(config: AcceleratorConfig, plan: DepthwisePlan) -> tuple[int, int, in
             last_stack = sum(map(len, stacks[:-1]))
             chunk = plan.chunks(tile)[-1]
             beats = rows if plan.os else plan.beats(tile)
-            act = max(act, (tile + len(dys) - 1) * stride * plan.width,
-                      last_stack * stride * plan.width + plan.phases - 1 + stride * (chunk + beats - 1) + 1)
+            act = max(act, plan.lead + max((tile + len(dys) - 1) * stride * plan.width,
+                                           last_stack * stride * plan.width + plan.last_start
+                                           + stride * (chunk + beats - 1) + 1))
             weight = max(weight, len(stacks) * plan.phases * rows)
         # (a STORE of a segment's rows reads Wp accumulator rows per output row)
         acc = max(acc, plan.positions(tile) + (plan.chunk - 1 if plan.os else 0), tile * plan.width)

@@ -20,7 +20,9 @@ on the unit that executes it, from the hardware's documented behaviour (``hdl/*.
   flight; its weight and activation jobs queue for their row readers); each COMPUTE streams its activation beats (OS: with its weight rows in lockstep;
   WS: after its R weight rows, which enter the array only once the previous COMPUTE's
   activations have); it retires when its last result row is written, the array's drain
-  (``stream_cycles``) later; SYNC retires in order;
+  (``stream_cycles``) later; SYNC retires in order. A paired depthwise COMPUTE's secondary rows
+  come from a second reader started with the activation reader and read in lockstep with it (one
+  more read per beat, on a port of its own), so it times as any OS depthwise COMPUTE of its beats;
 * **store**: a front end streams a STORE's accumulator rows through the post-processor (two
   parameter banks, so consecutive STOREs follow each other through it; a STORE's reads start once
   the previous STORE's are issued and the rows of the one before have left it) into an output queue
@@ -489,7 +491,8 @@ class _Machine:
                 weights = max(check + 1, self.weights_free)
                 self.weight_jobs.append(weights)
                 if os:
-                    # Weights go in lockstep with the activations, transposed ones R rows behind the reader.
+                    # Weights go in lockstep with the activations, transposed ones R rows behind the reader
+                    # (a paired COMPUTE's secondary rows too: their reader starts and streams with this one).
                     transposed = 0 if f["depthwise"] else rows
                     enter = max(self.array_free, job + t.act_latency + transposed, weights + t.act_latency)
                     self.array_free = enter + beats

@@ -16,6 +16,7 @@ from hdl.isa import Opcode, Target
 from hdl.numerics import ArithMode
 from quant import golden
 from quant.compiler import UnsupportedLayer, compile_graph
+from quant.depthwise import DepthwisePlan
 from quant.frontend import trace
 from quant.graph import ChannelShuffle, Concat, Slice
 from quant.isasim import IsaSimulator
@@ -306,6 +307,58 @@ def test_group_convolutions(dataflow, seed):
     wide = next(n.name for n in graph.nodes if n.name.startswith("wide"))
     narrow = next(n.name for n in graph.nodes if n.name.startswith("narrow"))
     assert configs[wide] == 2 and configs[narrow] == 1, configs
+
+
+class StridedDepthwiseNet(nn.Module):
+    """3x3 depthwise convolutions of 6 channels (a partial second block on 4 lanes) on odd widths: at stride 2
+    padded and unpadded, at horizontal stride 2 only, and at stride 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.padded = nn.Sequential(nn.Conv2d(6, 6, 3, 2, 1, groups=6), nn.ReLU())
+        self.unpadded = nn.Sequential(nn.Conv2d(6, 6, 3, 2, 0, groups=6), nn.ReLU())
+        self.wide = nn.Sequential(nn.Conv2d(6, 6, 3, (1, 2), (0, 1), groups=6), nn.ReLU())
+        self.flat = nn.Conv2d(6, 6, 3, 1, 1, groups=6)
+
+    def forward(self, x):
+        return self.flat(self.wide(self.unpadded(self.padded(x))))
+
+
+@pytest.mark.parametrize("dataflow, rows, cols", [("os", 4, 4), ("os", 3, 4), ("os", 4, 3), ("os", 8, 8),
+                                                  ("os", 2, 3), ("ws", 4, 4)])
+def test_strided_depthwise_pairs_phases_on_os(dataflow, rows, cols, seed):
+    """On OS arrays of 3 rows or more (``ArrayConfig.paired_depthwise``) a 3-wide window at horizontal stride
+    2 takes paired COMPUTEs: one chain of R-beat COMPUTEs of taps 3 per window row (chunks of R - 2 outputs)
+    instead of one per phase; the primary stream starts two rows into the load group's slot. Bit-exact
+    against the golden model, with the simulator's race checks; stride 1, WS and 2-row arrays keep phases."""
+    torch.manual_seed(seed)
+    images = torch.rand(2, 6, 23, 27, generator=torch.Generator().manual_seed(seed))
+    graph = trace(StridedDepthwiseNet().eval(), (6, 23, 27))
+    graph = quantize(graph, calibrate(graph, images))
+    # (8x8: 8-lane rows of 15 pixels per phase need more than the 64 rows of half a 2 KiB scratchpad)
+    accelerator = replace(config(dataflow, rows, cols), spad_kib=8 if rows == 8 else 2)
+    net = check_every_tensor(accelerator, graph, quantize_input(graph, images.numpy())[0],
+                             f"strided depthwise net, {dataflow} {rows}x{cols} (seed {seed})")
+    nodes = {node.name: node for node in graph.nodes}
+    paired = dataflow == "os" and rows >= 3
+    for span in net.layers:
+        node = nodes[span.name]
+        computes = [i.fields for i in net.program[span.start:span.end] if i.opcode == Opcode.COMPUTE]
+        if node.stride[1] == 2:      # in the array's depthwise mode (R = 2 takes a 3-wide window in phases only)
+            assert computes and all(f["depthwise"] for f in computes), span.name
+        if paired and node.stride[1] == 2:
+            assert all(f["paired"] and f["taps"] == 3 and f["act_stride_log2"] == 1 for f in computes), span.name
+            # Three chains (window rows) per tile and block, each of ceil(Wp positions / (R - 2)) COMPUTEs.
+            y = net.feature_maps[node.output]
+            plan = DepthwisePlan(net.config, node.kernel, node.stride, y.height, y.width)
+            tiles = [min(plan.tile_rows, y.height - first) for first in range(0, y.height, plan.tile_rows)]
+            chains = sum(len(plan.chunks(tile)) for tile in tiles) * y.channel_blocks
+            assert (plan.phases, plan.chunk, plan.lead) == (1, rows - 2, 2)
+            assert len(computes) == 3 * chains, span.name
+        else:
+            assert not any(f["paired"] for f in computes), span.name
+            if dataflow == "os" and node.stride[1] == 2:     # two phases: taps {0, 2}, then {1}
+                assert {f["taps"] for f in computes} == {2} and {f["act_addr"] % 2 for f in computes} == {0, 1}
 
 
 @pytest.mark.parametrize("dataflow", ["ws", "os"])

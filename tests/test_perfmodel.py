@@ -13,7 +13,7 @@ import torch
 
 from hdl.config import AcceleratorConfig, ArrayConfig
 from hdl.isa import Instruction, Opcode, Target
-from hdl.numerics import ArithMode
+from hdl.numerics import ArithMode, quantize_multiplier
 from quant.compiler import compile_graph
 from quant.frontend import trace
 from quant.isasim import IsaError, IsaSimulator
@@ -22,6 +22,7 @@ from quant.perfmodel import predict_net, predict_program
 from quant.ptq import calibrate, quantize, quantize_input
 from quant.report import layer_figures
 from quant.summary import summarize
+from quant.vector import Window, compile_depthwise, output_size
 from quant.zoo import ZOO
 from sim.net_runner import layer_segments, run_layers
 
@@ -135,3 +136,22 @@ def test_a_load_writing_alike_starts_while_the_last_one_drains():
     # (whose start-up of so short a program is 2 cycles long).
     assert cycles[1] - cycles[0] == predicted[1] - predicted[0] == 6, (cycles, predicted)
     assert all(abs(predicted[key] - cycles[key]) <= 2 for key in cycles), (cycles, predicted)
+
+
+def test_paired_depthwise_is_timed_from_its_beats():
+    """A 3x3 stride-2 depthwise layer on 16x16 OS takes paired COMPUTEs (``quant.depthwise``: both phases of
+    a window row in one chain of R-beat COMPUTEs); the model times them from their beats like any OS depthwise
+    COMPUTE (its secondary reader streams with the activation reader) and predicts more than half the
+    depthwise mode's 3 x C MACs per cycle (issue 5's goal; one chain per phase stayed below 48%)."""
+    config = AcceleratorConfig(ArrayConfig(16, 16, "os", "int8"))
+    rng = np.random.default_rng(0)
+    x, window = rng.integers(-128, 128, size=(56, 56, 32)), Window(3, 2, 1)
+    scales = [quantize_multiplier(s) for s in rng.uniform(1e-4, 1e-2, 32)]
+    program = compile_depthwise(config, x, rng.integers(-128, 128, (3, 3, 32)), window, rng.integers(-3000, 3000, 32),
+                                np.array([m for m, _ in scales]), np.array([s for _, s in scales]), on_array=True)
+    computes = [i.fields for i in program.program if i.opcode == Opcode.COMPUTE]
+    assert computes and all(f["paired"] and f["beats"] == 16 for f in computes)
+    predicted = predict_program(config, program.program, program_address=program.program_address)
+    assert predicted.array_busy == 16 * len(computes) and predicted.instructions == len(program.program)
+    macs = output_size(56, window) ** 2 * 9 * 32
+    assert macs / (3 * 16 * predicted.cycles) > 0.5, predicted
