@@ -10,6 +10,7 @@ from hdl.numerics import (
     binary_lane_dot,
     binary_signs,
     golden_gemm,
+    golden_paired_depthwise,
     neutral_padding,
     random_operands,
     wrap_acc,
@@ -67,3 +68,24 @@ def test_neutral_padding_adds_nothing(mode):
 def test_golden_gemm_rejects_mismatched_shapes():
     with pytest.raises(ValueError, match=r"must be \(M, K\) and \(K, N\), not \(2, 3\) and \(4, 1\)"):
         golden_gemm(np.zeros((2, 3)), np.zeros((4, 1)), ArithMode.INT8)
+
+
+def test_golden_paired_depthwise_matches_a_stride_2_window(seed):
+    """A paired correlation of the even and odd columns of a row is its stride-2 3-wide correlation
+    with the taps in the order 1, 0, 2 (``hdl.isa.COMPUTE``'s paired form)."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-128, 128, (40, 5))
+    w = rng.integers(-128, 128, (3, 5))
+    outputs = (len(x) - 3) // 2 + 1
+    direct = np.array([[sum(int(x[2 * i + dx, lane]) * int(w[dx, lane]) for dx in range(3)) for lane in range(5)]
+                       for i in range(outputs)])
+    primary = np.concatenate([np.zeros((1, 5), dtype=np.int64), x[0::2]])   # primary[n] = x[2n - 2]
+    secondary = x[1::2][:len(primary)]
+    secondary = np.concatenate([secondary, np.zeros((len(primary) - len(secondary), 5), dtype=np.int64)])
+    got = golden_paired_depthwise(primary, secondary, w[[1, 0, 2]])
+    np.testing.assert_array_equal(got[:outputs], direct)
+
+
+def test_golden_paired_depthwise_rejects_streams_of_different_shapes():
+    with pytest.raises(ValueError, match="one shape"):
+        golden_paired_depthwise(np.zeros((4, 2)), np.zeros((3, 2)), np.zeros((3, 2)))
