@@ -83,7 +83,7 @@ class Accelerator(wiring.Component):
                 wiring.connect(m, getattr(load, f"write_{target.name.lower()}"),
                                memories[target].write_port(granularity=8))
         wiring.connect(m, compute.act_read, memories[Target.ACTIVATIONS].read_port())
-        if config.array.paired_depthwise:
+        if config.array.paired:
             wiring.connect(m, compute.act_read_secondary, memories[Target.ACTIVATIONS].read_port())
         wiring.connect(m, compute.weight_read, memories[Target.WEIGHTS].read_port())
         wiring.connect(m, store.acc_read, memories[Target.ACCUMULATORS].read_port())

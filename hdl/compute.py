@@ -33,7 +33,7 @@ class ComputeUnit(wiring.Component):
     prev_token_available / next_token_available : In(1)  load->compute / store->compute tokens
     pop_prev, pop_next, push_prev, push_next : Out(1)     token pulses
     act_read, weight_read : scratchpad read ports;  acc_read, acc_write : accumulator ports
-    act_read_secondary : (``config.array.paired_depthwise``) a second activation read port: paired COMPUTEs'
+    act_read_secondary : (``config.array.paired``) a second activation read port: paired COMPUTEs'
                          secondary rows
     array_busy : Out(1)   an activation beat enters the array this cycle
     acc_busy : Out(1)     the accumulator ports are used this cycle (a result row read or written)
@@ -70,7 +70,7 @@ class ComputeUnit(wiring.Component):
             "act_read": In(memory.ReadPort.Signature(addr_width=address_width(config.act_rows), shape=rows * 8)),
             **({"act_read_secondary": In(memory.ReadPort.Signature(addr_width=address_width(config.act_rows),
                                                                    shape=rows * 8))}
-               if config.array.paired_depthwise else {}),
+               if config.array.paired else {}),
             "weight_read": In(memory.ReadPort.Signature(addr_width=address_width(config.weight_rows), shape=cols * 8)),
             "acc_read": In(memory.ReadPort.Signature(addr_width=acc_width, shape=cols * ACC_BITS)),
             "acc_write": In(memory.WritePort.Signature(addr_width=acc_width, shape=cols * ACC_BITS)),
@@ -87,7 +87,7 @@ class ComputeUnit(wiring.Component):
         weight_reader = m.submodules.weight_reader = RowReader(addr_width=len(self.weight_read.addr),
                                                                row_shape=cols * 8)
         wiring.connect(m, act_reader.port, wiring.flipped(self.act_read))
-        paired = config.array.paired_depthwise
+        paired = config.array.paired
         if paired:
             secondary_reader = m.submodules.secondary_reader = RowReader(addr_width=len(self.act_read.addr),
                                                                          row_shape=rows * 8)

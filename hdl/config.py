@@ -124,6 +124,11 @@ class ArrayConfig:
     dsp_primitive : DspPrimitive or str or None
         Instantiate this FPGA DSP block (``"ecp5"``) with its registers in each DSP PE instead
         of a ``*``; needs ``pipelined`` and int8 arithmetic. Default: none.
+    paired : bool or None
+        (OS with the depthwise mode) take paired depthwise COMPUTEs (``hdl.isa.COMPUTE``): a
+        stride-2 window's even and odd columns in one COMPUTE, at the cost of a second activation
+        read port, a third operand per PE and R (R - 1) / 2 lane registers. Default: on where the
+        array can.
 
     Raises
     ------
@@ -139,6 +144,7 @@ class ArrayConfig:
     pipelined: bool = False
     depthwise: bool | None = None
     dsp_primitive: DspPrimitive | None = None
+    paired: bool | None = None
 
     PRODUCT_STAGES = 2      # the product's registers: its halves (Booth sums; a DSP block's output register), then whole
     PIPELINE_STAGES = 1 + PRODUCT_STAGES     # with the edge register
@@ -160,6 +166,15 @@ class ArrayConfig:
         elif not isinstance(self.depthwise, bool):
             raise TypeError(f"Array depthwise must be True, False or None (the default: on), "
                             f"not {self.depthwise!r}")
+        can_pair = self.dataflow == Dataflow.OS and self.depthwise
+        if self.paired is None:
+            object.__setattr__(self, "paired", can_pair)
+        elif not isinstance(self.paired, bool):
+            raise TypeError(f"Array paired must be True, False or None (the default: on where the array can), "
+                            f"not {self.paired!r}")
+        elif self.paired and not can_pair:
+            raise ValueError(f"Paired depthwise COMPUTEs need an OS array with the depthwise mode, not "
+                             f"dataflow {self.dataflow.value} with depthwise {self.depthwise}")
         if self.dsp_primitive is not None:
             object.__setattr__(self, "dsp_primitive", _coerce(DspPrimitive, self.dsp_primitive, "DSP primitive"))
             problem = self.dsp_primitive_problem(self.dsp_primitive)
@@ -177,10 +192,11 @@ class ArrayConfig:
     @classmethod
     def from_strings(cls, pe: str, dataflow: str, arith: str, multipliers: str = "dsp",
                      dsp_limit: int | None = None, pipelined: bool = False,
-                     depthwise: bool | None = None, dsp_primitive: str | None = None) -> "ArrayConfig":
+                     depthwise: bool | None = None, dsp_primitive: str | None = None,
+                     paired: bool | None = None) -> "ArrayConfig":
         """Build from CLI-style text, e.g. ``("16x16", "os", "int8")``."""
         rows, cols = parse_pe(pe)
-        return cls(rows, cols, dataflow, arith, multipliers, dsp_limit, pipelined, depthwise, dsp_primitive)
+        return cls(rows, cols, dataflow, arith, multipliers, dsp_limit, pipelined, depthwise, dsp_primitive, paired)
 
     @property
     def latency_stages(self) -> int:
@@ -216,13 +232,6 @@ class ArrayConfig:
         return self.pipelined and (self.depthwise or self.dsp_primitive is not None)
 
     @property
-    def paired_depthwise(self) -> bool:
-        """Whether the array takes paired depthwise COMPUTEs (``hdl.isa.COMPUTE``): OS with the depthwise
-        mode, where a stride-2 window's even and odd columns then share a COMPUTE (a second activation read
-        per beat, a third operand per PE)."""
-        return self.dataflow == Dataflow.OS and self.depthwise
-
-    @property
     def early_weights(self) -> bool:
         """Whether PEs get the streamed weight a cycle early: OS with a DSP primitive (its input register)."""
         return self.dsp_primitive is not None and self.dataflow == Dataflow.OS
@@ -245,6 +254,7 @@ class ArrayConfig:
         return (f"systolic_{self.rows}x{self.cols}_{self.dataflow.value}_{self.arith.value}"
                 f"{suffix[self.multipliers]}{'_p' if self.pipelined else ''}"
                 f"{'' if self.depthwise else '_nodw'}"
+                f"{'_nopair' if self.dataflow == Dataflow.OS and self.depthwise and not self.paired else ''}"
                 f"{'' if self.dsp_primitive is None else '_' + self.dsp_primitive.value}")
 
     @staticmethod

@@ -31,7 +31,7 @@ def activation_lane_layout(config: ArrayConfig) -> data.StructLayout:
         fields["first"] = 1
     if config.depthwise:
         fields["depthwise"] = 1
-    if config.paired_depthwise:
+    if config.paired:
         fields["secondary"] = 1
     if config.arith == ArithSupport.BOTH:
         fields["mode"] = ArithMode
@@ -141,7 +141,7 @@ class ProcessingElement(wiring.Component):
     psum_in, psum_out : (WS) partial sum from above, plus this PE's product, registered downwards.
     column_in : (depthwise mode) the column's channel, multiplied instead of ``act_in.data`` on depthwise beats
         (pipelined: a cycle early, like ``act_early``).
-    column_secondary_in : (``config.paired_depthwise``) the column's secondary channel, multiplied instead on
+    column_secondary_in : (``config.paired``) the column's secondary channel, multiplied instead on
         depthwise beats flagged ``secondary`` (pipelined: a cycle early).
     act_early : (``config.early_operands``) ``act_in`` a cycle before it arrives, which selects the operand.
     weight_early : (``config.early_weights``) ``weight_in`` a cycle before it arrives.
@@ -169,7 +169,7 @@ class ProcessingElement(wiring.Component):
             members["result"] = Out(ACCUMULATOR)
         if config.depthwise:
             members["column_in"] = In(OPERAND)
-        if config.paired_depthwise:
+        if config.paired:
             members["column_secondary_in"] = In(OPERAND)
         if config.early_operands:
             members["act_early"] = In(act)
@@ -248,7 +248,7 @@ class ProcessingElement(wiring.Component):
         if not self.config.depthwise:
             return lane.data
         column = self.column_in
-        if self.config.paired_depthwise:
+        if self.config.paired:
             column = Mux(lane.secondary, self.column_secondary_in, self.column_in)
         return Mux(lane.depthwise, column, lane.data)
 

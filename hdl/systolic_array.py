@@ -47,7 +47,7 @@ Depthwise mode (arrays with ``config.depthwise``)
       beat's (or 0): the compute unit streams weight 0 at such beats and keeps
       only the rows that do not need them.
 
-    * OS paired (``config.paired_depthwise``): each beat brings a second row,
+    * OS paired (``config.paired``): each beat brings a second row,
       ``secondary_data``, and on a beat flagged ``secondary`` row i's PEs
       multiply its lane j (skewed like lane j) instead: set on a tile's first
       beat, row i sums ``secondary[i][j] * w[0][j] + sum_{k >= 1} x[i + k][j] *
@@ -85,7 +85,7 @@ def activation_beat_layout(config: ArrayConfig) -> data.StructLayout:
         fields["mode"] = ArithMode
     if config.depthwise:
         fields["depthwise"] = 1
-    if config.paired_depthwise:
+    if config.paired:
         fields["secondary"] = 1
         fields["secondary_data"] = data.ArrayLayout(signed(OPERAND_BITS), config.rows)
     return data.StructLayout(fields)
@@ -196,7 +196,7 @@ class SystolicArray(wiring.Component):
                 m.d.comb += lane.mode.eq(acts.payload.mode)
             if config.depthwise:
                 m.d.comb += lane.depthwise.eq(acts.payload.depthwise)
-            if config.paired_depthwise:
+            if config.paired:
                 m.d.comb += lane.secondary.eq(acts.payload.secondary)
             with m.If(act_fire):
                 m.d.comb += [lane.valid.eq(1), lane.last.eq(acts.payload.last)]
@@ -212,7 +212,7 @@ class SystolicArray(wiring.Component):
                 channel = 0 if col >= rows else entering[col].data if config.pipelined else pes[col][0].act_in.data
                 for row in range(rows):
                     m.d.comb += pes[row][col].column_in.eq(channel)
-                if config.paired_depthwise and col < rows:
+                if config.paired and col < rows:
                     # Skewed like `channel`: col registers (pipelined: one edge register more, less the cycle early).
                     secondary = _delayed(m, acts.payload.secondary_data[col], col, f"secondary_skew_{col}")
                     for row in range(rows):

@@ -26,7 +26,7 @@ next R - T + 1 of them, below):
   R-beat COMPUTEs with ``taps`` T = ceil(kw / s), the one from beat ``c``
   writing accumulator rows ``c .. c + R - T`` (chunks of R - T + 1; the last
   chunk's rows past the tile are never stored).
-* Paired (OS arrays with ``ArrayConfig.paired_depthwise``, 3-wide windows at
+* Paired (OS arrays with ``ArrayConfig.paired``, 3-wide windows at
   horizontal stride 2): a window row is one chain, not one per phase. A paired
   COMPUTE (``hdl.isa.COMPUTE``) multiplies tap 0 by a secondary stream read
   ``PAIRED_SECONDARY_OFFSET`` rows after the primary one, so with the primary
@@ -100,7 +100,7 @@ class DepthwisePlan:
                              f"column; the array has {rows} rows")
         # A 3-wide window at stride 2 takes paired COMPUTEs where the array has them and rows for their 3 taps:
         # both phases in one chain.
-        self.paired = config.array.paired_depthwise and kernel[1] == 3 and stride[1] == 2 and kernel[1] <= rows
+        self.paired = config.array.paired and kernel[1] == 3 and stride[1] == 2 and kernel[1] <= rows
         # A COMPUTE's taps (OS: weight rows that count); an output row's window reaches halo pixels per
         # phase past its last output (Wp = segment width + halo).
         self.taps = kernel[1] if self.paired else taps_per_phase

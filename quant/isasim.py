@@ -205,7 +205,7 @@ class IsaSimulator:
         if f["depthwise"] and not array.depthwise:
             raise IsaError(f"{where}: depthwise COMPUTE on an array generated without the depthwise mode "
                            f"(dataflow {array.dataflow.value})")
-        if f["paired"] and not (array.paired_depthwise and f["depthwise"] and f["act_stride_log2"] == 1):
+        if f["paired"] and not (array.paired and f["depthwise"] and f["act_stride_log2"] == 1):
             raise IsaError(f"{where}: a paired COMPUTE must be depthwise with act_stride_log2 1 on an OS array "
                            f"with the depthwise mode (dataflow {array.dataflow.value}, depthwise "
                            f"{f['depthwise']}, act_stride_log2 {f['act_stride_log2']})")

@@ -324,23 +324,27 @@ class StridedDepthwiseNet(nn.Module):
         return self.flat(self.wide(self.unpadded(self.padded(x))))
 
 
-@pytest.mark.parametrize("dataflow, rows, cols", [("os", 4, 4), ("os", 3, 4), ("os", 4, 3), ("os", 8, 8),
-                                                  ("os", 2, 3), ("ws", 4, 4)])
-def test_strided_depthwise_pairs_phases_on_os(dataflow, rows, cols, seed):
-    """On OS arrays of 3 rows or more (``ArrayConfig.paired_depthwise``) a 3-wide window at horizontal stride
+@pytest.mark.parametrize("dataflow, rows, cols, pairs", [("os", 4, 4, True), ("os", 3, 4, True), ("os", 4, 3, True),
+                                                         ("os", 8, 8, True), ("os", 2, 3, True), ("os", 4, 4, False),
+                                                         ("ws", 4, 4, True)])
+def test_strided_depthwise_pairs_phases_on_os(dataflow, rows, cols, pairs, seed):
+    """On OS arrays of 3 rows or more (``ArrayConfig.paired``) a 3-wide window at horizontal stride
     2 takes paired COMPUTEs: one chain of R-beat COMPUTEs of taps 3 per window row (chunks of R - 2 outputs)
     instead of one per phase; the primary stream starts two rows into the load group's slot. Bit-exact
-    against the golden model, with the simulator's race checks; stride 1, WS and 2-row arrays keep phases."""
+    against the golden model, with the simulator's race checks; stride 1, WS, 2-row arrays and arrays generated
+    without paired COMPUTEs keep phases."""
     torch.manual_seed(seed)
     images = torch.rand(2, 6, 23, 27, generator=torch.Generator().manual_seed(seed))
     graph = trace(StridedDepthwiseNet().eval(), (6, 23, 27))
     graph = quantize(graph, calibrate(graph, images))
     # (8x8: 8-lane rows of 15 pixels per phase need more than the 64 rows of half a 2 KiB scratchpad)
     accelerator = replace(config(dataflow, rows, cols), spad_kib=8 if rows == 8 else 2)
+    if not pairs:
+        accelerator = replace(accelerator, array=replace(accelerator.array, paired=False))
     net = check_every_tensor(accelerator, graph, quantize_input(graph, images.numpy())[0],
                              f"strided depthwise net, {dataflow} {rows}x{cols} (seed {seed})")
     nodes = {node.name: node for node in graph.nodes}
-    paired = dataflow == "os" and rows >= 3
+    paired = dataflow == "os" and rows >= 3 and pairs
     for span in net.layers:
         node = nodes[span.name]
         computes = [i.fields for i in net.program[span.start:span.end] if i.opcode == Opcode.COMPUTE]

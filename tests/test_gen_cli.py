@@ -68,6 +68,12 @@ def test_no_depthwise_leaves_out_the_mode(dataflow):
     assert f"module systolic_2x2_{dataflow}_int8_nodw(" in without.stdout and "column_in" not in without.stdout
 
 
+def test_no_paired_leaves_out_the_secondary_operand():
+    paired, unpaired = gen("--pe", "2x2", "--top", "array"), gen("--pe", "2x2", "--top", "array", "--no-paired")
+    assert "module systolic_2x2_os_int8(" in paired.stdout and "column_secondary_in" in paired.stdout
+    assert "module systolic_2x2_os_int8_nopair(" in unpaired.stdout and "column_secondary_in" not in unpaired.stdout
+
+
 def test_dsp_primitive_is_instantiated_or_refused_in_one_line():
     result = gen("--pe", "2x2", "--top", "array", "--pipelined", "--dsp-primitive", "ecp5")
     assert result.returncode == 0, result.stderr
@@ -82,5 +88,6 @@ def test_help_documents_every_option():
     result = gen("--help")
     assert result.returncode == 0
     for option in ("--pe", "--dataflow", "--arith", "-o", "ws", "os", "int8", "binary", "both", "--spad-kib",
-                   "--acc-kib", "--bus-bits", "--channel-rows", "--top", "--regmap", "--no-depthwise", "--dsp-primitive"):
+                   "--acc-kib", "--bus-bits", "--channel-rows", "--top", "--regmap", "--no-depthwise", "--no-paired",
+                   "--dsp-primitive"):
         assert option in result.stdout

@@ -123,7 +123,7 @@ def depthwise_and_gemm_tiles(config, rng, tiles=12):
                 w[taps:] = 0
                 kept = min(rows, beats - taps + 1)
         x = rng.integers(-128, 128, (beats, rows))
-        paired = depthwise and config.paired_depthwise and index % 2 == 0
+        paired = depthwise and config.paired and index % 2 == 0
         cases.append((depthwise, mode, x, w, kept, rng.integers(-128, 128, x.shape) if paired else None))
     return cases
 
@@ -173,7 +173,7 @@ def test_depthwise_tiles_between_gemm_tiles_are_bit_exact(config, seed):
             weights += [weight_layout.const({"data": [int(v) for v in row]}).as_bits() for row in w]
             moded = {"mode": mode} if config.arith == ArithSupport.BOTH else {}
             for beat, row in enumerate(x):
-                if config.paired_depthwise:
+                if config.paired:
                     moded["secondary"] = secondary is not None and beat == 0
                     moded["secondary_data"] = [int(v) for v in (secondary[beat] if secondary is not None
                                                                 else rng.integers(-128, 128, len(row)))]

@@ -32,11 +32,15 @@ def add_array_options(parser: argparse.ArgumentParser, default_pe: str = "16x16"
     parser.add_argument("--no-depthwise", action="store_true",
                         help="leave out the array's depthwise mode (an operand multiplexer per PE); "
                              "depthwise layers then run on the accumulator path")
+    parser.add_argument("--no-paired", action="store_true",
+                        help="OS: leave out paired depthwise COMPUTEs (a second activation read port and a "
+                             "third operand per PE); stride-2 depthwise layers then take two COMPUTEs a window row")
 
 
 def array_config(args: argparse.Namespace) -> ArrayConfig:
     rows, cols = args.pe
-    return ArrayConfig(rows, cols, args.dataflow, args.arith, depthwise=False if args.no_depthwise else None)
+    return ArrayConfig(rows, cols, args.dataflow, args.arith, depthwise=False if args.no_depthwise else None,
+                       paired=False if args.no_paired and args.dataflow == "os" and not args.no_depthwise else None)
 
 
 def add_memory_options(parser: argparse.ArgumentParser) -> None:
