@@ -133,13 +133,13 @@ class ComputeUnit(wiring.Component):
                 activation_rows = stream.Signature(act_reader.rows.payload.shape()).create()
                 with m.If(streaming_depthwise):
                     # A paired delivery's beats need both readers' rows.
-                    both = act_reader.rows.valid & secondary_reader.rows.valid
-                    m.d.comb += [activation_rows.valid.eq(Mux(delivering.paired, both, act_reader.rows.valid)),
+                    secondary_ready = (~delivering.paired | secondary_reader.rows.valid) if paired else 1
+                    m.d.comb += [activation_rows.valid.eq(act_reader.rows.valid & secondary_ready),
                                  activation_rows.payload.eq(act_reader.rows.payload),
-                                 act_reader.rows.ready.eq(activation_rows.ready &
-                                                          (secondary_reader.rows.valid | ~delivering.paired)),
-                                 secondary_reader.rows.ready.eq(activation_rows.ready & act_reader.rows.valid &
-                                                                delivering.paired)]
+                                 act_reader.rows.ready.eq(activation_rows.ready & secondary_ready)]
+                    if paired:
+                        m.d.comb += secondary_reader.rows.ready.eq(activation_rows.ready & act_reader.rows.valid &
+                                                                   delivering.paired)
                 with m.Else():
                     m.d.comb += [transposer.rows_in.valid.eq(act_reader.rows.valid),
                                  act_reader.rows.ready.eq(transposer.rows_in.ready),

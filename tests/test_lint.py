@@ -19,6 +19,7 @@ def test_lint_clean(config, tmp_path):
 @pytest.mark.parametrize("config", [
     AcceleratorConfig(ArrayConfig(2, 3, "os", "both"), spad_kib=1, acc_kib=1, bus_bits=64),
     AcceleratorConfig(ArrayConfig(3, 2, "ws", "int8"), spad_kib=1, acc_kib=1, bus_bits=128),
+    AcceleratorConfig(ArrayConfig(2, 3, "os", "int8", paired=False), spad_kib=1, acc_kib=1, bus_bits=64),
 ], ids=accelerator_name)
 def test_accelerator_lint_clean(config, tmp_path):
     source = tmp_path / "accelerator.v"
