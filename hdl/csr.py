@@ -24,7 +24,8 @@ class ErrorCode(enum.Enum, shape=4):
                              # STORE keeps no channel or more than C)
     PROGRAM_OVERRUN = 5      # PROGRAM_LENGTH instructions fetched without an END
     ILLEGAL_FIELD = 6        # a field value the hardware cannot execute (OS COMPUTE beats not a multiple of R,
-                             # an undefined LOAD target or COMBINE operation)
+                             # an undefined LOAD target or COMBINE operation, a paired COMPUTE the array
+                             # cannot run: ``compute.ComputeUnit``'s error_field)
 
 
 class Control(enum.IntFlag):
