@@ -166,7 +166,7 @@ class ArrayConfig:
         elif not isinstance(self.depthwise, bool):
             raise TypeError(f"Array depthwise must be True, False or None (the default: on), "
                             f"not {self.depthwise!r}")
-        can_pair = self.dataflow == Dataflow.OS and self.depthwise
+        can_pair = self._can_pair()
         if self.paired is None:
             object.__setattr__(self, "paired", can_pair)
         elif not isinstance(self.paired, bool):
@@ -231,6 +231,10 @@ class ArrayConfig:
         the depthwise mode (the operand select) or a DSP primitive (its input registers)."""
         return self.pipelined and (self.depthwise or self.dsp_primitive is not None)
 
+    def _can_pair(self) -> bool:
+        """Whether the array could take paired COMPUTEs: OS with the depthwise mode."""
+        return self.dataflow == Dataflow.OS and self.depthwise
+
     @property
     def early_weights(self) -> bool:
         """Whether PEs get the streamed weight a cycle early: OS with a DSP primitive (its input register)."""
@@ -254,7 +258,7 @@ class ArrayConfig:
         return (f"systolic_{self.rows}x{self.cols}_{self.dataflow.value}_{self.arith.value}"
                 f"{suffix[self.multipliers]}{'_p' if self.pipelined else ''}"
                 f"{'' if self.depthwise else '_nodw'}"
-                f"{'_nopair' if self.dataflow == Dataflow.OS and self.depthwise and not self.paired else ''}"
+                f"{'_nopair' if self._can_pair() and not self.paired else ''}"
                 f"{'' if self.dsp_primitive is None else '_' + self.dsp_primitive.value}")
 
     @staticmethod

@@ -198,10 +198,7 @@ class IsaSimulator:
         if mode not in array.modes:
             raise IsaError(f"{where}: mode {mode.name} is not generated (arith {array.arith.value})")
         beats, stride = f["beats"], 1 << f["act_stride_log2"]
-        self._check_rows(self.activations, f["act_addr"], (beats - 1) * stride + 1 if beats else 0,
-                         "activation scratchpad", where)
-        activations = self.activations[f["act_addr"]:f["act_addr"] + beats * stride:stride]
-        self._touch("activations", slice(f["act_addr"], f["act_addr"] + beats * stride, stride))
+        activations = self._streamed_rows(f["act_addr"], beats, stride, where)
         if f["depthwise"] and not array.depthwise:
             raise IsaError(f"{where}: depthwise COMPUTE on an array generated without the depthwise mode "
                            f"(dataflow {array.dataflow.value})")
@@ -224,7 +221,8 @@ class IsaSimulator:
                 weights = slice(f["weight_addr"], f["weight_addr"] + taps)
                 primary = self._column_channels(activations[:array.rows])
                 if f["paired"]:
-                    secondary = self._secondary_rows(f, where)
+                    secondary = self._column_channels(self._streamed_rows(
+                        f["act_addr"] + PAIRED_SECONDARY_OFFSET, beats, stride, where)[:array.rows])
                     result = golden_paired_depthwise(primary, secondary, self.weights[weights])
                 else:
                     result = golden_depthwise(primary, self.weights[weights], mode)
@@ -250,12 +248,13 @@ class IsaSimulator:
         self.accumulators[target] = wrap_acc(self.accumulators[target] + result) if f["accumulate"] else result
         self.stats.macs += beats * array.rows * array.cols
 
-    def _secondary_rows(self, f: dict, where: str) -> np.ndarray:
-        """A paired COMPUTE's secondary stream: row act_addr + PAIRED_SECONDARY_OFFSET + 2n at beat n."""
-        first, beats = f["act_addr"] + PAIRED_SECONDARY_OFFSET, f["beats"]
-        self._check_rows(self.activations, first, 2 * (beats - 1) + 1, "activation scratchpad", where)
-        self._touch("activations", slice(first, first + 2 * beats, 2))
-        return self._column_channels(self.activations[first:first + 2 * beats:2][:self.config.array.rows])
+    def _streamed_rows(self, first: int, beats: int, stride: int, where: str) -> np.ndarray:
+        """The activation rows a COMPUTE's reader streams: row first + n * stride at beat n (a paired
+        COMPUTE's secondary stream from PAIRED_SECONDARY_OFFSET rows on), checked and recorded as read."""
+        self._check_rows(self.activations, first, (beats - 1) * stride + 1 if beats else 0,
+                         "activation scratchpad", where)
+        self._touch("activations", slice(first, first + beats * stride, stride))
+        return self.activations[first:first + beats * stride:stride]
 
     def _column_channels(self, activations: np.ndarray) -> np.ndarray:
         """A depthwise COMPUTE's operand per column: activation lane j for column j, 0 for j >= R."""

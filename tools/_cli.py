@@ -40,7 +40,7 @@ def add_array_options(parser: argparse.ArgumentParser, default_pe: str = "16x16"
 def array_config(args: argparse.Namespace) -> ArrayConfig:
     rows, cols = args.pe
     return ArrayConfig(rows, cols, args.dataflow, args.arith, depthwise=False if args.no_depthwise else None,
-                       paired=False if args.no_paired and args.dataflow == "os" and not args.no_depthwise else None)
+                       paired=False if args.no_paired else None)
 
 
 def add_memory_options(parser: argparse.ArgumentParser) -> None:
