@@ -10,10 +10,14 @@ tensor's channels are placed is planned once for the whole net (``_plan``):
 a computed channel is placed when the first layer reads it, next to the other
 channels that layer reads from the same producer (ShuffleNetV2's kept half
 then never moves); a per-channel layer (depthwise, pooling, add) writes its
-outputs in the lanes of its inputs. A producer writes whole blocks from lane 0
-(a store has no lane offset), so channels of different producers never share
-a block: a layer reading a mixture reads the unused lanes too, against zero
-weights.
+outputs in the lanes of its inputs. Of the int8 channels placed together,
+each producer's whole blocks of L come first, then the few channels left of
+each share blocks with other producers' (``_Plan._place``): a producer
+computes its part of a shared block from lane 0 and STOREs it at the byte
+offset of its first lane (``_Plan.as_written``), so it writes no more blocks
+than its channels need, and a layer reading a mixture reads fewer unused lanes
+(against zero weights): the 232 channels ShuffleNetV2's last stage reads at
+224x224 take 15 blocks of 16 lanes instead of 20.
 
 Dense and group convolutions run on the systolic array (``quant.conv``): the
 weights are laid out in array coordinates (output block x C columns, input
@@ -39,13 +43,13 @@ import numpy as np
 
 from hdl.config import AcceleratorConfig
 from hdl.isa import Instruction, Opcode
-from hdl.numerics import BINARY_VALUES_PER_LANE, ArithMode, neutral_padding
+from hdl.numerics import BINARY_VALUES_PER_LANE, ArithMode, neutral_padding, stored_bytes
 
 from .conv import lower_conv
 from .depthwise import lower_depthwise_array, plan_depthwise
 from .golden import windows
 from .graph import Add, Binarize, ChannelShuffle, Concat, Conv, Graph, Padding, Pool, PoolKind, Slice
-from .memory import FeatureMap, MemoryImage
+from .memory import FeatureMap, MemoryImage, row_stride
 from .program import fenced, load_channel_records, serialized
 from .vector import lower_add, lower_depthwise, lower_pool
 
@@ -166,7 +170,7 @@ class _Plan:
     def _adopt(self, owner: str, fmap: FeatureMap, channels: list[tuple[str, int]]) -> None:
         """Record the blocks of ``fmap`` as ``owner``'s and ``channels`` as its lanes, in order."""
         first = len(self.blocks.setdefault(owner, []))
-        self.blocks[owner] += [(fmap.block_address(b), fmap.block_channels(b)) for b in range(fmap.channel_blocks)]
+        self.blocks[owner] += [(fmap.block_address(b), 0, fmap.block_channels(b)) for b in range(fmap.channel_blocks)]
         for index, channel in enumerate(channels):
             self.where[channel] = (first + index // fmap.lanes, index % fmap.lanes)
 
@@ -178,13 +182,46 @@ class _Plan:
                                                self.lanes(owner), binary)
 
     def _place(self, name: str) -> None:
-        """Give ``name``'s unplaced channels new blocks, a run per producer, in ``name``'s order."""
+        """Give ``name``'s unplaced channels new blocks in ``name``'s order, producer after producer: int8
+        ones packed lane after lane (a producer's run may start mid-block, which its STOREs reach by their
+        byte offset), binary ones a run of whole blocks per producer."""
         pending: dict[str, list[tuple[str, int]]] = {}
         for channel in self.origin[name]:
             if channel not in self.where:
                 pending.setdefault(channel[0], []).append(channel)
+        if not pending:
+            return
+        if self.graph.tensors[name].kind == ArithMode.BINARY:
+            for owner, channels in pending.items():
+                self._adopt(owner, self._allocate(owner, len(channels)), channels)
+            return
+        lanes = self.lanes(name)
+        # Each producer's whole blocks, then its last few channels in a block shared with other producers'
+        # (first fit, most channels first): a producer still writes as few blocks as its channels need.
+        whole = {owner: len(channels) // lanes for owner, channels in pending.items()}
+        first_shared = sum(whole.values())
+        taken: list[int] = []           # lanes taken in each shared block
+        tails = {}                      # producer -> (block, first lane) of its last channels
+        for owner in sorted(pending, key=lambda owner: -(len(pending[owner]) % lanes)):
+            tail = len(pending[owner]) % lanes
+            if tail:
+                block = next((b for b, used in enumerate(taken) if used + tail <= lanes), len(taken))
+                if block == len(taken):
+                    taken.append(0)
+                tails[owner] = (first_shared + block, taken[block])
+                taken[block] += tail
+        fmap = self._allocate(next(iter(pending)), (first_shared + len(taken)) * lanes)
+        block = 0
         for owner, channels in pending.items():
-            self._adopt(owner, self._allocate(owner, len(channels)), channels)
+            runs = [(block + b, 0, lanes) for b in range(whole[owner])]
+            block += whole[owner]
+            if owner in tails:
+                runs.append((*tails[owner], len(channels) % lanes))
+            blocks = self.blocks.setdefault(owner, [])
+            places = [(len(blocks) + r, lane) for r, (_, first, count) in enumerate(runs)
+                      for lane in range(first, first + count)]
+            self.where.update(zip(channels, places))
+            blocks += [(fmap.block_address(b), first, count) for b, first, count in runs]
 
     def _mirror(self, node) -> None:
         """Place the output of a per-channel node in the lanes its input channels occupy."""
@@ -197,26 +234,45 @@ class _Plan:
                                        "lanes (they do when each is a whole layer's output)")
         fmap, slots = first
         region = self._allocate(node.output, fmap.channel_blocks * fmap.lanes)
-        self.blocks[node.output] = [(region.block_address(b), fmap.block_channels(b))
+        self.blocks[node.output] = [(region.block_address(b), 0, fmap.block_channels(b))
                                     for b in range(fmap.channel_blocks)]
         for channel, slot in enumerate(slots):
             self.where[(node.output, channel)] = divmod(int(slot), fmap.lanes)
 
     def view(self, name: str) -> tuple[FeatureMap, np.ndarray]:
-        """``name``'s feature map (the blocks holding its channels) and each channel's slot in it."""
-        order: dict[tuple[str, int], int] = {}
+        """``name``'s feature map as its readers see it (the blocks holding its channels, each loaded up to
+        its last lane of them) and each channel's slot in it."""
+        order: dict[int, int] = {}      # block address -> its index in the map
+        live: list[int] = []
         slots = []
         for owner, channel in self.origin[name]:
             block, lane = self.where[(owner, channel)]
-            index = order.setdefault((owner, block), len(order))
+            address, first, count = self.blocks[owner][block]
+            index = order.setdefault(address, len(order))
+            if index == len(live):
+                live.append(0)
+            live[index] = max(live[index], first + count)
             slots.append(index * self.lanes(name) + lane)
-        blocks = [self.blocks[owner][block] for owner, block in order]
+        return self._map(name, tuple(order), tuple(live)), np.asarray(slots, dtype=np.int64)
+
+    def as_written(self, name: str) -> tuple[FeatureMap, np.ndarray]:
+        """The blocks of computed tensor ``name`` as its producer writes them: each block's channels from
+        lane 0, stored at the byte offset of their first lane (int8 packs producers into shared blocks)."""
+        blocks = self.blocks[name]
+        slots = []
+        for channel in range(self.graph.tensors[name].shape[2]):
+            block, lane = self.where[(name, channel)]
+            slots.append(block * self.lanes(name) + lane - blocks[block][1])
+        offsets = tuple(first for _, first, _ in blocks)
+        return (replace(self._map(name, tuple(a for a, _, _ in blocks), tuple(n for _, _, n in blocks)),
+                        byte_offsets=offsets if any(offsets) else ()), np.asarray(slots, dtype=np.int64))
+
+    def _map(self, name: str, addresses: tuple[int, ...], counts: tuple[int, ...]) -> FeatureMap:
         height, width, channels = self.graph.tensors[name].shape
-        binary = self.graph.tensors[name].kind == ArithMode.BINARY
-        stride = self.image.regions[self.origin[name][0][0]].row_stride      # one per lane count and kind
-        fmap = FeatureMap(name, blocks[0][0], height, width, channels, self.lanes(name), stride,
-                          tuple(a for a, _ in blocks), tuple(n for _, n in blocks), binary)
-        return fmap, np.asarray(slots, dtype=np.int64)
+        kind, lanes = self.graph.tensors[name].kind, self.lanes(name)
+        stride = row_stride(stored_bytes(lanes, kind), self.image.alignment)
+        return FeatureMap(name, addresses[0], height, width, channels, lanes, stride, addresses, counts,
+                          kind == ArithMode.BINARY)
 
 
 def _packs_input(graph: Graph, node, lanes: int) -> bool:
@@ -319,13 +375,14 @@ def _global_average_plan(config: AcceleratorConfig, pool: Pool, y: FeatureMap):
 
 
 def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, maps: dict, slots: dict,
-           packed: dict[str, FeatureMap]) -> list[list[Instruction]]:
-    """One node's passes, each to be fenced: CONFIG and the pass's channel records, then its instructions."""
-    y = maps[node.output]
+           writer: tuple[FeatureMap, np.ndarray], packed: dict[str, FeatureMap]) -> list[list[Instruction]]:
+    """One node's passes, each to be fenced: CONFIG and the pass's channel records, then its instructions.
+    ``writer``: its output's blocks and channel slots as it writes them (``_Plan.as_written``)."""
+    y, y_slots = writer
     cols = config.array.cols
     if y.binary:
         y = _writer_view(config, y)
-    records = _records(config, node, y, slots[node.output])
+    records = _records(config, node, y, y_slots)
     offset = (-node.padding.top, -node.padding.left) if not isinstance(node, Add) else (0, 0)
     needed = weights = None
     conv = node
@@ -336,7 +393,7 @@ def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, ma
             conv = replace(node, weight=node.weight.reshape(len(node.weight), 1, 1, -1), stride=(1, 1),
                            padding=Padding(0, 0, 0, 0))
             offset = (0, 0)
-        weights, needed = _array_weights(config, conv, x, x_slots, y, slots[node.output])
+        weights, needed = _array_weights(config, conv, x, x_slots, y, y_slots)
     passes = []
     for blocks, inputs in _passes(config, y.channel_blocks, needed):
         channels = slice(blocks.start * cols, blocks.stop * cols)
@@ -417,7 +474,8 @@ def compile_graph(config: AcceleratorConfig, graph: Graph, x: np.ndarray) -> Com
         if isinstance(node, (Concat, Slice, ChannelShuffle)):
             continue
         start = len(program)
-        for instructions in _lower(config, image, graph, node, maps, slots, plan.packed):
+        writer = plan.as_written(node.output)
+        for instructions in _lower(config, image, graph, node, maps, slots, writer, plan.packed):
             program += fenced(instructions)     # the program before is balanced
         layers.append(LayerSpan(node.name, start, len(program)))
     program.append(Instruction(Opcode.END, {}))

@@ -18,7 +18,7 @@ from quant import golden
 from quant.compiler import UnsupportedLayer, compile_graph
 from quant.depthwise import DepthwisePlan
 from quant.frontend import trace
-from quant.graph import ChannelShuffle, Concat, Slice
+from quant.graph import ChannelShuffle, Concat, Conv, Slice
 from quant.isasim import IsaSimulator
 from quant.memory import MemoryImage
 from quant.ptq import calibrate, quantize, quantize_input
@@ -94,9 +94,29 @@ def test_channel_shuffle_and_split_copy_nothing(seed):
     owners = {net.feature_maps[name].block_address(b) for name in graph.tensors
               for b in range(net.feature_maps[name].channel_blocks)}
     computed = [node.output for node in graph.nodes if not isinstance(node, (ChannelShuffle, Concat, Slice))]
-    # Every block belongs to one computed tensor (or the input): views add none.
+    # Every block belongs to computed tensors (or the input): views add none.
     assert owners == {net.feature_maps[name].block_address(b) for name in (graph.input, *computed)
                       for b in range(net.feature_maps[name].channel_blocks)}
+    # The channels a convolution leaves over whole blocks share a block with other producers' (STOREd
+    # from a byte offset).
+    convolutions = [node.output for node in graph.nodes if isinstance(node, Conv) and node.groups == 1]
+    blocks = {name: {net.feature_maps[name].block_address(b) for b in range(net.feature_maps[name].channel_blocks)}
+              for name in convolutions}
+    assert any(blocks[a] & blocks[b] for a in convolutions for b in convolutions if a < b)
+    assert any(i.opcode == Opcode.STORE and i.fields.get("byte_offset") for i in net.program)
+
+
+def test_producers_left_over_channels_share_blocks(seed):
+    """ShuffleNetV2 at 224x224 on 16 lanes: the 232 channels its last stage reads, left over by many
+    producers' blocks, fill the 15 blocks they need (20 with a block per producer's remainder)."""
+    torch.manual_seed(seed)
+    model = ZOO["shufflenet_v2"]().eval()
+    images = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(seed))
+    graph = quantize(trace(model, (3, 224, 224)), calibrate(trace(model, (3, 224, 224)), images))
+    net = compile_graph(config("os", 16, 16), graph, quantize_input(graph, images.numpy())[0])
+    last_stage = next(node for node in graph.nodes if node.name == "features_14_branch1_0_0")
+    assert net.feature_maps[last_stage.input].channels == 232
+    assert net.feature_maps[last_stage.input].channel_blocks == 15
 
 
 class OddWidthNet(nn.Module):
