@@ -42,8 +42,9 @@ class ComputeUnit(wiring.Component):
     error_field : Out(1)   an OS COMPUTE whose beats are not a multiple of R, or a depthwise one
                            on an array without the depthwise mode, with fewer than R beats (WS),
                            or with taps outside 1..R or binary (OS); a paired one that is not
-                           depthwise with act_stride_log2 1 or on an array without paired COMPUTEs
-    retired : Out(1);  busy : Out(1)
+                           depthwise with act_stride_log2 1 or on an array without paired COMPUTEs;
+                           a repeating one that is not OS depthwise
+    retired : Out(1)  an instruction retired (a repeating COMPUTE with its last run);  busy : Out(1)
 
     OS reads activations as NHWC rows (a pixel's R channels) in blocks of R
     pixels and transposes each block into R beats (one channel, R pixels), so
@@ -56,7 +57,8 @@ class ComputeUnit(wiring.Component):
     array, so the transposer is empty whenever rows bypass it. A paired COMPUTE
     also streams its secondary rows (``PAIRED_SECONDARY_OFFSET`` on, the same
     stride) from a second reader in lockstep, and flags its first beat
-    ``secondary``.
+    ``secondary``. A repeating COMPUTE (OS depthwise) starts its runs one after
+    another, each with its own in-flight record; the last one's pushes the tokens.
     """
 
     def __init__(self, config: AcceleratorConfig):
@@ -205,8 +207,9 @@ class ComputeUnit(wiring.Component):
         # retires (pushing its tokens) once its result rows are in the accumulator, so the
         # next COMPUTE streams in while the previous one drains.
         # rows: result rows the array delivers; kept: how many of them are written (depthwise drops R - 1).
+        # final: the instruction's last record (a repeating COMPUTE has one per run), which retires it.
         record_layout = data.StructLayout({"acc_addr": len(self.acc_write.addr), "rows": 13, "kept": 13,
-                                           "accumulate": 1, "push_prev": 1, "push_next": 1})
+                                           "accumulate": 1, "push_prev": 1, "push_next": 1, "final": 1})
         in_flight = m.submodules.in_flight = fifo.SyncFIFOBuffered(width=record_layout.size, depth=depth)
         head = record_layout(in_flight.r_data)
         record = Signal(record_layout)
@@ -284,22 +287,23 @@ class ComputeUnit(wiring.Component):
 
         # Retirement: as the last result row is written, or at once for a record without
         # results (SYNC, no beats) unless another retirement takes that cycle.
-        # The last row's done (and its record's token flags) travel with it, RESULT_LATENCY stages.
+        # The last row's done (and its record's token and final flags) travel with it, RESULT_LATENCY stages.
         retire = Signal()
-        flags = Signal(2)
+        flags = Signal(3)
         done = [Signal(name=f"done_{stage}") for stage in range(RESULT_LATENCY)]
-        done_flags = [Signal(2, name=f"done_flags_{stage}") for stage in range(RESULT_LATENCY)]
-        m.d.sync += [done[0].eq(head_done), done_flags[0].eq(Cat(head.push_prev, head.push_next)),
+        done_flags = [Signal(3, name=f"done_flags_{stage}") for stage in range(RESULT_LATENCY)]
+        m.d.sync += [done[0].eq(head_done), done_flags[0].eq(Cat(head.push_prev, head.push_next, head.final)),
                      *(done[stage].eq(done[stage - 1]) for stage in range(1, RESULT_LATENCY)),
                      *(done_flags[stage].eq(done_flags[stage - 1]) for stage in range(1, RESULT_LATENCY))]
         retiring, earlier_done = done[-1], Cat(*done[:-1]).any()
         with m.If(retiring):
             m.d.comb += [retire.eq(1), flags.eq(done_flags[-1])]
         with m.Elif(in_flight.r_rdy & (head.rows == 0) & ~earlier_done):
-            m.d.comb += [retire.eq(1), flags.eq(Cat(head.push_prev, head.push_next)), in_flight.r_en.eq(1)]
+            m.d.comb += [retire.eq(1), flags.eq(Cat(head.push_prev, head.push_next, head.final)), in_flight.r_en.eq(1)]
         with m.If(head_done):
             m.d.comb += in_flight.r_en.eq(1)
-        m.d.comb += [self.retired.eq(retire), self.push_prev.eq(retire & flags[0]), self.push_next.eq(retire & flags[1])]
+        m.d.comb += [self.retired.eq(retire & flags[2]), self.push_prev.eq(retire & flags[0]),
+                     self.push_next.eq(retire & flags[1])]
 
         def result_rows(f):
             return rows if os else f.beats
@@ -319,13 +323,16 @@ class ComputeUnit(wiring.Component):
         act_span = Signal(len(head_fields.beats) + (1 << len(head_fields.act_stride_log2)) - 1)
         weight_span = Signal(len(head_fields.beats))
         kept_span = Signal(signed(len(head_fields.beats) + 2))
-        last_act_row = Signal(len(act_span) + 1)
-        weight_end, acc_end = Signal(len(weight_span) + 1), Signal(len(head_fields.acc_addr) + len(kept_span))
+        # A legal repeating COMPUTE's later runs' result rows (their activation rows: shifted).
+        repeat_span = Signal(len(head_fields.repeat) + len(head_fields.taps))
+        last_act_row = Signal(max(len(act_span), len(repeat_span) + (1 << len(head_fields.act_stride_log2)) - 1) + 2)
+        weight_end = Signal(len(weight_span) + 1)
+        acc_end = Signal(len(head_fields.acc_addr) + len(repeat_span) + 1)
         m.d.sync += [act_span.eq((head_fields.beats - 1) << head_fields.act_stride_log2),
                      weight_span.eq(weight_rows(head_fields)), kept_span.eq(kept_rows(head_fields)),
-                     last_act_row.eq(head_fields.act_addr + act_span),
+                     last_act_row.eq(head_fields.act_addr + act_span + (repeat_span << head_fields.act_stride_log2)),
                      weight_end.eq(head_fields.weight_addr + weight_span),
-                     acc_end.eq(head_fields.acc_addr + kept_span)]
+                     acc_end.eq(head_fields.acc_addr + kept_span + repeat_span)]
         if os:
             unsupported_fields = head_fields.beats % rows != 0
             if config.array.depthwise:
@@ -341,6 +348,12 @@ class ComputeUnit(wiring.Component):
             unsupported_fields |= head_fields.paired & (~head_fields.depthwise | (head_fields.act_stride_log2 != 1))
         else:
             unsupported_fields |= head_fields.paired
+        if os and config.array.depthwise:
+            unsupported_fields |= (head_fields.repeat != 0) & ~head_fields.depthwise
+            # (an illegal one is checked as its first run alone, as the ISA simulator checks it)
+            m.d.sync += repeat_span.eq(Mux(unsupported_fields, 0, head_fields.repeat * kept_rows(head_fields)))
+        else:
+            unsupported_fields |= head_fields.repeat != 0
         # A paired COMPUTE's last secondary row is PAIRED_SECONDARY_OFFSET rows after its last row.
         secondary_past_end = (head_fields.paired & (last_act_row >= config.act_rows - PAIRED_SECONDARY_OFFSET)
                               if paired else 0)
@@ -354,11 +367,26 @@ class ComputeUnit(wiring.Component):
                                                    ((acc_end > config.acc_rows) & ~unsupported_fields))),
                      no_beats.eq(~is_compute | (head_fields.beats == 0))]
         checked = head_waited(m, self.instructions, CHECK_CYCLES)
-        m.d.comb += [record.acc_addr.eq(fields.acc_addr), record.rows.eq(Mux(no_beats, 0, result_rows(fields))),
+        final_run = Signal()        # the COMPUTE's last run (of 1 + repeat) starts: its record pushes the tokens
+        m.d.comb += [record.acc_addr.eq(fields.acc_addr), record.rows.eq(result_rows(fields)),
                      record.kept.eq(kept_rows(fields)),
-                     record.accumulate.eq(fields.accumulate), record.push_prev.eq(header.push_prev),
-                     record.push_next.eq(header.push_next)]
+                     record.accumulate.eq(fields.accumulate), record.push_prev.eq(header.push_prev & final_run),
+                     record.push_next.eq(header.push_next & final_run), record.final.eq(final_run)]
         feeding = Signal()
+        runs_left = Signal.like(fields.repeat)
+
+        def start_run():
+            m.d.comb += [started_weights.weight_addr.eq(fields.weight_addr), started_weights.count.eq(weight_rows(fields)),
+                         weight_jobs.w_en.eq(1), started_job.act_addr.eq(fields.act_addr),
+                         started_job.beats.eq(fields.beats), started_job.mode.eq(fields.mode),
+                         started_job.depthwise.eq(fields.depthwise), started_job.taps.eq(fields.taps),
+                         started_job.paired.eq(fields.paired),
+                         started_job.act_stride_log2.eq(fields.act_stride_log2),
+                         act_jobs.w_en.eq(1), in_flight.w_en.eq(1)]
+            # The next run's rows (ISA: repeat): one run's result rows on.
+            m.d.sync += [fields.act_addr.eq(fields.act_addr + (kept_rows(fields) << fields.act_stride_log2)),
+                         fields.acc_addr.eq(fields.acc_addr + kept_rows(fields))]
+
         m.d.comb += self.busy.eq(feeding | in_flight.r_rdy | retiring | earlier_done |
                                  reading | capturing | fetching | adding | written)
         with m.FSM():
@@ -376,20 +404,26 @@ class ComputeUnit(wiring.Component):
                                  header.eq(instruction.header)]
                     m.next = "Check"
             with m.State("Check"):
-                m.d.comb += feeding.eq(1)
+                m.d.comb += [feeding.eq(1), final_run.eq(fields.repeat == 0)]
                 with m.If(out_of_range | unsupported):
                     m.d.comb += [self.error_range.eq(out_of_range), self.error_field.eq(~out_of_range)]
                     m.next = "Idle"
-                with m.Elif(no_beats):
-                    m.d.comb += in_flight.w_en.eq(1)
+                with m.Elif(no_beats):      # (checked from the head as it was taken: only in Check)
+                    m.d.comb += [record.rows.eq(0), in_flight.w_en.eq(1)]
                     m.next = "Idle"
                 with m.Elif(weight_jobs.w_rdy & act_jobs.w_rdy):
-                    m.d.comb += [started_weights.weight_addr.eq(fields.weight_addr), started_weights.count.eq(weight_rows(fields)),
-                                 weight_jobs.w_en.eq(1), started_job.act_addr.eq(fields.act_addr),
-                                 started_job.beats.eq(fields.beats), started_job.mode.eq(fields.mode),
-                                 started_job.depthwise.eq(fields.depthwise), started_job.taps.eq(fields.taps),
-                                 started_job.paired.eq(fields.paired),
-                                 started_job.act_stride_log2.eq(fields.act_stride_log2),
-                                 act_jobs.w_en.eq(1), in_flight.w_en.eq(1)]
+                    start_run()
+                    m.d.sync += runs_left.eq(fields.repeat)
                     m.next = "Idle"
+                    with m.If(~final_run):
+                        m.next = "Repeat"
+            # A repeating COMPUTE's later runs, one a cycle while the queues have room (its in-flight
+            # record too: the take reserved only the first's).
+            with m.State("Repeat"):
+                m.d.comb += [feeding.eq(1), final_run.eq(runs_left == 1)]
+                with m.If(weight_jobs.w_rdy & act_jobs.w_rdy & in_flight.w_rdy):
+                    start_run()
+                    m.d.sync += runs_left.eq(runs_left - 1)
+                    with m.If(final_run):
+                        m.next = "Idle"
         return m

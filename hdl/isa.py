@@ -31,7 +31,7 @@ from .walker import DESCRIPTOR_FIELDS, PADDING_FIELDS, SPAN_BITS
 __all__ = ["Opcode", "Target", "INSTRUCTION_BITS", "INSTRUCTION", "HEADER", "LOAD", "STORE",
            "COMPUTE", "CONFIG", "Instruction", "encode", "decode", "CHANNEL_RECORD_BYTES",
            "target_element_bytes", "FIELD_DEFAULTS", "STORE_BYTE_OFFSET_BITS", "MAX_COMPUTE_BEATS",
-           "MAX_SRAM_GAP", "PAIRED_SECONDARY_OFFSET"]
+           "MAX_COMPUTE_REPEAT", "MAX_SRAM_GAP", "PAIRED_SECONDARY_OFFSET"]
 
 INSTRUCTION_BITS = 256
 CHANNEL_RECORD_BYTES = 16     # bias int32, multiplier int32, shift int8, flip uint8, 6 bytes padding
@@ -118,12 +118,16 @@ STORE = data.StructLayout({"acc_addr": 16, "channel_row": 12, **DESCRIPTOR_FIELD
 #     act_addr = b - 2 and the weight rows are the window's taps 1, 0, 2 (secondary[i] = x[2i + 1],
 #     primary[i + 1] = x[2i], primary[i + 2] = x[2i + 2]). Row i reads secondary[i] at its own first
 #     beat, so the array needs one more operand select per PE, not a second multiplier.
+# Repeat (OS depthwise only): the COMPUTE runs 1 + repeat times, run n with act_addr + (n * K <<
+#     act_stride_log2) and acc_addr + n * K, K = R - taps + 1 (one run's result rows): a chain of
+#     runs along a row of outputs in one instruction. Its checks span every run: it runs whole or not at all.
 COMPUTE = data.StructLayout({
     "act_addr": 16, "weight_addr": 16, "acc_addr": 16, "beats": 12, "accumulate": 1,
-    "mode": ArithMode, "depthwise": 1, "act_stride_log2": 2, "taps": 7, "paired": 1,
+    "mode": ArithMode, "depthwise": 1, "act_stride_log2": 2, "taps": 7, "paired": 1, "repeat": 8,
 })
 PAIRED_SECONDARY_OFFSET = 3
 MAX_COMPUTE_BEATS = (1 << Shape.cast(COMPUTE.members["beats"]).width) - 1
+MAX_COMPUTE_REPEAT = (1 << Shape.cast(COMPUTE.members["repeat"]).width) - 1
 
 CONFIG = output_params_layout()
 

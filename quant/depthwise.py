@@ -68,8 +68,8 @@ waits for the reads in flight).
 import numpy as np
 
 from hdl.config import AcceleratorConfig, Dataflow
-from hdl.isa import (COMPUTE, INSTRUCTION_BITS, MAX_COMPUTE_BEATS, MAX_SRAM_GAP, PAIRED_SECONDARY_OFFSET, Instruction,
-                     Opcode, Target, target_element_bytes)
+from hdl.isa import (COMPUTE, INSTRUCTION_BITS, MAX_COMPUTE_BEATS, MAX_COMPUTE_REPEAT, MAX_SRAM_GAP,
+                     PAIRED_SECONDARY_OFFSET, Instruction, Opcode, Target, target_element_bytes)
 from hdl.numerics import ArithMode
 
 from .memory import FeatureMap, MemoryImage
@@ -279,8 +279,11 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
             tile_rows = min(plan.tile_rows, y.height - first)
             for first_col, width in plan.segments:
                 acc_base = (tile % acc_slots) * acc_slot
+                # OS: a (window row, phase)'s chunks as repeating COMPUTEs.
                 chunks = plan.chunks(tile_rows)
-                computes = steps_per_tile * len(chunks)
+                runs = [chunks[first_run:first_run + MAX_COMPUTE_REPEAT + 1]
+                        for first_run in range(0, len(chunks), MAX_COMPUTE_REPEAT + 1)]
+                computes = steps_per_tile * len(runs)
                 done = 0
                 for q, (region, dys, stacks) in enumerate(zip(regions, plan.groups, plan.stacks)):
                     slot = group_index % slots
@@ -308,17 +311,17 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
                     loads.append(Instruction(Opcode.LOAD, act_fields, push_next=True))
                     # A stack starts at its first window row: j rows of the load group down.
                     starts = [sum(map(len, stacks[:index])) for index in range(len(stacks))]
-                    steps = [(index, j, phase, chunk) for index, (j, phase) in enumerate(
-                        (j, phase) for j in starts for phase in range(plan.phases)) for chunk in chunks]
-                    for number, (index, j, phase, chunk) in enumerate(steps):
+                    steps = [(index, j, phase, run) for index, (j, phase) in enumerate(
+                        (j, phase) for j in starts for phase in range(plan.phases)) for run in runs]
+                    for number, (index, j, phase, run) in enumerate(steps):
                         body.append(Instruction(Opcode.COMPUTE, {
                             "act_addr": act_base + plan.lead + j * loaded_width + plan.stream_starts(phase)[0]
-                            + stride[1] * chunk,
+                            + stride[1] * run[0],
                             "act_stride_log2": plan.stride_log2,
-                            "weight_addr": weight_base + index * rows, "acc_addr": acc_base + chunk,
+                            "weight_addr": weight_base + index * rows, "acc_addr": acc_base + run[0],
                             "beats": rows if plan.os else plan.beats(tile_rows, width),
-                            "taps": plan.taps if plan.os else 0, "paired": int(plan.paired),
-                            "accumulate": int(done >= len(chunks)), "mode": ArithMode.INT8, "depthwise": 1},
+                            "taps": plan.taps if plan.os else 0, "paired": int(plan.paired), "repeat": len(run) - 1,
+                            "accumulate": int(done >= len(runs)), "mode": ArithMode.INT8, "depthwise": 1},
                             pop_prev=number == 0, push_prev=number == len(steps) - 1,
                             pop_next=done == 0 and tile >= acc_slots, push_next=done == computes - 1))
                         done += 1

@@ -193,6 +193,12 @@ class IsaSimulator:
                 memory[sram_row] = row
 
     def _compute(self, f: dict, where: str) -> None:
+        results = self.config.array.rows - f["taps"] + 1      # of each run (OS depthwise: the only ones repeating)
+        for run in range(f["repeat"] + 1):
+            self._compute_run(f | {"act_addr": f["act_addr"] + (run * results << f["act_stride_log2"]),
+                                   "acc_addr": f["acc_addr"] + run * results}, where)
+
+    def _compute_run(self, f: dict, where: str) -> None:
         array = self.config.array
         mode = ArithMode(f["mode"])
         if mode not in array.modes:
@@ -206,6 +212,9 @@ class IsaSimulator:
             raise IsaError(f"{where}: a paired COMPUTE must be depthwise with act_stride_log2 1 on an OS array "
                            f"with the depthwise mode (dataflow {array.dataflow.value}, depthwise "
                            f"{f['depthwise']}, act_stride_log2 {f['act_stride_log2']})")
+        if f["repeat"] and not (array.dataflow == Dataflow.OS and f["depthwise"]):
+            raise IsaError(f"{where}: repeat {f['repeat']} needs an OS depthwise COMPUTE (dataflow "
+                           f"{array.dataflow.value}, depthwise {f['depthwise']})")
         if f["depthwise"] and beats < array.rows:
             raise IsaError(f"{where}: depthwise beats {beats} is fewer than the array's {array.rows} rows")
         if array.dataflow == Dataflow.OS:

@@ -472,44 +472,53 @@ class _Machine:
                 self.unit_free[1] = start + t.compute_issue
                 retire = max(start + t.compute_issue + t.sync_latency, self.last_retire + 1)
             else:
-                # The check queues a weight job and an activation job; each reader starts its next
-                # job once it has issued the previous one's reads.
-                check = start + 1
-                if len(self.act_jobs) == self.in_flight:
-                    check = max(check, self.act_jobs[0])
-                if len(self.weight_jobs) == self.in_flight:
-                    check = max(check, self.weight_jobs[0])
-                self.unit_free[1] = check + 1
                 rows = config.array.rows
-                job = max(check + t.job_latency, self.act_reading)
                 os = config.array.dataflow == Dataflow.OS
-                if os and bool(f["depthwise"]) != self.streaming_depthwise:
-                    # Rows switch between the transposer and its bypass once the previous job's beats are in.
-                    job = max(job, self.array_free)
-                    self.streaming_depthwise = bool(f["depthwise"])
-                self.act_jobs.append(job)
-                weights = max(check + 1, self.weights_free)
-                self.weight_jobs.append(weights)
-                if os:
-                    # Weights go in lockstep with the activations, transposed ones R rows behind the reader
-                    # (a paired COMPUTE's secondary rows too: their reader starts and streams with this one).
-                    transposed = 0 if f["depthwise"] else rows
-                    enter = max(self.array_free, job + t.act_latency + transposed, weights + t.act_latency)
-                    self.array_free = enter + beats
-                    self.weights_free = max(weights + beats, self.array_free - RowReader.DEPTH - 1)
-                    self.act_reading = max(job + beats, self.array_free - transposed - RowReader.DEPTH - 1)
-                else:
-                    # R weight rows fill the shadow registers once the previous tile's first beat has passed.
-                    preload = max(weights + t.act_latency, self.shadow_free)
-                    self.weights_free = max(weights + rows, preload + rows - RowReader.DEPTH - 1)
-                    enter = max(self.array_free, job + t.act_latency, preload + rows)
-                    self.shadow_free = enter      # the next preload may start as this tile's first beat enters
-                    self.array_free = enter + beats
-                    self.act_reading = max(job + beats, self.array_free - RowReader.DEPTH - 1)
-                drain = stream_cycles(config.array, 1, beats) - beats - \
-                    (rows if config.array.dataflow == Dataflow.WS else 0)
-                retire = max(self.array_free - 1 + drain + t.result_latency, self.last_retire + 1)
-                self.array_busy += beats
+                check = start + 1
+                for run in range(f["repeat"] + 1):
+                    if run:
+                        # A repeating COMPUTE starts its next run a cycle later at the earliest, once its
+                        # queues and a record slot have room (the take reserved the first run's slot).
+                        check += 1
+                        self.last_retire = retire
+                        self.compute_released.append(retire - t.result_latency + 1)
+                        if len(self.compute_released) == self.in_flight:
+                            check = max(check, self.compute_released[0])
+                    # The check queues a weight job and an activation job; each reader starts its next
+                    # job once it has issued the previous one's reads.
+                    if len(self.act_jobs) == self.in_flight:
+                        check = max(check, self.act_jobs[0])
+                    if len(self.weight_jobs) == self.in_flight:
+                        check = max(check, self.weight_jobs[0])
+                    self.unit_free[1] = check + 1
+                    job = max(check + t.job_latency, self.act_reading)
+                    if os and bool(f["depthwise"]) != self.streaming_depthwise:
+                        # Rows switch between the transposer and its bypass once the previous job's beats are in.
+                        job = max(job, self.array_free)
+                        self.streaming_depthwise = bool(f["depthwise"])
+                    self.act_jobs.append(job)
+                    weights = max(check + 1, self.weights_free)
+                    self.weight_jobs.append(weights)
+                    if os:
+                        # Weights go in lockstep with the activations, transposed ones R rows behind the reader
+                        # (a paired COMPUTE's secondary rows too: their reader starts and streams with this one).
+                        transposed = 0 if f["depthwise"] else rows
+                        enter = max(self.array_free, job + t.act_latency + transposed, weights + t.act_latency)
+                        self.array_free = enter + beats
+                        self.weights_free = max(weights + beats, self.array_free - RowReader.DEPTH - 1)
+                        self.act_reading = max(job + beats, self.array_free - transposed - RowReader.DEPTH - 1)
+                    else:
+                        # R weight rows fill the shadow registers once the previous tile's first beat has passed.
+                        preload = max(weights + t.act_latency, self.shadow_free)
+                        self.weights_free = max(weights + rows, preload + rows - RowReader.DEPTH - 1)
+                        enter = max(self.array_free, job + t.act_latency, preload + rows)
+                        self.shadow_free = enter      # the next preload may start as this tile's first beat enters
+                        self.array_free = enter + beats
+                        self.act_reading = max(job + beats, self.array_free - RowReader.DEPTH - 1)
+                    drain = stream_cycles(config.array, 1, beats) - beats - \
+                        (rows if config.array.dataflow == Dataflow.WS else 0)
+                    retire = max(self.array_free - 1 + drain + t.result_latency, self.last_retire + 1)
+                    self.array_busy += beats
             self.last_retire = retire
             # A slot frees as the last result row leaves the array (RESULT_LATENCY before the retirement)
             # and shows a cycle later.

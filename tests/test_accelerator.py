@@ -105,6 +105,17 @@ FAULTS = [
                                                          "depthwise": 1, "taps": 1, "paired": 1,
                                                          "act_stride_log2": 1}),
                             END]),     # rows act_rows - 4 and - 2, secondary rows - 1 and + 1
+    (ErrorCode.ILLEGAL_FIELD, [Instruction(Opcode.COMPUTE, {"act_addr": 0, "weight_addr": 0, "acc_addr": 0,
+                                                            "beats": 2, "mode": ArithMode.INT8, "repeat": 1}),
+                               END]),      # only OS depthwise COMPUTEs repeat
+    (ErrorCode.SRAM_RANGE, [Instruction(Opcode.COMPUTE, {"act_addr": CONFIGS[0].act_rows - 4, "weight_addr": 0,
+                                                         "acc_addr": 0, "beats": 2, "mode": ArithMode.INT8,
+                                                         "depthwise": 1, "taps": 1, "repeat": 2}),
+                            END]),     # runs of 2 rows from act_rows - 4: the third's past the scratchpad
+    (ErrorCode.SRAM_RANGE, [Instruction(Opcode.COMPUTE, {"act_addr": 0, "weight_addr": 0,
+                                                         "acc_addr": CONFIGS[0].acc_rows - 4, "beats": 2,
+                                                         "mode": ArithMode.INT8, "depthwise": 1, "taps": 1,
+                                                         "repeat": 2}), END]),   # its third run's results
     (ErrorCode.SRAM_RANGE, [Instruction(Opcode.COMPUTE, {"act_addr": 0, "weight_addr": 0, "acc_addr": 0,
                                                          "beats": 40, "mode": ArithMode.INT8,
                                                          "act_stride_log2": 3}), END]),   # rows 0, 8, .. 312 of 256

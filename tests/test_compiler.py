@@ -372,13 +372,14 @@ def test_strided_depthwise_pairs_phases_on_os(dataflow, rows, cols, pairs, seed)
             assert computes and all(f["depthwise"] for f in computes), span.name
         if paired and node.stride[1] == 2:
             assert all(f["paired"] and f["taps"] == 3 and f["act_stride_log2"] == 1 for f in computes), span.name
-            # Three chains (window rows) per tile and block, each of ceil(Wp positions / (R - 2)) COMPUTEs.
+            # Three chains (window rows) per tile and block, each a COMPUTE of ceil(Wp positions / (R - 2)) runs.
             y = net.feature_maps[node.output]
             plan = DepthwisePlan(net.config, node.kernel, node.stride, y.height, y.width)
             tiles = [min(plan.tile_rows, y.height - first) for first in range(0, y.height, plan.tile_rows)]
-            chains = sum(len(plan.chunks(tile)) for tile in tiles) * y.channel_blocks
+            runs = sum(len(plan.chunks(tile)) for tile in tiles) * y.channel_blocks
             assert (plan.phases, plan.chunk, plan.lead) == (1, rows - 2, 2)
-            assert len(computes) == 3 * chains, span.name
+            assert len(computes) == 3 * len(tiles) * y.channel_blocks, span.name
+            assert sum(f["repeat"] + 1 for f in computes) == 3 * runs and max(f["repeat"] for f in computes), span.name
         else:
             assert not any(f["paired"] for f in computes), span.name
             if dataflow == "os" and node.stride[1] == 2:     # two phases: taps {0, 2}, then {1}

@@ -27,7 +27,8 @@ FIELDS = {
     Opcode.STORE: {"acc_addr": 9, "channel_row": 4095, "dram_addr": 64, "channels": 33, "byte_offset": 37, "rows": 2,
                    "row_stride": 16, "blocks": 1, "block_stride": 0, "groups": 3, "group_stride": 4096},
     Opcode.COMPUTE: {"act_addr": 1, "weight_addr": 2, "acc_addr": 3, "beats": 4095, "accumulate": 1,
-                     "mode": ArithMode.BINARY, "depthwise": 1, "act_stride_log2": 3, "taps": 64, "paired": 1},
+                     "mode": ArithMode.BINARY, "depthwise": 1, "act_stride_log2": 3, "taps": 64, "paired": 1,
+                     "repeat": 255},
     Opcode.CONFIG: {"mode": ArithMode.INT8, "zero_point": -7, "clamp_min": 0, "clamp_max": 6},
     Opcode.SYNC: {}, Opcode.END: {},
 }

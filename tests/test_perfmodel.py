@@ -140,9 +140,9 @@ def test_a_load_writing_alike_starts_while_the_last_one_drains():
 
 def test_paired_depthwise_is_timed_from_its_beats():
     """A 3x3 stride-2 depthwise layer on 16x16 OS takes paired COMPUTEs (``quant.depthwise``: both phases of
-    a window row in one chain of R-beat COMPUTEs); the model times them from their beats like any OS depthwise
-    COMPUTE (its secondary reader streams with the activation reader). (The utilization this gives is a
-    benchmark figure: the README's, from tools/run.py.)"""
+    a window row in one chain of R-beat runs, a repeating COMPUTE); the model times each run from its beats
+    like any OS depthwise COMPUTE (its secondary reader streams with the activation reader). (The utilization
+    this gives is a benchmark figure: the README's, from tools/run.py.)"""
     config = AcceleratorConfig(ArrayConfig(16, 16, "os", "int8"))
     rng = np.random.default_rng(0)
     x, window = rng.integers(-128, 128, size=(56, 56, 32)), Window(3, 2, 1)
@@ -152,4 +152,6 @@ def test_paired_depthwise_is_timed_from_its_beats():
     computes = [i.fields for i in program.program if i.opcode == Opcode.COMPUTE]
     assert computes and all(f["paired"] and f["beats"] == 16 for f in computes)
     predicted = predict_program(config, program.program, program_address=program.program_address)
-    assert predicted.array_busy == 16 * len(computes) and predicted.instructions == len(program.program)
+    assert max(f["repeat"] for f in computes) > 0
+    runs = sum(f["repeat"] + 1 for f in computes)
+    assert predicted.array_busy == 16 * runs and predicted.instructions == len(program.program)

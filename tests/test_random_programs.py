@@ -108,16 +108,19 @@ def random_program(config, rng):
             elif depthwise:
                 beats = int(rng.integers(rows, 3 * rows + 8))
             weight_rows = beats if os else rows
-            result_rows = (rows - taps + 1 if depthwise else rows) if os else beats - (rows - 1 if depthwise else 0)
+            # OS depthwise: 1 + repeat runs, each R - taps + 1 result rows further on.
+            repeat = int(rng.integers(0, 4)) if depthwise and os and rng.integers(0, 2) else 0
+            run_rows = (rows - taps + 1 if depthwise else rows) if os else beats - (rows - 1 if depthwise else 0)
+            result_rows = (repeat + 1) * run_rows
             # Paired (OS depthwise at stride 2): the secondary rows reach PAIRED_SECONDARY_OFFSET rows further.
             paired = int(depthwise and config.array.paired and rng.integers(0, 2))
             stride_log2 = 1 if paired else int(rng.integers(0, 4)) if rng.integers(0, 2) else 0
-            act_rows = (beats - 1 << stride_log2) + 1 + (PAIRED_SECONDARY_OFFSET if paired else 0)
+            act_rows = (beats - 1 + repeat * run_rows << stride_log2) + 1 + (PAIRED_SECONDARY_OFFSET if paired else 0)
             compute = {"act_addr": address(config.act_rows, act_rows), "act_stride_log2": stride_log2,
                        "weight_addr": address(config.weight_rows, weight_rows),
                        "acc_addr": address(config.acc_rows, result_rows),
                        "beats": beats, "accumulate": int(rng.integers(0, 2)), "mode": compute_mode, "depthwise": depthwise,
-                       "taps": taps, "paired": paired}
+                       "taps": taps, "paired": paired, "repeat": repeat}
             directed = rng.integers(0, 2)
             if directed:        # fresh operands from DRAM, so that the result depends on every lane
                 for target, first, count in ((Target.ACTIVATIONS, compute["act_addr"], act_rows),
