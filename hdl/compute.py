@@ -323,8 +323,10 @@ class ComputeUnit(wiring.Component):
         act_span = Signal(len(head_fields.beats) + (1 << len(head_fields.act_stride_log2)) - 1)
         weight_span = Signal(len(head_fields.beats))
         kept_span = Signal(signed(len(head_fields.beats) + 2))
-        # A legal repeating COMPUTE's later runs' result rows (their activation rows: shifted).
-        repeat_span = Signal(len(head_fields.repeat) + len(head_fields.taps))
+        # A legal repeating COMPUTE's later runs' result rows (their activation rows: shifted); the product
+        # of its legal runs' R - taps + 1 (at most R) and the legality registered apart, gated as added.
+        repeat_rows, repeat_legal = Signal(len(head_fields.repeat) + rows.bit_length()), Signal()
+        repeat_span = Mux(repeat_legal, repeat_rows, 0)
         last_act_row = Signal(max(len(act_span), len(repeat_span) + (1 << len(head_fields.act_stride_log2)) - 1) + 2)
         weight_end = Signal(len(weight_span) + 1)
         acc_end = Signal(len(head_fields.acc_addr) + len(repeat_span) + 1)
@@ -351,7 +353,8 @@ class ComputeUnit(wiring.Component):
         if os and config.array.depthwise:
             unsupported_fields |= (head_fields.repeat != 0) & ~head_fields.depthwise
             # (an illegal one is checked as its first run alone, as the ISA simulator checks it)
-            m.d.sync += repeat_span.eq(Mux(unsupported_fields, 0, head_fields.repeat * kept_rows(head_fields)))
+            m.d.sync += [repeat_rows.eq(head_fields.repeat * kept_rows(head_fields)[:rows.bit_length()]),
+                         repeat_legal.eq(~unsupported_fields)]
         else:
             unsupported_fields |= head_fields.repeat != 0
         # A paired COMPUTE's last secondary row is PAIRED_SECONDARY_OFFSET rows after its last row.
