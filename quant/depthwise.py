@@ -23,9 +23,10 @@ next R - T + 1 of them, below):
   (a tile's first COMPUTE overwrites). Rows ``ox >= out_w`` straddle two image
   rows. At stride 1 a 3x3 window is one load and three COMPUTEs per tile, at
   stride 2 two loads and six COMPUTEs. On OS each of those is a chain of
-  R-beat COMPUTEs with ``taps`` T = ceil(kw / s), the one from beat ``c``
+  R-beat runs with ``taps`` T = ceil(kw / s), the one from beat ``c``
   writing accumulator rows ``c .. c + R - T`` (chunks of R - T + 1; the last
-  chunk's rows past the tile are never stored).
+  chunk's rows past the tile are never stored): one COMPUTE that repeats
+  (``hdl.isa.COMPUTE`` ``repeat``; a chain of more than 256 runs is several).
 * Paired (OS arrays with ``ArrayConfig.paired``, 3-wide windows at
   horizontal stride 2): a window row is one chain, not one per phase. A paired
   COMPUTE (``hdl.isa.COMPUTE``) multiplies tap 0 by a secondary stream read

@@ -239,8 +239,9 @@ def test_estimate_counts_the_accelerator_memories_and_products():
     # queues and FIFOs are below block RAM size.
     assert needs.memory_bits == (8 + 8 + 16 + 4) * 8192
     # Array 16, requantization 4 lanes x 2 (16x16 partial products), combine 4 (8x16), range checks
-    # 2 x (12x12 + 18x12: rows x blocks is cut to SPAN_BITS bits before the gap and the groups).
-    assert needs.dsps == 16 + 8 + 4 + 4
+    # 2 x (12x12 + 18x12: rows x blocks is cut to SPAN_BITS bits before the gap and the groups), and the
+    # span check of repeating COMPUTEs (repeat x a run's result rows).
+    assert needs.dsps == 16 + 8 + 4 + 4 + 1
     # Yosys synthesized this design into 40 DP16KD (2026-12-01).
     assert 36 <= needs.block_rams <= 48
 
