@@ -5,7 +5,7 @@ from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig, ArithSupport, ArrayConfig, Dataflow
 from .fetch import head_waited
-from .isa import COMPUTE, INSTRUCTION, PAIRED_SECONDARY_OFFSET, Opcode
+from .isa import COMPUTE, INSTRUCTION, PAIRED_SECONDARY_OFFSET, Opcode, os_depthwise_results
 from .numerics import ACC_BITS, ArithMode
 from .sram import RowReader, address_width
 from .systolic_array import SystolicArray
@@ -309,7 +309,7 @@ class ComputeUnit(wiring.Component):
             return rows if os else f.beats
 
         def kept_rows(f):
-            return Mux(f.depthwise, (rows + 1 - f.taps) if os else f.beats - (rows - 1), result_rows(f))
+            return Mux(f.depthwise, os_depthwise_results(rows, f.taps) if os else f.beats - (rows - 1), result_rows(f))
 
         def weight_rows(f):
             return f.beats if os else rows
@@ -376,7 +376,6 @@ class ComputeUnit(wiring.Component):
                      record.accumulate.eq(fields.accumulate), record.push_prev.eq(header.push_prev & final_run),
                      record.push_next.eq(header.push_next & final_run), record.final.eq(final_run)]
         feeding = Signal()
-        runs_left = Signal.like(fields.repeat)
 
         def start_run():
             m.d.comb += [started_weights.weight_addr.eq(fields.weight_addr), started_weights.count.eq(weight_rows(fields)),
@@ -386,9 +385,10 @@ class ComputeUnit(wiring.Component):
                          started_job.paired.eq(fields.paired),
                          started_job.act_stride_log2.eq(fields.act_stride_log2),
                          act_jobs.w_en.eq(1), in_flight.w_en.eq(1)]
-            # The next run's rows (ISA: repeat): one run's result rows on.
+            # The next run's rows (ISA: repeat): one run's result rows on; repeat counts the runs left.
             m.d.sync += [fields.act_addr.eq(fields.act_addr + (kept_rows(fields) << fields.act_stride_log2)),
-                         fields.acc_addr.eq(fields.acc_addr + kept_rows(fields))]
+                         fields.acc_addr.eq(fields.acc_addr + kept_rows(fields)),
+                         fields.repeat.eq(fields.repeat - 1)]
 
         m.d.comb += self.busy.eq(feeding | in_flight.r_rdy | retiring | earlier_done |
                                  reading | capturing | fetching | adding | written)
@@ -416,17 +416,15 @@ class ComputeUnit(wiring.Component):
                     m.next = "Idle"
                 with m.Elif(weight_jobs.w_rdy & act_jobs.w_rdy):
                     start_run()
-                    m.d.sync += runs_left.eq(fields.repeat)
                     m.next = "Idle"
                     with m.If(~final_run):
                         m.next = "Repeat"
             # A repeating COMPUTE's later runs, one a cycle while the queues have room (its in-flight
             # record too: the take reserved only the first's).
             with m.State("Repeat"):
-                m.d.comb += [feeding.eq(1), final_run.eq(runs_left == 1)]
+                m.d.comb += [feeding.eq(1), final_run.eq(fields.repeat == 0)]
                 with m.If(weight_jobs.w_rdy & act_jobs.w_rdy & in_flight.w_rdy):
                     start_run()
-                    m.d.sync += runs_left.eq(runs_left - 1)
                     with m.If(final_run):
                         m.next = "Idle"
         return m

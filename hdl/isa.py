@@ -129,6 +129,11 @@ PAIRED_SECONDARY_OFFSET = 3
 MAX_COMPUTE_BEATS = (1 << Shape.cast(COMPUTE.members["beats"]).width) - 1
 MAX_COMPUTE_REPEAT = (1 << Shape.cast(COMPUTE.members["repeat"]).width) - 1
 
+
+def os_depthwise_results(rows, taps):
+    """An OS depthwise COMPUTE's result rows on an R-row array (R - taps + 1): ints or Amaranth values."""
+    return rows + 1 - taps
+
 CONFIG = output_params_layout()
 
 INSTRUCTION = data.StructLayout({

@@ -70,7 +70,8 @@ import numpy as np
 
 from hdl.config import AcceleratorConfig, Dataflow
 from hdl.isa import (COMPUTE, INSTRUCTION_BITS, MAX_COMPUTE_BEATS, MAX_COMPUTE_REPEAT, MAX_SRAM_GAP,
-                     PAIRED_SECONDARY_OFFSET, Instruction, Opcode, Target, target_element_bytes)
+                     PAIRED_SECONDARY_OFFSET, Instruction, Opcode, Target, os_depthwise_results,
+                     target_element_bytes)
 from hdl.numerics import ArithMode
 
 from .memory import FeatureMap, MemoryImage
@@ -107,7 +108,7 @@ class DepthwisePlan:
         self.taps = kernel[1] if self.paired else taps_per_phase
         self.halo = taps_per_phase - 1
         # OS: a COMPUTE's results; a tile's last chunk runs past its outputs by up to chunk - 1 rows.
-        self.chunk = rows - self.taps + 1
+        self.chunk = os_depthwise_results(rows, self.taps)
         self.phases = 1 if self.paired else min(stride[1], kernel[1])
         # Rows a COMPUTE reads before its window row's first pixel (a load group's rows start this far into
         # their slot), and the last first row of its streams (its reads end R - 1 strides after it).

@@ -15,7 +15,7 @@ import numpy as np
 
 from hdl.config import AcceleratorConfig, Dataflow
 from hdl.isa import (CHANNEL_RECORD_BYTES, PAIRED_SECONDARY_OFFSET, Instruction, Opcode, Target, decode,
-                     target_element_bytes)
+                     os_depthwise_results, target_element_bytes)
 from hdl.numerics import (ArithMode, combine_rows, golden_depthwise, golden_gemm, golden_paired_depthwise, store_rows,
                           stored_bytes, wrap_acc)
 from hdl.walker import row_addresses, sram_rows
@@ -193,7 +193,7 @@ class IsaSimulator:
                 memory[sram_row] = row
 
     def _compute(self, f: dict, where: str) -> None:
-        results = self.config.array.rows - f["taps"] + 1      # of each run (OS depthwise: the only ones repeating)
+        results = os_depthwise_results(self.config.array.rows, f["taps"])   # of each run (only OS depthwise repeats)
         for run in range(f["repeat"] + 1):
             self._compute_run(f | {"act_addr": f["act_addr"] + (run * results << f["act_stride_log2"]),
                                    "acc_addr": f["acc_addr"] + run * results}, where)

@@ -470,18 +470,18 @@ class _Machine:
             beats = f["beats"] if instruction.opcode == Opcode.COMPUTE else 0
             if beats == 0:
                 self.unit_free[1] = start + t.compute_issue
-                retire = max(start + t.compute_issue + t.sync_latency, self.last_retire + 1)
+                self.last_retire = max(start + t.compute_issue + t.sync_latency, self.last_retire + 1)
+                self.compute_released.append(self.last_retire + 1)
             else:
                 rows = config.array.rows
                 os = config.array.dataflow == Dataflow.OS
+                drain = stream_cycles(config.array, 1, beats) - beats - (0 if os else rows)
                 check = start + 1
                 for run in range(f["repeat"] + 1):
                     if run:
                         # A repeating COMPUTE starts its next run a cycle later at the earliest, once its
                         # queues and a record slot have room (the take reserved the first run's slot).
                         check += 1
-                        self.last_retire = retire
-                        self.compute_released.append(retire - t.result_latency + 1)
                         if len(self.compute_released) == self.in_flight:
                             check = max(check, self.compute_released[0])
                     # The check queues a weight job and an activation job; each reader starts its next
@@ -515,18 +515,15 @@ class _Machine:
                         self.shadow_free = enter      # the next preload may start as this tile's first beat enters
                         self.array_free = enter + beats
                         self.act_reading = max(job + beats, self.array_free - RowReader.DEPTH - 1)
-                    drain = stream_cycles(config.array, 1, beats) - beats - \
-                        (rows if config.array.dataflow == Dataflow.WS else 0)
-                    retire = max(self.array_free - 1 + drain + t.result_latency, self.last_retire + 1)
+                    self.last_retire = max(self.array_free - 1 + drain + t.result_latency, self.last_retire + 1)
                     self.array_busy += beats
-            self.last_retire = retire
-            # A slot frees as the last result row leaves the array (RESULT_LATENCY before the retirement)
-            # and shows a cycle later.
-            self.compute_released.append(retire - (t.result_latency if beats else 0) + 1)
+                    # A slot frees as the run's last result row leaves the array (RESULT_LATENCY before its
+                    # retirement) and shows a cycle later.
+                    self.compute_released.append(self.last_retire - t.result_latency + 1)
             if instruction.push_prev:
-                self._push("compute->load", retire)
+                self._push("compute->load", self.last_retire)
             if instruction.push_next:
-                self._push("compute->store", retire)
+                self._push("compute->store", self.last_retire)
         else:
             start = max(ready, self._pop("compute->store") if instruction.pop_prev else 0)
             if instruction.opcode == Opcode.STORE and len(self.store_takes) == self.store_takes.maxlen:
