@@ -16,8 +16,8 @@ __all__ = ["LoadUnit", "memory_shapes", "MAX_OUTSTANDING_READS", "MAX_BURST_ROWS
 
 MAX_OUTSTANDING_READS = 4
 HEAD_CHECK_CYCLES = DESCRIPTOR_LATENCY + 1   # a LOAD waits this long at the queue's head: its checks' registers
-# A LOAD into one of these targets whose WRITE_FORMAT fields equal the last LOAD's (and its target) may start
-# while the last one drains: the writer writes both LOADs' rows alike.
+# A LOAD into one of these targets whose WRITE_FORMAT fields equal the last LOAD's (also into one of them) may
+# start while the last one drains: the writer writes both LOADs' rows alike, each burst's into its own target.
 OVERLAPPING_TARGETS = (Target.ACTIVATIONS, Target.WEIGHTS)
 WRITE_FORMAT = ("row_elems", "pad_value")
 # The rows of a LOAD into one of these memories (which only the load unit writes) are written a cycle
@@ -131,8 +131,11 @@ class LoadUnit(wiring.Component):
         m.d.comb += pad_row.eq(walker.pad | (fields.row_elems == 0))
 
         # An R beat (for the oldest outstanding burst) has the write port; padding rows take idle cycles.
-        # The first SRAM row of each burst in flight; rlast ends a burst.
-        outstanding = m.submodules.outstanding = fifo.SyncFIFO(width=16, depth=MAX_OUTSTANDING_READS)
+        # The first SRAM row and the target of each burst in flight (a draining LOAD's bursts go to its own
+        # target); rlast ends a burst.
+        burst_layout = data.StructLayout({"sram_row": 16, "target": Target})
+        outstanding = m.submodules.outstanding = fifo.SyncFIFO(width=burst_layout.size, depth=MAX_OUTSTANDING_READS)
+        queued_burst, issued_burst = burst_layout(outstanding.r_data), Signal(burst_layout)
         # The SRAM rows of walked padding rows, written in cycles without an R beat: the walk moves on over
         # padding while the queue has room, a decision from registers (from the R channel's valid through
         # the padding row's write to the walker's enables was the 4x4 SoC's worst path, 11.6 ns, 2026-12-06 #13).
@@ -141,7 +144,7 @@ class LoadUnit(wiring.Component):
         # in the burst to the queue's first row was in front of the accumulator's ports: from the queue's
         # read pointer through it to the block RAM's forwarding compare was the 4x4 SoC's worst path,
         # 11.6 ns, 2026-12-06 #14).
-        in_burst, burst_row = Signal(), Signal(16)
+        in_burst, burst_row, burst_target = Signal(), Signal(16), Signal(Target)
         data_beat = Signal()
         pad_write = Signal()
         write_address = Signal(16)
@@ -150,7 +153,16 @@ class LoadUnit(wiring.Component):
         accumulating = Signal()       # an accumulator or COMBINE load is walking or draining
         m.d.comb += [hold.eq(accumulating & self.acc_busy), self.rready.eq(~hold)]
         m.d.comb += [data_beat.eq(self.rvalid & self.rready),
-                     write_address.eq(Mux(self.rvalid, Mux(in_burst, burst_row, outstanding.r_data), pad_rows.r_data))]
+                     write_address.eq(Mux(self.rvalid, Mux(in_burst, burst_row, queued_burst.sram_row), pad_rows.r_data))]
+        # The target an R beat is written to: its burst's, which differs from ``fields.target`` while a LOAD
+        # drains into the other overlapping target; padding rows are the current LOAD's.
+        beat_target = Signal(Target)
+        m.d.comb += beat_target.eq(Mux(in_burst, burst_target, queued_burst.target))
+
+        def writes_to(target):
+            if target not in OVERLAPPING_TARGETS:
+                return fields.target == target
+            return Mux(self.rvalid, beat_target == target, fields.target == target)
 
         # Whether byte b of a row is data (b < valid_bytes), from compares of its beat and of its lane
         # shared by every byte and target: a compare per byte took a carry chain each (ECP5, 16x16: over
@@ -216,7 +228,7 @@ class LoadUnit(wiring.Component):
             behind = target in WRITTEN_BEHIND
             m.d["sync" if behind else "comb"] += [
                 port.addr.eq(write_address), port.data.eq(row),
-                port.en.eq(Mux((writing_unheld if behind else writing) & (fields.target == target), enables, 0))]
+                port.en.eq(Mux((writing_unheld if behind else writing) & writes_to(target), enables, 0))]
             if target == Target.ACCUMULATORS:
                 with m.If(combine_writing):
                     m.d.comb += [port.addr.eq(combine_address), port.data.eq(combine_data),
@@ -270,7 +282,8 @@ class LoadUnit(wiring.Component):
         with m.If(data_beat):
             row_done = beat == last_beat
             m.d.sync += [beat.eq(Mux(row_done, 0, beat + 1)), beat_at.eq(Mux(row_done, 1, beat_at << 1)),
-                         in_burst.eq(~self.rlast), burst_row.eq(write_address + row_done)]
+                         in_burst.eq(~self.rlast), burst_row.eq(write_address + row_done),
+                         burst_target.eq(beat_target)]
             m.d.comb += outstanding.r_en.eq(self.rlast)
             with m.If(response_failed(self.rresp)):
                 m.d.comb += self.error_read.eq(1)
@@ -281,7 +294,8 @@ class LoadUnit(wiring.Component):
         burst_rows, planned = planned_burst_rows(m, walker=walker, mergeable=mergeable, bus_bytes=bus_bytes)
         step = Signal(range(MAX_BURST_ROWS + 1))
         m.d.comb += [self.araddr.eq(walker.address), self.arlen.eq(Mux(mergeable, burst_rows - 1, last_beat)),
-                     outstanding.w_data.eq(sram_row),
+                     issued_burst.sram_row.eq(sram_row), issued_burst.target.eq(fields.target),
+                     outstanding.w_data.eq(issued_burst),
                      outstanding.w_en.eq(self.arvalid & self.arready),
                      step.eq(Mux(pad_row, 1, burst_rows)),
                      walker.step.eq(burst_rows),      # (1 too where row_elems is 0: such rows never merge)
@@ -314,7 +328,7 @@ class LoadUnit(wiring.Component):
         advance = Signal()
         to_accumulator = (fields.target == Target.ACCUMULATORS) | (fields.target == Target.COMBINE)
 
-        # A LOAD whose rows the writer writes as the last one's (same scratchpad, row length and padding)
+        # A LOAD whose rows the writer writes as the last one's (a scratchpad, same row length and padding)
         # may start while the last one's bursts drain: the read channel then idles no cycle between the
         # two. The draining LOAD retires (and pushes its token) as its last burst ends, counted down here.
         # The compare with the queue's head is registered (from the head through it to the queue's read
@@ -322,7 +336,7 @@ class LoadUnit(wiring.Component):
         # ``checked`` (it has waited), since neither the head nor ``fields`` changes until the head is taken.
         writes_alike = Signal()
         m.d.sync += [writes_alike.eq(fields.target.as_value().matches(*OVERLAPPING_TARGETS) &
-                                     (next_fields.target == fields.target) &
+                                     next_fields.target.as_value().matches(*OVERLAPPING_TARGETS) &
                                      Cat(getattr(next_fields, name) == getattr(fields, name)
                                          for name in WRITE_FORMAT).all())]
         draining_bursts = Signal(range(MAX_OUTSTANDING_READS + 1))

@@ -135,7 +135,7 @@ def _fields(instruction: Instruction) -> dict:
 def _row_format(f: dict) -> tuple | None:
     """What the load unit's writer needs of a LOAD; two LOADs of the same format may overlap (None: never)."""
     target = Target(f["target"])
-    return (target, *(f[name] for name in WRITE_FORMAT)) if target in OVERLAPPING_TARGETS else None
+    return tuple(f[name] for name in WRITE_FORMAT) if target in OVERLAPPING_TARGETS else None
 
 
 def _load_walk(f: dict, bus_bytes: int) -> tuple[list[int], int]:
