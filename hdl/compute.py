@@ -42,7 +42,7 @@ class ComputeUnit(wiring.Component):
     error_field : Out(1)   an OS COMPUTE whose beats are not a multiple of R, or a depthwise one
                            on an array without the depthwise mode, with fewer than R beats (WS),
                            or with taps outside 1..R or binary (OS); a paired one that is not
-                           depthwise with act_stride_log2 1 or on an array without paired COMPUTEs;
+                           int8 depthwise with act_stride_log2 1 or on an array without paired COMPUTEs;
                            a repeating one that is not OS depthwise
     retired : Out(1)  an instruction retired (a repeating COMPUTE with its last run);  busy : Out(1)
 
@@ -56,8 +56,8 @@ class ComputeUnit(wiring.Component):
     from the previous one's waits (OS) until that one's beats are all in the
     array, so the transposer is empty whenever rows bypass it. A paired COMPUTE
     also streams its secondary rows (``PAIRED_SECONDARY_OFFSET`` on, the same
-    stride) from a second reader in lockstep, and flags its first beat
-    ``secondary``. A repeating COMPUTE (OS depthwise) starts its runs one after
+    stride) from a second reader in lockstep, and flags its first beat (OS) or
+    every beat (WS) ``secondary``. A repeating COMPUTE (OS depthwise) starts its runs one after
     another, each with its own in-flight record; the last one's pushes the tokens.
     """
 
@@ -124,6 +124,15 @@ class ComputeUnit(wiring.Component):
         started_delivery, delivering = delivery(deliveries.w_data), delivery(deliveries.r_data)
         # Activation beats: rows from the scratchpad (transposed in blocks for OS), framed and tagged with the mode.
         activation_rows = act_reader.rows
+
+        def stream_untransposed(rows):
+            """Drive ``rows`` from the activation reader; a paired delivery's beats need both readers' rows."""
+            secondary_ready = (~delivering.paired | secondary_reader.rows.valid) if paired else 1
+            m.d.comb += [rows.valid.eq(act_reader.rows.valid & secondary_ready), rows.payload.eq(act_reader.rows.payload),
+                         act_reader.rows.ready.eq(rows.ready & secondary_ready)]
+            if paired:
+                m.d.comb += secondary_reader.rows.ready.eq(rows.ready & act_reader.rows.valid & delivering.paired)
+
         # OS depthwise rows bypass the transposer; every job in the reader or the transposer
         # has the flag of the last one started (a job with the other flag waits, below).
         bypassing = os and config.array.depthwise
@@ -134,14 +143,7 @@ class ComputeUnit(wiring.Component):
             if bypassing:
                 activation_rows = stream.Signature(act_reader.rows.payload.shape()).create()
                 with m.If(streaming_depthwise):
-                    # A paired delivery's beats need both readers' rows.
-                    secondary_ready = (~delivering.paired | secondary_reader.rows.valid) if paired else 1
-                    m.d.comb += [activation_rows.valid.eq(act_reader.rows.valid & secondary_ready),
-                                 activation_rows.payload.eq(act_reader.rows.payload),
-                                 act_reader.rows.ready.eq(activation_rows.ready & secondary_ready)]
-                    if paired:
-                        m.d.comb += secondary_reader.rows.ready.eq(activation_rows.ready & act_reader.rows.valid &
-                                                                   delivering.paired)
+                    stream_untransposed(activation_rows)
                 with m.Else():
                     m.d.comb += [transposer.rows_in.valid.eq(act_reader.rows.valid),
                                  act_reader.rows.ready.eq(transposer.rows_in.ready),
@@ -152,6 +154,9 @@ class ComputeUnit(wiring.Component):
                 m.d.comb += [transposer.rows_in.valid.eq(act_reader.rows.valid),
                              act_reader.rows.ready.eq(transposer.rows_in.ready)]
                 activation_rows = transposer.columns
+        elif paired:
+            activation_rows = stream.Signature(act_reader.rows.payload.shape()).create()
+            stream_untransposed(activation_rows)
         same_routing = (queued_job.depthwise == streaming_depthwise) | (deliveries.level == 0) if bypassing else 1
         # A paired job starts both readers in one cycle, so their rows stay in lockstep.
         secondary_free = (~queued_job.paired | ~secondary_reader.reading) if paired else 1
@@ -190,7 +195,7 @@ class ComputeUnit(wiring.Component):
         if config.array.arith == ArithSupport.BOTH:
             m.d.comb += array.activations.payload.mode.eq(delivering.mode)
         if paired:
-            m.d.comb += [array.activations.payload.secondary.eq(delivering.paired & first),
+            m.d.comb += [array.activations.payload.secondary.eq(delivering.paired & (first if os else 1)),
                          array.activations.payload.secondary_data.eq(secondary_reader.rows.payload)]
         if config.array.depthwise:
             m.d.comb += array.activations.payload.depthwise.eq(delivering.depthwise)
@@ -347,7 +352,8 @@ class ComputeUnit(wiring.Component):
         else:
             unsupported_fields = head_fields.depthwise
         if paired:
-            unsupported_fields |= head_fields.paired & (~head_fields.depthwise | (head_fields.act_stride_log2 != 1))
+            unsupported_fields |= head_fields.paired & (~head_fields.depthwise | (head_fields.act_stride_log2 != 1) |
+                                                        (head_fields.mode != ArithMode.INT8))
         else:
             unsupported_fields |= head_fields.paired
         if os and config.array.depthwise:

@@ -125,10 +125,10 @@ class ArrayConfig:
         Instantiate this FPGA DSP block (``"ecp5"``) with its registers in each DSP PE instead
         of a ``*``; needs ``pipelined`` and int8 arithmetic. Default: none.
     paired : bool or None
-        (OS with the depthwise mode) take paired depthwise COMPUTEs (``hdl.isa.COMPUTE``): a
+        (Arrays with the depthwise mode and int8 MACs) take paired depthwise COMPUTEs (``hdl.isa.COMPUTE``): a
         stride-2 window's even and odd columns in one COMPUTE, at the cost of a second activation
-        read port, a third operand per PE and R (R - 1) / 2 lane registers. Default: on where the
-        array can.
+        read port, a third operand per PE (WS: per PE of row 0) and R (R - 1) / 2 lane registers.
+        Default: on where the array can.
 
     Raises
     ------
@@ -173,8 +173,8 @@ class ArrayConfig:
             raise TypeError(f"Array paired must be True, False or None (the default: on where the array can), "
                             f"not {self.paired!r}")
         elif self.paired and not can_pair:
-            raise ValueError(f"Paired depthwise COMPUTEs need an OS array with the depthwise mode, not "
-                             f"dataflow {self.dataflow.value} with depthwise {self.depthwise}")
+            raise ValueError(f"Paired depthwise COMPUTEs need an array with the depthwise mode and int8 MACs, "
+                             f"not depthwise {self.depthwise} with arith {self.arith.value}")
         if self.dsp_primitive is not None:
             object.__setattr__(self, "dsp_primitive", _coerce(DspPrimitive, self.dsp_primitive, "DSP primitive"))
             problem = self.dsp_primitive_problem(self.dsp_primitive)
@@ -232,8 +232,8 @@ class ArrayConfig:
         return self.pipelined and (self.depthwise or self.dsp_primitive is not None)
 
     def _can_pair(self) -> bool:
-        """Whether the array could take paired COMPUTEs: OS with the depthwise mode."""
-        return self.dataflow == Dataflow.OS and self.depthwise
+        """Whether the array could take paired COMPUTEs (int8 only): it has the depthwise mode and int8 MACs."""
+        return self.depthwise and self.arith != ArithSupport.BINARY
 
     @property
     def early_weights(self) -> bool:

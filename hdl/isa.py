@@ -108,16 +108,17 @@ STORE = data.StructLayout({"acc_addr": 16, "channel_row": 12, **DESCRIPTOR_FIELD
 #     multiple of R; the rows from weight_addr + taps on are read but multiply as 0), each
 #     array row one output pixel, R - taps + 1 result rows:
 #     acc[acc_addr + i][j] (+)= sum_t act[act_addr + i + t][j] * weight[weight_addr + t][j], t < taps, i <= R - taps.
-# Paired (OS arrays with the depthwise mode; depthwise, act_stride_log2 1): each beat also reads a
-#     secondary row, PAIRED_SECONDARY_OFFSET rows after its own, which tap 0 multiplies instead
+# Paired (arrays generated with paired COMPUTEs; int8 depthwise, act_stride_log2 1): each beat also reads
+#     a secondary row, PAIRED_SECONDARY_OFFSET rows after its own, which tap 0 multiplies instead
 #     (``numerics.golden_paired_depthwise``), so a stride-2 window's even and odd columns meet in one
 #     COMPUTE: with primary[n] = act[act_addr + 2n] and secondary[n] = act[act_addr + 3 + 2n],
-#     acc[acc_addr + i][j] (+)= secondary[i][j] * weight[weight_addr][j]
-#                               + sum_{1 <= t < taps} primary[i + t][j] * weight[weight_addr + t][j].
+#     OS: acc[acc_addr + i][j] (+)= secondary[i][j] * weight[weight_addr][j]
+#                                   + sum_{1 <= t < taps} primary[i + t][j] * weight[weight_addr + t][j];
+#     WS: likewise with the R stationary rows as the taps, i <= beats - R.
 #     For a 3-wide window whose output i reads x[2i], x[2i + 1], x[2i + 2] (x[n]: act row b + n):
 #     act_addr = b - 2 and the weight rows are the window's taps 1, 0, 2 (secondary[i] = x[2i + 1],
-#     primary[i + 1] = x[2i], primary[i + 2] = x[2i + 2]). Row i reads secondary[i] at its own first
-#     beat, so the array needs one more operand select per PE, not a second multiplier.
+#     primary[i + 1] = x[2i], primary[i + 2] = x[2i + 2]). OS row i reads secondary[i] at its own first
+#     beat (WS row 0 at every beat), so the array needs one more operand select per PE, not a second multiplier.
 # Repeat (OS depthwise only): the COMPUTE runs 1 + repeat times, run n with act_addr + (n * K <<
 #     act_stride_log2) and acc_addr + n * K, K = R - taps + 1 (one run's result rows): a chain of
 #     runs along a row of outputs in one instruction. Its checks span every run: it runs whole or not at all.

@@ -103,7 +103,7 @@ def golden_depthwise(x, w, mode: ArithMode) -> np.ndarray:
 
 
 def golden_paired_depthwise(primary, secondary, w) -> np.ndarray:
-    """Reference paired depthwise correlation (``hdl.isa.COMPUTE``'s paired OS form) as int32 accumulators.
+    """Reference paired depthwise correlation (``hdl.isa.COMPUTE``'s paired form) as int32 accumulators.
 
     ``primary`` and ``secondary`` are (B, N) rows, ``w`` (T, N) taps; row ``m`` of the (B - T + 1, N)
     result is ``secondary[m] * w[0] + sum_{t >= 1} primary[m + t] * w[t]`` lane by lane (int8).

@@ -24,7 +24,7 @@ def activation_lane_layout(config: ArrayConfig) -> data.StructLayout:
     preloaded in its shadow register; ``mode`` (``both`` arithmetic only)
     selects int8 or binary for this beat; ``depthwise`` (arrays with the
     depthwise mode) multiplies the column's channel instead of ``data``, and
-    with ``secondary`` (OS) the column's secondary channel.
+    with ``secondary`` (paired arrays) the column's secondary channel.
     """
     fields = {"valid": 1, "last": 1, "data": OPERAND}
     if config.dataflow == Dataflow.WS:
@@ -141,8 +141,8 @@ class ProcessingElement(wiring.Component):
     psum_in, psum_out : (WS) partial sum from above, plus this PE's product, registered downwards.
     column_in : (depthwise mode) the column's channel, multiplied instead of ``act_in.data`` on depthwise beats
         (pipelined: a cycle early, like ``act_early``).
-    column_secondary_in : (``config.paired``) the column's secondary channel, multiplied instead on
-        depthwise beats flagged ``secondary`` (pipelined: a cycle early).
+    column_secondary_in : (``pairs``: ``config.paired``, on WS row 0 only) the column's secondary channel,
+        multiplied instead on depthwise beats flagged ``secondary`` (pipelined: a cycle early).
     act_early : (``config.early_operands``) ``act_in`` a cycle before it arrives, which selects the operand.
     weight_early : (``config.early_weights``) ``weight_in`` a cycle before it arrives.
     result : (OS) the finished dot product of the most recent tile, held until overwritten.
@@ -158,6 +158,8 @@ class ProcessingElement(wiring.Component):
         self.config = config
         self.row = row
         self.col = col
+        # (A paired WS tile's secondary stream meets stationary row 0 only.)
+        self.pairs = config.paired and (config.dataflow == Dataflow.OS or row == 0)
         act, weight = activation_lane_layout(config), weight_lane_layout(config)
         members = {
             "act_in": In(act), "act_out": Out(act),
@@ -169,7 +171,7 @@ class ProcessingElement(wiring.Component):
             members["result"] = Out(ACCUMULATOR)
         if config.depthwise:
             members["column_in"] = In(OPERAND)
-        if config.paired:
+        if self.pairs:
             members["column_secondary_in"] = In(OPERAND)
         if config.early_operands:
             members["act_early"] = In(act)
@@ -248,7 +250,7 @@ class ProcessingElement(wiring.Component):
         if not self.config.depthwise:
             return lane.data
         column = self.column_in
-        if self.config.paired:
+        if self.pairs:
             column = Mux(lane.secondary, self.column_secondary_in, self.column_in)
         return Mux(lane.depthwise, column, lane.data)
 

@@ -47,12 +47,14 @@ Depthwise mode (arrays with ``config.depthwise``)
       beat's (or 0): the compute unit streams weight 0 at such beats and keeps
       only the rows that do not need them.
 
-    * OS paired (``config.paired``): each beat brings a second row,
-      ``secondary_data``, and on a beat flagged ``secondary`` row i's PEs
-      multiply its lane j (skewed like lane j) instead: set on a tile's first
-      beat, row i sums ``secondary[i][j] * w[0][j] + sum_{k >= 1} x[i + k][j] *
-      w[k][j]`` (``numerics.golden_paired_depthwise``), so a stride-2 window's
-      odd column (secondary) and even ones (x) meet in one tile.
+    * Paired (``config.paired``): each beat brings a second row,
+      ``secondary_data``, and on a beat flagged ``secondary`` PEs multiply its
+      lane j (skewed like lane j) instead: OS row i's PEs (set on a tile's
+      first beat, row i sums ``secondary[i][j] * w[0][j] + sum_{k >= 1} x[i +
+      k][j] * w[k][j]``), WS row 0's (set on every beat of a tile, result m is
+      ``secondary[m][j] * w[0][j] + sum_{r >= 1} x[m + r][j] * w[r][j]``):
+      ``numerics.golden_paired_depthwise``, so a stride-2 window's odd column
+      (secondary) and even ones (x) meet in one tile.
 
     Columns j >= R multiply 0. The correlation is in time, so a depthwise
     tile's beats after its first must come on consecutive cycles (OS: on both
@@ -216,7 +218,8 @@ class SystolicArray(wiring.Component):
                     # Skewed like `channel`: col registers (pipelined: one edge register more, less the cycle early).
                     secondary = _delayed(m, acts.payload.secondary_data[col], col, f"secondary_skew_{col}")
                     for row in range(rows):
-                        m.d.comb += pes[row][col].column_secondary_in.eq(secondary)
+                        if pes[row][col].pairs:
+                            m.d.comb += pes[row][col].column_secondary_in.eq(secondary)
         if config.early_operands:
             for row in range(rows):
                 for col in range(cols):

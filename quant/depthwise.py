@@ -27,15 +27,16 @@ next R - T + 1 of them, below):
   writing accumulator rows ``c .. c + R - T`` (chunks of R - T + 1; the last
   chunk's rows past the tile are never stored): one COMPUTE that repeats
   (``hdl.isa.COMPUTE`` ``repeat``; a chain of more than 256 runs is several).
-* Paired (OS arrays with ``ArrayConfig.paired``, 3-wide windows at
-  horizontal stride 2): a window row is one chain, not one per phase. A paired
-  COMPUTE (``hdl.isa.COMPUTE``) multiplies tap 0 by a secondary stream read
-  ``PAIRED_SECONDARY_OFFSET`` rows after the primary one, so with the primary
-  stream from two rows before the window row's first pixel, output ``ox``'s
-  pixels ``2 ox + 1`` (secondary), ``2 ox`` and ``2 ox + 2`` (primary) are
-  taps 0, 1 and 2: weight rows ``w[dy, 1], w[dy, 0], w[dy, 2]`` and chunks
-  of R - 2 outputs, each beat bringing a column an even and an odd pixel (a
-  3x3 window: three chains per tile instead of six). A load group's rows
+* Paired (arrays with ``ArrayConfig.paired``, 3-wide windows at
+  horizontal stride 2): a window row is one chain (OS) or COMPUTE (WS), not
+  one per phase. A paired COMPUTE (``hdl.isa.COMPUTE``) multiplies tap 0 by a
+  secondary stream read ``PAIRED_SECONDARY_OFFSET`` rows after the primary
+  one, so with the primary stream from two rows before the window row's first
+  pixel, output ``ox``'s pixels ``2 ox + 1`` (secondary), ``2 ox`` and ``2 ox
+  + 2`` (primary) are taps 0, 1 and 2: weight rows ``w[dy, 1], w[dy, 0], w[dy,
+  2]`` (OS: chunks of R - 2 outputs), each beat bringing a column an even and
+  an odd pixel (a 3x3 window: three COMPUTEs or chains per tile instead of
+  six; WS: no stacks, as only stationary row 0 meets the secondary stream). A load group's rows
   start two rows into its slot, so that the primary stream's first row (read,
   never used) is the slot's own, not the other slot's, which a LOAD may be
   writing meanwhile.
@@ -154,7 +155,8 @@ class DepthwisePlan:
         """
         rows, stride = self.rows, self.stride
         width = segment_width + self.halo
-        stack = 1 if self.os else min(self.extra_rows + 1, (rows - self.taps) // width + 1)
+        # (A paired WS COMPUTE's secondary stream meets stationary row 0 only: no stacks.)
+        stack = 1 if self.os or self.paired else min(self.extra_rows + 1, (rows - self.taps) // width + 1)
         tile_rows = min(self.out_height, ((self.act_half - self.lead) // stride[1] - rows) // width - self.extra_rows,
                         (self.acc_half - segment_width - self.chunk + 1) // width + 1 if self.os
                         else self.acc_half // width,

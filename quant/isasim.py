@@ -208,10 +208,11 @@ class IsaSimulator:
         if f["depthwise"] and not array.depthwise:
             raise IsaError(f"{where}: depthwise COMPUTE on an array generated without the depthwise mode "
                            f"(dataflow {array.dataflow.value})")
-        if f["paired"] and not (array.paired and f["depthwise"] and f["act_stride_log2"] == 1):
-            raise IsaError(f"{where}: a paired COMPUTE must be depthwise with act_stride_log2 1 on an OS array "
-                           f"with the depthwise mode (dataflow {array.dataflow.value}, depthwise "
-                           f"{f['depthwise']}, act_stride_log2 {f['act_stride_log2']})")
+        if f["paired"] and not (array.paired and f["depthwise"] and f["act_stride_log2"] == 1
+                                and mode == ArithMode.INT8):
+            raise IsaError(f"{where}: a paired COMPUTE must be int8 depthwise with act_stride_log2 1 on an array "
+                           f"generated with paired COMPUTEs (paired {array.paired}, depthwise {f['depthwise']}, "
+                           f"act_stride_log2 {f['act_stride_log2']}, mode {mode.name})")
         if f["repeat"] and not (array.dataflow == Dataflow.OS and f["depthwise"]):
             raise IsaError(f"{where}: repeat {f['repeat']} needs an OS depthwise COMPUTE (dataflow "
                            f"{array.dataflow.value}, depthwise {f['depthwise']})")
@@ -228,13 +229,7 @@ class IsaSimulator:
                 if mode != ArithMode.INT8:
                     raise IsaError(f"{where}: OS depthwise COMPUTEs are int8 only, not {mode.name}")
                 weights = slice(f["weight_addr"], f["weight_addr"] + taps)
-                primary = self._column_channels(activations[:array.rows])
-                if f["paired"]:
-                    secondary = self._column_channels(self._streamed_rows(
-                        f["act_addr"] + PAIRED_SECONDARY_OFFSET, beats, stride, where)[:array.rows])
-                    result = golden_paired_depthwise(primary, secondary, self.weights[weights])
-                else:
-                    result = golden_depthwise(primary, self.weights[weights], mode)
+                result = self._depthwise(f, activations[:array.rows], self.weights[weights], where)
             else:
                 blocks = activations.reshape(-1, array.rows, array.rows)
                 a = blocks.transpose(1, 0, 2).reshape(array.rows, beats)
@@ -245,7 +240,7 @@ class IsaSimulator:
             weights = slice(f["weight_addr"], f["weight_addr"] + array.rows)
             stationary = self.weights[weights]
             if f["depthwise"]:
-                result = golden_depthwise(self._column_channels(activations), stationary, mode)
+                result = self._depthwise(f, activations, stationary, where)
             else:
                 result = golden_gemm(activations, stationary, mode)
         self._check_rows(self.accumulators, f["acc_addr"], len(result), "accumulator", where)
@@ -256,6 +251,16 @@ class IsaSimulator:
         self._touch("accumulators", target, write=True)
         self.accumulators[target] = wrap_acc(self.accumulators[target] + result) if f["accumulate"] else result
         self.stats.macs += beats * array.rows * array.cols
+
+    def _depthwise(self, f: dict, activations: np.ndarray, taps: np.ndarray, where: str) -> np.ndarray:
+        """A depthwise COMPUTE's correlation of its streamed ``activations`` (a paired one's with its secondary
+        stream, PAIRED_SECONDARY_OFFSET rows on) with ``taps``."""
+        primary = self._column_channels(activations)
+        if not f["paired"]:
+            return golden_depthwise(primary, taps, ArithMode(f["mode"]))
+        secondary = self._streamed_rows(f["act_addr"] + PAIRED_SECONDARY_OFFSET, f["beats"], 1 << f["act_stride_log2"],
+                                        where)[:len(activations)]
+        return golden_paired_depthwise(primary, self._column_channels(secondary), taps)
 
     def _streamed_rows(self, first: int, beats: int, stride: int, where: str) -> np.ndarray:
         """The activation rows a COMPUTE's reader streams: row first + n * stride at beat n (a paired

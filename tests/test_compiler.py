@@ -346,44 +346,51 @@ class StridedDepthwiseNet(nn.Module):
 
 @pytest.mark.parametrize("dataflow, rows, cols, pairs", [("os", 4, 4, True), ("os", 3, 4, True), ("os", 4, 3, True),
                                                          ("os", 8, 8, True), ("os", 2, 3, True), ("os", 4, 4, False),
-                                                         ("ws", 4, 4, True)])
-def test_strided_depthwise_pairs_phases_on_os(dataflow, rows, cols, pairs, seed):
-    """On OS arrays of 3 rows or more (``ArrayConfig.paired``) a 3-wide window at horizontal stride
-    2 takes paired COMPUTEs: one chain of R-beat COMPUTEs of taps 3 per window row (chunks of R - 2 outputs)
-    instead of one per phase; the primary stream starts two rows into the load group's slot. Bit-exact
-    against the golden model, with the simulator's race checks; stride 1, WS, 2-row arrays and arrays generated
-    without paired COMPUTEs keep phases."""
+                                                         ("ws", 4, 4, True), ("ws", 3, 5, True), ("ws", 8, 8, False)])
+def test_strided_depthwise_pairs_phases(dataflow, rows, cols, pairs, seed):
+    """On arrays of 3 rows or more (``ArrayConfig.paired``) a 3-wide window at horizontal stride 2 takes
+    paired COMPUTEs instead of one per phase: on OS one chain of R-beat COMPUTEs of taps 3 per window row
+    (chunks of R - 2 outputs), on WS one COMPUTE per window row (no stacks); the primary stream starts two
+    rows into the load group's slot. Bit-exact against the golden model, with the simulator's race checks;
+    stride 1, 2-row arrays and arrays generated without paired COMPUTEs keep phases (WS at 8x8: in stacks)."""
     torch.manual_seed(seed)
     images = torch.rand(2, 6, 23, 27, generator=torch.Generator().manual_seed(seed))
     graph = trace(StridedDepthwiseNet().eval(), (6, 23, 27))
     graph = quantize(graph, calibrate(graph, images))
-    # (8x8: 8-lane rows of 15 pixels per phase need more than the 64 rows of half a 2 KiB scratchpad)
-    accelerator = replace(config(dataflow, rows, cols), spad_kib=8 if rows == 8 else 2)
+    # (OS 8x8: 8-lane rows of 15 pixels per phase need more than the 64 rows of half a 2 KiB scratchpad)
+    accelerator = replace(config(dataflow, rows, cols), spad_kib=8 if (dataflow, rows) == ("os", 8) else 2)
     if not pairs:
         accelerator = replace(accelerator, array=replace(accelerator.array, paired=False))
     net = check_every_tensor(accelerator, graph, quantize_input(graph, images.numpy())[0],
                              f"strided depthwise net, {dataflow} {rows}x{cols} (seed {seed})")
     nodes = {node.name: node for node in graph.nodes}
-    paired = dataflow == "os" and rows >= 3 and pairs
+    paired = rows >= 3 and pairs
     for span in net.layers:
         node = nodes[span.name]
         computes = [i.fields for i in net.program[span.start:span.end] if i.opcode == Opcode.COMPUTE]
         if node.stride[1] == 2:      # in the array's depthwise mode (R = 2 takes a 3-wide window in phases only)
             assert computes and all(f["depthwise"] for f in computes), span.name
         if paired and node.stride[1] == 2:
-            assert all(f["paired"] and f["taps"] == 3 and f["act_stride_log2"] == 1 for f in computes), span.name
-            # Three chains (window rows) per tile and block, each a COMPUTE of ceil(Wp positions / (R - 2)) runs.
+            assert all(f["paired"] and f["taps"] == (3 if dataflow == "os" else 0) and f["act_stride_log2"] == 1
+                       for f in computes), span.name
+            # Three chains or COMPUTEs (window rows) per tile, segment and block; on OS each a COMPUTE of
+            # ceil(Wp positions / (R - 2)) runs.
             y = net.feature_maps[node.output]
             plan = DepthwisePlan(net.config, node.kernel, node.stride, y.height, y.width)
             tiles = [min(plan.tile_rows, y.height - first) for first in range(0, y.height, plan.tile_rows)]
-            runs = sum(len(plan.chunks(tile)) for tile in tiles) * y.channel_blocks
-            assert (plan.phases, plan.chunk, plan.lead) == (1, rows - 2, 2)
-            assert len(computes) == 3 * len(tiles) * y.channel_blocks, span.name
-            assert sum(f["repeat"] + 1 for f in computes) == 3 * runs and max(f["repeat"] for f in computes), span.name
+            assert (plan.phases, plan.lead, plan.stack) == (1, 2, 1)
+            assert len(computes) == 3 * len(tiles) * len(plan.segments) * y.channel_blocks, span.name
+            if dataflow == "os":
+                runs = sum(len(plan.chunks(tile)) for tile in tiles) * y.channel_blocks
+                assert plan.chunk == rows - 2
+                assert sum(f["repeat"] + 1 for f in computes) == 3 * runs and max(f["repeat"] for f in computes)
         else:
             assert not any(f["paired"] for f in computes), span.name
             if dataflow == "os" and node.stride[1] == 2:     # two phases: taps {0, 2}, then {1}
                 assert {f["taps"] for f in computes} == {2} and {f["act_addr"] % 2 for f in computes} == {0, 1}
+            if dataflow == "ws" and rows == 8 and node.stride[1] == 2:
+                y = net.feature_maps[node.output]
+                assert DepthwisePlan(net.config, node.kernel, node.stride, y.height, y.width).stack == 2
 
 
 @pytest.mark.parametrize("dataflow", ["ws", "os"])

@@ -39,11 +39,13 @@ def test_config_coerces_and_validates():
 
 
 def test_paired_depthwise_is_on_where_the_array_can():
-    assert ArrayConfig(4, 4, "os").paired and not ArrayConfig(4, 4, "ws").paired
+    assert ArrayConfig(4, 4, "os").paired and ArrayConfig(4, 4, "ws").paired
     assert not ArrayConfig(4, 4, "os", depthwise=False).paired
-    assert ArrayConfig(4, 4, "os", paired=False).name == "systolic_4x4_os_int8_nopair"
-    with pytest.raises(ValueError, match="Paired depthwise COMPUTEs need an OS array with the depthwise mode"):
-        ArrayConfig(4, 4, "ws", paired=True)
+    assert ArrayConfig(4, 4, "ws", paired=False).name == "systolic_4x4_ws_int8_nopair"
+    assert not ArrayConfig(4, 4, "ws", "binary").paired
+    with pytest.raises(ValueError, match="Paired depthwise COMPUTEs need an array with the depthwise mode and int8 "
+                                         "MACs, not depthwise False with arith int8"):
+        ArrayConfig(4, 4, "ws", depthwise=False, paired=True)
     with pytest.raises(TypeError, match="paired must be True, False or None"):
         ArrayConfig(4, 4, "os", paired=1)
 

@@ -112,8 +112,10 @@ def random_program(config, rng):
             repeat = int(rng.integers(0, 4)) if depthwise and os and rng.integers(0, 2) else 0
             run_rows = (rows - taps + 1 if depthwise else rows) if os else beats - (rows - 1 if depthwise else 0)
             result_rows = (repeat + 1) * run_rows
-            # Paired (OS depthwise at stride 2): the secondary rows reach PAIRED_SECONDARY_OFFSET rows further.
+            # Paired (depthwise at stride 2): the secondary rows reach PAIRED_SECONDARY_OFFSET rows further.
             paired = int(depthwise and config.array.paired and rng.integers(0, 2))
+            if paired:          # (int8 only)
+                compute_mode = ArithMode.INT8
             stride_log2 = 1 if paired else int(rng.integers(0, 4)) if rng.integers(0, 2) else 0
             act_rows = (beats - 1 + repeat * run_rows << stride_log2) + 1 + (PAIRED_SECONDARY_OFFSET if paired else 0)
             compute = {"act_addr": address(config.act_rows, act_rows), "act_stride_log2": stride_log2,

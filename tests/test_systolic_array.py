@@ -102,7 +102,7 @@ def depthwise_and_gemm_tiles(config, rng, tiles=12):
 
     WS weights are the R stationary rows; OS streams a weight row per beat, a depthwise tile's
     taps in its first T rows and 0 after them (int8: what the compute unit streams there). On
-    arrays with paired depthwise tiles every other depthwise tile is paired.
+    arrays with paired depthwise tiles every other depthwise tile is paired (int8).
     """
     rows, cols = config.rows, config.cols
     cases = []
@@ -124,6 +124,8 @@ def depthwise_and_gemm_tiles(config, rng, tiles=12):
                 kept = min(rows, beats - taps + 1)
         x = rng.integers(-128, 128, (beats, rows))
         paired = depthwise and config.paired and index % 2 == 0
+        if paired:
+            mode = ArithMode.INT8
         cases.append((depthwise, mode, x, w, kept, rng.integers(-128, 128, x.shape) if paired else None))
     return cases
 
@@ -173,8 +175,8 @@ def test_depthwise_tiles_between_gemm_tiles_are_bit_exact(config, seed):
             weights += [weight_layout.const({"data": [int(v) for v in row]}).as_bits() for row in w]
             moded = {"mode": mode} if config.arith == ArithSupport.BOTH else {}
             for beat, row in enumerate(x):
-                if config.paired:
-                    moded["secondary"] = secondary is not None and beat == 0
+                if config.paired:       # (OS: the tile's first beat; WS: every beat, for row 0)
+                    moded["secondary"] = secondary is not None and (beat == 0 or not os)
                     moded["secondary_data"] = [int(v) for v in (secondary[beat] if secondary is not None
                                                                 else rng.integers(-128, 128, len(row)))]
                 activations.append(act_layout.const({"data": [int(v) for v in row], "last": beat == len(x) - 1,

@@ -148,12 +148,16 @@ def test_depthwise_stacks_window_rows_in_segments(rows, window, width, seed):
 
 
 def test_depthwise_plans_stack_and_segment():
-    """The plan takes stacks and segments where they save beats, and whole rows where they cannot."""
+    """The plan takes stacks and segments where they save beats, and whole rows where they cannot (paired
+    COMPUTEs do not stack: a 3-wide stride-2 window takes one per window row, in whole rows)."""
     config = AcceleratorConfig(ArrayConfig(16, 16, "ws", "int8"))
     wide = DepthwisePlan(config, (3, 3), (1, 1), 56, 56)
     assert (wide.segment_width, wide.width, wide.stack, len(wide.segments)) == (4, 6, 3, 14)
-    strided = DepthwisePlan(config, (3, 3), (2, 2), 56, 56)
+    unpaired = AcceleratorConfig(ArrayConfig(16, 16, "ws", "int8", paired=False))
+    strided = DepthwisePlan(unpaired, (3, 3), (2, 2), 56, 56)
     assert (strided.segment_width, strided.stack, [len(s) for s in strided.stacks]) == (7, 2, [1, 1])
+    paired = DepthwisePlan(config, (3, 3), (2, 2), 56, 56)
+    assert (paired.paired, paired.segment_width, paired.stack, [len(s) for s in paired.stacks]) == (True, 28, 1, [2, 1])
     assert DepthwisePlan(config, (3, 3), (1, 1), 56, 56)._layout(56)[-1] > 1.9 * wide._layout(4)[-1]
     for os_plan in (DepthwisePlan(AcceleratorConfig(ArrayConfig(16, 16, "os", "int8")), (3, 3), (1, 1), 56, 56),
                     DepthwisePlan(AcceleratorConfig(ArrayConfig(4, 4, "ws", "int8")), (3, 3), (1, 1), 56, 56)):
@@ -166,7 +170,8 @@ STACKING_CONFIG = AcceleratorConfig(ArrayConfig(8, 8, "ws", "both"), spad_kib=2,
 RTL_CASES = {
     "ws": [((7, 9), Window(3, 2, 1)), ((7, 9), Window(2, 2, 0)), ((7, 9), Window(3, 2, 0))],
     "os": [((7, 9), Window(3, 2, 1)), ((7, 9), Window(2, 2, 0)), ((7, 9), Window(3, 2, 0))],
-    # stacked window rows in three segments; stacks at stride 2 in two; segments of one window row each
+    # stacked window rows in three segments; paired COMPUTEs at stride 2 in whole rows (no stacks: stacks at
+    # stride 2 are test_compiler's, on arrays without paired COMPUTEs); segments of one window row each
     "stacking": [((7, 9), Window(3, 1, 1)), ((7, 13), Window(3, 2, 0)), ((7, 13), Window(5, 1, 2))],
 }
 
@@ -189,7 +194,8 @@ def test_depthwise_on_the_array_is_bit_exact_in_rtl(case, seed):
     if case == "stacking":
         plans = [DepthwisePlan(config, (w.kernel,) * 2, (w.stride,) * 2, output_size(h, w), output_size(wd, w))
                  for (h, wd), w in RTL_CASES[case]]
-        assert [(plan.stack, len(plan.segments)) for plan in plans] == [(2, 3), (2, 2), (1, 2)]
+        assert [(plan.stack, len(plan.segments), plan.paired) for plan in plans] == \
+            [(2, 3, False), (1, 1, True), (1, 2, False)]
     runs = [AcceleratorRun(bytes(p.image.data), p.program_address, len(p.program), backpressure=i % 2 == 0, seed=i)
             for i, p in enumerate(programs)]
     for program, outcome in zip(programs, run_programs(config, runs, accelerator_model(config))):

@@ -33,8 +33,9 @@ def add_array_options(parser: argparse.ArgumentParser, default_pe: str = "16x16"
                         help="leave out the array's depthwise mode (an operand multiplexer per PE); "
                              "depthwise layers then run on the accumulator path")
     parser.add_argument("--no-paired", action="store_true",
-                        help="OS: leave out paired depthwise COMPUTEs (a second activation read port and a "
-                             "third operand per PE); stride-2 depthwise layers then take two COMPUTEs a window row")
+                        help="leave out paired depthwise COMPUTEs (a second activation read port and a third "
+                             "operand per PE, on WS per PE of row 0); stride-2 depthwise layers then take two "
+                             "COMPUTEs a window row")
 
 
 def array_config(args: argparse.Namespace) -> ArrayConfig:
