@@ -352,8 +352,9 @@ class ComputeUnit(wiring.Component):
         else:
             unsupported_fields = head_fields.depthwise
         if paired:
-            unsupported_fields |= head_fields.paired & (~head_fields.depthwise | (head_fields.act_stride_log2 != 1) |
-                                                        (head_fields.mode != ArithMode.INT8))
+            unsupported_fields |= head_fields.paired & (~head_fields.depthwise | (head_fields.act_stride_log2 != 1))
+            if not os:      # (OS depthwise COMPUTEs are int8 only in any case)
+                unsupported_fields |= head_fields.paired & (head_fields.mode != ArithMode.INT8)
         else:
             unsupported_fields |= head_fields.paired
         if os and config.array.depthwise:

@@ -174,3 +174,24 @@ def test_faults_stop_cleanly_and_the_next_program_runs(seed):
             assert outcome.dram[:len(good_dram)] == good_dram, f"run {index}: DRAM differs after recovery"
         else:
             assert not outcome.done and outcome.error == code, f"run {index}: expected {code}, got {outcome.error}"
+
+
+def test_paired_computes_are_int8_only_on_ws():
+    """WS depthwise COMPUTEs may be binary, paired ones not: the RTL stops with ILLEGAL_FIELD where the ISA
+    simulator refuses it, and runs the same COMPUTE in int8."""
+    config = CONFIGS[1]         # WS 2x3, int8 and binary
+    assert config.array.paired and config.array.dataflow.value == "ws"
+    runs = []
+    for mode in (ArithMode.BINARY, ArithMode.INT8):
+        image, address = fault_image(config, [
+            Instruction(Opcode.COMPUTE, {"act_addr": 0, "weight_addr": 0, "acc_addr": 0, "beats": 4, "mode": mode,
+                                         "depthwise": 1, "paired": 1, "act_stride_log2": 1}), END])
+        if mode == ArithMode.BINARY:
+            with pytest.raises(IsaError, match="a paired COMPUTE must be int8 depthwise"):
+                isa_reference(config, image + bytes(DRAM_BYTES - len(image)), address, 2)
+        else:
+            isa_reference(config, image + bytes(DRAM_BYTES - len(image)), address, 2)
+        runs.append(AcceleratorRun(image, address, 2))
+    refused, taken = run_programs(config, runs, accelerator_model(config), dram_size=DRAM_BYTES)
+    assert refused.finished and not refused.done and refused.error == ErrorCode.ILLEGAL_FIELD, refused
+    assert taken.done and taken.error is None, taken
