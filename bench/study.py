@@ -217,7 +217,8 @@ def render(results: dict) -> None:
               "MobileNetV2's and ShuffleNetV2's depthwise layers run in the array's depthwise mode on both "
               "(OS: at most 3 x C MACs per cycle for a 3x3 window at stride 1, in R-beat COMPUTEs of R - 2 outputs each, "
               "so it also pays the per-COMPUTE costs above; WS: a COMPUTE takes a stack of window rows on segments of "
-              "the output rows, on 16x16 all three rows of a 3x3 window at stride 1, up to 6 x C).", ""]
+              "the output rows, on 16x16 all three rows of a 3x3 window at stride 1, up to 6 x C; at stride 2 a "
+              "paired COMPUTE per window row, 3 x C).", ""]
     lines += ["| net | " + " | ".join(f"{pe}x{pe}" for pe in arrays) + " |", "|---|" + "---|" * len(arrays)]
     for name, entries in nets.items():
         ratios = []
