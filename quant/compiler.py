@@ -46,11 +46,11 @@ from hdl.isa import Instruction, Opcode
 from hdl.numerics import BINARY_VALUES_PER_LANE, ArithMode, neutral_padding, stored_bytes
 
 from .conv import lower_conv
-from .depthwise import lower_depthwise_array, plan_depthwise
+from .depthwise import Fold, fold_block, lower_depthwise_array, plan_depthwise
 from .golden import windows
 from .graph import Add, Binarize, ChannelShuffle, Concat, Conv, Graph, Padding, Pool, PoolKind, Slice
 from .memory import FeatureMap, MemoryImage, row_stride
-from .program import fenced, load_channel_records, serialized
+from .program import fenced, load_channel_records
 from .vector import lower_add, lower_depthwise, lower_pool
 
 __all__ = ["CompiledNet", "LayerSpan", "UnsupportedLayer", "compile_graph"]
@@ -374,15 +374,37 @@ def _global_average_plan(config: AcceleratorConfig, pool: Pool, y: FeatureMap):
     return None
 
 
+def _folds(config: AcceleratorConfig, image: MemoryImage, graph: Graph, maps: dict) -> dict[str, dict[int, Fold]]:
+    """The blocks each depthwise layer on the array reads folded (``quant.depthwise.Fold``), by block of its
+    input: where a pooling layer (``lower_pool``, which writes the copies) makes the input."""
+    producers = {node.output: node for node in graph.nodes}
+    folds = {}
+    for node in graph.nodes:
+        producer = producers.get(node.input) if _is_depthwise(graph, node) else None
+        if not isinstance(producer, Pool) or _global_average_plan(config, producer, maps[producer.output]):
+            continue
+        x, y = maps[node.input], maps[node.output]
+        if plan_depthwise(config, node.kernel, node.stride, y.height, y.width):
+            found = {block: fold_block(config, image, node.name, x, y, block, node.kernel, node.stride,
+                                       node.padding.top) for block in range(x.channel_blocks)}
+            folds[node.name] = {block: fold for block, fold in found.items() if fold}
+    return folds
+
+
 def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, maps: dict, slots: dict,
-           writer: tuple[FeatureMap, np.ndarray], packed: dict[str, FeatureMap]) -> list[list[Instruction]]:
+           writer: tuple[FeatureMap, np.ndarray], packed: dict[str, FeatureMap],
+           folds: dict[str, dict[int, Fold]]) -> list[list[Instruction]]:
     """One node's passes, each to be fenced: CONFIG and the pass's channel records, then its instructions.
-    ``writer``: its output's blocks and channel slots as it writes them (``_Plan.as_written``)."""
+    ``writer``: its output's blocks and channel slots as it writes them (``_Plan.as_written``); ``folds``:
+    every depthwise layer's folded blocks (``_folds``)."""
     y, y_slots = writer
     cols = config.array.cols
     if y.binary:
         y = _writer_view(config, y)
     records = _records(config, node, y, y_slots)
+    for block, fold in folds.get(node.name, {}).items():      # a folded block's channels in both halves
+        for values in records.values():
+            values[block * cols + fold.half:][:fold.channels] = values[block * cols:][:fold.channels]
     offset = (-node.padding.top, -node.padding.left) if not isinstance(node, Add) else (0, 0)
     needed = weights = None
     conv = node
@@ -413,10 +435,11 @@ def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, ma
             plan = plan_depthwise(config, node.kernel, node.stride, y.height, y.width)
             if plan:
                 passes.append([configure] + lower_depthwise_array(config, image, node.name, x, y, taps,
-                                                                  node.stride, offset, blocks, plan, channel_load))
+                                                                  node.stride, offset, blocks, plan, channel_load,
+                                                                  folds.get(node.name)))
             else:
-                passes.append(serialized(head + lower_depthwise(config, image, node.name, x, y, taps, node.stride,
-                                                                offset, blocks)))
+                passes.append(head + lower_depthwise(config, image, node.name, x, y, taps, node.stride, offset,
+                                                     blocks))
         elif isinstance(node, Pool):
             x = maps[node.input]
             mapping = _global_average_plan(config, node, y)
@@ -427,11 +450,13 @@ def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, ma
                 passes.append([configure] + lower_depthwise_array(config, image, node.name, x, y, ones, stride,
                                                                   offset, blocks, plan, channel_load))
             else:
-                passes.append(serialized(head + lower_pool(config, x, y, "max" if node.kind == PoolKind.MAX
-                                                           else "avg", node.kernel, node.stride, offset, blocks)))
+                readers = tuple(fold for reader in graph.nodes if node.output in _inputs(reader)
+                                for fold in folds.get(reader.name, {}).values())
+                passes.append(head + lower_pool(config, x, y, "max" if node.kind == PoolKind.MAX else "avg",
+                                                node.kernel, node.stride, offset, blocks, readers))
         else:
-            passes.append(serialized(head + lower_add(config, maps[node.inputs[0]], maps[node.inputs[1]], y,
-                                                      *node.scales, blocks)))
+            passes.append(head + lower_add(config, maps[node.inputs[0]], maps[node.inputs[1]], y, *node.scales,
+                                           blocks))
     return passes
 
 
@@ -468,6 +493,7 @@ def compile_graph(config: AcceleratorConfig, graph: Graph, x: np.ndarray) -> Com
     maps, slots = {}, {}
     for name in graph.tensors:
         maps[name], slots[name] = plan.view(name)
+    folds = _folds(config, image, graph, maps)
     program: list[Instruction] = []
     layers = []
     for node in graph.nodes:
@@ -475,7 +501,7 @@ def compile_graph(config: AcceleratorConfig, graph: Graph, x: np.ndarray) -> Com
             continue
         start = len(program)
         writer = plan.as_written(node.output)
-        for instructions in _lower(config, image, graph, node, maps, slots, writer, plan.packed):
+        for instructions in _lower(config, image, graph, node, maps, slots, writer, plan.packed, folds):
             program += fenced(instructions)     # the program before is balanced
         layers.append(LayerSpan(node.name, start, len(program)))
     program.append(Instruction(Opcode.END, {}))

@@ -67,11 +67,13 @@ LOAD into a slot whose last LOAD had the same layout writes its data rows only:
 the padding rows' zeros stay, and padding rows cost the load unit most (each
 waits for the reads in flight).
 """
+from dataclasses import dataclass, replace
+
 import numpy as np
 
 from hdl.config import AcceleratorConfig, Dataflow
 from hdl.isa import (COMPUTE, INSTRUCTION_BITS, MAX_COMPUTE_BEATS, MAX_COMPUTE_REPEAT, MAX_SRAM_GAP,
-                     PAIRED_SECONDARY_OFFSET, Instruction, Opcode, Target, os_depthwise_results,
+                     PAIRED_SECONDARY_OFFSET, STORE_BYTE_OFFSET_BITS, Instruction, Opcode, Target, os_depthwise_results,
                      target_element_bytes)
 from hdl.numerics import ArithMode
 
@@ -79,7 +81,7 @@ from .memory import FeatureMap, MemoryImage
 from .program import records_row
 from .window import window_fields
 
-__all__ = ["DepthwisePlan", "plan_depthwise", "lower_depthwise_array"]
+__all__ = ["DepthwisePlan", "plan_depthwise", "lower_depthwise_array", "Fold", "fold_block"]
 
 
 class DepthwisePlan:
@@ -216,6 +218,70 @@ class DepthwisePlan:
         return range(0, self.positions(tile_rows), self.chunk) if self.os else range(1)
 
 
+@dataclass(frozen=True)
+class Fold:
+    """A channel block of at most half its lanes read folded: the output rows from ``split`` on ride in the
+    upper half of the lanes, beside the first ``split``, so the block takes half the rows and beats.
+
+    The block's producer also writes ``copy`` (one block of ``half + channels`` lanes, explicit
+    border rows): its row ``f`` holds the block's input row ``f - pad_top`` in lanes ``0 ..`` and row
+    ``f - pad_top + shift`` in lanes ``half ..`` (``producer_stores``), so the layer reads ``copy`` unpadded
+    above and below and computes output rows ``k`` and ``split + k`` in one pass. Its upper lanes are STOREd
+    a pixel row early at a byte offset (``upper_view``): their bytes land on the right pixels, the lower
+    lanes' on the unused lanes of the pixel before (the producer of a per-channel layer's output allocates
+    it alone, and readers load a block's live lanes only).
+    """
+    block_address: int      # the block of the input tensor, as its producer writes it
+    copy: FeatureMap
+    channels: int
+    half: int
+    split: int
+    shift: int
+    pad_top: int
+
+    def producer_stores(self, first_row: int, rows: int, acc_base: int, channel_row: int) -> list[Instruction]:
+        """STOREs of the input rows ``first_row .. + rows`` (at accumulator rows ``acc_base ..``, a row of
+        pixels each) into ``copy``: each row to the copy's rows that hold it, lower or upper lanes."""
+        stores = []
+        for lanes, lag in ((0, self.pad_top), (self.half, self.pad_top - self.shift)):
+            begin, end = max(first_row, -lag), min(first_row + rows, self.copy.height - lag)
+            if begin < end:
+                stores.append(Instruction(Opcode.STORE, {
+                    "acc_addr": acc_base + (begin - first_row) * self.copy.width, "channel_row": channel_row,
+                    **self.copy.store_fields(0, begin + lag, end - begin, 0, self.copy.width),
+                    "channels": self.channels, "byte_offset": lanes}))
+        return stores
+
+    def upper_view(self, y: FeatureMap, block: int) -> FeatureMap:
+        """``y`` as the folded block's upper lanes are stored: block ``block``'s rows from ``split`` on, each
+        a pixel row early, ``row_stride - half`` bytes into it, lanes ``0 .. half + channels``."""
+        count = y.channel_blocks
+        addresses = [y.block_address(b) for b in range(count)]
+        counts = [y.block_channels(b) for b in range(count)]
+        offsets = [y.byte_offset(b) for b in range(count)]
+        addresses[block] = y.pixel_address(block, self.split, 0) - y.row_stride
+        counts[block], offsets[block] = self.half + self.channels, y.row_stride - self.half
+        return replace(y, height=y.height - self.split, block_addresses=tuple(addresses),
+                       block_counts=tuple(counts), byte_offsets=tuple(offsets))
+
+
+def fold_block(config: AcceleratorConfig, image: MemoryImage, name: str, x: FeatureMap, y: FeatureMap,
+               block: int, kernel: tuple[int, int], stride: tuple[int, int], pad_top: int) -> Fold | None:
+    """The fold of ``x``'s channel block ``block`` for a depthwise layer into ``y`` (``Fold``), its copy
+    allocated in ``image``, or None where it does not apply: more than half the lanes live, one output row,
+    or upper lanes out of a STORE's byte offset's reach."""
+    half = x.lanes // 2
+    channels = x.block_channels(block)
+    if not (x.byte_offset(block) == y.byte_offset(block) == 0 and 0 < channels <= half and y.height > 1
+            and y.block_channels(block) == channels and y.row_stride - half < 1 << STORE_BYTE_OFFSET_BITS):
+        return None
+    split = -(-y.height // 2)
+    shift = stride[0] * split
+    copy = image.allocate_feature_map(f"{name}.fold.c{block}", stride[0] * (split - 1) + kernel[0], x.width,
+                                      half + channels, x.lanes)
+    return Fold(x.block_address(block), copy, channels, half, split, shift, pad_top)
+
+
 def plan_depthwise(config: AcceleratorConfig, kernel: tuple[int, int], stride: tuple[int, int],
                    out_height: int, out_width: int) -> DepthwisePlan | None:
     """The array mapping of a depthwise layer, or None where the array has no depthwise mode or it does not fit."""
@@ -227,7 +293,7 @@ def plan_depthwise(config: AcceleratorConfig, kernel: tuple[int, int], stride: t
         return None
 
 
-def _stationary_tiles(weights: np.ndarray, plan: DepthwisePlan, stacks: list[list[int]], lanes: slice) -> np.ndarray:
+def _stationary_tiles(weights: np.ndarray, plan: DepthwisePlan, stacks: list[list[int]]) -> np.ndarray:
     """The R x lanes stationary tile of each (stack of window rows, horizontal phase), stacked: tap k of the
     stack's window row j in row j * Wp + k."""
     tiles = np.zeros((len(stacks), plan.phases, plan.rows, weights.shape[2]), dtype=np.int64)
@@ -236,17 +302,18 @@ def _stationary_tiles(weights: np.ndarray, plan: DepthwisePlan, stacks: list[lis
             for phase in range(plan.phases):
                 taps = weights[dy, plan.tap_columns(phase)]
                 tiles[index, phase, j * plan.width:j * plan.width + len(taps)] = taps
-    return tiles.reshape(-1, weights.shape[2])[:, lanes]
+    return tiles.reshape(-1, weights.shape[2])
 
 
 def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: str, x: FeatureMap, y: FeatureMap,
                           weights: np.ndarray, stride: tuple[int, int], offset: tuple[int, int],
                           blocks: range | None = None, plan: DepthwisePlan | None = None,
-                          records: Instruction | None = None) -> list[Instruction]:
+                          records: Instruction | None = None, folds: dict[int, Fold] | None = None
+                          ) -> list[Instruction]:
     """Depthwise convolution of ``x`` with (kh, kw, lanes) int8 ``weights`` into ``y`` on the array.
 
     ``offset`` is minus the top/left padding; channel row ``b - blocks.start``
-    holds block ``b``'s records. ``records``, the LOAD of all of them, comes
+    holds block ``b``'s records (a folded block's, ``folds``: also in lanes ``half ..``). ``records``, the LOAD of all of them, comes
     first, or split into a LOAD of each block's row ahead of the block's first
     load group where a block's COMPUTEs outlast its reads by that row's beats
     (None: the caller loads them). The instructions carry their own tokens
@@ -274,13 +341,24 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
     groups: list[tuple[list[Instruction], list[Instruction]]] = []
     steps_per_tile = sum(map(len, plan.stacks)) * plan.phases
     group_index = tile = 0
-    for block in blocks:
-        channels = x.block_channels(block)
-        lanes = slice(block * x.lanes, block * x.lanes + channels)
-        regions = [image.place_rows(f"{name}.dw.c{block}.q{q}", _stationary_tiles(weights, plan, stacks, lanes))
+    folds = folds or {}
+    # Folded blocks first: their STOREs (twice the rows, the upper ones two beats each) then overlap the other
+    # blocks' COMPUTEs instead of trailing the last one.
+    for block in sorted(blocks, key=lambda block: block not in folds):
+        fold = folds.get(block)
+        block_weights = weights[..., block * x.lanes:block * x.lanes + x.block_channels(block)]
+        if fold:        # the copy's rows, unpadded above and below; the weights in both halves of the lanes
+            source, source_block, top, out_height = fold.copy, 0, 0, fold.split
+            gap = np.zeros(block_weights.shape[:2] + (fold.half - fold.channels,), dtype=block_weights.dtype)
+            block_weights = np.concatenate([block_weights, gap, block_weights], axis=2)
+        else:
+            source, source_block, top, out_height = x, block, offset[0], y.height
+        channels = source.block_channels(source_block)
+        regions = [image.place_rows(f"{name}.dw.c{block}.q{q}",
+                                    _stationary_tiles(block_weights, plan, stacks))
                    for q, stacks in enumerate(plan.stacks)]
-        for first in range(0, y.height, plan.tile_rows):
-            tile_rows = min(plan.tile_rows, y.height - first)
+        for first in range(0, out_height, plan.tile_rows):
+            tile_rows = min(plan.tile_rows, out_height - first)
             for first_col, width in plan.segments:
                 acc_base = (tile % acc_slots) * acc_slot
                 # OS: a (window row, phase)'s chunks as repeating COMPUTEs.
@@ -306,9 +384,9 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
                         "pad_after": rows - plan.stationary_rows(stacks)}
                     weight_fields, weight_layouts[slot] = _data_rows(weight_fields, weight_layouts[slot])
                     loads.append(Instruction(Opcode.LOAD, weight_fields, pop_next=group_index >= slots))
-                    fields = window_fields(x, block=block, first_row=first, out_rows=tile_rows + len(dys) - 1,
-                                           first_col=stride[1] * first_col, out_cols=loaded_width,
-                                           stride=(stride[0], 1), offset=(offset[0] + q, offset[1]))
+                    fields = window_fields(source, block=source_block, first_row=first,
+                                           out_rows=tile_rows + len(dys) - 1, first_col=stride[1] * first_col,
+                                           out_cols=loaded_width, stride=(stride[0], 1), offset=(top + q, offset[1]))
                     act_fields, act_layouts[slot] = _data_rows(
                         {"target": Target.ACTIVATIONS, "sram_addr": act_base + plan.lead, "row_elems": channels,
                          "pad_value": 0, **fields}, act_layouts[slot])
@@ -330,7 +408,10 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
                             pop_next=done == 0 and tile >= acc_slots, push_next=done == computes - 1))
                         done += 1
                     group_index += 1
-                body += _tile_stores(plan, y, block, blocks.start, acc_base, first, tile_rows, first_col, width)
+                outputs = [(y, tile_rows)]
+                if fold and first < y.height - fold.split:
+                    outputs.append((fold.upper_view(y, block), min(tile_rows, y.height - fold.split - first)))
+                body += _tile_stores(plan, outputs, block, blocks.start, acc_base, first, first_col, width)
                 tile += 1
     # Each group's LOADs go ahead of the previous group's COMPUTEs: fetch is in order, and a long
     # run of COMPUTEs would otherwise keep the next group's LOADs out of the load queue until
@@ -386,17 +467,21 @@ def _data_rows(fields: dict, layout: tuple | None) -> tuple[dict, tuple]:
                    "group_stride": f["block_stride"], "sram_gap": skip}, mine
 
 
-def _tile_stores(plan: DepthwisePlan, y: FeatureMap, block: int, first_block: int, acc_base: int, first_row: int,
-                 tile_rows: int, first_col: int, width: int) -> list[Instruction]:
-    """The STOREs of a tile's outputs (row r's at accumulator rows ``r * Wp`` on), with its tokens: straddling
-    rows land on pixels a later write overwrites (module docstring)."""
-    if len(plan.segments) == 1:
-        stores = [(0, tile_rows - 1, plan.width), (tile_rows - 1, 1, width)] if tile_rows > 1 else [(0, 1, width)]
-    elif first_col + width < plan.out_width:
-        stores = [(0, tile_rows, plan.width)]
-    else:
-        stores = [(row, 1, width) for row in range(tile_rows)]
-    return [Instruction(Opcode.STORE, {"acc_addr": acc_base + row * plan.width, "channel_row": block - first_block,
-                                       **y.store_fields(block, first_row + row, count, first_col, row_width)},
-                        pop_prev=index == 0, push_prev=index == len(stores) - 1)
-            for index, (row, count, row_width) in enumerate(stores)]
+def _tile_stores(plan: DepthwisePlan, outputs: list[tuple[FeatureMap, int]], block: int, first_block: int,
+                 acc_base: int, first_row: int, first_col: int, width: int) -> list[Instruction]:
+    """The STOREs of a tile's outputs (row r's at accumulator rows ``r * Wp`` on), with its tokens, into each
+    (map, its rows of the tile) of ``outputs`` (a fold's upper lanes: a second map): straddling rows land on
+    pixels a later write overwrites (module docstring)."""
+    stores = []
+    for y, tile_rows in outputs:
+        if len(plan.segments) == 1:
+            rows = [(0, tile_rows - 1, plan.width), (tile_rows - 1, 1, width)] if tile_rows > 1 else [(0, 1, width)]
+        elif first_col + width < plan.out_width:
+            rows = [(0, tile_rows, plan.width)]
+        else:
+            rows = [(row, 1, width) for row in range(tile_rows)]
+        stores += [{"acc_addr": acc_base + row * plan.width, "channel_row": block - first_block,
+                    **y.store_fields(block, first_row + row, count, first_col, row_width)}
+                   for row, count, row_width in rows]
+    return [Instruction(Opcode.STORE, fields, pop_prev=index == 0, push_prev=index == len(stores) - 1)
+            for index, fields in enumerate(stores)]

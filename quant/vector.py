@@ -17,10 +17,12 @@ accumulator followed by a STORE through the usual requantization:
 Feature maps are ``quant.memory.FeatureMap`` with C lanes per channel block.
 A window tap over output rows ``oy0..oy1`` is one 3-D descriptor: blocks are
 output rows, rows are output columns, and the image borders are padding
-blocks and rows (``hdl.walker``). Programs here are serialized (each
-instruction waits for the previous one): correct, not yet overlapped.
+blocks and rows (``hdl.walker``). Tiles of output rows take turns in the
+two halves of the accumulator (``_tiles``): a tile's LOADs combine into its
+half while the tile before is stored from the other. The programs carry their
+own tokens (``_tokened``): fence them, do not serialize them.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -28,9 +30,9 @@ from hdl.config import AcceleratorConfig
 from hdl.isa import Instruction, Opcode, Target
 from hdl.numerics import INT8_MIN, SCALE_BITS, ArithMode, Combine, quantize_multiplier
 
-from .depthwise import DepthwisePlan, lower_depthwise_array, plan_depthwise
+from .depthwise import DepthwisePlan, Fold, lower_depthwise_array, plan_depthwise
 from .memory import FeatureMap, MemoryImage
-from .program import load_channel_records, serialized
+from .program import load_channel_records
 from .window import window_fields
 
 __all__ = ["Window", "output_size", "lower_pool", "lower_add", "lower_depthwise", "VectorProgram",
@@ -55,26 +57,47 @@ def output_size(size: int, window: Window) -> int:
     return (size + 2 * window.padding - window.kernel) // window.stride + 1
 
 
-def _tap_load(x: FeatureMap, y: FeatureMap, block: int, first_row: int, out_rows: int, stride, offset,
-              **combine) -> Instruction:
-    """COMBINE LOAD of one window tap for output rows first_row .. + out_rows of channel block ``block``."""
+def _tap_load(x: FeatureMap, y: FeatureMap, block: int, first_row: int, out_rows: int, acc_base: int, stride,
+              offset, **combine) -> Instruction:
+    """COMBINE LOAD of one window tap for output rows first_row .. + out_rows of channel block ``block`` into
+    accumulator rows acc_base ..."""
     fields = window_fields(x, block=block, first_row=first_row, out_rows=out_rows, first_col=0, out_cols=y.width,
                            stride=stride, offset=offset)
-    return Instruction(Opcode.LOAD, {"target": Target.COMBINE, "row_elems": x.block_channels(block), **fields,
-                                     **combine})
+    return Instruction(Opcode.LOAD, {"target": Target.COMBINE, "sram_addr": acc_base,
+                                     "row_elems": x.block_channels(block), **fields, **combine})
 
 
-def _tiles(config: AcceleratorConfig, y: FeatureMap):
-    """Output row ranges whose accumulator rows fit the accumulator: (first row, rows)."""
+def _tiles(config: AcceleratorConfig, y: FeatureMap, blocks: range) -> tuple[int, list[tuple[int, int, int, int]]]:
+    """How many tiles take turns in the accumulator (its two halves where an output row fits half of it),
+    and every tile of output rows of channel ``blocks``, in turn: (block, first row, rows, first accumulator row)."""
     if y.width > config.acc_rows:
         raise ValueError(f"An output row of {y.width} pixels exceeds the {config.acc_rows} accumulator rows")
-    rows = min(y.height, config.acc_rows // y.width)
-    return [(first, min(rows, y.height - first)) for first in range(0, y.height, rows)]
+    halves = 2 if 2 * y.width <= config.acc_rows else 1
+    rows = min(y.height, config.acc_rows // halves // y.width)
+    tiles = [(block, first, min(rows, y.height - first)) for block in blocks for first in range(0, y.height, rows)]
+    return halves, [(*tile, index % halves * (config.acc_rows // halves)) for index, tile in enumerate(tiles)]
 
 
-def _store(y: FeatureMap, block: int, first_row: int, out_rows: int, blocks: range) -> Instruction:
-    """STORE of accumulator rows 0.. as output rows first_row .. + out_rows, with channel row ``block - blocks.start``."""
-    return Instruction(Opcode.STORE, {"channel_row": block - blocks.start,
+def _tokened(tiles: list[tuple[list[Instruction], list[Instruction]]], halves: int) -> list[Instruction]:
+    """Each tile's (LOADs, STOREs), with tokens: its STOREs wait for its LOADs, and its LOADs for the STOREs
+    of the tile ``halves`` before (which read the same accumulator rows); SYNCs pass them through the
+    compute unit."""
+    program = []
+    for index, (loads, stores) in enumerate(tiles):
+        loads, stores = list(loads), list(stores)
+        loads[0] = replace(loads[0], pop_next=index >= halves)
+        loads[-1] = replace(loads[-1], push_next=True)
+        stores[0] = replace(stores[0], pop_prev=True)
+        stores[-1] = replace(stores[-1], push_prev=True)
+        program += [*loads, Instruction(Opcode.SYNC, {}, pop_prev=True, push_next=True), *stores,
+                    Instruction(Opcode.SYNC, {}, pop_next=True, push_prev=True)]
+    return program
+
+
+def _store(y: FeatureMap, block: int, first_row: int, out_rows: int, acc_base: int, first_block: int) -> Instruction:
+    """STORE of accumulator rows acc_base .. as output rows first_row .. + out_rows, with channel row
+    ``block - first_block``."""
+    return Instruction(Opcode.STORE, {"acc_addr": acc_base, "channel_row": block - first_block,
                                       **y.store_fields(block, first_row, out_rows, 0, y.width)})
 
 
@@ -85,22 +108,24 @@ def _taps(kernel: tuple[int, int], offset: tuple[int, int]):
 
 
 def lower_pool(config: AcceleratorConfig, x: FeatureMap, y: FeatureMap, kind: str, kernel: tuple[int, int],
-               stride: tuple[int, int], offset: tuple[int, int], blocks: range | None = None) -> list[Instruction]:
+               stride: tuple[int, int], offset: tuple[int, int], blocks: range | None = None,
+               folds: tuple[Fold, ...] = ()) -> list[Instruction]:
     """Max or average pooling of channel ``blocks`` (default all) of ``x`` into ``y`` (``offset`` = minus the
-    top/left padding); channel row ``b - blocks.start`` holds block ``b``'s records."""
+    top/left padding); channel row ``b - blocks.start`` holds block ``b``'s records. ``folds``: depthwise
+    layers reading blocks of ``y`` folded, whose copies (``Fold.copy``) the tiles of those blocks also write."""
     if kind not in ("max", "avg"):
         raise ValueError(f"Pooling kind must be 'max' or 'avg', not {kind!r}")
     pad_value = INT8_MIN if kind == "max" else 0
     later = Combine.MAX if kind == "max" else Combine.ADD
-    blocks = blocks or range(x.channel_blocks)
-    body = []
-    for block in blocks:
-        for first, rows in _tiles(config, y):
-            for tap, tap_offset in _taps(kernel, offset):
-                body.append(_tap_load(x, y, block, first, rows, stride, tap_offset, pad_value=pad_value,
-                                      combine=Combine.OVERWRITE if tap == 0 else later, scale=1))
-            body.append(_store(y, block, first, rows, blocks))
-    return body
+    halves, tiles = _tiles(config, y, blocks or range(x.channel_blocks))
+    first_block = tiles[0][0]
+    return _tokened([([_tap_load(x, y, block, first, rows, acc_base, stride, tap_offset, pad_value=pad_value,
+                                 combine=Combine.OVERWRITE if tap == 0 else later, scale=1)
+                       for tap, tap_offset in _taps(kernel, offset)],
+                      [_store(y, block, first, rows, acc_base, first_block)]
+                      + [store for fold in folds if fold.block_address == y.block_address(block)
+                         for store in fold.producer_stores(first, rows, acc_base, block - first_block)])
+                     for block, first, rows, acc_base in tiles], halves)
 
 
 def lower_add(config: AcceleratorConfig, a: FeatureMap, b: FeatureMap, y: FeatureMap, ka: int,
@@ -109,14 +134,13 @@ def lower_add(config: AcceleratorConfig, a: FeatureMap, b: FeatureMap, y: Featur
     limit = 1 << (SCALE_BITS - 1)
     if not (-limit <= ka < limit and -limit <= kb < limit):
         raise ValueError(f"Add scales must be from {-limit} to {limit - 1}, not {ka} and {kb}")
-    blocks = blocks or range(a.channel_blocks)
-    body = []
-    for block in blocks:
-        for first, rows in _tiles(config, y):
-            body.append(_tap_load(a, y, block, first, rows, (1, 1), (0, 0), combine=Combine.OVERWRITE, scale=ka))
-            body.append(_tap_load(b, y, block, first, rows, (1, 1), (0, 0), combine=Combine.ADD, scale=kb))
-            body.append(_store(y, block, first, rows, blocks))
-    return body
+    halves, tiles = _tiles(config, y, blocks or range(a.channel_blocks))
+    first_block = tiles[0][0]
+    return _tokened([([_tap_load(a, y, block, first, rows, acc_base, (1, 1), (0, 0), combine=Combine.OVERWRITE,
+                                 scale=ka),
+                       _tap_load(b, y, block, first, rows, acc_base, (1, 1), (0, 0), combine=Combine.ADD, scale=kb)],
+                      [_store(y, block, first, rows, acc_base, first_block)])
+                     for block, first, rows, acc_base in tiles], halves)
 
 
 def lower_depthwise(config: AcceleratorConfig, image: MemoryImage, name: str, x: FeatureMap, y: FeatureMap,
@@ -129,21 +153,21 @@ def lower_depthwise(config: AcceleratorConfig, image: MemoryImage, name: str, x:
         raise ValueError(f"A {kernel[0]}x{kernel[1]} window needs {taps} weight rows; the scratchpad has "
                          f"{config.weight_rows}")
     tap_rows = weights.reshape(taps, -1)
-    blocks = blocks or range(x.channel_blocks)
-    body = []
-    for block in blocks:
-        lanes = slice(block * x.lanes, block * x.lanes + x.block_channels(block))
-        region = image.place_rows(f"{name}.w.c{block}", tap_rows[:, lanes])
-        body.append(Instruction(Opcode.LOAD, {
-            "target": Target.WEIGHTS, "dram_addr": region.address, "row_elems": x.block_channels(block),
-            "rows": taps, "row_stride": region.row_stride}))
-        for first, rows in _tiles(config, y):
-            for tap, tap_offset in _taps(kernel, offset):
-                body.append(_tap_load(x, y, block, first, rows, stride, tap_offset,
-                                      combine=Combine.OVERWRITE if tap == 0 else Combine.ADD, lane_scales=1,
-                                      scale_row=tap))
-            body.append(_store(y, block, first, rows, blocks))
-    return body
+    halves, tiles = _tiles(config, y, blocks or range(x.channel_blocks))
+    first_block = tiles[0][0]
+    program = []
+    for block, first, rows, acc_base in tiles:
+        loads = []
+        if first == 0:      # the block's taps (the load unit runs LOADs in order: after the last block's)
+            region = image.place_rows(f"{name}.w.c{block}", tap_rows[:, block * x.lanes:][:, :x.block_channels(block)])
+            loads.append(Instruction(Opcode.LOAD, {
+                "target": Target.WEIGHTS, "dram_addr": region.address, "row_elems": x.block_channels(block),
+                "rows": taps, "row_stride": region.row_stride}))
+        loads += [_tap_load(x, y, block, first, rows, acc_base, stride, tap_offset,
+                            combine=Combine.OVERWRITE if tap == 0 else Combine.ADD, lane_scales=1, scale_row=tap)
+                  for tap, tap_offset in _taps(kernel, offset)]
+        program.append((loads, [_store(y, block, first, rows, acc_base, first_block)]))
+    return _tokened(program, halves)
 
 
 @dataclass
@@ -160,9 +184,9 @@ class VectorProgram:
 
 
 def _standalone(config: AcceleratorConfig, image: MemoryImage, y: FeatureMap, body: list[Instruction],
-                bias, multiplier, shift, tokened: bool = False) -> VectorProgram:
-    """One operation as a whole program: CONFIG, its channel records, ``body`` (serialized unless it is
-    ``tokened``: it then orders its own units, and the head needs no tokens: each unit runs in order)."""
+                bias, multiplier, shift) -> VectorProgram:
+    """One operation as a whole program: CONFIG, its channel records, ``body`` (which orders its own units;
+    the head needs no tokens: each unit runs in order)."""
     if y.channel_blocks > config.channel_rows:
         raise ValueError(f"{y.channels} channels need {y.channel_blocks} channel rows; the accelerator has "
                          f"{config.channel_rows}")
@@ -170,8 +194,7 @@ def _standalone(config: AcceleratorConfig, image: MemoryImage, y: FeatureMap, bo
     head = [Instruction(Opcode.CONFIG, {"mode": ArithMode.INT8, "zero_point": 0, "clamp_min": -128,
                                         "clamp_max": 127}),
             load_channel_records(image, "channels", y.lanes, *per_channel)]
-    program = head + body + [Instruction(Opcode.END, {})] if tokened else \
-        serialized(head + body + [Instruction(Opcode.END, {})])
+    program = head + body + [Instruction(Opcode.END, {})]
     return VectorProgram(config, image, program, image.place_program("program", program).address, y)
 
 
@@ -246,4 +269,4 @@ def compile_depthwise(config: AcceleratorConfig, x: np.ndarray, weights: np.ndar
         body = lower_depthwise_array(config, image, "dw", fx, y, np.asarray(weights), stride, offset, plan=plan)
     else:
         body = lower_depthwise(config, image, "dw", fx, y, np.asarray(weights), stride, offset)
-    return _standalone(config, image, y, body, bias, multiplier, shift, tokened=plan is not None)
+    return _standalone(config, image, y, body, bias, multiplier, shift)

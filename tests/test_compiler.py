@@ -393,6 +393,65 @@ def test_strided_depthwise_pairs_phases(dataflow, rows, cols, pairs, seed):
                 assert DepthwisePlan(net.config, node.kernel, node.stride, y.height, y.width).stack == 2
 
 
+class PoolDepthwiseNet(nn.Module):
+    """Max pools into 3x3 depthwise convolutions of 6 channels (a second block of 2 on 4 lanes) at stride 2 and
+    1, to odd output heights (7: the folded block's upper lanes take 3 rows of its 4)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 6, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        self.down = nn.Sequential(nn.Conv2d(6, 6, 3, 2, 1, groups=6), nn.ReLU(), nn.MaxPool2d(3, 1, 1))
+        self.flat = nn.Sequential(nn.Conv2d(6, 6, 3, 1, 1, groups=6), nn.ReLU(), nn.Conv2d(6, 8, 1))
+
+    def forward(self, x):
+        return self.flat(self.down(self.stem(x)))
+
+
+@pytest.mark.parametrize("dataflow, pairs, rtl", [("os", True, True), ("ws", True, True), ("os", False, False),
+                                                  ("ws", False, False)])
+def test_half_empty_blocks_fold(dataflow, pairs, rtl, seed):
+    """A depthwise layer reading a pool's output takes a block of at most half its lanes folded
+    (``quant.depthwise.Fold``): the pool also writes a copy holding the lower output rows' inputs in the
+    lower lanes and the upper rows' in the upper lanes, and the layer computes both halves in one pass and
+    stores the upper lanes a pixel row early at a byte offset. Bit-exact against the golden model (with
+    the simulator's race checks) and, paired, in RTL (the upper STOREs' rows span two bus beats)."""
+    torch.manual_seed(seed)
+    images = torch.rand(2, 3, 25, 27, generator=torch.Generator().manual_seed(seed))
+    graph = trace(PoolDepthwiseNet().eval(), (3, 25, 27))
+    graph = quantize(graph, calibrate(graph, images))
+    image = quantize_input(graph, images.numpy())[0]
+    accelerator = config(dataflow)
+    if not pairs:
+        accelerator = replace(accelerator, array=replace(accelerator.array, paired=False))
+    net = check_every_tensor(accelerator, graph, image, f"pool and depthwise net, {dataflow} (seed {seed})")
+    nodes = {node.name: node for node in graph.nodes}
+    for span in net.layers:
+        node = nodes[span.name]
+        if not (isinstance(node, Conv) and node.groups > 1):
+            continue
+        copy = net.image.regions[f"{node.name}.fold.c1"]
+        x, y = net.feature_maps[node.input], net.feature_maps[node.output]
+        assert x.block_channels(1) == 2 and y.height == 7
+
+        def inside(address):
+            return copy.address <= address < copy.address + copy.size
+        # The pool before writes the copy's lower and upper lanes; the layer reads only the copy for block 1.
+        pool = next(s for s in net.layers if nodes[s.name].output == node.input)
+        offsets = {i.fields.get("byte_offset", 0) for i in net.program[pool.start:pool.end]
+                   if i.opcode == Opcode.STORE and inside(i.fields["dram_addr"])}
+        assert offsets == {0, 2}, span.name
+        program = net.program[span.start:span.end]
+        loads = [i.fields for i in program if i.opcode == Opcode.LOAD and i.fields["target"] == Target.ACTIVATIONS]
+        block_one = [f for f in loads if f["dram_addr"] >= x.block_address(1) and not inside(f["dram_addr"])]
+        assert any(inside(f["dram_addr"]) for f in loads) and not block_one, span.name
+        # Its upper lanes: 3 rows of block 1 from row 4 on, 6 bytes into the pixel before (8-byte rows).
+        upper = [i.fields for i in program if i.opcode == Opcode.STORE and i.fields.get("byte_offset")]
+        assert {(f["byte_offset"], f["channels"]) for f in upper} == {(6, 4)}, span.name
+        assert min(f["dram_addr"] for f in upper) == y.pixel_address(1, 4, 0) - y.row_stride
+    if rtl:
+        _check_every_tensor_in_rtl(net, graph, image)
+
+
 @pytest.mark.parametrize("dataflow", ["ws", "os"])
 def test_binary_net_matches_the_golden_model(dataflow, seed):
     """XNOR net: int8 stem with a binary (threshold) output, binary convolutions in binary mode, a binary
@@ -428,7 +487,11 @@ def test_net_runs_bit_exact_in_rtl(name, dataflow, rows, cols, arith, size, seed
     """A whole zoo net on the generated accelerator with the in-design DRAM model (issue 5's CI run):
     the final DRAM equals the ISA simulator's and every tensor the golden model's."""
     graph, image = small_net(name, seed, size=size)
-    net = compile_graph(config(dataflow, rows, cols, arith), graph, image)
+    _check_every_tensor_in_rtl(compile_graph(config(dataflow, rows, cols, arith), graph, image), graph, image)
+
+
+def _check_every_tensor_in_rtl(net, graph, image):
+    """The final DRAM of ``net`` run in RTL equals the ISA simulator's, and every tensor the golden model's."""
     dram = bytearray(net.image.data)
     IsaSimulator(net.config, dram).run(net.program_address, len(net.program))
     outcome = run_fast(net.config, bytes(net.image.data), net.program_address, len(net.program))
