@@ -233,7 +233,7 @@ class ArrayConfig:
 
     def _can_pair(self) -> bool:
         """Whether the array could take paired COMPUTEs (int8 only): it has the depthwise mode and int8 MACs."""
-        return self.depthwise and self.arith != ArithSupport.BINARY
+        return self.depthwise and ArithMode.INT8 in self.modes
 
     @property
     def early_weights(self) -> bool:
