@@ -27,18 +27,23 @@ from quant.summary import summarize
 from quant.vector import Window, compile_depthwise
 from quant.zoo import ZOO
 from sim.net_runner import layer_segments, run_layers
+from test_compiler import PoolDepthwiseNet
 
 TOLERANCE = 0.05
 EXACT = ("BYTES_READ", "BYTES_WRITTEN", "ARRAY_BUSY", "INSTRUCTIONS")
+# pool_depthwise: test_compiler's net of depthwise layers reading a pool's output folded (quant.depthwise.Fold).
 CASES = [("squeezenet1_1", 4, "os"), ("mobilenet_v2", 4, "os"), ("squeezenet1_1", 8, "os"), ("mobilenet_v2", 8, "os"),
-         ("squeezenet1_1", 8, "ws"), ("mobilenet_v2", 8, "ws")]
+         ("squeezenet1_1", 8, "ws"), ("mobilenet_v2", 8, "ws"), ("pool_depthwise", 4, "os")]
 
 
 def compiled(name: str, pe: int, dataflow: str = "os"):
     torch.manual_seed(0)
-    model = ZOO[name](width=0.25, num_classes=10, in_channels=3).eval()
-    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    graph = trace(model, (3, 32, 32))
+    if name == "pool_depthwise":
+        model, shape = PoolDepthwiseNet().eval(), (3, 25, 27)
+    else:
+        model, shape = ZOO[name](width=0.25, num_classes=10, in_channels=3).eval(), (3, 32, 32)
+    images = torch.rand(2, *shape, generator=torch.Generator().manual_seed(0))
+    graph = trace(model, shape)
     integer = quantize(graph, calibrate(graph, images))
     x = np.asarray(quantize_input(integer, images[:1].numpy())[0])
     return compile_graph(AcceleratorConfig(ArrayConfig(pe, pe, dataflow, "int8")), integer, x)
