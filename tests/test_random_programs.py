@@ -17,11 +17,14 @@ from sim.accelerator_runner import AcceleratorRun, accelerator_model, run_progra
 
 PROGRAMS = 150
 # 10 columns on a 64-bit bus: COMBINE and weight rows take two beats, accumulator rows five. The third
-# is an ECP5 board's accelerator: pipelined, its products in the DSP block's model (sim/primitives.py).
+# is an ECP5 board's accelerator: pipelined, its products in the DSP block's model (sim/primitives.py),
+# square, so that a compute's directed activation and weight LOADs write rows alike (the second may start
+# while the first drains), with 2 KiB of scratchpad (a repeating depthwise COMPUTE at act_stride_log2 3
+# reads up to 252 activation rows).
 CONFIGS = [AcceleratorConfig(ArrayConfig(2, 10, "os", "both"), spad_kib=1, acc_kib=1, bus_bits=64),
            AcceleratorConfig(ArrayConfig(2, 3, "ws", "both"), spad_kib=1, acc_kib=1, bus_bits=64),
-           AcceleratorConfig(ArrayConfig(3, 4, "os", "int8", pipelined=True, dsp_primitive="ecp5"),
-                             spad_kib=1, acc_kib=1, bus_bits=64)]
+           AcceleratorConfig(ArrayConfig(4, 4, "os", "int8", pipelined=True, dsp_primitive="ecp5"),
+                             spad_kib=2, acc_kib=1, bus_bits=64)]
 PAGE = 4096
 HOT_ROWS = 24
 
