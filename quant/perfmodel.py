@@ -438,6 +438,11 @@ class _Machine:
                 self.last_burst_ar = ar
                 bursts.append(done - 1)
                 streaming.append((first, done))
+                # Padding rows still queued are written only in cycles without an R beat: this burst's
+                # beats put them off (the walker then waits at the next padding row, the queue full).
+                written = -1
+                for index, write in enumerate(pads):
+                    written = pads[index] = max(done if first <= write < done else write, written + 1)
                 self.bursts.append((ar, done))
                 issue = ar + 1
             self.bytes_read += data_beats * self.bus
