@@ -59,6 +59,11 @@ next R - T + 1 of them, below):
   land on the next segment's first pixels of the same rows (which that
   segment's STORE then overwrites), and the last segment's rows one STORE each.
 
+* Folds (``Fold``): a channel block of at most half its lanes, made by a pool, is read from a copy the
+  pool writes with the lower half of the output rows' inputs in the lower lanes and the upper half's in
+  the upper lanes, so the block takes one pass over half the rows; its upper lanes' STOREs land a pixel
+  row early at a byte offset.
+
 Load groups take turns in up to ``MAX_SLOTS`` slots of the activation and
 weight scratchpads (a group's stationary tiles and input rows load while the
 groups before it compute), tiles in as many of the accumulator (a tile's
