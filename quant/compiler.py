@@ -385,8 +385,8 @@ def _folds(config: AcceleratorConfig, image: MemoryImage, graph: Graph, maps: di
             continue
         x, y = maps[node.input], maps[node.output]
         if plan_depthwise(config, node.kernel, node.stride, y.height, y.width):
-            found = {block: fold_block(config, image, node.name, x, y, block, node.kernel, node.stride,
-                                       node.padding.top) for block in range(x.channel_blocks)}
+            found = {block: fold_block(image, node.name, x, y, block, node.kernel, node.stride, node.padding.top)
+                     for block in range(x.channel_blocks)}
             folds[node.name] = {block: fold for block, fold in found.items() if fold}
     return folds
 
@@ -404,7 +404,7 @@ def _lower(config: AcceleratorConfig, image: MemoryImage, graph: Graph, node, ma
     records = _records(config, node, y, y_slots)
     for block, fold in folds.get(node.name, {}).items():      # a folded block's channels in both halves
         for values in records.values():
-            values[block * cols + fold.half:][:fold.channels] = values[block * cols:][:fold.channels]
+            values[block * cols:][:fold.half + fold.channels] = fold.lanes(values[block * cols:][:fold.channels])
     offset = (-node.padding.top, -node.padding.left) if not isinstance(node, Add) else (0, 0)
     needed = weights = None
     conv = node

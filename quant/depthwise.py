@@ -257,6 +257,12 @@ class Fold:
                     "channels": self.channels, "byte_offset": lanes}))
         return stores
 
+    def lanes(self, values: np.ndarray) -> np.ndarray:
+        """Per-lane ``values`` of the block (its channels along the last axis) as the folded layer's lanes: the
+        channels, zeros up to ``half``, the channels again (its weights and channel records)."""
+        gap = np.zeros(values.shape[:-1] + (self.half - self.channels,), dtype=values.dtype)
+        return np.concatenate([values[..., :self.channels], gap, values[..., :self.channels]], axis=-1)
+
     def upper_view(self, y: FeatureMap, block: int) -> FeatureMap:
         """``y`` as the folded block's upper lanes are stored: block ``block``'s rows from ``split`` on, each
         a pixel row early, ``row_stride - half`` bytes into it, lanes ``0 .. half + channels``."""
@@ -270,8 +276,8 @@ class Fold:
                        block_counts=tuple(counts), byte_offsets=tuple(offsets))
 
 
-def fold_block(config: AcceleratorConfig, image: MemoryImage, name: str, x: FeatureMap, y: FeatureMap,
-               block: int, kernel: tuple[int, int], stride: tuple[int, int], pad_top: int) -> Fold | None:
+def fold_block(image: MemoryImage, name: str, x: FeatureMap, y: FeatureMap, block: int, kernel: tuple[int, int],
+               stride: tuple[int, int], pad_top: int) -> Fold | None:
     """The fold of ``x``'s channel block ``block`` for a depthwise layer into ``y`` (``Fold``), its copy
     allocated in ``image``, or None where it does not apply: more than half the lanes live, one output row,
     or upper lanes out of a STORE's byte offset's reach."""
@@ -354,8 +360,7 @@ def lower_depthwise_array(config: AcceleratorConfig, image: MemoryImage, name: s
         block_weights = weights[..., block * x.lanes:block * x.lanes + x.block_channels(block)]
         if fold:        # the copy's rows, unpadded above and below; the weights in both halves of the lanes
             source, source_block, top, out_height = fold.copy, 0, 0, fold.split
-            gap = np.zeros(block_weights.shape[:2] + (fold.half - fold.channels,), dtype=block_weights.dtype)
-            block_weights = np.concatenate([block_weights, gap, block_weights], axis=2)
+            block_weights = fold.lanes(block_weights)
         else:
             source, source_block, top, out_height = x, block, offset[0], y.height
         channels = source.block_channels(source_block)
