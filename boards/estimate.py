@@ -11,7 +11,10 @@ that cannot fit should fail at once with the estimate. The estimate reads the
 * block RAMs: each memory of at least ``_MIN_BLOCK_RAM_BITS`` (a ``$mem_v2``
   cell, or a ``memory`` with ``$memrd_v2``/``$memwr_v2`` port cells) takes the
   cheapest (depth, width) tiling of one block RAM, once per read port (one
-  write and one read port per block), times its write ports.
+  write and one read port per block), times its write ports. A memory written
+  in bytes (write-enable granularity a multiple of 8) has a 9-bit slot per byte
+  in the 9-, 18- and 36-bit configurations of an ECP5 DP16KD, as Yosys maps it,
+  so a 36-bit block holds 32 bits of it.
 """
 import math
 import re
@@ -30,6 +33,7 @@ _CELL = re.compile(r"^\s*cell (\$\w+) \S+\n((?:\s*parameter .*\n)*)((?:\s*connec
 _PARAM = re.compile(r"parameter \\(\w+) (\S+)")
 _CONST = re.compile(r"^\d+'[01xz-]+$")
 _MEMORY = re.compile(r"^\s*memory width (\d+) size (\d+) (\S+)\s*$", re.M)
+_SIGNAL_BITS = re.compile(r"(\\\S+)(?: \[(\d+)(?::(\d+))?\])?")
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,19 @@ class Needs:
     memory_bits: int            # bits in memories large enough for block RAM
 
 
-def _blocks(depth: int, width: int, board: Board) -> int:
-    return min(math.ceil(width / w) * math.ceil(depth / d) for d, w in board.block_ram_widths)
+# Block-RAM data widths made of 9-bit bytes, each with its own write enable (ECP5 DP16KD: 9, 18, 36).
+_BYTE_SLOT_BITS = 9
+
+
+def _blocks(depth: int, width: int, board: Board, write_granularity: int | None = None) -> int:
+    """Block RAMs of the cheapest tiling of a depth x width memory written ``write_granularity`` bits at a
+    time (None: whole words)."""
+    def bits_per_block(block_width):
+        if write_granularity and write_granularity < width and write_granularity % 8 == 0 \
+                and block_width % _BYTE_SLOT_BITS == 0:
+            return block_width // _BYTE_SLOT_BITS * 8
+        return block_width
+    return min(math.ceil(width / bits_per_block(w)) * math.ceil(depth / d) for d, w in board.block_ram_widths)
 
 
 def estimate_needs(rtlil_text: str, board: Board) -> Needs:
@@ -66,7 +81,7 @@ def estimate_needs(rtlil_text: str, board: Board) -> Needs:
         dsps += instances
     for memory in _declared_memories(rtlil_text):
         memory_bits, block_rams = _add_memory(memory_bits, block_rams, memory.depth, memory.width,
-                                              memory.reads, memory.writes, board)
+                                              memory.reads, memory.writes, board, memory.write_granularity)
     return Needs(dsps, block_rams, multipliers, memory_bits)
 
 
@@ -80,10 +95,11 @@ class DeclaredMemory:
     reads: int
     writes: int
     registered_reads: bool      # every read port is clocked (block RAM can only read so)
+    write_granularity: int      # bits per write enable (the finest of its write ports)
 
     def block_rams(self, board: Board) -> int:
-        """Block RAMs of ``board`` the memory takes (its cheapest tiling)."""
-        return _blocks(self.depth, self.width, board)
+        """Block RAMs of ``board`` the memory takes (its cheapest tiling, for one read and one write port)."""
+        return _blocks(self.depth, self.width, board, self.write_granularity)
 
     @property
     def selection(self) -> str:
@@ -91,21 +107,35 @@ class DeclaredMemory:
         return f"{self.module}/m:{self.name}"
 
 
+def _write_enables(connects: str) -> int:
+    """How many distinct signal bits drive a write port's EN (Amaranth repeats each enable over its granule)."""
+    enable = re.search(r"connect \\EN (.*)", connects)
+    bits = set()
+    for name, high, low in _SIGNAL_BITS.findall(enable.group(1) if enable else ""):
+        high = int(high) if high else 0
+        bits.update((name, bit) for bit in range(int(low) if low else high, high + 1))
+    return max(1, len(bits))
+
+
 def _declared_memories(rtlil_text: str):
     for module in rtlil_text.split("\nmodule ")[1:]:
         module_name = module.split(None, 1)[0].removeprefix("\\")
         ports = {}
-        for kind, params, _ in _CELL.findall(module):
+        for kind, params, connects in _CELL.findall(module):
             if kind in ("$memrd_v2", "$memwr_v2"):
                 p = dict(_PARAM.findall(params))
                 memid = p["MEMID"].strip('"').replace("\\\\", "\\")
-                reads, writes, registered = ports.get(memid, (0, 0, True))
+                reads, writes, registered, granularity = ports.get(memid, (0, 0, True, None))
+                if kind == "$memwr_v2":
+                    width = int(p["WIDTH"])
+                    port_granularity = width // _write_enables(connects)
+                    granularity = min(granularity or width, port_granularity)
                 ports[memid] = (reads + (kind == "$memrd_v2"), writes + (kind == "$memwr_v2"),
-                                registered and (kind == "$memwr_v2" or p.get("CLK_ENABLE") == "1"))
+                                registered and (kind == "$memwr_v2" or p.get("CLK_ENABLE") == "1"), granularity)
         for width, size, memid in _MEMORY.findall(module):
-            reads, writes, registered = ports.get(memid, (1, 1, False))
+            reads, writes, registered, granularity = ports.get(memid, (1, 1, False, None))
             yield DeclaredMemory(module_name, memid.removeprefix("\\"), int(width), int(size), reads, writes,
-                                 registered)
+                                 registered, granularity or int(width))
 
 
 def block_ram_fifos(rtlil_text: str, board: Board, spare_block_rams: int) -> list[DeclaredMemory]:
@@ -129,11 +159,12 @@ def block_ram_fifos(rtlil_text: str, board: Board, spare_block_rams: int) -> lis
 
 
 def _add_memory(memory_bits: int, block_rams: int, depth: int, width: int, reads: int, writes: int,
-                board: Board) -> tuple[int, int]:
+                board: Board, write_granularity: int | None = None) -> tuple[int, int]:
     """The totals with one more memory: block RAM tiles once per read port, times its write ports."""
     if depth * width < _MIN_BLOCK_RAM_BITS:
         return memory_bits, block_rams
-    return memory_bits + depth * width, block_rams + _blocks(depth, width, board) * max(1, reads) * max(1, writes)
+    blocks = _blocks(depth, width, board, write_granularity)
+    return memory_bits + depth * width, block_rams + blocks * max(1, reads) * max(1, writes)
 
 
 def fit_problems(needs: Needs, board: Board) -> list[str]:

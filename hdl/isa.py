@@ -24,17 +24,39 @@ from amaranth.hdl import Shape, signed
 from amaranth.lib import data, enum
 
 from .numerics import SCALE_BITS, ArithMode, Combine
-from .postprocess import output_params_layout
+from .postprocess import channel_params_layout, output_params_layout
 from .config import MAX_MEMORY_ROWS
 from .walker import DESCRIPTOR_FIELDS, PADDING_FIELDS, SPAN_BITS
 
 __all__ = ["Opcode", "Target", "INSTRUCTION_BITS", "INSTRUCTION", "HEADER", "LOAD", "STORE",
-           "COMPUTE", "CONFIG", "Instruction", "encode", "decode", "CHANNEL_RECORD_BYTES",
+           "COMPUTE", "CONFIG", "Instruction", "encode", "decode", "CHANNEL_RECORD_BYTES", "CHANNEL_RECORD_FIELDS",
+           "CHANNEL_RECORD_KEPT_BYTES", "CHANNEL_RECORD_KEPT_FIELDS",
            "target_element_bytes", "FIELD_DEFAULTS", "STORE_BYTE_OFFSET_BITS", "MAX_COMPUTE_BEATS",
            "MAX_COMPUTE_REPEAT", "MAX_SRAM_GAP", "PAIRED_SECONDARY_OFFSET"]
 
 INSTRUCTION_BITS = 256
-CHANNEL_RECORD_BYTES = 16     # bias int32, multiplier int32, shift int8, flip uint8, 6 bytes padding
+CHANNEL_RECORD_BYTES = 16     # a channel record in DRAM: CHANNEL_RECORD_FIELDS, then zero padding
+# Byte offset and size of each channel parameter (``postprocess.channel_params_layout``) in a record in DRAM:
+# bias int32, multiplier int32, shift int8, flip uint8.
+CHANNEL_RECORD_FIELDS = {"bias": (0, 4), "multiplier": (4, 4), "shift": (8, 1), "flip": (9, 1)}
+
+
+def _kept_record_bytes():
+    """The record bytes the channel memory keeps (those holding the bits of ``channel_params_layout``'s
+    fields, which keeps the multiplier's low 16 and the shift's low 6), and each field's bit offset and
+    width in the kept bytes."""
+    kept, fields = [], {}
+    for name, (offset, size) in CHANNEL_RECORD_FIELDS.items():
+        width = Shape.cast(channel_params_layout().members[name]).width
+        assert width <= size * 8, name
+        fields[name] = (len(kept) * 8, width)
+        kept.extend(range(offset, offset + -(-width // 8)))
+    return tuple(kept), fields
+
+
+# The channel memory holds only these bytes of each record, in this order (8 of 16: the padding and the
+# multiplier's high bytes take no block RAM), and CHANNEL_RECORD_KEPT_FIELDS gives each field's bits in them.
+CHANNEL_RECORD_KEPT_BYTES, CHANNEL_RECORD_KEPT_FIELDS = _kept_record_bytes()
 
 
 class Opcode(enum.Enum, shape=3):

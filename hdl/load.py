@@ -6,7 +6,7 @@ from amaranth.lib.wiring import In, Out
 from .axi import ADDR_WIDTH, MAX_BURST_ROWS, planned_burst_rows, response_failed, rows_merge
 from .config import AcceleratorConfig
 from .fetch import head_waited
-from .isa import INSTRUCTION, Target, target_element_bytes
+from .isa import CHANNEL_RECORD_KEPT_BYTES, INSTRUCTION, Target, target_element_bytes
 from .numerics import ACC_BITS, OPERAND_BITS, SCALE_BITS, Combine
 from .sram import address_width
 from .walker import DESCRIPTOR_FIELDS, DESCRIPTOR_LATENCY, PADDING_FIELDS, RowWalker, descriptor_rows
@@ -28,14 +28,23 @@ WRITTEN_BEHIND = (Target.ACTIVATIONS, Target.WEIGHTS, Target.CHANNELS)
 
 
 def memory_shapes(config: AcceleratorConfig) -> dict:
-    """(depth, lanes, bytes per lane) of each memory a LOAD writes directly (COMBINE goes through the accumulator)."""
+    """(depth, lanes, bytes per lane) of each memory a LOAD writes directly (COMBINE goes through the
+    accumulator). The channel memory keeps ``CHANNEL_RECORD_KEPT_BYTES`` of each record."""
     rows, cols = config.array.rows, config.array.cols
     return {
         Target.ACTIVATIONS: (config.act_rows, rows, target_element_bytes(Target.ACTIVATIONS)),
         Target.WEIGHTS: (config.weight_rows, cols, target_element_bytes(Target.WEIGHTS)),
         Target.ACCUMULATORS: (config.acc_rows, cols, target_element_bytes(Target.ACCUMULATORS)),
-        Target.CHANNELS: (config.channel_rows, cols, target_element_bytes(Target.CHANNELS)),
+        Target.CHANNELS: (config.channel_rows, cols, len(CHANNEL_RECORD_KEPT_BYTES)),
     }
+
+
+def _kept_bytes(target: Target, lanes: int) -> list[int]:
+    """The bytes of a target's row in DRAM that its memory keeps, in the memory's order."""
+    if target == Target.CHANNELS:
+        return [lane * target_element_bytes(target) + byte
+                for lane in range(lanes) for byte in CHANNEL_RECORD_KEPT_BYTES]
+    return list(range(lanes * target_element_bytes(target)))
 
 
 def _write_port_signature(depth, lanes, element_bytes):
@@ -106,7 +115,8 @@ class LoadUnit(wiring.Component):
         pad_row = Signal()
 
         # Per-target row geometry.
-        geometry = {target: (shape[0], shape[1] * shape[2]) for target, shape in memory_shapes(config).items()}
+        geometry = {target: (depth, lanes * target_element_bytes(target))
+                    for target, (depth, lanes, _) in memory_shapes(config).items()}
         geometry[Target.COMBINE] = (config.acc_rows, cols * target_element_bytes(Target.COMBINE))
         # A row's data bytes (compared below, the compares registered), registered from the queue's head as
         # the LOAD is taken (from ``fields`` through the target's multiply to those compares was the 4x4
@@ -188,12 +198,12 @@ class LoadUnit(wiring.Component):
         # SoC's worst path, 11.6 ns, 2026-12-06).
         beat_at = Signal(len(beat_is_data), init=1)
 
-        def row_bytes(row_length, pad_byte):
-            """The bytes of a row as written this cycle, and their write enables. They depend on whether
-            an R beat is offered, not whether it is taken: a hold writes nothing, and a pad row is written
-            only while no beat is offered (so the accumulator port's arbitration stays off the data)."""
+        def row_bytes(kept_bytes, pad_byte):
+            """The bytes ``kept_bytes`` of a row as written this cycle, and their write enables. They depend on
+            whether an R beat is offered, not whether it is taken: a hold writes nothing, and a pad row is
+            written only while no beat is offered (so the accumulator port's arbitration stays off the data)."""
             data_bytes, enables = [], []
-            for byte in range(row_length):
+            for byte in kept_bytes:
                 in_beat = self.rvalid & beat_at[byte >> beat_shift] & is_data_byte(byte)
                 beat_byte = self.rdata[(byte % bus_bytes) * 8:(byte % bus_bytes + 1) * 8]
                 data_bytes.append(Mux(in_beat, beat_byte, pad_byte(byte)))
@@ -224,7 +234,7 @@ class LoadUnit(wiring.Component):
                 def pad_byte(byte, element=element):     # int32 pad lanes are sign-extended
                     return fields.pad_value.as_unsigned() if byte % element == 0 else \
                         Mux(fields.pad_value < 0, 0xFF, 0x00)
-            row, enables = row_bytes(lanes * element, pad_byte)
+            row, enables = row_bytes(_kept_bytes(target, lanes), pad_byte)
             behind = target in WRITTEN_BEHIND
             m.d["sync" if behind else "comb"] += [
                 port.addr.eq(write_address), port.data.eq(row),
@@ -242,7 +252,8 @@ class LoadUnit(wiring.Component):
         # is checked.
         lanes_layout = data.ArrayLayout(signed(OPERAND_BITS), cols)
         acc_layout = data.ArrayLayout(signed(ACC_BITS), cols)
-        incoming, incoming_enables = row_bytes(cols, lambda byte: fields.pad_value.as_unsigned())
+        incoming, incoming_enables = row_bytes(_kept_bytes(Target.COMBINE, cols),
+                                               lambda byte: fields.pad_value.as_unsigned())
         staged, staged_address = Signal(), Signal(16)
         staged_lanes, staged_enables = Signal(lanes_layout), Signal(cols)
         captured, captured_address = Signal(), Signal(16)

@@ -5,8 +5,8 @@ from amaranth.lib.wiring import In, Out
 
 from .axi import ADDR_WIDTH, planned_burst_rows, response_failed, rows_merge
 from .config import AcceleratorConfig
-from .isa import CHANNEL_RECORD_BYTES, INSTRUCTION, STORE_BYTE_OFFSET_BITS, Opcode
-from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, MULTIPLIER_BITS, SHIFT_BITS, ArithMode
+from .isa import CHANNEL_RECORD_KEPT_BYTES, CHANNEL_RECORD_KEPT_FIELDS, INSTRUCTION, STORE_BYTE_OFFSET_BITS, Opcode
+from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, ArithMode
 from .postprocess import BANKS, PostProcessor, output_params_layout
 from .sram import RowReader, address_width
 from .walker import DESCRIPTOR_FIELDS, DESCRIPTOR_LATENCY, RowWalker, descriptor_rows
@@ -42,7 +42,7 @@ class StoreUnit(wiring.Component):
             "acc_read": In(memory.ReadPort.Signature(addr_width=address_width(config.acc_rows),
                                                      shape=cols * ACC_BITS)),
             "channel_read": In(memory.ReadPort.Signature(addr_width=address_width(config.channel_rows),
-                                                         shape=cols * CHANNEL_RECORD_BYTES * 8)),
+                                                         shape=cols * len(CHANNEL_RECORD_KEPT_BYTES) * 8)),
             "awvalid": Out(1), "awaddr": Out(ADDR_WIDTH), "awlen": Out(8), "awready": In(1),
             "wvalid": Out(1), "wdata": Out(config.bus_bits), "wstrb": Out(config.bus_bytes), "wlast": Out(1),
             "wready": In(1), "bvalid": In(1), "bresp": In(2),
@@ -84,16 +84,14 @@ class StoreUnit(wiring.Component):
                      post.channel_params.eq(channel_params), post.params.eq(output), post.channels.eq(kept_channels),
                      out_rows.w_en.eq(post.rows_out.valid), out_rows.w_data.eq(post.rows_out.payload.data)]
 
-        # Channel records as they sit in memory: bias, multiplier word (its low MULTIPLIER_BITS kept), shift
-        # byte (its low SHIFT_BITS kept), flip byte.
-        record_bits = CHANNEL_RECORD_BYTES * 8
+        # Channel records as the channel memory keeps them.
+        record_bits = len(CHANNEL_RECORD_KEPT_BYTES) * 8
         records = self.channel_read.data
         decoded = Signal.like(channel_params[0])
         for lane in range(cols):
             record = records[lane * record_bits:(lane + 1) * record_bits]
-            m.d.comb += [decoded[lane].bias.eq(record[0:32]),
-                         decoded[lane].multiplier.eq(record[32:32 + MULTIPLIER_BITS]),
-                         decoded[lane].shift.eq(record[64:64 + SHIFT_BITS]), decoded[lane].flip.eq(record[72])]
+            m.d.comb += [getattr(decoded[lane], name).eq(record[offset:offset + width])
+                         for name, (offset, width) in CHANNEL_RECORD_KEPT_FIELDS.items()]
 
         def row_beats(end):
             return (end + bus_bytes - 1) >> beat_shift

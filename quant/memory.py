@@ -18,10 +18,11 @@ the simulation loaders and (later) the host driver:
 from dataclasses import dataclass, field
 
 import numpy as np
+from amaranth.hdl import Shape
 
 from hdl.axi import BURST_BOUNDARY
-from hdl.isa import CHANNEL_RECORD_BYTES, INSTRUCTION_BITS, Instruction, encode
-from hdl.numerics import MULTIPLIER_BITS, SHIFT_BITS
+from hdl.isa import CHANNEL_RECORD_BYTES, CHANNEL_RECORD_FIELDS, INSTRUCTION_BITS, Instruction, encode
+from hdl.postprocess import channel_params_layout
 
 __all__ = ["Region", "FeatureMap", "MemoryImage", "pack_channel_records", "unpack_channel_records", "round_up", "row_stride",
            "AXI_BOUNDARY"]
@@ -127,31 +128,27 @@ class FeatureMap:
 
 def pack_channel_records(bias, multiplier, shift, flip) -> np.ndarray:
     """Channel parameters (one entry per output channel) as (channels, CHANNEL_RECORD_BYTES) bytes."""
-    bias, multiplier, shift, flip = (np.asarray(v, dtype=np.int64) for v in (bias, multiplier, shift, flip))
+    values = {"bias": bias, "multiplier": multiplier, "shift": shift, "flip": flip}
     records = np.zeros((len(bias), CHANNEL_RECORD_BYTES), dtype=np.uint8)
-    records[:, 0:4] = bias.astype("<i4").view(np.uint8).reshape(-1, 4)
-    records[:, 4:8] = multiplier.astype("<i4").view(np.uint8).reshape(-1, 4)
-    records[:, 8] = shift.astype(np.int8).view(np.uint8)
-    records[:, 9] = flip
+    for name, (offset, size) in CHANNEL_RECORD_FIELDS.items():
+        field = np.asarray(values[name], dtype=np.int64).astype(f"<i{size}")
+        records[:, offset:offset + size] = field.view(np.uint8).reshape(-1, size)
     return records
 
 
-def _low_bits_signed(values: np.ndarray, bits: int) -> np.ndarray:
-    """The low ``bits`` of each value read as two's complement."""
-    sign = 1 << (bits - 1)
-    return ((values.astype(np.int64) & ((1 << bits) - 1)) ^ sign) - sign
-
-
 def unpack_channel_records(records: np.ndarray) -> dict[str, np.ndarray]:
+    """The channel parameters as the hardware reads them: the low bits of each field that
+    ``postprocess.channel_params_layout`` keeps (the multiplier's low MULTIPLIER_BITS, the shift's low
+    SHIFT_BITS, two's complement; the flip's low bit)."""
     records = np.ascontiguousarray(records, dtype=np.uint8)
-    return {
-        "bias": records[:, 0:4].copy().view("<i4").reshape(-1).astype(np.int64),
-        # The hardware keeps the low MULTIPLIER_BITS of the multiplier word and the low SHIFT_BITS of the
-        # shift byte, two's complement.
-        "multiplier": _low_bits_signed(records[:, 4:8].copy().view("<i4").reshape(-1), MULTIPLIER_BITS),
-        "shift": _low_bits_signed(records[:, 8], SHIFT_BITS),
-        "flip": (records[:, 9] & 1).astype(np.int64),
-    }
+    params = {}
+    for name, (offset, size) in CHANNEL_RECORD_FIELDS.items():
+        shape = Shape.cast(channel_params_layout().members[name])
+        word = records[:, offset:offset + size].copy().view(f"<u{size}").reshape(-1).astype(np.int64)
+        low = word & ((1 << shape.width) - 1)
+        sign = (1 << (shape.width - 1)) if shape.signed else 0
+        params[name] = (low ^ sign) - sign
+    return params
 
 
 @dataclass
