@@ -229,7 +229,7 @@ class IsaSimulator:
                 if mode != ArithMode.INT8:
                     raise IsaError(f"{where}: OS depthwise COMPUTEs are int8 only, not {mode.name}")
                 weights = slice(f["weight_addr"], f["weight_addr"] + taps)
-                result = self._depthwise(f, activations[:array.rows], self.weights[weights], where)
+                result = self._depthwise(f, activations[:array.rows], self.weights[weights], stride, where)
             else:
                 blocks = activations.reshape(-1, array.rows, array.rows)
                 a = blocks.transpose(1, 0, 2).reshape(array.rows, beats)
@@ -240,7 +240,7 @@ class IsaSimulator:
             weights = slice(f["weight_addr"], f["weight_addr"] + array.rows)
             stationary = self.weights[weights]
             if f["depthwise"]:
-                result = self._depthwise(f, activations, stationary, where)
+                result = self._depthwise(f, activations, stationary, stride, where)
             else:
                 result = golden_gemm(activations, stationary, mode)
         self._check_rows(self.accumulators, f["acc_addr"], len(result), "accumulator", where)
@@ -252,13 +252,13 @@ class IsaSimulator:
         self.accumulators[target] = wrap_acc(self.accumulators[target] + result) if f["accumulate"] else result
         self.stats.macs += beats * array.rows * array.cols
 
-    def _depthwise(self, f: dict, activations: np.ndarray, taps: np.ndarray, where: str) -> np.ndarray:
+    def _depthwise(self, f: dict, activations: np.ndarray, taps: np.ndarray, stride: int, where: str) -> np.ndarray:
         """A depthwise COMPUTE's correlation of its streamed ``activations`` (a paired one's with its secondary
-        stream, PAIRED_SECONDARY_OFFSET rows on) with ``taps``."""
+        stream, PAIRED_SECONDARY_OFFSET rows on, read ``stride`` rows apart like the primary) with ``taps``."""
         primary = self._column_channels(activations)
         if not f["paired"]:
             return golden_depthwise(primary, taps, ArithMode(f["mode"]))
-        secondary = self._streamed_rows(f["act_addr"] + PAIRED_SECONDARY_OFFSET, f["beats"], 1 << f["act_stride_log2"],
+        secondary = self._streamed_rows(f["act_addr"] + PAIRED_SECONDARY_OFFSET, f["beats"], stride,
                                         where)[:len(activations)]
         return golden_paired_depthwise(primary, self._column_channels(secondary), taps)
 
