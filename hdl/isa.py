@@ -43,19 +43,21 @@ CHANNEL_RECORD_FIELDS = {"bias": (0, 4), "multiplier": (4, 4), "shift": (8, 1), 
 
 def _kept_record_bytes():
     """The record bytes the channel memory keeps (those holding the bits of ``channel_params_layout``'s
-    fields, which keeps the multiplier's low 16 and the shift's low 6), and each field's bit offset and
-    width in the kept bytes."""
+    fields, which keeps the multiplier's low 16 and the shift's low 6), and each field's bit offset in the
+    kept bytes and its shape there."""
+    layout = channel_params_layout()
     kept, fields = [], {}
     for name, (offset, size) in CHANNEL_RECORD_FIELDS.items():
-        width = Shape.cast(channel_params_layout().members[name]).width
-        assert width <= size * 8, name
-        fields[name] = (len(kept) * 8, width)
-        kept.extend(range(offset, offset + -(-width // 8)))
+        shape = Shape.cast(layout.members[name])
+        assert shape.width <= size * 8, name
+        fields[name] = (len(kept) * 8, shape)
+        kept.extend(range(offset, offset + -(-shape.width // 8)))
     return tuple(kept), fields
 
 
 # The channel memory holds only these bytes of each record, in this order (8 of 16: the padding and the
-# multiplier's high bytes take no block RAM), and CHANNEL_RECORD_KEPT_FIELDS gives each field's bits in them.
+# multiplier's high bytes take no block RAM), and CHANNEL_RECORD_KEPT_FIELDS gives each field's bit offset and
+# shape in them: the store unit and the ISA simulator (``quant.memory.unpack_channel_records``) read them so.
 CHANNEL_RECORD_KEPT_BYTES, CHANNEL_RECORD_KEPT_FIELDS = _kept_record_bytes()
 
 

@@ -90,8 +90,8 @@ class StoreUnit(wiring.Component):
         decoded = Signal.like(channel_params[0])
         for lane in range(cols):
             record = records[lane * record_bits:(lane + 1) * record_bits]
-            m.d.comb += [getattr(decoded[lane], name).eq(record[offset:offset + width])
-                         for name, (offset, width) in CHANNEL_RECORD_KEPT_FIELDS.items()]
+            m.d.comb += [getattr(decoded[lane], name).eq(record[offset:offset + shape.width])
+                         for name, (offset, shape) in CHANNEL_RECORD_KEPT_FIELDS.items()]
 
         def row_beats(end):
             return (end + bus_bytes - 1) >> beat_shift

@@ -18,11 +18,10 @@ the simulation loaders and (later) the host driver:
 from dataclasses import dataclass, field
 
 import numpy as np
-from amaranth.hdl import Shape
 
 from hdl.axi import BURST_BOUNDARY
-from hdl.isa import CHANNEL_RECORD_BYTES, CHANNEL_RECORD_FIELDS, INSTRUCTION_BITS, Instruction, encode
-from hdl.postprocess import channel_params_layout
+from hdl.isa import (CHANNEL_RECORD_BYTES, CHANNEL_RECORD_FIELDS, CHANNEL_RECORD_KEPT_BYTES, CHANNEL_RECORD_KEPT_FIELDS,
+                     INSTRUCTION_BITS, Instruction, encode)
 
 __all__ = ["Region", "FeatureMap", "MemoryImage", "pack_channel_records", "unpack_channel_records", "round_up", "row_stride",
            "AXI_BOUNDARY"]
@@ -137,14 +136,14 @@ def pack_channel_records(bias, multiplier, shift, flip) -> np.ndarray:
 
 
 def unpack_channel_records(records: np.ndarray) -> dict[str, np.ndarray]:
-    """The channel parameters as the hardware reads them: the low bits of each field that
-    ``postprocess.channel_params_layout`` keeps (the multiplier's low MULTIPLIER_BITS, the shift's low
-    SHIFT_BITS, two's complement; the flip's low bit)."""
-    records = np.ascontiguousarray(records, dtype=np.uint8)
+    """The channel parameters as the hardware reads them: from the bytes the channel memory keeps
+    (``isa.CHANNEL_RECORD_KEPT_BYTES``), each field its ``CHANNEL_RECORD_KEPT_FIELDS`` bits (the
+    multiplier's low MULTIPLIER_BITS, the shift's low SHIFT_BITS, two's complement; the flip's low bit)."""
+    kept = np.ascontiguousarray(records, dtype=np.uint8)[:, list(CHANNEL_RECORD_KEPT_BYTES)].astype(np.int64)
     params = {}
-    for name, (offset, size) in CHANNEL_RECORD_FIELDS.items():
-        shape = Shape.cast(channel_params_layout().members[name])
-        word = records[:, offset:offset + size].copy().view(f"<u{size}").reshape(-1).astype(np.int64)
+    for name, (offset, shape) in CHANNEL_RECORD_KEPT_FIELDS.items():
+        first = offset // 8
+        word = sum(kept[:, first + byte] << (8 * byte) for byte in range(-(-shape.width // 8)))
         low = word & ((1 << shape.width) - 1)
         sign = (1 << (shape.width - 1)) if shape.signed else 0
         params[name] = (low ^ sign) - sign
