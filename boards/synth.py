@@ -5,9 +5,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from hdl.sram import UNDEFINED_COLLISIONS
+
 from .board import FAMILY_CELLS
 
-__all__ = ["SynthesisError", "run_tool", "synthesize", "count_cells", "synth_ecp5_cells"]
+__all__ = ["SynthesisError", "run_tool", "synthesize", "count_cells", "synth_ecp5_cells", "undefine_collisions"]
 
 # Yosys cell types counted as each resource on ECP5 (bench/array_core.py's table).
 ECP5_RESOURCES = {"LUTs": ("LUT4",), "FFs": ("TRELLIS_FF",), "multipliers": ("MULT18X18D",),
@@ -22,6 +24,32 @@ _SYNTH_COMMANDS = {"ecp5": "synth_ecp5", "ice40": "synth_ice40 -dsp -spram"}
 # ``count_id(wire->name) == 0``), on some designs only. Those element wires are aliases, so they are
 # made private (``$``-named) before synthesis.
 _HIDE_ELEMENT_NAMES = "rename -hide w:*[*"
+
+_ATTRIBUTED_MEMORY = re.compile(r"((?:^ *attribute .*\n)*)^ *memory width \d+ size \d+ (\S+) *$", re.M)
+_READ_PORT = re.compile(r"^ *cell \$memrd_v2 .*?^ *end *$", re.M | re.S)
+_COLLISION_MASK = re.compile(r"(parameter \\COLLISION_X_MASK )(\d+)'[01]+")
+
+
+def undefine_collisions(rtlil_text: str) -> str:
+    """``rtlil_text`` with the reads of ``UNDEFINED_COLLISIONS`` memories undefined when they meet a write.
+
+    Amaranth declares every read port to return the old row when a write port writes it in the same
+    cycle (COLLISION_X_MASK 0), which block RAM ports do not promise, so Yosys adds logic to keep it.
+    """
+    (attribute, value), = UNDEFINED_COLLISIONS.items()
+    marker = f'attribute \\{attribute} "{value}"'
+    modules = rtlil_text.split("\nmodule ")
+    for index, module in enumerate(modules):
+        memories = {name for attributes, name in _ATTRIBUTED_MEMORY.findall(module) if marker in attributes}
+
+        def undefine(port):
+            text = port.group(0)
+            if not any(f'parameter \\MEMID "{name.replace(chr(92), chr(92) * 2)}"' in text for name in memories):
+                return text
+            return _COLLISION_MASK.sub(lambda mask: f"{mask.group(1)}{mask.group(2)}'{'1' * int(mask.group(2))}", text)
+        if memories:
+            modules[index] = _READ_PORT.sub(undefine, module)
+    return "\nmodule ".join(modules)
 
 
 class SynthesisError(RuntimeError):
@@ -61,8 +89,8 @@ def synthesize(design: Path, top: str, family: str, netlist: Path, *, lut4_only:
     costs logic (Booth) multipliers most: a 16x16 OS PE with the depthwise mode takes 190 LUT4
     with wide LUTs and 131 without; one 16x16 SoC netlist packed into 82,873 LUT sites instead of
     85,197 (2026-12-04). ``block_ram_memories`` (Yosys selections, ``estimate.block_ram_fifos``)
-    are mapped to block RAM whatever their size. The Yosys log and ``stat`` report are written
-    beside the netlist.
+    are mapped to block RAM whatever their size. An RTLIL design is rewritten in place by
+    ``undefine_collisions``. The Yosys log and ``stat`` report are written beside the netlist.
     """
     if lut4_only and family != "ecp5":
         raise ValueError(f"LUT4-only synthesis is an ECP5 option; {family} has no wider LUTs")
@@ -71,6 +99,8 @@ def synthesize(design: Path, top: str, family: str, netlist: Path, *, lut4_only:
         # YoWASP tools see only their working directory's tree.
         raise ValueError(f"Design {str(design)!r} must be in the netlist's directory {str(workdir)!r}")
     read = "read_rtlil" if design.suffix == ".il" else "read_verilog"
+    if design.suffix == ".il":
+        design.write_text(undefine_collisions(design.read_text()))
     stat = netlist.with_suffix(".stat.txt")
     command = _SYNTH_COMMANDS[family] + (" -nowidelut" if lut4_only else "")
     block_ram = "".join(f'setattr -set ram_style "block" {selection}; ' for selection in block_ram_memories)

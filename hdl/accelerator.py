@@ -23,6 +23,7 @@ from .csr import COUNTERS, CsrBlock, ErrorCode
 from .fetch import FetchUnit
 from .isa import INSTRUCTION_BITS, Target
 from .load import LoadUnit, memory_shapes
+from .sram import collision_free_memory
 from .store import StoreUnit
 
 __all__ = ["Accelerator"]
@@ -30,10 +31,19 @@ __all__ = ["Accelerator"]
 QUEUE_DEPTHS = (4, 4, 8)     # instructions queued for the load, compute and store units (deepest: STOREs wait for results)
 TOKEN_BITS = 8
 FETCH_ID, LOAD_ID = 0, 1
+# The scratchpads: the compute unit reads their rows only after the LOAD that writes them has pushed its
+# token (and the load unit reads scales only for a COMBINE LOAD, which writes neither). Not the accumulator,
+# whose read-modify-writes read rows still being written (the compute unit forwards those; a COMBINE row of
+# several beats relies on the old row's other lanes), nor the channel memory, which the store unit reads
+# in every idle cycle, keeping only the read of the cycle it accepts a STORE.
+COLLISION_FREE_MEMORIES = (Target.ACTIVATIONS, Target.WEIGHTS)
 
 
 class Accelerator(wiring.Component):
     """The complete accelerator for ``config``.
+
+    ``collision_checks`` (simulation only) asserts that no read of a ``COLLISION_FREE_MEMORIES`` memory
+    meets a write of the same row (``hdl.sram.collision_free_memory``).
 
     Members
     -------
@@ -42,10 +52,11 @@ class Accelerator(wiring.Component):
     irq : Out(1)                                     DONE or ERROR while CONTROL.IRQ_ENABLE
     """
 
-    def __init__(self, config: AcceleratorConfig):
+    def __init__(self, config: AcceleratorConfig, *, collision_checks: bool = False):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"Accelerator config must be an AcceleratorConfig, not {config!r}")
         self.config = config
+        self.collision_checks = collision_checks
         super().__init__({
             "m_axi": Out(axi4_signature(config.bus_bits)),
             "s_axil": In(axi_lite_signature(8)),
@@ -77,8 +88,12 @@ class Accelerator(wiring.Component):
         shapes = memory_shapes(config)
         memories = {}
         for target, (depth, lanes, element) in shapes.items():
-            memories[target] = m.submodules[f"{target.name.lower()}_memory"] = memory.Memory(
-                shape=lanes * element * 8, depth=depth, init=[])
+            name, shape = f"{target.name.lower()}_memory", lanes * element * 8
+            if target in COLLISION_FREE_MEMORIES:
+                memories[target] = collision_free_memory(m, name, shape=shape, depth=depth,
+                                                         checks=self.collision_checks)
+            else:
+                memories[target] = m.submodules[name] = memory.Memory(shape=shape, depth=depth, init=[])
             if target != Target.ACCUMULATORS:
                 wiring.connect(m, getattr(load, f"write_{target.name.lower()}"),
                                memories[target].write_port(granularity=8))

@@ -31,6 +31,10 @@ def accelerator_name(config: AcceleratorConfig) -> str:
     return f"accel_{config.array.name.removeprefix('systolic_')}_{config.bus_bits}b"
 
 
-def generate_accelerator_verilog(config: AcceleratorConfig) -> str:
-    """Synthesizable Verilog of the whole accelerator; the top module is ``accelerator_name(config)``."""
-    return verilog.convert(Accelerator(config), name=accelerator_name(config), emit_src=False)
+def generate_accelerator_verilog(config: AcceleratorConfig, *, collision_checks: bool = False) -> str:
+    """Synthesizable Verilog of the whole accelerator; the top module is ``accelerator_name(config)``.
+
+    ``collision_checks`` adds the simulation's assertions (``Accelerator``), which Verilator checks with
+    ``--assert`` but Yosys' Verilog front end does not read."""
+    return verilog.convert(Accelerator(config, collision_checks=collision_checks), name=accelerator_name(config),
+                           emit_src=False)

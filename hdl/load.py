@@ -271,7 +271,8 @@ class LoadUnit(wiring.Component):
                      fetched_old.eq(captured_old), fetched_combine.eq(fields.combine)]
         m.d.comb += [self.acc_read.addr.eq(write_address),
                      self.acc_read.en.eq(writing & (fields.target == Target.COMBINE)),
-                     self.weight_read.addr.eq(fields.scale_row), self.weight_read.en.eq(1)]
+                     self.weight_read.addr.eq(fields.scale_row),
+                     self.weight_read.en.eq(fields.target == Target.COMBINE)]
         combined = Signal(acc_layout)
         for lane in range(cols):
             m.d.sync += [scales[lane].eq(Mux(fields.lane_scales, lane_scales[lane], fields.scale)),

@@ -200,6 +200,8 @@ class HostLinkSoC(wiring.Component):
         UART divider (``hdl.uart.clocks_per_bit(clock_hz, baud)``), at least 4.
     timeout_bytes : int
         Byte times (10 bits each) of silence after which the bridge abandons a frame, 1 to 65535.
+    collision_checks : bool
+        Simulation only: the accelerator's assertions (``Accelerator``).
 
     Members
     -------
@@ -215,7 +217,7 @@ class HostLinkSoC(wiring.Component):
     irq: Out(1)
 
     def __init__(self, config: AcceleratorConfig, *, memory_kib: int = 16, clocks_per_bit: int,
-                 timeout_bytes: int = DEFAULT_TIMEOUT_BYTES):
+                 timeout_bytes: int = DEFAULT_TIMEOUT_BYTES, collision_checks: bool = False):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"SoC config must be an AcceleratorConfig, not {config!r}")
         if not isinstance(memory_kib, int) or isinstance(memory_kib, bool) or not 1 <= memory_kib <= MAX_MEMORY_KIB:
@@ -227,6 +229,7 @@ class HostLinkSoC(wiring.Component):
             raise ValueError(f"SoC timeout of {timeout_bytes} byte times at {clocks_per_bit} clocks per bit exceeds "
                              f"2**32 - 1 clock cycles; use fewer timeout bytes")
         self.config = config
+        self.collision_checks = collision_checks
         self.memory_kib = memory_kib
         self.info = LinkInfo(config, memory_kib * 1024, clocks_per_bit, timeout_bytes * _BYTE_BITS * clocks_per_bit)
         super().__init__()
@@ -234,7 +237,7 @@ class HostLinkSoC(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         info = self.info
-        accelerator = m.submodules.accelerator = Accelerator(self.config)
+        accelerator = m.submodules.accelerator = Accelerator(self.config, collision_checks=self.collision_checks)
         ram = m.submodules.memory = BlockRamMemory(size_bytes=info.memory_bytes, bus_bits=self.config.bus_bits)
         rx = m.submodules.uart_rx = UartRx(clocks_per_bit=info.clocks_per_bit)
         tx = m.submodules.uart_tx = UartTx(clocks_per_bit=info.clocks_per_bit)

@@ -1,9 +1,48 @@
-"""Streaming reads of consecutive SRAM rows through a one-cycle-latency read port."""
-from amaranth.hdl import Cat, Module, Signal, Value
+"""On-chip memories: streaming reads of consecutive rows, and memories whose reads never meet a write."""
+from amaranth.hdl import Assert, Cat, Module, Signal, Value
 from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RowReader", "address_width"]
+__all__ = ["RowReader", "address_width", "UNDEFINED_COLLISIONS", "collision_free_memory"]
+
+# The attribute of a memory whose reads never address the row a write port writes in the same cycle (the
+# units' tokens order them), or that drop what such a read returns. Synthesis may then leave that read
+# undefined (``boards.synth`` sets Yosys' COLLISION_X_MASK on its read ports): otherwise, on ECP5 block RAM,
+# Yosys keeps the old row with a register and a multiplexer per bit behind every read port (4x4 SoC:
+# 882 LUT4 and 1,475 flip-flops, 2026-12-07), and the multiplexers sit on the reads' paths.
+UNDEFINED_COLLISIONS = {"read_during_write": "undefined"}
+
+
+def collision_free_memory(m: Module, name: str, *, shape, depth: int, checks: bool) -> memory.Memory:
+    """A memory with ``UNDEFINED_COLLISIONS``, added to ``m`` as ``name``.
+
+    With ``checks`` (simulation only: Yosys' Verilog front end takes no ``assert``), every cycle asserts
+    that no enabled read port addresses a row an enabled write port writes; call it after the memory's
+    ports are made, since it checks those.
+    """
+    storage = m.submodules[name] = memory.Memory(shape=shape, depth=depth, init=[], attrs=UNDEFINED_COLLISIONS)
+    if checks:
+        m.submodules[f"{name}_collision_checks"] = _CollisionChecks(storage, name)
+    return storage
+
+
+class _CollisionChecks(wiring.Component):
+    """Asserts, each cycle, that no read port of ``storage`` reads a row a write port writes (elaborated last,
+    once every port exists)."""
+
+    def __init__(self, storage: memory.Memory, name: str):
+        self._storage = storage
+        self._name = name
+        super().__init__({})
+
+    def elaborate(self, platform):
+        m = Module()
+        for read_index, read in enumerate(self._storage.read_ports):
+            for write_index, write in enumerate(self._storage.write_ports):
+                collision = read.en & write.en.any() & (read.addr == write.addr)
+                m.d.sync += Assert(~collision, f"{self._name}: read port {read_index} addresses the row "
+                                               f"write port {write_index} writes")
+        return m
 
 
 def address_width(depth: int) -> int:

@@ -37,7 +37,7 @@ class RunOutcome:
 
 def accelerator_model(config: AcceleratorConfig) -> VerilatorModel:
     """The (cached) Verilator model of ``config``'s accelerator."""
-    return VerilatorModel(generate_accelerator_verilog(config), accelerator_name(config)).build()
+    return VerilatorModel(generate_accelerator_verilog(config, collision_checks=True), accelerator_name(config)).build()
 
 
 def run_programs(config: AcceleratorConfig, runs: list[AcceleratorRun], model: VerilatorModel | None = None,

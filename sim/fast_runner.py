@@ -261,7 +261,7 @@ endmodule
 
 def fast_top_verilog(config: AcceleratorConfig, capacity: int = DEFAULT_CAPACITY) -> str:
     """The complete source of the fast simulation: accelerator, DRAM model of ``capacity`` bytes, sequencer."""
-    return "\n".join([generate_accelerator_verilog(config), (_HERE / "axi_dram.sv").read_text(),
+    return "\n".join([generate_accelerator_verilog(config, collision_checks=True), (_HERE / "axi_dram.sv").read_text(),
                       _sequencer_top(config, capacity)])
 
 

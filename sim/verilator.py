@@ -47,7 +47,8 @@ LINT_WAIVERS = {
     "DECLFILENAME": "file name chosen by the user, not the module",
 }
 _WAIVER_FLAGS = [f"-Wno-{warning}" for warning in LINT_WAIVERS]
-_BUILD_FLAGS = _WAIVER_FLAGS + ["-O3"]
+# --assert: the designs' assertions (``Accelerator(collision_checks=True)``) stop the simulation when they fail.
+_BUILD_FLAGS = _WAIVER_FLAGS + ["-O3", "--assert"]
 
 
 class SimulationError(RuntimeError):
@@ -191,8 +192,9 @@ class VerilatorModel:
                         build_dir=self.build_dir, test_dir=test_dir, extra_env=env,
                         results_xml=str(results), log_file=log)
         except (SystemExit, RuntimeError) as error:
-            raise SimulationError(f"Simulation of {self.toplevel} failed: {error} "
-                                  f"(see {log})") from None
+            # The log's end names a failed assertion; callers may delete test_dir.
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise SimulationError(f"Simulation of {self.toplevel} failed: {error} (see {log}):\n{tail}") from None
         finally:
             if saved is not None:
                 os.environ["PYTEST_CURRENT_TEST"] = saved

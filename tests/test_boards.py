@@ -18,9 +18,11 @@ from boards.estimate import block_ram_fifos, estimate_needs, synthesis_overruns
 from boards.flow import DoesNotFit, build, packing_overruns
 from boards.pll import RANGES as PLL_RANGES
 from boards.pll import plan_pll
-from hdl.accelerator import Accelerator
+from boards.synth import undefine_collisions
+from hdl.accelerator import COLLISION_FREE_MEMORIES, Accelerator
 from hdl.config import AcceleratorConfig, ArrayConfig
 from hdl.generate import top_ports
+from hdl.sram import collision_free_memory
 from hdl.systolic_array import SystolicArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
@@ -88,20 +90,48 @@ def test_fifos_in_block_ram_moves_only_registered_fifos_and_counts_them(tmp_path
 
 
 class OneMemory(wiring.Component):
-    """A depth x width memory with a registered read port and a write port with ``granularity``."""
+    """A depth x width memory with a registered read port and a write port with ``granularity``; the read
+    never addresses the row being written, which ``collision_free`` declares (``hdl.sram``)."""
 
-    def __init__(self, depth, width, granularity):
-        self._depth, self._granularity = depth, granularity
+    def __init__(self, depth, width, granularity, collision_free=False):
+        self._depth, self._granularity, self._collision_free = depth, granularity, collision_free
         super().__init__({"address": In(range(depth)), "data": In(width), "enables": In(width // granularity),
                           "out": Out(width)})
 
     def elaborate(self, platform):
         m = Module()
-        storage = m.submodules.storage = memory.Memory(shape=len(self.data), depth=self._depth, init=[])
+        if self._collision_free:
+            storage = collision_free_memory(m, "storage", shape=len(self.data), depth=self._depth, checks=False)
+        else:
+            storage = m.submodules.storage = memory.Memory(shape=len(self.data), depth=self._depth, init=[])
         write, read = storage.write_port(granularity=self._granularity), storage.read_port()
         m.d.comb += [write.addr.eq(self.address), write.data.eq(self.data), write.en.eq(self.enables),
                      read.addr.eq(~self.address), self.out.eq(read.data)]
         return m
+
+
+def test_collision_free_memories_read_block_ram_without_logic(tmp_path):
+    """Yosys keeps the old row of a read that meets a write with a register and a multiplexer per bit, unless
+    the memory declares its collisions undefined (``boards.synth.undefine_collisions``)."""
+    board, resources = BOARDS["ulx3s"], {}
+    for collision_free in (False, True):
+        report = build(OneMemory(1024, 16, 8, collision_free), "one_memory", board, tmp_path / str(collision_free),
+                       synth_only=True, progress=lambda text: None)
+        resources[collision_free] = {name: report.resources[name]["used"] for name in ("LUTs", "FFs", "block RAMs")}
+    assert resources[False]["FFs"] >= 16 and resources[False]["LUTs"] >= 16 + 10, resources
+    # Collision free, the design's own logic is all that is left: the read address's inversion (10 bits).
+    assert resources[True]["FFs"] == 0 and resources[True]["LUTs"] <= 10 + 1, resources
+    assert resources[True]["block RAMs"] == resources[False]["block RAMs"] == 1, resources
+
+
+def test_undefine_collisions_marks_the_collision_free_memories_read_ports():
+    text = rtlil.convert(Accelerator(AcceleratorConfig(ArrayConfig(rows=4, cols=4))), name="accel")
+    undefined = undefine_collisions(text)
+    ports = [(re.search(r'MEMID "\\\\(\w+)"', cell).group(1), re.search(r"COLLISION_X_MASK \d+'([01]+)", cell).group(1))
+             for cell in re.findall(r"cell \$memrd_v2 .*?\n *end\n", undefined, re.S)]
+    marked = {name for name, mask in ports if set(mask) == {"1"}}
+    assert marked == {f"{target.name.lower()}_memory" for target in COLLISION_FREE_MEMORIES}, ports
+    assert undefine_collisions(undefined) == undefined
 
 
 @pytest.mark.parametrize("depth, width, granularity, blocks", [

@@ -31,7 +31,7 @@ from sim.soc_runner import run_host_scenario, soc_model
 from sim.verilator import lint
 
 CONFIG = AcceleratorConfig(ArrayConfig(2, 2, "os", "int8"), spad_kib=1, acc_kib=1, bus_bits=64)
-SOC = HostLinkSoC(CONFIG, memory_kib=8, clocks_per_bit=4, timeout_bytes=4)
+SOC = HostLinkSoC(CONFIG, memory_kib=8, clocks_per_bit=4, timeout_bytes=4, collision_checks=True)
 
 
 @pytest.fixture(scope="module")
