@@ -23,7 +23,7 @@ from .csr import COUNTERS, CsrBlock, ErrorCode
 from .fetch import FetchUnit
 from .isa import INSTRUCTION_BITS, Target
 from .load import LoadUnit, memory_shapes
-from .sram import collision_free_memory
+from .sram import check_collisions, collision_free_memory
 from .store import StoreUnit
 
 __all__ = ["Accelerator"]
@@ -31,19 +31,20 @@ __all__ = ["Accelerator"]
 QUEUE_DEPTHS = (4, 4, 8)     # instructions queued for the load, compute and store units (deepest: STOREs wait for results)
 TOKEN_BITS = 8
 FETCH_ID, LOAD_ID = 0, 1
-# The scratchpads: the compute unit reads their rows only after the LOAD that writes them has pushed its
-# token (and the load unit reads scales only for a COMBINE LOAD, which writes neither). Not the accumulator,
-# whose read-modify-writes read rows still being written (the compute unit forwards those; a COMBINE row of
-# several beats relies on the old row's other lanes), nor the channel memory, which the store unit reads
-# in every idle cycle, keeping only the read of the cycle it accepts a STORE.
-COLLISION_FREE_MEMORIES = (Target.ACTIVATIONS, Target.WEIGHTS)
+# The store unit's copy of the accumulator. Every memory but the accumulator is collision free (``hdl.sram``):
+# a unit reads scratchpad and channel rows only after the LOAD that writes them has pushed its token, the
+# load unit reads scales only for a COMBINE LOAD (which writes neither), and the store unit reads the
+# accumulator rows the compute unit has retired. The accumulator's read-modify-writes read rows still
+# being written: the compute unit forwards those, and a COMBINE row of several beats relies on the old row's
+# other lanes.
+STORED_ACCUMULATORS = "accumulators_for_store"
 
 
 class Accelerator(wiring.Component):
     """The complete accelerator for ``config``.
 
-    ``collision_checks`` (simulation only) asserts that no read of a ``COLLISION_FREE_MEMORIES`` memory
-    meets a write of the same row (``hdl.sram.collision_free_memory``).
+    ``collision_checks`` (simulation only) asserts that no read of a collision-free memory (every memory but
+    the accumulator) meets a write of the same row (``hdl.sram.check_collisions``).
 
     Members
     -------
@@ -84,30 +85,33 @@ class Accelerator(wiring.Component):
                          unit.instructions.payload.eq(queue.r_data), unit.instructions.valid.eq(queue.r_rdy),
                          queue.r_en.eq(unit.instructions.ready)]
 
-        # Memories.
+        # Memories. FPGA block RAM has one read port beside its write port, so synthesis keeps a copy of a
+        # memory per read port anyway; the store unit's copy of the accumulator (``STORED_ACCUMULATORS``) is
+        # made here, so that it can be collision free.
         shapes = memory_shapes(config)
         memories = {}
         for target, (depth, lanes, element) in shapes.items():
             name, shape = f"{target.name.lower()}_memory", lanes * element * 8
-            if target in COLLISION_FREE_MEMORIES:
-                memories[target] = collision_free_memory(m, name, shape=shape, depth=depth,
-                                                         checks=self.collision_checks)
-            else:
+            if target == Target.ACCUMULATORS:
                 memories[target] = m.submodules[name] = memory.Memory(shape=shape, depth=depth, init=[])
-            if target != Target.ACCUMULATORS:
+            else:
+                memories[target] = collision_free_memory(m, name, shape=shape, depth=depth)
                 wiring.connect(m, getattr(load, f"write_{target.name.lower()}"),
                                memories[target].write_port(granularity=8))
+        stored_accumulators = collision_free_memory(m, STORED_ACCUMULATORS, shape=memories[Target.ACCUMULATORS].shape,
+                                                    depth=memories[Target.ACCUMULATORS].depth)
         wiring.connect(m, compute.act_read, memories[Target.ACTIVATIONS].read_port())
         if config.array.paired:
             wiring.connect(m, compute.act_read_secondary, memories[Target.ACTIVATIONS].read_port())
         wiring.connect(m, compute.weight_read, memories[Target.WEIGHTS].read_port())
-        wiring.connect(m, store.acc_read, memories[Target.ACCUMULATORS].read_port())
+        wiring.connect(m, store.acc_read, stored_accumulators.read_port())
         wiring.connect(m, load.weight_read, memories[Target.WEIGHTS].read_port())
         # The accumulator has one write port and one read port besides the store's, so it maps onto
         # FPGA block RAM: the compute unit's read-modify-write has them whenever it needs them
         # (acc_busy), and accumulator and COMBINE loads hold their beats meanwhile.
         acc_read = memories[Target.ACCUMULATORS].read_port()
         acc_write = memories[Target.ACCUMULATORS].write_port(granularity=8)
+        stored_write = stored_accumulators.write_port(granularity=8)
         load_write = load.write_accumulators
         m.d.comb += [
             load.acc_busy.eq(compute.acc_busy),
@@ -117,8 +121,16 @@ class Accelerator(wiring.Component):
             acc_write.addr.eq(Mux(compute.acc_write.en, compute.acc_write.addr, load_write.addr)),
             acc_write.data.eq(Mux(compute.acc_write.en, compute.acc_write.data, load_write.data)),
             acc_write.en.eq(Mux(compute.acc_write.en, (1 << len(acc_write.en)) - 1, load_write.en)),
+            stored_write.addr.eq(acc_write.addr), stored_write.data.eq(acc_write.data), stored_write.en.eq(acc_write.en),
         ]
-        wiring.connect(m, store.channel_read, memories[Target.CHANNELS].read_port())
+        channel_read = memories[Target.CHANNELS].read_port()
+        wiring.connect(m, store.channel_read, channel_read)
+        if self.collision_checks:
+            for target, storage in memories.items():
+                if target != Target.ACCUMULATORS:
+                    check_collisions(m, storage, f"{target.name.lower()}_memory",
+                                     {channel_read: store.channel_read_kept} if target == Target.CHANNELS else None)
+            check_collisions(m, stored_accumulators, STORED_ACCUMULATORS)
 
         # Tokens: up/down counters between neighbouring units.
         def token_counter(name, push, pop):

@@ -14,13 +14,14 @@ SDRAM is not supported (programs and their data must fit in ``memory_kib``).
 """
 from amaranth.back import verilog
 from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import data, memory, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .accelerator import Accelerator
 from .axi import ADDR_WIDTH, BURST_INCR, Response, axi4_signature, axi_lite_signature
 from .config import AcceleratorConfig
 from .generate import accelerator_name
+from .sram import check_collisions, collision_free_memory
 from .uart import UartRx, UartTx, check_clocks_per_bit
 from .uart_bridge import WORD_BYTES, LinkInfo, UartBridge
 
@@ -50,6 +51,11 @@ class BlockRamMemory(wiring.Component):
         A positive multiple of the bus width.
     bus_bits : int
         The AXI4 data width.
+    collision_checks : bool
+        Simulation only: assert that no read meets a write of the same row (``hdl.sram.check_collisions``).
+        The memory is collision free: the accelerator's tokens keep its reads and writes of a row apart,
+        and the host reads results after DONE (a host read racing the accelerator's write of the same row
+        in the same cycle returns an undefined row on the FPGA).
 
     Members
     -------
@@ -57,13 +63,14 @@ class BlockRamMemory(wiring.Component):
     lite : In(axi_lite_signature(ADDR_WIDTH))
     """
 
-    def __init__(self, *, size_bytes: int, bus_bits: int):
+    def __init__(self, *, size_bytes: int, bus_bits: int, collision_checks: bool = False):
         if not isinstance(bus_bits, int) or bus_bits < 32 or bus_bits & (bus_bits - 1):
             raise ValueError(f"Memory bus width must be a power of two of at least 32 bits, not {bus_bits!r}")
         if not isinstance(size_bytes, int) or size_bytes <= 0 or size_bytes % (bus_bits // 8):
             raise ValueError(f"Memory size must be a positive multiple of {bus_bits // 8} bytes, not {size_bytes!r}")
         self.size_bytes = size_bytes
         self.bus_bits = bus_bits
+        self.collision_checks = collision_checks
         super().__init__({
             "bus": In(axi4_signature(bus_bits)),
             "lite": In(axi_lite_signature(ADDR_WIDTH)),
@@ -76,9 +83,11 @@ class BlockRamMemory(wiring.Component):
         shift = (bus_bytes - 1).bit_length()
         depth = self.size_bytes // bus_bytes
         lanes = bus_bytes // WORD_BYTES
-        storage = m.submodules.storage = memory.Memory(shape=self.bus_bits, depth=depth, init=[])
+        storage = collision_free_memory(m, "storage", shape=self.bus_bits, depth=depth)
         read = storage.read_port()
         write = storage.write_port(granularity=8)
+        if self.collision_checks:
+            check_collisions(m, storage, "storage")
 
         def row(address):
             return address[shift:]
@@ -201,7 +210,7 @@ class HostLinkSoC(wiring.Component):
     timeout_bytes : int
         Byte times (10 bits each) of silence after which the bridge abandons a frame, 1 to 65535.
     collision_checks : bool
-        Simulation only: the accelerator's assertions (``Accelerator``).
+        Simulation only: the accelerator's and the memory's assertions (``Accelerator``, ``BlockRamMemory``).
 
     Members
     -------
@@ -238,7 +247,8 @@ class HostLinkSoC(wiring.Component):
         m = Module()
         info = self.info
         accelerator = m.submodules.accelerator = Accelerator(self.config, collision_checks=self.collision_checks)
-        ram = m.submodules.memory = BlockRamMemory(size_bytes=info.memory_bytes, bus_bits=self.config.bus_bits)
+        ram = m.submodules.memory = BlockRamMemory(size_bytes=info.memory_bytes, bus_bits=self.config.bus_bits,
+                                                   collision_checks=self.collision_checks)
         rx = m.submodules.uart_rx = UartRx(clocks_per_bit=info.clocks_per_bit)
         tx = m.submodules.uart_tx = UartTx(clocks_per_bit=info.clocks_per_bit)
         bridge = m.submodules.bridge = UartBridge(info)

@@ -3,7 +3,7 @@ from amaranth.hdl import Assert, Cat, Module, Signal, Value
 from amaranth.lib import fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RowReader", "address_width", "UNDEFINED_COLLISIONS", "collision_free_memory"]
+__all__ = ["RowReader", "address_width", "UNDEFINED_COLLISIONS", "collision_free_memory", "check_collisions"]
 
 # The attribute of a memory whose reads never address the row a write port writes in the same cycle (the
 # units' tokens order them), or that drop what such a read returns. Synthesis may then leave that read
@@ -13,41 +13,41 @@ __all__ = ["RowReader", "address_width", "UNDEFINED_COLLISIONS", "collision_free
 UNDEFINED_COLLISIONS = {"read_during_write": "undefined"}
 
 
-def collision_free_memory(m: Module, name: str, *, shape, depth: int, checks: bool) -> memory.Memory:
-    """A memory with ``UNDEFINED_COLLISIONS``, added to ``m`` as ``name``.
+def address_width(depth: int) -> int:
+    """Bits to address ``depth`` rows (at least 1)."""
+    return max(1, (depth - 1).bit_length())
 
-    With ``checks`` (simulation only: Yosys' Verilog front end takes no ``assert``), every cycle asserts
-    that no enabled read port addresses a row an enabled write port writes; call it after the memory's
-    ports are made, since it checks those.
-    """
+
+def collision_free_memory(m: Module, name: str, *, shape, depth: int) -> memory.Memory:
+    """A memory with ``UNDEFINED_COLLISIONS``, added to ``m`` as ``name``; ``check_collisions`` checks it."""
     storage = m.submodules[name] = memory.Memory(shape=shape, depth=depth, init=[], attrs=UNDEFINED_COLLISIONS)
-    if checks:
-        m.submodules[f"{name}_collision_checks"] = _CollisionChecks(storage, name)
     return storage
 
 
-class _CollisionChecks(wiring.Component):
-    """Asserts, each cycle, that no read port of ``storage`` reads a row a write port writes (elaborated last,
-    once every port exists)."""
+def check_collisions(m: Module, storage: memory.Memory, name: str, kept_reads: dict | None = None) -> None:
+    """Simulation only (Yosys' Verilog front end takes no ``assert``): assert, every cycle, that no enabled read
+    port of ``storage`` addresses a row an enabled write port writes. ``kept_reads`` maps a read port whose
+    unit drops most of what it reads to the signal that is 1 in the cycles whose read it keeps; only those
+    are checked. Call it once the memory's ports are made."""
+    m.submodules[f"{name}_collision_checks"] = _CollisionChecks(storage, name, kept_reads or {})
 
-    def __init__(self, storage: memory.Memory, name: str):
-        self._storage = storage
-        self._name = name
+
+class _CollisionChecks(wiring.Component):
+    """``check_collisions``' assertions: a submodule, elaborated after its parent has made every port."""
+
+    def __init__(self, storage: memory.Memory, name: str, kept_reads: dict):
+        self._storage, self._name, self._kept_reads = storage, name, kept_reads
         super().__init__({})
 
     def elaborate(self, platform):
         m = Module()
         for read_index, read in enumerate(self._storage.read_ports):
+            kept = self._kept_reads.get(read, 1)
             for write_index, write in enumerate(self._storage.write_ports):
-                collision = read.en & write.en.any() & (read.addr == write.addr)
+                collision = kept & read.en & write.en.any() & (read.addr == write.addr)
                 m.d.sync += Assert(~collision, f"{self._name}: read port {read_index} addresses the row "
                                                f"write port {write_index} writes")
         return m
-
-
-def address_width(depth: int) -> int:
-    """Bits to address ``depth`` rows (at least 1)."""
-    return max(1, (depth - 1).bit_length())
 
 
 class RowReader(wiring.Component):

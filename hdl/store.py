@@ -31,6 +31,8 @@ class StoreUnit(wiring.Component):
     awvalid .. bresp : the AXI write channels it uses (bready is always 1)
     bytes_written : Out(8)       bytes strobed by the W beat accepted the cycle before
     error_write, error_range : Out(1);  retired : Out(1);  busy : Out(1)
+    channel_read_kept : Out(1)   the channel read of this cycle is the one kept (a STORE is accepted); the
+                                 others are dropped (for the simulation's collision checks)
     """
 
     def __init__(self, config: AcceleratorConfig):
@@ -47,7 +49,7 @@ class StoreUnit(wiring.Component):
             "wvalid": Out(1), "wdata": Out(config.bus_bits), "wstrb": Out(config.bus_bytes), "wlast": Out(1),
             "wready": In(1), "bvalid": In(1), "bresp": In(2),
             "bytes_written": Out(8), "error_write": Out(1), "error_range": Out(1), "retired": Out(1),
-            "busy": Out(1),
+            "busy": Out(1), "channel_read_kept": Out(1),
         })
 
     def elaborate(self, platform):
@@ -152,7 +154,8 @@ class StoreUnit(wiring.Component):
                 # CONFIG changes the post-processing of rows in flight, so it waits for the unit to empty.
                 free = Mux(is_store, jobs.w_rdy, emptied)
                 with m.If(self.instructions.valid & free & (~instruction.header.pop_prev | self.token_available)):
-                    m.d.comb += [self.instructions.ready.eq(1), self.pop_token.eq(instruction.header.pop_prev)]
+                    m.d.comb += [self.instructions.ready.eq(1), self.pop_token.eq(instruction.header.pop_prev),
+                                 self.channel_read_kept.eq(is_store)]
                     m.d.sync += [fields.eq(instruction.fields.store), header.eq(instruction.header)]
                     with m.If(is_store):
                         m.next = "Size"

@@ -19,7 +19,7 @@ from boards.flow import DoesNotFit, build, packing_overruns
 from boards.pll import RANGES as PLL_RANGES
 from boards.pll import plan_pll
 from boards.synth import undefine_collisions
-from hdl.accelerator import COLLISION_FREE_MEMORIES, Accelerator
+from hdl.accelerator import STORED_ACCUMULATORS, Accelerator
 from hdl.config import AcceleratorConfig, ArrayConfig
 from hdl.generate import top_ports
 from hdl.sram import collision_free_memory
@@ -101,7 +101,7 @@ class OneMemory(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         if self._collision_free:
-            storage = collision_free_memory(m, "storage", shape=len(self.data), depth=self._depth, checks=False)
+            storage = collision_free_memory(m, "storage", shape=len(self.data), depth=self._depth)
         else:
             storage = m.submodules.storage = memory.Memory(shape=len(self.data), depth=self._depth, init=[])
         write, read = storage.write_port(granularity=self._granularity), storage.read_port()
@@ -130,7 +130,8 @@ def test_undefine_collisions_marks_the_collision_free_memories_read_ports():
     ports = [(re.search(r'MEMID "\\\\(\w+)"', cell).group(1), re.search(r"COLLISION_X_MASK \d+'([01]+)", cell).group(1))
              for cell in re.findall(r"cell \$memrd_v2 .*?\n *end\n", undefined, re.S)]
     marked = {name for name, mask in ports if set(mask) == {"1"}}
-    assert marked == {f"{target.name.lower()}_memory" for target in COLLISION_FREE_MEMORIES}, ports
+    assert marked == {"activations_memory", "weights_memory", "channels_memory", STORED_ACCUMULATORS}, ports
+    assert ("accumulators_memory", "0") in ports, ports     # its read-modify-writes read rows being written
     assert undefine_collisions(undefined) == undefined
 
 
@@ -296,9 +297,10 @@ def test_synthesized_and_packed_counts_are_checked_against_the_device():
 def test_estimate_counts_the_accelerator_memories_and_products(tmp_path):
     config = AcceleratorConfig(ArrayConfig(4, 4, "os", "int8"), spad_kib=16, acc_kib=16)
     needs = estimate_needs(rtlil.convert(Accelerator(config), name="accel"), BOARDS["ulx3s"])
-    # Scratchpads 8 + 8 KiB, accumulator 16 KiB, channel records 64 rows of 4 x 8 bytes (the bytes of
-    # a record the channel memory keeps); the queues and FIFOs are below block RAM size.
-    assert needs.memory_bits == (8 + 8 + 16 + 2) * 8192
+    # Scratchpads 8 + 8 KiB, accumulator 16 KiB and the store unit's copy of it, channel records 64 rows of
+    # 4 x 8 bytes (the bytes of a record the channel memory keeps); the queues and FIFOs are below block RAM
+    # size.
+    assert needs.memory_bits == (8 + 8 + 16 + 16 + 2) * 8192
     # Array 16, requantization 4 lanes x 2 (16x16 partial products), combine 4 (8x16), range checks
     # 2 x (12x12 + 18x12: rows x blocks is cut to SPAN_BITS bits before the gap and the groups), and the
     # span check of repeating COMPUTEs (repeat x a run's result rows).

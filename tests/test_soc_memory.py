@@ -98,7 +98,7 @@ def _apply(model: bytearray, address: int, beat: int, strobe: int, width: int):
 
 def test_bursts_and_lite_words_concurrently_against_a_byte_model(seed):
     rng = random.Random(seed)
-    dut = BlockRamMemory(size_bytes=SIZE, bus_bits=BUS_BITS)
+    dut = BlockRamMemory(size_bytes=SIZE, bus_bits=BUS_BITS, collision_checks=True)
     model = bytearray(SIZE)
     half = SIZE // 2
     # Writes: bursts into the lower half (some crossing nothing), lite words into the upper half, at once.
@@ -160,7 +160,7 @@ def test_bursts_and_lite_words_concurrently_against_a_byte_model(seed):
 @pytest.mark.parametrize("case", ["beyond the end", "crossing the end", "narrow size", "fixed burst"])
 def test_bad_bursts_answer_slverr_and_write_nothing(case, seed):
     rng = random.Random(seed)
-    dut = BlockRamMemory(size_bytes=SIZE, bus_bits=BUS_BITS)
+    dut = BlockRamMemory(size_bytes=SIZE, bus_bits=BUS_BITS, collision_checks=True)
     address, beats, size, burst = {
         "beyond the end": (SIZE, 2, SHIFT, BURST_INCR),
         "crossing the end": (SIZE - BUS_BYTES, 2, SHIFT, BURST_INCR),
@@ -195,7 +195,7 @@ def test_bad_bursts_answer_slverr_and_write_nothing(case, seed):
 
 def test_a_burst_read_with_rready_high_streams_a_beat_per_cycle():
     beats = 16
-    dut = BlockRamMemory(size_bytes=SIZE, bus_bits=BUS_BITS)
+    dut = BlockRamMemory(size_bytes=SIZE, bus_bits=BUS_BITS, collision_checks=True)
     valid_cycles = []
 
     async def bench(ctx):

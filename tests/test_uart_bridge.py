@@ -26,7 +26,7 @@ class _Harness(Elaboratable):
     def __init__(self):
         self.bridge = UartBridge(INFO)
         self.csr = CsrBlock()
-        self.memory = BlockRamMemory(size_bytes=MEMORY_BYTES, bus_bits=CONFIG.bus_bits)
+        self.memory = BlockRamMemory(size_bytes=MEMORY_BYTES, bus_bits=CONFIG.bus_bits, collision_checks=True)
 
     def elaborate(self, platform):
         m = Module()
