@@ -90,16 +90,17 @@ class Accelerator(wiring.Component):
         # made here, so that it can be collision free.
         shapes = memory_shapes(config)
         memories = {}
+        collision_free = {}     # by name, for the checks
         for target, (depth, lanes, element) in shapes.items():
             name, shape = f"{target.name.lower()}_memory", lanes * element * 8
             if target == Target.ACCUMULATORS:
                 memories[target] = m.submodules[name] = memory.Memory(shape=shape, depth=depth, init=[])
             else:
-                memories[target] = collision_free_memory(m, name, shape=shape, depth=depth)
+                memories[target] = collision_free[name] = collision_free_memory(m, name, shape=shape, depth=depth)
                 wiring.connect(m, getattr(load, f"write_{target.name.lower()}"),
                                memories[target].write_port(granularity=8))
-        stored_accumulators = collision_free_memory(m, STORED_ACCUMULATORS, shape=memories[Target.ACCUMULATORS].shape,
-                                                    depth=memories[Target.ACCUMULATORS].depth)
+        stored_accumulators = collision_free[STORED_ACCUMULATORS] = collision_free_memory(
+            m, STORED_ACCUMULATORS, shape=memories[Target.ACCUMULATORS].shape, depth=memories[Target.ACCUMULATORS].depth)
         wiring.connect(m, compute.act_read, memories[Target.ACTIVATIONS].read_port())
         if config.array.paired:
             wiring.connect(m, compute.act_read_secondary, memories[Target.ACTIVATIONS].read_port())
@@ -126,11 +127,8 @@ class Accelerator(wiring.Component):
         channel_read = memories[Target.CHANNELS].read_port()
         wiring.connect(m, store.channel_read, channel_read)
         if self.collision_checks:
-            for target, storage in memories.items():
-                if target != Target.ACCUMULATORS:
-                    check_collisions(m, storage, f"{target.name.lower()}_memory",
-                                     {channel_read: store.channel_read_kept} if target == Target.CHANNELS else None)
-            check_collisions(m, stored_accumulators, STORED_ACCUMULATORS)
+            for name, storage in collision_free.items():
+                check_collisions(m, storage, name, {channel_read: store.channel_read_kept})
 
         # Tokens: up/down counters between neighbouring units.
         def token_counter(name, push, pop):
