@@ -20,6 +20,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from . import rtlil
 from .board import Board
 
 __all__ = ["Needs", "DeclaredMemory", "estimate_needs", "block_ram_fifos", "fit_problems", "synthesis_overruns"]
@@ -29,10 +30,7 @@ _MIN_BLOCK_RAM_BITS = 2048
 
 _DSP_WIDTH = {"ecp5": 18, "ice40": 16}
 
-_CELL = re.compile(r"^\s*cell (\$\w+) \S+\n((?:\s*parameter .*\n)*)((?:\s*connect .*\n)*)", re.M)
-_PARAM = re.compile(r"parameter \\(\w+) (\S+)")
 _CONST = re.compile(r"^\d+'[01xz-]+$")
-_MEMORY = re.compile(r"^\s*memory width (\d+) size (\d+) (\S+)\s*$", re.M)
 _SIGNAL_BITS = re.compile(r"(\\\S+)(?: \[(\d+)(?::(\d+))?\])?")
 
 
@@ -64,15 +62,15 @@ def estimate_needs(rtlil_text: str, board: Board) -> Needs:
     """Estimate a design's DSPs and block RAMs on ``board`` from the RTLIL Amaranth emitted."""
     dsp_width = _DSP_WIDTH[board.family]
     dsps = multipliers = block_rams = memory_bits = 0
-    for kind, params, connects in _CELL.findall(rtlil_text):
-        p = dict(_PARAM.findall(params))
-        if kind == "$mul":
-            operands = dict(re.findall(r"connect \\([AB]) (.*)", connects))
+    for cell in rtlil.cells(rtlil_text):
+        p = cell.parameters
+        if cell.kind == "$mul":
+            operands = dict(re.findall(r"connect \\([AB]) (.*)", cell.connects))
             if any(_CONST.match(operands.get(port, "").strip()) for port in "AB"):
                 continue
             multipliers += 1
             dsps += math.ceil(int(p["A_WIDTH"]) / dsp_width) * math.ceil(int(p["B_WIDTH"]) / dsp_width)
-        elif kind == "$mem_v2":
+        elif cell.kind == "$mem_v2":
             memory_bits, block_rams = _add_memory(memory_bits, block_rams, int(p["SIZE"]), int(p["WIDTH"]),
                                                   int(p["RD_PORTS"]), int(p["WR_PORTS"]), board)
     if board.dsp_primitive is not None:
@@ -118,24 +116,21 @@ def _write_enables(connects: str) -> int:
 
 
 def _declared_memories(rtlil_text: str):
-    for module in rtlil_text.split("\nmodule ")[1:]:
-        module_name = module.split(None, 1)[0].removeprefix("\\")
+    for module_name, module in rtlil.modules(rtlil_text):
         ports = {}
-        for kind, params, connects in _CELL.findall(module):
-            if kind in ("$memrd_v2", "$memwr_v2"):
-                p = dict(_PARAM.findall(params))
-                memid = p["MEMID"].strip('"').replace("\\\\", "\\")
-                reads, writes, registered, granularity = ports.get(memid, (0, 0, True, None))
-                if kind == "$memwr_v2":
-                    width = int(p["WIDTH"])
-                    port_granularity = width // _write_enables(connects)
-                    granularity = min(granularity or width, port_granularity)
-                ports[memid] = (reads + (kind == "$memrd_v2"), writes + (kind == "$memwr_v2"),
-                                registered and (kind == "$memwr_v2" or p.get("CLK_ENABLE") == "1"), granularity)
-        for width, size, memid in _MEMORY.findall(module):
-            reads, writes, registered, granularity = ports.get(memid, (1, 1, False, None))
-            yield DeclaredMemory(module_name, memid.removeprefix("\\"), int(width), int(size), reads, writes,
-                                 registered, granularity or int(width))
+        for cell in rtlil.cells(module):
+            if cell.kind in ("$memrd_v2", "$memwr_v2"):
+                reads, writes, registered, granularity = ports.get(cell.memory, (0, 0, True, None))
+                if cell.kind == "$memwr_v2":
+                    width = int(cell.parameters["WIDTH"])
+                    granularity = min(granularity or width, width // _write_enables(cell.connects))
+                ports[cell.memory] = (reads + (cell.kind == "$memrd_v2"), writes + (cell.kind == "$memwr_v2"),
+                                      registered and (cell.kind == "$memwr_v2"
+                                                      or cell.parameters.get("CLK_ENABLE") == "1"), granularity)
+        for memory in rtlil.memories(module):
+            reads, writes, registered, granularity = ports.get(memory.name, (1, 1, False, None))
+            yield DeclaredMemory(module_name, memory.name, memory.width, memory.depth, reads, writes,
+                                 registered, granularity or memory.width)
 
 
 def block_ram_fifos(rtlil_text: str, board: Board, spare_block_rams: int) -> list[DeclaredMemory]:

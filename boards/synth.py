@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hdl.sram import UNDEFINED_COLLISIONS
 
+from . import rtlil
 from .board import FAMILY_CELLS
 
 __all__ = ["SynthesisError", "run_tool", "synthesize", "count_cells", "synth_ecp5_cells", "undefine_collisions"]
@@ -25,11 +26,6 @@ _SYNTH_COMMANDS = {"ecp5": "synth_ecp5", "ice40": "synth_ice40 -dsp -spram"}
 # made private (``$``-named) before synthesis.
 _HIDE_ELEMENT_NAMES = "rename -hide w:*[*"
 
-_ATTRIBUTED_MEMORY = re.compile(r"((?:^ *attribute .*\n)*)^ *memory width \d+ size \d+ (\S+) *$", re.M)
-_READ_PORT = re.compile(r"^ *cell \$memrd_v2 .*?^ *end *$", re.M | re.S)
-_COLLISION_MASK = re.compile(r"(parameter \\COLLISION_X_MASK )(\d+)'[01]+")
-
-
 def undefine_collisions(rtlil_text: str) -> str:
     """``rtlil_text`` with the reads of ``UNDEFINED_COLLISIONS`` memories undefined when they meet a write.
 
@@ -37,19 +33,17 @@ def undefine_collisions(rtlil_text: str) -> str:
     cycle (COLLISION_X_MASK 0), which block RAM ports do not promise, so Yosys adds logic to keep it.
     """
     (attribute, value), = UNDEFINED_COLLISIONS.items()
-    marker = f'attribute \\{attribute} "{value}"'
-    modules = rtlil_text.split("\nmodule ")
-    for index, module in enumerate(modules):
-        memories = {name for attributes, name in _ATTRIBUTED_MEMORY.findall(module) if marker in attributes}
 
-        def undefine(port):
-            text = port.group(0)
-            if not any(f'parameter \\MEMID "{name.replace(chr(92), chr(92) * 2)}"' in text for name in memories):
-                return text
-            return _COLLISION_MASK.sub(lambda mask: f"{mask.group(1)}{mask.group(2)}'{'1' * int(mask.group(2))}", text)
-        if memories:
-            modules[index] = _READ_PORT.sub(undefine, module)
-    return "\nmodule ".join(modules)
+    def undefine(module):
+        undefined = {memory.name for memory in rtlil.memories(module) if memory.attributes.get(attribute) == value}
+
+        def all_undefined(cell):
+            if cell.kind != "$memrd_v2" or cell.memory not in undefined:
+                return {}
+            width = int(cell.parameters["COLLISION_X_MASK"].split("'")[0])
+            return {"COLLISION_X_MASK": f"{width}'{'1' * width}"}
+        return rtlil.set_cell_parameters(module, all_undefined)
+    return rtlil.rewrite_modules(rtlil_text, undefine)
 
 
 class SynthesisError(RuntimeError):
@@ -89,8 +83,9 @@ def synthesize(design: Path, top: str, family: str, netlist: Path, *, lut4_only:
     costs logic (Booth) multipliers most: a 16x16 OS PE with the depthwise mode takes 190 LUT4
     with wide LUTs and 131 without; one 16x16 SoC netlist packed into 82,873 LUT sites instead of
     85,197 (2026-12-04). ``block_ram_memories`` (Yosys selections, ``estimate.block_ram_fifos``)
-    are mapped to block RAM whatever their size. An RTLIL design is rewritten in place by
-    ``undefine_collisions``. The Yosys log and ``stat`` report are written beside the netlist.
+    are mapped to block RAM whatever their size. Yosys reads an RTLIL design through
+    ``undefine_collisions``, written beside it as ``<design>.undefined.il``. The Yosys log and
+    ``stat`` report are written beside the netlist.
     """
     if lut4_only and family != "ecp5":
         raise ValueError(f"LUT4-only synthesis is an ECP5 option; {family} has no wider LUTs")
@@ -100,7 +95,9 @@ def synthesize(design: Path, top: str, family: str, netlist: Path, *, lut4_only:
         raise ValueError(f"Design {str(design)!r} must be in the netlist's directory {str(workdir)!r}")
     read = "read_rtlil" if design.suffix == ".il" else "read_verilog"
     if design.suffix == ".il":
-        design.write_text(undefine_collisions(design.read_text()))
+        undefined = design.with_suffix(".undefined.il")
+        undefined.write_text(undefine_collisions(design.read_text()))
+        design = undefined
     stat = netlist.with_suffix(".stat.txt")
     command = _SYNTH_COMMANDS[family] + (" -nowidelut" if lut4_only else "")
     block_ram = "".join(f'setattr -set ram_style "block" {selection}; ' for selection in block_ram_memories)
