@@ -21,6 +21,7 @@ from amaranth.lib import io, wiring
 from hdl.generate import top_ports
 
 from .board import NEXTPNR_CELLS, Board
+from .depth import logic_depth, register_name
 from .estimate import Needs, block_ram_fifos, estimate_needs, fit_problems, synthesis_overruns
 from .pll import PllClock, PllPlan
 from .synth import run_tool, synthesize
@@ -36,6 +37,9 @@ __all__ = ["BuildReport", "DoesNotFit", "PinnedTop", "build", "TIMING_EFFORTS"]
 # the 4x4 SoC: 74.8 -> 89.1 MHz and 81.8 -> 86.1 MHz on the same netlists, 2 to 3 times as long).
 TIMING_EFFORTS = {"normal": (), "compact": ("--placer-heap-alpha", "0.05", "--placer-heap-beta", "0.5"),
                   "high": ("--placer-heap-timingweight", "30", "--tmg-ripup")}
+
+# The deepest register-to-register paths an ECP5 build report lists (``depth.logic_depth``).
+DEEPEST_PATHS = 5
 
 
 class DoesNotFit(ValueError):
@@ -105,6 +109,7 @@ class BuildReport:
     passed: bool = False
     pll: dict | None = None                             # the PLL's frequencies and parameters, if clocked by one
     critical_path: dict | None = None                   # the slowest clock's worst path (``critical_path``)
+    logic_depth: dict | None = None                     # ECP5: levels of logic between registers (``depth``)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -127,16 +132,20 @@ class BuildReport:
                          f"{path['from']} -> {path['to']}")
             if path["sources"]:
                 lines.append(f"    through {', '.join(path['sources'])}")
+        if self.logic_depth:
+            depth = self.logic_depth
+            levels = max(map(int, depth["histogram"]))
+            lines.append(f"  logic depth after synthesis: {levels} levels at most, "
+                         f"{depth['histogram'][str(levels)]} register inputs that deep")
+            for path in depth["deepest"]:
+                lines.append(f"    {path['levels']} levels: {path['start']} -> {path['end']}"
+                             + (f" ({', '.join(path['sources'])})" if path["sources"] else ""))
         lines.append("  time " + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in self.seconds.items()))
         lines += [f"  note: {note}" for note in self.notes]
         if self.bitstream:
             lines.append(f"  bitstream {self.bitstream}")
         lines.append(f"  {'PASS' if self.passed else 'FAIL'} ({self.stage})")
         return "\n".join(lines)
-
-
-# A placed cell's name is the register or net Yosys derived it from, plus a suffix of mapped cell types.
-_MAPPED_SUFFIX = re.compile(r"(_(TRELLIS|LUT4|CCU2C|PFUMX|L6MUX21|DP16KD|MULT18X18D|SB_)\w*|\$\w+)$")
 
 
 def critical_path(report: dict, project_root: Path = Path(__file__).resolve().parent.parent) -> dict | None:
@@ -155,12 +164,9 @@ def critical_path(report: dict, project_root: Path = Path(__file__).resolve().pa
                 line = f"{Path(file).relative_to(project_root)}:{source.split(':')[1]}"
                 if line not in sources:
                     sources.append(line)
-
-    def register(cell):
-        return _MAPPED_SUFFIX.sub("", cell.removeprefix("design."))
     return {"ns": round(sum(step["delay"] for step in steps), 2),
             "routing_ns": round(sum(step["delay"] for step in steps if step["type"] == "routing"), 2),
-            "from": register(steps[0]["from"]["cell"]), "to": register(steps[-1]["to"]["cell"]),
+            "from": register_name(steps[0]["from"]["cell"]), "to": register_name(steps[-1]["to"]["cell"]),
             "sources": sources}
 
 
@@ -246,6 +252,10 @@ def build(design, name: str, board: Board, workdir: Path, *, target_mhz: float |
     counts = synthesize(design_file, name, board.family, workdir / f"{name}.json", lut4_only=lut4_only,
                         block_ram_memories=tuple(fifo.selection for fifo in fifos))
     lap("synthesis", since)
+    if board.family == "ecp5":
+        depth = logic_depth(workdir / f"{name}.json", count=DEEPEST_PATHS)
+        report.logic_depth = {"histogram": {str(levels): inputs for levels, inputs in depth.histogram.items()},
+                              "deepest": [asdict(path) for path in depth.paths]}
     report.resources = {resource: {"used": used, "available": board.resources[resource]}
                         for resource, used in counts.items()}
     report.resources_from, report.stage = "yosys", "synthesis"

@@ -14,6 +14,7 @@ from amaranth.lib import fifo, memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from boards.board import BOARDS
+from boards.depth import BLOCK_RAM_LEVELS
 from boards.estimate import block_ram_fifos, estimate_needs, synthesis_overruns
 from boards.flow import DoesNotFit, build, packing_overruns
 from boards.pll import RANGES as PLL_RANGES
@@ -122,6 +123,55 @@ def test_collision_free_memories_read_block_ram_without_logic(tmp_path):
     # Collision free, the design's own logic is all that is left: the read address's inversion (10 bits).
     assert resources[True]["FFs"] == 0 and resources[True]["LUTs"] <= 10 + 1, resources
     assert resources[True]["block RAMs"] == resources[False]["block RAMs"] == 1, resources
+
+
+class Levels(wiring.Component):
+    """Registers fed through known depths of logic: a 64-bit parity (a tree of LUT4s, 64 -> 16 -> 4 -> 1),
+    an increment (one carry chain) and a block RAM read."""
+    bits: In(64)
+    parity: Out(1)
+    count: Out(32)
+    read: Out(16)
+
+    def elaborate(self, platform):
+        m = Module()
+        held = Signal(64)
+        storage = collision_free_memory(m, "storage", shape=16, depth=1024)
+        write, read = storage.write_port(), storage.read_port()
+        m.d.comb += [write.addr.eq(held[:10]), write.data.eq(held[10:26]), write.en.eq(held[26]),
+                     read.addr.eq(held[30:40])]
+        m.d.sync += [held.eq(self.bits), self.parity.eq(held.xor()), self.count.eq(self.count + 1),
+                     self.read.eq(read.data)]
+        return m
+
+
+def lut_depth(netlist: dict, register: str) -> int:
+    """Levels of LUT4s before ``register``'s input, counted directly (the design's logic there is all LUT4s)."""
+    cells = next(module for module in netlist["modules"].values() if module["attributes"].get("top"))["cells"]
+    driver = {bit: cell for cell in cells.values() for port, bits in cell["connections"].items()
+              if cell["port_directions"][port] == "output" for bit in bits}
+
+    def depth(bit):
+        cell = driver[bit]
+        return 0 if cell["type"] != "LUT4" else 1 + max(depth(cell["connections"][port][0]) for port in "ABCD"
+                                                          if cell["connections"][port][0] in driver)
+    return max(depth(cell["connections"]["DI"][0]) for name, cell in cells.items()
+               if cell["type"] == "TRELLIS_FF" and name.startswith(f"{register}_TRELLIS_FF"))
+
+
+def test_logic_depth_counts_the_levels_between_registers(tmp_path):
+    report = build(Levels(), "levels", BOARDS["ulx3s"], tmp_path, synth_only=True, lut4_only=True,
+                   progress=lambda text: None)
+    deepest = {path["end"]: path for path in report.logic_depth["deepest"]}
+    parity_levels = lut_depth(json.loads((tmp_path / "levels.json").read_text()), "parity")
+    assert deepest["parity"]["levels"] == parity_levels >= 3, deepest       # (ABC's tree may be deeper than 3)
+    assert deepest["count"]["levels"] == 1, deepest
+    assert deepest["count"]["sources"] and all(source.startswith("tests/test_boards.py:")
+                                               for source in deepest["count"]["sources"]), deepest
+    assert deepest["read"]["levels"] == BLOCK_RAM_LEVELS and deepest["read"]["start"] == "storage", deepest
+    deepest_levels = max(parity_levels, BLOCK_RAM_LEVELS)
+    assert max(map(int, report.logic_depth["histogram"])) == deepest_levels
+    assert f"logic depth after synthesis: {deepest_levels} levels at most" in report.summary()
 
 
 def test_undefine_collisions_marks_the_collision_free_memories_read_ports():
