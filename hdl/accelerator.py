@@ -172,12 +172,14 @@ class Accelerator(wiring.Component):
             m.d.comb += [axi.arid.eq(FETCH_ID), axi.araddr.eq(fetch.araddr), axi.arlen.eq(fetch.arlen),
                          axi.arvalid.eq(granted & fetch.arvalid), fetch.arready.eq(granted & axi.arready)]
         bus_size = (config.bus_bytes - 1).bit_length()
-        m.d.comb += [axi.arsize.eq(bus_size), axi.arburst.eq(BURST_INCR), axi.rready.eq(load.rready),
+        # The load unit sets rready for its beats, and is told of them whether or not it takes them. Fetch
+        # takes each of its beats at once (its buffer has room for every burst it asks for), so no decision
+        # of the load unit's reaches the fetch buffer: from the load unit's state through its rready and the
+        # fetch buffer's write to that buffer's level was the 4x4 SoC's critical path (12.4 ns, 2026-12-07).
+        fetch_beat = axi.rid == FETCH_ID
+        m.d.comb += [axi.arsize.eq(bus_size), axi.arburst.eq(BURST_INCR), axi.rready.eq(load.rready | fetch_beat),
                      axi.awsize.eq(bus_size), axi.awburst.eq(BURST_INCR), axi.awid.eq(0), axi.bready.eq(1)]
-        # The load unit sets rready, and is told of its beats whether or not it takes them; fetch of the
-        # beats taken.
-        m.d.comb += [fetch.rvalid.eq(axi.rvalid & axi.rready & (axi.rid == FETCH_ID)),
-                     load.rvalid.eq(axi.rvalid & (axi.rid == LOAD_ID))]
+        m.d.comb += [fetch.rvalid.eq(axi.rvalid & fetch_beat), load.rvalid.eq(axi.rvalid & (axi.rid == LOAD_ID))]
         for unit in (fetch, load):
             m.d.comb += [unit.rdata.eq(axi.rdata), unit.rresp.eq(axi.rresp), unit.rlast.eq(axi.rlast)]
         m.d.comb += [axi.awvalid.eq(store.awvalid), axi.awaddr.eq(store.awaddr), axi.awlen.eq(store.awlen),

@@ -114,6 +114,11 @@ class FetchUnit(wiring.Component):
         for queue in (self.to_load, self.to_compute, self.to_store):
             m.d.comb += queue.payload.eq(buffer.r_data[:INSTRUCTION_BITS])
         stop = Signal()
+        # Every instruction dispatched, registered: the 32-bit compare in front of stopping was the 4x4 SoC's
+        # deepest logic (8 levels, 2026-12-07). A cycle late misses nothing: no more than ``program_length``
+        # instructions are fetched, so the buffer is empty by then.
+        all_dispatched = Signal()
+        m.d.sync += all_dispatched.eq(running & ~self.start & (dispatched == self.program_length))
         with m.If(self.start):
             m.d.sync += [running.eq(1), address.eq(self.program_addr), left.eq(self.program_length), dispatched.eq(0),
                          self.finished.eq(0)]
@@ -133,7 +138,7 @@ class FetchUnit(wiring.Component):
                         m.d.comb += [self.retired_end.eq(1), stop.eq(1)]
                     with m.Default():
                         m.d.comb += [self.error_opcode.eq(1), stop.eq(1)]
-        with m.Elif(running & (dispatched == self.program_length)):
+        with m.Elif(running & all_dispatched):
             m.d.comb += [self.error_overrun.eq(1), stop.eq(1)]
         with m.If(stop):
             m.d.sync += running.eq(0)
