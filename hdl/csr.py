@@ -1,8 +1,10 @@
 """Control/status registers: the register map as data, its AXI4-Lite slave, and its JSON / C header."""
+import functools
 import json
+import operator
 from dataclasses import asdict, dataclass
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Cat, Module, Mux, Signal, Value
 from amaranth.lib import enum, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -153,14 +155,19 @@ class CsrBlock(wiring.Component):
         with m.Elif(bus.bvalid & bus.bready):
             m.d.sync += bus.bvalid.eq(0)
 
-        read = Signal()
-        m.d.comb += [read.eq(bus.arvalid & ~bus.rvalid), bus.arready.eq(read)]
-        with m.If(read):
-            m.d.sync += [bus.rvalid.eq(1), bus.rresp.eq(Response.SLVERR), bus.rdata.eq(0)]
-            with m.Switch(bus.araddr):
-                for offset, value in readable.items():
-                    with m.Case(offset):
-                        m.d.sync += [bus.rdata.eq(value), bus.rresp.eq(Response.OKAY)]
+        # Read: the address is decoded into a register, then the answer is the OR of the selected value
+        # (decoding in front of a multiplexer of every register was 7 levels of logic, 2026-12-07).
+        values = [Value.cast(value) for value in readable.values()]
+        selected = Signal(len(values))
+        decoded = Signal()
+        m.d.comb += bus.arready.eq(~decoded & ~bus.rvalid)
+        with m.If(bus.arvalid & bus.arready):
+            m.d.sync += [decoded.eq(1), selected.eq(Cat(bus.araddr == offset for offset in readable))]
+        with m.If(decoded):
+            m.d.sync += [decoded.eq(0), bus.rvalid.eq(1),
+                         bus.rdata.eq(functools.reduce(operator.or_, (Mux(chosen, value, 0)
+                                                                      for chosen, value in zip(selected, values)))),
+                         bus.rresp.eq(Mux(selected.any(), Response.OKAY, Response.SLVERR))]
         with m.Elif(bus.rvalid & bus.rready):
             m.d.sync += bus.rvalid.eq(0)
         return m
