@@ -9,7 +9,6 @@ measures its resources and Fmax but yields no bitstream; nextpnr-ice40 has no
 such mode, so an unpinned design on iCE40 stops after synthesis.
 """
 import json
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path

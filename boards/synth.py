@@ -26,6 +26,7 @@ _SYNTH_COMMANDS = {"ecp5": "synth_ecp5", "ice40": "synth_ice40 -dsp -spram"}
 # made private (``$``-named) before synthesis.
 _HIDE_ELEMENT_NAMES = "rename -hide w:*[*"
 
+
 def undefine_collisions(rtlil_text: str) -> str:
     """``rtlil_text`` with the reads of ``UNDEFINED_COLLISIONS`` memories undefined when they meet a write.
 
