@@ -37,9 +37,14 @@ _COMBINATIONAL = {
     "MULT18X18D": lambda port, cell: None if _registered_multiplier(cell) else
         {name: MULTIPLIER_LEVELS for name in cell["port_directions"] if re.fullmatch(r"[AB]\d+", name)},
 }
-# Register-like cells: the inputs that end a path.
-_ENDPOINT_INPUTS = {"TRELLIS_FF": ("DI", "CE", "LSR", "M")}
-_ENDPOINT_CELLS = ("DP16KD", "TRELLIS_DPR16X4", "MULT18X18D")
+# Per cell type: whether an input is clocked into the cell, ending a path (not a clock, nor an input that
+# reaches an output combinationally: a LUT RAM's read address, an unregistered multiplier's operands).
+_ENDS_PATH = {
+    "TRELLIS_FF": lambda port, cell: port in ("DI", "CE", "LSR", "M"),
+    "TRELLIS_DPR16X4": lambda port, cell: port.startswith(("DI", "WAD", "WRE")),
+    "DP16KD": lambda port, cell: not port.startswith("CLK"),
+    "MULT18X18D": lambda port, cell: _registered_multiplier(cell) and not port.startswith("CLK"),
+}
 # A mapped cell's name is the register or net Yosys derived it from, plus a suffix of mapped cell types.
 _MAPPED_SUFFIX = re.compile(r"(_(TRELLIS|LUT4|CCU2C|PFUMX|L6MUX21|DP16KD|MULT18X18D|SB_|DO[AB]?\d)\w*|\$\d+\w*|(\.\d+)+)$")
 
@@ -121,11 +126,11 @@ class _Netlist:
 
     def endpoints(self):
         for name, cell in self.cells.items():
-            ports = _ENDPOINT_INPUTS.get(cell["type"])
-            if ports is None and cell["type"] in _ENDPOINT_CELLS:
-                ports = [port for port, direction in cell["port_directions"].items() if direction == "input"]
-            for port in ports or ():
-                for bit in cell["connections"].get(port, []):
+            ends_path = _ENDS_PATH.get(cell["type"], lambda port, cell: False)
+            for port, bits in cell["connections"].items():
+                if cell["port_directions"].get(port) != "input" or not ends_path(port, cell):
+                    continue
+                for bit in bits:
                     if isinstance(bit, int) and bit in self.driver:
                         yield name, bit
 
