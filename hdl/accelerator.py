@@ -126,14 +126,16 @@ class Accelerator(wiring.Component):
         # The store unit's copy is written a cycle later, from registers: the select between the compute and
         # load units' writes into its block RAM was the 4x4 SoC's critical path (10.9 ns, 9.2 of it routing,
         # 2026-12-07). The store reads a row only after the token its COMPUTE or LOAD pushes on retiring,
-        # cycles after the write; the collision checks would flag a read of the row as it is written.
+        # cycles after the write; the collision checks flag a read of the row as the accumulator or the copy
+        # writes it.
         m.d.sync += [stored_write.addr.eq(acc_write.addr), stored_write.data.eq(acc_write.data),
                      stored_write.en.eq(acc_write.en)]
         channel_read = memories[Target.CHANNELS].read_port()
         wiring.connect(m, store.channel_read, channel_read)
         if self.collision_checks:
             for name, storage in collision_free.items():
-                check_collisions(m, storage, name, {channel_read: store.channel_read_kept})
+                leading = {"the accumulator's write port": acc_write} if storage is stored_accumulators else {}
+                check_collisions(m, storage, name, {channel_read: store.channel_read_kept}, leading)
 
         # Tokens: up/down counters between neighbouring units.
         def token_counter(name, push, pop):

@@ -24,29 +24,34 @@ def collision_free_memory(m: Module, name: str, *, shape, depth: int) -> memory.
     return storage
 
 
-def check_collisions(m: Module, storage: memory.Memory, name: str, kept_reads: dict | None = None) -> None:
+def check_collisions(m: Module, storage: memory.Memory, name: str, kept_reads: dict | None = None,
+                     leading_writes: dict | None = None) -> None:
     """Simulation only (Yosys' Verilog front end takes no ``assert``): assert, every cycle, that no enabled read
     port of ``storage`` addresses a row an enabled write port writes. ``kept_reads`` maps a read port whose
     unit drops most of what it reads to the signal that is 1 in the cycles whose read it keeps; only those
-    are checked. Call it once the memory's ports are made."""
-    m.submodules[f"{name}_collision_checks"] = _CollisionChecks(storage, name, kept_reads or {})
+    are checked. ``leading_writes`` maps a name to a write port (of another memory) whose writes reach
+    ``storage`` a cycle later through registers: a read in the cycle of such a write returns the row
+    before it, so it is checked too. Call it once the memory's ports are made."""
+    m.submodules[f"{name}_collision_checks"] = _CollisionChecks(storage, name, kept_reads or {},
+                                                                leading_writes or {})
 
 
 class _CollisionChecks(wiring.Component):
     """``check_collisions``' assertions: a submodule, elaborated after its parent has made every port."""
 
-    def __init__(self, storage: memory.Memory, name: str, kept_reads: dict):
-        self._storage, self._name, self._kept_reads = storage, name, kept_reads
+    def __init__(self, storage: memory.Memory, name: str, kept_reads: dict, leading_writes: dict):
+        self._storage, self._name, self._kept_reads, self._leading_writes = storage, name, kept_reads, leading_writes
         super().__init__({})
 
     def elaborate(self, platform):
         m = Module()
         for read_index, read in enumerate(self._storage.read_ports):
             kept = self._kept_reads.get(read, 1)
-            for write_index, write in enumerate(self._storage.write_ports):
+            writes = {f"write port {index}": write for index, write in enumerate(self._storage.write_ports)}
+            for write_name, write in {**writes, **self._leading_writes}.items():
                 collision = kept & read.en & write.en.any() & (read.addr == write.addr)
                 m.d.sync += Assert(~collision, f"{self._name}: read port {read_index} addresses the row "
-                                               f"write port {write_index} writes")
+                                               f"{write_name} writes")
         return m
 
 
