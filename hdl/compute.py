@@ -36,7 +36,8 @@ class ComputeUnit(wiring.Component):
     act_read_secondary : (``config.array.paired``) a second activation read port: paired COMPUTEs'
                          secondary rows
     array_busy : Out(1)   an activation beat enters the array this cycle
-    acc_busy : Out(1)     the accumulator ports are used this cycle (a result row read or written)
+    acc_busy : Out(1)     the accumulator's read port is used this cycle or its write port the next (a result
+                          row read, or written a cycle later: the load unit's writes land a cycle after its beats)
     waiting_load, waiting_store : Out(1)   stalled on a missing token
     error_range : Out(1)   rows outside a memory
     error_field : Out(1)   an OS COMPUTE whose beats are not a multiple of R, or a depthwise one
@@ -247,11 +248,11 @@ class ComputeUnit(wiring.Component):
         m.d.comb += [keep.eq(array.results.valid & (received < head.kept)),
                      self.acc_read.addr.eq(reading_address),
                      self.acc_read.en.eq(reading)]
-        # acc_busy: the read port while the read stage holds a row, the write port while the write stage does;
-        # a register of its own, loaded as those stages are (the load unit's walk waits on it: through an OR
-        # of them, from this unit's read stage to the walker's enables was the 4x4 SoC's worst path, 12.9 ns,
-        # 2026-12-06).
-        m.d.sync += self.acc_busy.eq(keep | adding)
+        # acc_busy: the read port while the read stage holds a row, the write port while the write stage will
+        # next cycle (the add stage holds it); a register of its own, loaded as the read and add stages are (the
+        # load unit's walk waits on it: through an OR of them, from this unit's read stage to the walker's
+        # enables was the 4x4 SoC's worst path, 12.9 ns, 2026-12-06).
+        m.d.sync += self.acc_busy.eq(keep | fetching)
         head_done = Signal()
         with m.If(array.results.valid):
             m.d.sync += [reading_row.eq(array.results.payload.data), reading_address.eq(head.acc_addr + received),
