@@ -4,6 +4,7 @@ from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig, ArithSupport, ArrayConfig, Dataflow
+from .dsp import PRODUCT_LATENCY, registered_product
 from .fetch import head_waited
 from .isa import COMPUTE, INSTRUCTION, PAIRED_SECONDARY_OFFSET, Opcode, os_depthwise_results
 from .numerics import ACC_BITS, ArithMode
@@ -14,7 +15,8 @@ from .transposer import Transposer
 __all__ = ["ComputeUnit", "RESULT_LATENCY", "CHECK_CYCLES", "max_in_flight"]
 
 RESULT_LATENCY = 5     # a result row leaving the array to its accumulator write (read, capture, fetch, add, write)
-CHECK_CYCLES = 2       # a COMPUTE or SYNC waits this long at its queue's head: its checks' first two stages
+# A COMPUTE or SYNC waits this long at its queue's head: its checks' stages but the last (a product, then an add).
+CHECK_CYCLES = PRODUCT_LATENCY + 1
 
 
 def max_in_flight(array: ArrayConfig) -> int:
@@ -321,10 +323,12 @@ class ComputeUnit(wiring.Component):
             return f.beats if os else rows
 
         # The checks are registered from the queue's head while it waits, in stages of one add or compare
-        # each: the spans, the last rows, and the compares, read in Check. A head is taken once it has waited
-        # CHECK_CYCLES cycles, so the last stage registers as it is taken (from the head through an add of a
-        # shifted count and a compare to the registered results was the 4x4 SoC's worst path, 12.0 ns,
-        # 2026-12-06 #13; before, from `fields` through them to the job queues' write enables, 13.0 ns).
+        # each: the spans (a repeating COMPUTE's rows a product, PRODUCT_LATENCY stages), the last rows, and
+        # the compares, read in Check. A head is taken once it has waited CHECK_CYCLES cycles, so the last
+        # stage registers as it is taken (from the head through an add of a shifted count and a compare to
+        # the registered results was the 4x4 SoC's worst path, 12.0 ns, 2026-12-06 #13; before, from `fields`
+        # through them to the job queues' write enables, 13.0 ns; from the head through the kept rows'
+        # subtract and a multiplier without its registers to the repeated rows, 10.7 ns, 2026-12-07 #24).
         head_fields = instruction.fields.compute
         act_span = Signal(len(head_fields.beats) + (1 << len(head_fields.act_stride_log2)) - 1)
         weight_span = Signal(len(head_fields.beats))
@@ -361,8 +365,11 @@ class ComputeUnit(wiring.Component):
         if os and config.array.depthwise:
             unsupported_fields |= (head_fields.repeat != 0) & ~head_fields.depthwise
             # (an illegal one is checked as its first run alone, as the ISA simulator checks it)
-            m.d.sync += [repeat_rows.eq(head_fields.repeat * kept_rows(head_fields)[:rows.bit_length()]),
-                         repeat_legal.eq(~unsupported_fields)]
+            # (A legal one is depthwise: its runs keep R - taps + 1 rows each.)
+            m.d.comb += repeat_rows.eq(registered_product(
+                m, head_fields.repeat, os_depthwise_results(rows, head_fields.taps)[:rows.bit_length()],
+                config.array.dsp_primitive, "repeat_rows"))
+            m.d.sync += repeat_legal.eq(~unsupported_fields)
         else:
             unsupported_fields |= head_fields.repeat != 0
         # A paired COMPUTE's last secondary row is PAIRED_SECONDARY_OFFSET rows after its last row.
