@@ -140,20 +140,16 @@ class Accelerator(wiring.Component):
         # Tokens: up/down counters between neighbouring units.
         def token_counter(name, push, pop):
             count = Signal(TOKEN_BITS, name=f"tokens_{name}")
-            # Whether count != 0, kept in a register of its own: a unit's take of its queue's head waits on it
-            # (from the count through that compare and the load unit's take to its instruction registers'
-            # enables were 8 levels of logic, 2026-12-07 #24).
-            available = Signal(name=f"tokens_{name}_available")
             # The pulses select a count +1 or -1 already computed, so no carry chain waits for them (from the
             # store unit's queue head through its pop to the count's adder was the 4x4 SoC's worst path,
             # 11.2 and 11.7 ns, 2026-12-06 #14).
             with m.If(soft_reset):
-                m.d.sync += [count.eq(0), available.eq(0)]
+                m.d.sync += count.eq(0)
             with m.Elif(push & ~pop):
-                m.d.sync += [count.eq(count + 1), available.eq(1)]
+                m.d.sync += count.eq(count + 1)
             with m.Elif(pop & ~push):
-                m.d.sync += [count.eq(count - 1), available.eq(count != 1)]
-            return available
+                m.d.sync += count.eq(count - 1)
+            return count != 0
         m.d.comb += [
             compute.prev_token_available.eq(token_counter("load_to_compute", load.push_token, compute.pop_prev)),
             load.token_available.eq(token_counter("compute_to_load", compute.push_prev, load.pop_token)),

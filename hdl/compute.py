@@ -4,7 +4,6 @@ from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .config import AcceleratorConfig, ArithSupport, ArrayConfig, Dataflow
-from .dsp import PRODUCT_LATENCY, registered_product
 from .fetch import head_waited
 from .isa import COMPUTE, INSTRUCTION, PAIRED_SECONDARY_OFFSET, Opcode, os_depthwise_results
 from .numerics import ACC_BITS, ArithMode
@@ -15,8 +14,7 @@ from .transposer import Transposer
 __all__ = ["ComputeUnit", "RESULT_LATENCY", "CHECK_CYCLES", "max_in_flight"]
 
 RESULT_LATENCY = 5     # a result row leaving the array to its accumulator write (read, capture, fetch, add, write)
-# A COMPUTE or SYNC waits this long at its queue's head: its checks' stages but the last (a product, then an add).
-CHECK_CYCLES = PRODUCT_LATENCY + 1
+CHECK_CYCLES = 2       # a COMPUTE or SYNC waits this long at its queue's head: its checks' first two stages
 
 
 def max_in_flight(array: ArrayConfig) -> int:
@@ -38,8 +36,7 @@ class ComputeUnit(wiring.Component):
     act_read_secondary : (``config.array.paired``) a second activation read port: paired COMPUTEs'
                          secondary rows
     array_busy : Out(1)   an activation beat enters the array this cycle
-    acc_busy : Out(1)     the accumulator's read port is used this cycle or its write port the next (a result
-                          row read, or written a cycle later: the load unit's writes land a cycle after its beats)
+    acc_busy : Out(1)     the accumulator ports are used this cycle (a result row read or written)
     waiting_load, waiting_store : Out(1)   stalled on a missing token
     error_range : Out(1)   rows outside a memory
     error_field : Out(1)   an OS COMPUTE whose beats are not a multiple of R, or a depthwise one
@@ -250,11 +247,11 @@ class ComputeUnit(wiring.Component):
         m.d.comb += [keep.eq(array.results.valid & (received < head.kept)),
                      self.acc_read.addr.eq(reading_address),
                      self.acc_read.en.eq(reading)]
-        # acc_busy: the read port while the read stage holds a row, the write port while the write stage will
-        # next cycle (the add stage holds it); a register of its own, loaded as the read and add stages are (the
-        # load unit's walk waits on it: through an OR of them, from this unit's read stage to the walker's
-        # enables was the 4x4 SoC's worst path, 12.9 ns, 2026-12-06).
-        m.d.sync += self.acc_busy.eq(keep | fetching)
+        # acc_busy: the read port while the read stage holds a row, the write port while the write stage does;
+        # a register of its own, loaded as those stages are (the load unit's walk waits on it: through an OR
+        # of them, from this unit's read stage to the walker's enables was the 4x4 SoC's worst path, 12.9 ns,
+        # 2026-12-06).
+        m.d.sync += self.acc_busy.eq(keep | adding)
         head_done = Signal()
         with m.If(array.results.valid):
             m.d.sync += [reading_row.eq(array.results.payload.data), reading_address.eq(head.acc_addr + received),
@@ -323,12 +320,10 @@ class ComputeUnit(wiring.Component):
             return f.beats if os else rows
 
         # The checks are registered from the queue's head while it waits, in stages of one add or compare
-        # each: the spans (a repeating COMPUTE's rows a product, PRODUCT_LATENCY stages), the last rows, and
-        # the compares, read in Check. A head is taken once it has waited CHECK_CYCLES cycles, so the last
-        # stage registers as it is taken (from the head through an add of a shifted count and a compare to
-        # the registered results was the 4x4 SoC's worst path, 12.0 ns, 2026-12-06 #13; before, from `fields`
-        # through them to the job queues' write enables, 13.0 ns; from the head through the kept rows'
-        # subtract and a multiplier without its registers to the repeated rows, 10.7 ns, 2026-12-07 #24).
+        # each: the spans, the last rows, and the compares, read in Check. A head is taken once it has waited
+        # CHECK_CYCLES cycles, so the last stage registers as it is taken (from the head through an add of a
+        # shifted count and a compare to the registered results was the 4x4 SoC's worst path, 12.0 ns,
+        # 2026-12-06 #13; before, from `fields` through them to the job queues' write enables, 13.0 ns).
         head_fields = instruction.fields.compute
         act_span = Signal(len(head_fields.beats) + (1 << len(head_fields.act_stride_log2)) - 1)
         weight_span = Signal(len(head_fields.beats))
@@ -365,11 +360,8 @@ class ComputeUnit(wiring.Component):
         if os and config.array.depthwise:
             unsupported_fields |= (head_fields.repeat != 0) & ~head_fields.depthwise
             # (an illegal one is checked as its first run alone, as the ISA simulator checks it)
-            # (A legal one is depthwise: its runs keep R - taps + 1 rows each.)
-            m.d.comb += repeat_rows.eq(registered_product(
-                m, head_fields.repeat, os_depthwise_results(rows, head_fields.taps)[:rows.bit_length()],
-                config.array.dsp_primitive, "repeat_rows"))
-            m.d.sync += repeat_legal.eq(~unsupported_fields)
+            m.d.sync += [repeat_rows.eq(head_fields.repeat * kept_rows(head_fields)[:rows.bit_length()]),
+                         repeat_legal.eq(~unsupported_fields)]
         else:
             unsupported_fields |= head_fields.repeat != 0
         # A paired COMPUTE's last secondary row is PAIRED_SECONDARY_OFFSET rows after its last row.

@@ -12,7 +12,7 @@ from .sram import address_width
 from .walker import DESCRIPTOR_FIELDS, DESCRIPTOR_LATENCY, PADDING_FIELDS, RowWalker, descriptor_rows
 
 __all__ = ["LoadUnit", "memory_shapes", "MAX_OUTSTANDING_READS", "MAX_BURST_ROWS", "OVERLAPPING_TARGETS",
-           "WRITE_FORMAT", "HEAD_CHECK_CYCLES"]
+           "WRITE_FORMAT", "WRITTEN_BEHIND", "HEAD_CHECK_CYCLES"]
 
 MAX_OUTSTANDING_READS = 4
 HEAD_CHECK_CYCLES = DESCRIPTOR_LATENCY + 1   # a LOAD waits this long at the queue's head: its checks' registers
@@ -20,6 +20,11 @@ HEAD_CHECK_CYCLES = DESCRIPTOR_LATENCY + 1   # a LOAD waits this long at the que
 # start while the last one drains: the writer writes both LOADs' rows alike, each burst's into its own target.
 OVERLAPPING_TARGETS = (Target.ACTIVATIONS, Target.WEIGHTS)
 WRITE_FORMAT = ("row_elems", "pad_value")
+# The rows of a LOAD into one of these memories (which only the load unit writes) are written a cycle
+# after their beat, from registers, so the block RAMs' write ports see no logic (from the accumulator
+# port's hold through the write enables to the channel memory was the 4x4 SoC's worst path, 12.6 to
+# 13.8 ns, 2026-12-06 #13). A unit that reads the rows waits for the LOAD's token, which takes longer.
+WRITTEN_BEHIND = (Target.ACTIVATIONS, Target.WEIGHTS, Target.CHANNELS)
 
 
 def memory_shapes(config: AcceleratorConfig) -> dict:
@@ -65,9 +70,8 @@ class LoadUnit(wiring.Component):
     ar_request : Out(1)            a burst is due: the arbiter may grant AR. ``arvalid`` rises once a merged
                                    burst's length is planned, a cycle after the walker last moved (the grant
                                    takes one); other bursts may follow each other on a kept grant, one per cycle
-    acc_busy : In(1)               the compute unit uses the accumulator's read port this cycle or its write
-                                   port the next: an accumulator or COMBINE load holds its R beats (rready low)
-                                   and padding rows meanwhile
+    acc_busy : In(1)               the compute unit uses the accumulator ports this cycle: an accumulator or
+                                   COMBINE load holds its R beats (rready low) and padding rows meanwhile
     write_<target> : one write port per memory of ``memory_shapes`` (byte granularity)
     acc_read, weight_read : read ports for COMBINE (old accumulator rows, per-lane scales)
     error_read, error_range : Out(1) pulses: a bad read response, an out-of-range SRAM row
@@ -221,12 +225,6 @@ class LoadUnit(wiring.Component):
         combine_data = Signal(cols * ACC_BITS)
         combine_address = Signal(16)
         writing_behind = Signal()
-        # A LOAD's rows are written a cycle after their beat, from registers, so the block RAMs' write ports
-        # see no logic (from the accumulator port's hold through the write enables to the channel memory
-        # was the 4x4 SoC's worst path, 12.6 to 13.8 ns, 2026-12-06 #13; from the SoC memory's R beat
-        # through the data-byte selects to the accumulator's write port, 11.0 ns, 2026-12-07 #23). A unit
-        # that reads the rows waits for the LOAD's token, which takes longer; an accumulator LOAD is held
-        # while the compute unit writes the accumulator next cycle (``acc_busy``).
         for target, (target_depth, lanes, element) in memory_shapes(config).items():
             port = getattr(self, f"write_{target.name.lower()}")
             if target == Target.CHANNELS:
@@ -237,12 +235,10 @@ class LoadUnit(wiring.Component):
                     return fields.pad_value.as_unsigned() if byte % element == 0 else \
                         Mux(fields.pad_value < 0, 0xFF, 0x00)
             row, enables = row_bytes(_kept_bytes(target, lanes), pad_byte)
-            # (Only an accumulator LOAD is ever held: the other targets' enables leave the hold out.)
-            written = (writing if target == Target.ACCUMULATORS else writing_unheld) & writes_to(target)
-            behind = [Signal.like(member, name=f"{target.name.lower()}_written_{name}")
-                      for name, member in (("address", port.addr), ("data", port.data), ("enables", port.en))]
-            m.d.sync += [behind[0].eq(write_address), behind[1].eq(row), behind[2].eq(Mux(written, enables, 0))]
-            m.d.comb += [port.addr.eq(behind[0]), port.data.eq(behind[1]), port.en.eq(behind[2])]
+            behind = target in WRITTEN_BEHIND
+            m.d["sync" if behind else "comb"] += [
+                port.addr.eq(write_address), port.data.eq(row),
+                port.en.eq(Mux((writing_unheld if behind else writing) & writes_to(target), enables, 0))]
             if target == Target.ACCUMULATORS:
                 with m.If(combine_writing):
                     m.d.comb += [port.addr.eq(combine_address), port.data.eq(combine_data),
@@ -421,7 +417,7 @@ class LoadUnit(wiring.Component):
                 # (Its padding rows written first: they belong to it.)
                 with m.Elif(~draining_bursts.any() & (outstanding.r_level > 1) & writes_alike & ~pad_rows.r_rdy):
                     take(draining=True)
-        m.d.sync += writing_behind.eq(writing_unheld)
+        m.d.sync += writing_behind.eq(writing_unheld & fields.target.as_value().matches(*WRITTEN_BEHIND))
         with m.If(staged | captured | fetched | combine_writing | draining_bursts.any() | writing_behind):
             m.d.comb += self.busy.eq(1)
         return m
