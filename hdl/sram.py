@@ -45,10 +45,11 @@ class _CollisionChecks(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        writes = {**{f"write port {index}": write for index, write in enumerate(self._storage.write_ports)},
+                  **self._leading_writes}
         for read_index, read in enumerate(self._storage.read_ports):
             kept = self._kept_reads.get(read, 1)
-            writes = {f"write port {index}": write for index, write in enumerate(self._storage.write_ports)}
-            for write_name, write in {**writes, **self._leading_writes}.items():
+            for write_name, write in writes.items():
                 collision = kept & read.en & write.en.any() & (read.addr == write.addr)
                 m.d.sync += Assert(~collision, f"{self._name}: read port {read_index} addresses the row "
                                                f"{write_name} writes")

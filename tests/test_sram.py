@@ -7,8 +7,8 @@ from hdl.sram import check_collisions, collision_free_memory
 
 
 def run_accesses(read_address: int, write_address: int, kept: int = 1, leading_address: int = 0):
-    """``leading_address``: the row a write port of another memory writes every cycle, a cycle ahead of
-    ``storage``'s write port (which copies it), as the store unit's copy of the accumulator does."""
+    """``leading_address``: the row a write port of another memory writes every cycle, given to the checks as
+    a leading write (one that reaches ``storage`` a cycle later, as the accumulator's reaches the store's copy)."""
     m = Module()
     storage = collision_free_memory(m, "storage", shape=8, depth=16)
     original = collision_free_memory(m, "original", shape=8, depth=16)
