@@ -10,8 +10,9 @@ such mode, so an unpinned design on iCE40 stops after synthesis.
 """
 import json
 import os
+import re
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from .estimate import Needs, block_ram_fifos, estimate_needs, fit_problems, synt
 from .pll import PllClock, PllPlan
 from .synth import run_tool, synthesize
 
-__all__ = ["BuildReport", "DoesNotFit", "PinnedTop", "build", "TIMING_EFFORTS"]
+__all__ = ["BuildReport", "DoesNotFit", "PinnedTop", "build", "nextpnr_phase", "TIMING_EFFORTS"]
 
 # nextpnr options per timing effort. "compact": the heap placer spreads cells with half its default
 # weight (alpha 0.05, not 0.1) and to a density of 0.5 (beta, not 0.9); on one 4x4 ULX3S SoC netlist at
@@ -41,6 +42,14 @@ TIMING_EFFORTS = {"normal": (), "compact": ("--placer-heap-alpha", "0.05", "--pl
 
 # The deepest register-to-register paths an ECP5 build report lists (``depth.logic_depth``).
 DEEPEST_PATHS = 5
+# How often a running place and route reports its phase (``nextpnr_phase``): a 4x4 SoC takes 10 minutes,
+# a 16x16 SoC hours.
+PROGRESS_SECONDS = 60
+# nextpnr's log lines that tell how far it is, newest last: the analytic placer's iterations, the
+# annealing refinement's, and router1's table (iterations, arcs ripped up and routed, arcs left).
+_PHASES = (("analytic placement, iteration {}", re.compile(r"^Info: +at iteration #(\d+), type ")),
+           ("refining the placement, iteration {}", re.compile(r"^Info: +at iteration #(\d+): temp = ")),
+           ("routing, {} arcs left", re.compile(r"^Info: +\d+ \| +\d+ +\d+ \| +\d+ +\d+ \| +(\d+)\|")))
 
 
 class DoesNotFit(ValueError):
@@ -192,6 +201,24 @@ def packing_overruns(resources: dict) -> list[str]:
             if usage["used"] > usage["available"]]
 
 
+def nextpnr_phase(log: str) -> str | None:
+    """What a running nextpnr is doing, from its log so far (e.g. "routing, 942 arcs left"); None before placement."""
+    for line in reversed(log.splitlines()):
+        for phase, pattern in _PHASES:
+            found = pattern.match(line)
+            if found:
+                return phase.format(found.group(1))
+    return None
+
+
+def _log_tail(path: Path, size: int = 4096) -> str:
+    if not path.exists():
+        return ""
+    with path.open("rb") as log:
+        log.seek(max(0, path.stat().st_size - size))
+        return log.read().decode(errors="replace")
+
+
 def _nextpnr_report(path: Path, board: Board) -> tuple[dict, float | None, dict | None]:
     """Resources, Fmax (the slowest clock's) and the critical path of a placed and routed design."""
     report = json.loads(path.read_text())
@@ -202,7 +229,8 @@ def _nextpnr_report(path: Path, board: Board) -> tuple[dict, float | None, dict 
 def build(design, name: str, board: Board, workdir: Path, *, target_mhz: float | None = None,
           pins: dict | None = None, synth_only: bool = False, top_kind: str = "",
           needs: Needs | None = None, progress=print, seeds: tuple[int, ...] = (1,), pll: PllPlan | None = None,
-          lut4_only: bool = False, fifos_in_block_ram: bool = False, timing_effort: str = "normal") -> BuildReport:
+          lut4_only: bool = False, fifos_in_block_ram: bool = False, timing_effort: str = "normal",
+          progress_seconds: float = PROGRESS_SECONDS) -> BuildReport:
     """Build ``design`` (top module ``name``) for ``board`` in ``workdir``; return the report.
 
     A pinned design is clocked by ``pll`` when given (its output is then the target clock), else by the
@@ -212,7 +240,8 @@ def build(design, name: str, board: Board, workdir: Path, *, target_mhz: float |
     ``timing_effort`` picks nextpnr's options from ``TIMING_EFFORTS``: "compact" (SoCs: higher Fmax in the same
     time) or "high" (longer runs, higher Fmax). With several placement ``seeds`` the design is placed and
     routed once per seed (as many at a time as the machine has CPUs, each in ``workdir/seed<N>``) and the
-    fastest is kept: one netlist's Fmax moves by up to 8% between seeds.
+    fastest is kept: one netlist's Fmax moves by up to 8% between seeds. Place and route reports its
+    phase (``nextpnr_phase``) through ``progress`` every ``progress_seconds``.
     """
     if timing_effort not in TIMING_EFFORTS:
         raise ValueError(f"Timing effort must be one of {', '.join(TIMING_EFFORTS)}, not {timing_effort!r}")
@@ -278,7 +307,7 @@ def build(design, name: str, board: Board, workdir: Path, *, target_mhz: float |
         report.notes.append("nextpnr-ice40 has no out-of-context mode: place and route needs a pinned top")
     elif not synth_only:
         _place_and_route(report, board, workdir, name, target_mhz, constraints, progress, lap, seeds,
-                         TIMING_EFFORTS[timing_effort])
+                         TIMING_EFFORTS[timing_effort], progress_seconds)
     report.seconds = {**seconds, "total": round(time.perf_counter() - start, 1)}
     timing_ok = report.fmax_mhz is not None and report.fmax_mhz >= target_mhz
     report.passed = bool(report.fits) and (report.stage == "synthesis" if synth_only or report.fmax_mhz is None
@@ -287,7 +316,8 @@ def build(design, name: str, board: Board, workdir: Path, *, target_mhz: float |
     return report
 
 
-def _place_and_route(report, board, workdir, name, target_mhz, constraints, progress, lap, seeds, effort_options):
+def _place_and_route(report, board, workdir, name, target_mhz, constraints, progress, lap, seeds, effort_options,
+                     progress_seconds):
     tool = f"yowasp_nextpnr_{board.family}"
     inputs = [f"{name}.json"]
     args = [*board.nextpnr_device_options(), "--json", f"{name}.json", "--freq", f"{target_mhz:g}",
@@ -338,7 +368,14 @@ def _place_and_route(report, board, workdir, name, target_mhz, constraints, prog
              + (f", seeds {', '.join(map(str, seeds))}, {at_once} at a time" if len(seeds) > 1 else "") + ")...")
     since = time.perf_counter()
     with ThreadPoolExecutor(max_workers=at_once) as pool:
-        results = dict(zip(seeds, pool.map(place_and_route, seeds)))
+        runs = {seed: pool.submit(place_and_route, seed) for seed in seeds}
+        while wait(runs.values(), timeout=progress_seconds).not_done:
+            for seed, run in runs.items():
+                phase = None if run.done() else nextpnr_phase(_log_tail(run_dirs[seed] / "nextpnr.log"))
+                if phase:
+                    progress(f"{f'seed {seed}: ' if len(seeds) > 1 else ''}{phase} "
+                             f"({(time.perf_counter() - since) / 60:.0f} min)")
+        results = {seed: run.result() for seed, run in runs.items()}
     lap("place and route", since)
     report.seed = max(seeds, key=lambda seed: -1 if results[seed][1] is None else results[seed][1])
     if len(seeds) > 1:

