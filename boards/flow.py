@@ -73,6 +73,7 @@ class PinnedTop(Elaboratable):
                        for path, member, value in design.signature.flatten(design)}
         unknown = sorted(set(pins) - set(self._ports))
         if unknown:
+            self._MustUse__silence = True       # refused, so never elaborated: no unused-design warning
             raise ValueError(f"Pin map names ports the design lacks: {', '.join(unknown)}; "
                              f"its ports are {', '.join(sorted(self._ports))}")
 
