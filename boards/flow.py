@@ -350,7 +350,7 @@ def _place_and_route(report, board, workdir, name, target_mhz, constraints, prog
     args += (["--textcfg", f"{name}.config"] if board.family == "ecp5" else ["--asc", f"{name}.asc"]) \
         if constraints is not None else []
     run_dirs = {seed: workdir if len(seeds) == 1 else workdir / f"seed{seed}" for seed in seeds}
-    at_once = min(len(seeds), os.cpu_count() or 1)
+    at_once = min(len(seeds), len(os.sched_getaffinity(0)))   # the CPUs this process may use (taskset, containers)
 
     def place_and_route(seed):
         if run_dirs[seed] != workdir:     # (YoWASP's tools see only their working directory)
