@@ -23,7 +23,7 @@ BUILDS = {
     "ulx3s_soc8_os": ["--board", "ulx3s", "--pe", "8x8", "--spad-kib", "16", "--acc-kib", "16",
                       "--timing-effort", "compact"],
     "ulx3s_soc12_os": ["--board", "ulx3s", "--pe", "12x12"],
-    "ulx3s_soc16_os": ["--board", "ulx3s", "--pe", "16x16", "--lut4-only", "--fifos-in-block-ram", "--no-paired"],
+    "ulx3s_soc16_os": ["--board", "ulx3s", "--pe", "16x16", "--lut4-only", "--fifos-in-block-ram"],
     "ulx3s_array16_os": ["--board", "ulx3s", "--pe", "16x16", "--top", "array"],
     "ulx3s_array4_mixed_p": ["--board", "ulx3s", "--pe", "4x4", "--top", "array", "--multipliers", "mixed",
                              "--dsp-limit", "8"],
