@@ -20,6 +20,7 @@ from amaranth.back import rtlil
 from amaranth.hdl import ClockDomain, Elaboratable, Module
 from amaranth.lib import io, wiring
 
+from hdl.config import refusable
 from hdl.generate import top_ports
 
 from .board import NEXTPNR_CELLS, Board
@@ -65,6 +66,7 @@ class PinnedTop(Elaboratable):
     The ``sync`` clock is the board oscillator, or the output of a PLL set by ``pll``.
     """
 
+    @refusable
     def __init__(self, design, pins: dict[str, tuple[str, int, str | None]], pll: PllPlan | None = None):
         self.design = design
         self.pins = pins
@@ -73,7 +75,6 @@ class PinnedTop(Elaboratable):
                        for path, member, value in design.signature.flatten(design)}
         unknown = sorted(set(pins) - set(self._ports))
         if unknown:
-            self._MustUse__silence = True       # refused, so never elaborated: no unused-design warning
             raise ValueError(f"Pin map names ports the design lacks: {', '.join(unknown)}; "
                              f"its ports are {', '.join(sorted(self._ports))}")
 

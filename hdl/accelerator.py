@@ -18,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from .axi import BURST_INCR, axi4_signature, axi_lite_signature
 from .compute import ComputeUnit
-from .config import AcceleratorConfig
+from .config import AcceleratorConfig, refusable
 from .csr import COUNTERS, CsrBlock, ErrorCode
 from .fetch import FetchUnit
 from .isa import INSTRUCTION_BITS, Target, target_element_bytes
@@ -61,6 +61,7 @@ class Accelerator(wiring.Component):
     irq : Out(1)                                     DONE or ERROR while CONTROL.IRQ_ENABLE
     """
 
+    @refusable
     def __init__(self, config: AcceleratorConfig, *, collision_checks: bool = False):
         if not isinstance(config, AcceleratorConfig):
             raise TypeError(f"Accelerator config must be an AcceleratorConfig, not {config!r}")

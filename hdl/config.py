@@ -4,16 +4,30 @@ Every hardware unit, the CLI and (later) the compiler take an ``ArrayConfig``;
 nothing else re-checks or re-derives these values.
 """
 import enum
+import functools
 import re
 from dataclasses import dataclass
 
 from .numerics import ArithMode
 
 __all__ = ["Dataflow", "ArithSupport", "Multipliers", "DspPrimitive", "ArrayConfig", "AcceleratorConfig", "BUS_WIDTHS", "MAX_ARRAY_DIM",
-           "MAX_MEMORY_ROWS", "parse_pe"]
+           "MAX_MEMORY_ROWS", "parse_pe", "refusable"]
 
 MAX_ARRAY_DIM = 64
 MAX_MEMORY_ROWS = 1 << 16      # an on-chip memory's rows: instructions address them with 16 bits
+
+
+def refusable(init):
+    """For a component's ``__init__`` that validates its parameters: a component it refuses (raises for) was
+    never a design, so Amaranth's warning about a design created but never elaborated is silenced for it."""
+    @functools.wraps(init)
+    def checked_init(self, *args, **kwargs):
+        try:
+            init(self, *args, **kwargs)
+        except Exception:
+            self._MustUse__silence = True
+            raise
+    return checked_init
 
 
 class Dataflow(enum.Enum):

@@ -5,7 +5,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import ArithSupport, ArrayConfig, Dataflow
+from .config import ArithSupport, ArrayConfig, Dataflow, refusable
 from .dsp import registered_product
 from .numerics import ACC_BITS, BINARY_VALUES_PER_LANE, OPERAND_BITS, ArithMode
 
@@ -148,6 +148,7 @@ class ProcessingElement(wiring.Component):
     result : (OS) the finished dot product of the most recent tile, held until overwritten.
     """
 
+    @refusable
     def __init__(self, config: ArrayConfig, row: int, col: int = 0):
         if not isinstance(config, ArrayConfig):
             raise TypeError(f"PE config must be an ArrayConfig, not {config!r}")

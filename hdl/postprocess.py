@@ -27,7 +27,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import DspPrimitive
+from .config import DspPrimitive, refusable
 from .dsp import PRODUCT_LATENCY, registered_product
 from .numerics import (ACC_BITS, BINARY_VALUES_PER_LANE, MULTIPLIER_BITS, MULTIPLIER_FRACTION_BITS, MULTIPLIER_MIN,
                        OPERAND_BITS, SHIFT_BITS, ArithMode)
@@ -87,6 +87,7 @@ class PostProcessor(wiring.Component):
 
     STAGES = 6 + PRODUCT_LATENCY      # total, shifted, the partial products, their sum, high, quotient, clamp
 
+    @refusable
     def __init__(self, lanes: int, primitive: DspPrimitive | None = None):
         if not isinstance(lanes, int) or not 1 <= lanes <= 64:
             raise ValueError(f"Post-processor lanes must be an integer from 1 to 64, not {lanes!r}")

@@ -19,7 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from .accelerator import Accelerator
 from .axi import ADDR_WIDTH, BURST_INCR, Response, axi4_signature, axi_lite_signature
-from .config import AcceleratorConfig
+from .config import AcceleratorConfig, refusable
 from .generate import accelerator_name
 from .sram import check_collisions, collision_free_memory
 from .uart import UartRx, UartTx, check_clocks_per_bit
@@ -63,6 +63,7 @@ class BlockRamMemory(wiring.Component):
     lite : In(axi_lite_signature(ADDR_WIDTH))
     """
 
+    @refusable
     def __init__(self, *, size_bytes: int, bus_bits: int, collision_checks: bool = False):
         if not isinstance(bus_bits, int) or bus_bits < 32 or bus_bits & (bus_bits - 1):
             raise ValueError(f"Memory bus width must be a power of two of at least 32 bits, not {bus_bits!r}")
@@ -234,6 +235,7 @@ class HostLinkSoC(wiring.Component):
     uart_tx: Out(1, init=1)
     irq: Out(1)
 
+    @refusable
     def __init__(self, config: AcceleratorConfig, *, memory_kib: int = 16, clocks_per_bit: int,
                  timeout_bytes: int = DEFAULT_TIMEOUT_BYTES, collision_checks: bool = False):
         if not isinstance(config, AcceleratorConfig):

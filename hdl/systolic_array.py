@@ -73,7 +73,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .config import ArithSupport, ArrayConfig, Dataflow
+from .config import ArithSupport, ArrayConfig, Dataflow, refusable
 from .numerics import ACC_BITS, OPERAND_BITS, ArithMode
 from .pe import ProcessingElement, row_tag_shape
 
@@ -152,6 +152,7 @@ class SystolicArray(wiring.Component):
     results : Out(stream.Signature(result_beat_layout(config), always_ready=True))
     """
 
+    @refusable
     def __init__(self, config: ArrayConfig):
         if not isinstance(config, ArrayConfig):
             raise TypeError(f"Systolic array config must be an ArrayConfig, not {config!r}")

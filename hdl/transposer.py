@@ -21,6 +21,7 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .config import refusable
 from .numerics import OPERAND_BITS
 
 __all__ = ["Transposer"]
@@ -35,6 +36,7 @@ class Transposer(wiring.Component):
     columns : Out(stream.Signature(ArrayLayout(signed(8), size)))
     """
 
+    @refusable
     def __init__(self, size: int):
         if not isinstance(size, int) or size < 1:
             raise ValueError(f"Transposer size must be a positive integer, not {size!r}")

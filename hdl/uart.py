@@ -10,6 +10,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
+from .config import refusable
+
 __all__ = ["UartRx", "UartTx", "MIN_CLOCKS_PER_BIT", "FRAME_BITS", "MAX_RATE_ERROR", "clocks_per_bit",
            "check_clocks_per_bit"]
 
@@ -67,6 +69,7 @@ class UartRx(wiring.Component):
     framing_error, overrun : Out(1)    one-cycle pulses, for status LEDs or counters
     """
 
+    @refusable
     def __init__(self, *, clocks_per_bit: int):
         self.clocks_per_bit = check_clocks_per_bit(clocks_per_bit)
         super().__init__({
@@ -140,6 +143,7 @@ class UartTx(wiring.Component):
     tx : Out(1)                       the line (idle 1, registered)
     """
 
+    @refusable
     def __init__(self, *, clocks_per_bit: int):
         self.clocks_per_bit = check_clocks_per_bit(clocks_per_bit)
         super().__init__({

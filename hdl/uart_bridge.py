@@ -40,7 +40,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import Out
 
 from .axi import ADDR_WIDTH, axi_lite_signature, response_failed
-from .config import AcceleratorConfig, ArithSupport, ArrayConfig, Dataflow
+from .config import AcceleratorConfig, ArithSupport, ArrayConfig, Dataflow, refusable
 from .csr import CSR_ADDR_WIDTH
 from .uart import check_clocks_per_bit
 
@@ -163,6 +163,7 @@ class UartBridge(wiring.Component):
     memory : Out(axi_lite_signature(ADDR_WIDTH))     the memory, 32-bit words at byte addresses
     """
 
+    @refusable
     def __init__(self, info: LinkInfo):
         if not isinstance(info, LinkInfo):
             raise TypeError(f"Bridge info must be a LinkInfo, not {info!r}")

@@ -1,8 +1,21 @@
 """Generation parameters are validated once, with messages that say what is allowed."""
-import pytest
+import gc
+import warnings
 
-from hdl.config import ArithSupport, ArrayConfig, Dataflow, parse_pe
+import pytest
+from amaranth.hdl import Fragment, UnusedElaboratable
+
+from boards.flow import PinnedTop
+from hdl.accelerator import Accelerator
+from hdl.config import AcceleratorConfig, ArithSupport, ArrayConfig, Dataflow, parse_pe
 from hdl.numerics import ArithMode
+from hdl.pe import ProcessingElement
+from hdl.postprocess import PostProcessor
+from hdl.soc import BlockRamMemory, HostLinkSoC
+from hdl.systolic_array import SystolicArray
+from hdl.transposer import Transposer
+from hdl.uart import UartRx, UartTx
+from hdl.uart_bridge import UartBridge
 
 
 @pytest.mark.parametrize("text, shape", [("16x16", (16, 16)), ("3x5", (3, 5)), ("1X64", (1, 64)),
@@ -57,3 +70,23 @@ def test_depthwise_mode_is_on_by_default():
     assert ArrayConfig(4, 4, "ws").name == "systolic_4x4_ws_int8"
     with pytest.raises(TypeError, match="depthwise must be True, False or None"):
         ArrayConfig(4, 4, "ws", depthwise="yes")
+
+
+def test_a_refused_component_leaves_no_unused_design_warning():
+    """Amaranth warns about a design created but never elaborated once elaboration has begun in the process;
+    a component whose parameters are refused (``hdl.config.refusable``) was never a design."""
+    elaborated = Transposer(2)
+    Fragment.get(elaborated, None)
+    refusals = [lambda: UartRx(clocks_per_bit=3), lambda: UartTx(clocks_per_bit=3), lambda: Transposer(0),
+                lambda: PostProcessor(0), lambda: ProcessingElement(ArrayConfig(2, 2), row=5),
+                lambda: SystolicArray(None), lambda: Accelerator(None), lambda: UartBridge(None),
+                lambda: HostLinkSoC(AcceleratorConfig(ArrayConfig(2, 2)), memory_kib=0, clocks_per_bit=4),
+                lambda: BlockRamMemory(size_bytes=100, bus_bits=128),
+                lambda: PinnedTop(elaborated, {"nope": ("led", 0, None)})]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for refusal in refusals:
+            with pytest.raises((TypeError, ValueError)):
+                refusal()
+        gc.collect()
+    assert [str(warning.message) for warning in caught if warning.category is UnusedElaboratable] == []

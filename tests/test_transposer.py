@@ -67,7 +67,6 @@ def test_a_steady_stream_passes_at_one_beat_per_cycle_after_n(size):
     assert [valid for _, valid in timeline] == [0] * size + [1] * (blocks * size)
 
 
-@pytest.mark.filterwarnings("ignore::amaranth.hdl.UnusedElaboratable")
 def test_rejects_a_bad_size():
     with pytest.raises(ValueError, match="positive integer"):
         Transposer(0)
