@@ -21,38 +21,30 @@ from .compute import ComputeUnit
 from .config import AcceleratorConfig, refusable
 from .csr import COUNTERS, CsrBlock, ErrorCode
 from .fetch import FetchUnit
-from .isa import INSTRUCTION_BITS, Target, target_element_bytes
+from .isa import INSTRUCTION_BITS, Target
 from .load import LoadUnit, memory_shapes
 from .sram import check_collisions, collision_free_memory
 from .store import StoreUnit
 
-__all__ = ["Accelerator", "combine_rows_collide"]
+__all__ = ["Accelerator"]
 
 QUEUE_DEPTHS = (4, 4, 8)     # instructions queued for the load, compute and store units (deepest: STOREs wait for results)
 TOKEN_BITS = 8
 FETCH_ID, LOAD_ID = 0, 1
-# The store unit's copy of the accumulator. Every memory is collision free (``hdl.sram``) but the accumulator
-# where a COMBINE row takes several beats: a unit reads scratchpad and channel rows only after the LOAD that
-# writes them has pushed its token, the load unit reads scales only for a COMBINE LOAD (which writes
-# neither), and the store unit reads the accumulator rows the compute unit has retired. The accumulator's
-# read-modify-writes read rows still being written: the compute unit forwards what its own writes of the
-# read's cycle and the next ones leave, but a COMBINE beat relies on the old row's other lanes, which an
-# earlier beat of the row may be writing (``combine_rows_collide``).
+# The store unit's copy of the accumulator. Every memory but the accumulator is collision free (``hdl.sram``):
+# a unit reads scratchpad and channel rows only after the LOAD that writes them has pushed its token, the
+# load unit reads scales only for a COMBINE LOAD (which writes neither), and the store unit reads the
+# accumulator rows the compute unit has retired. The accumulator's read-modify-writes read rows still
+# being written: the compute unit forwards those, and a COMBINE row of several beats relies on the old row's
+# other lanes.
 STORED_ACCUMULATORS = "accumulators_for_store"
-
-
-def combine_rows_collide(config: AcceleratorConfig) -> bool:
-    """Whether a COMBINE beat's read of the accumulator may meet the write of an earlier beat of its row:
-    when a COMBINE row (``config.array.cols`` int8 lanes) takes more than one bus beat."""
-    return config.array.cols * target_element_bytes(Target.COMBINE) > config.bus_bytes
 
 
 class Accelerator(wiring.Component):
     """The complete accelerator for ``config``.
 
     ``collision_checks`` (simulation only) asserts that no read of a collision-free memory (every memory but
-    the accumulator where ``combine_rows_collide``) meets a write of the same row whose read it keeps
-    (``hdl.sram.check_collisions``).
+    the accumulator) meets a write of the same row (``hdl.sram.check_collisions``).
 
     Members
     -------
@@ -102,11 +94,10 @@ class Accelerator(wiring.Component):
         collision_free = {}     # by name, for the checks
         for target, (depth, lanes, element) in shapes.items():
             name, shape = f"{target.name.lower()}_memory", lanes * element * 8
-            if target == Target.ACCUMULATORS and combine_rows_collide(config):
+            if target == Target.ACCUMULATORS:
                 memories[target] = m.submodules[name] = memory.Memory(shape=shape, depth=depth, init=[])
             else:
                 memories[target] = collision_free[name] = collision_free_memory(m, name, shape=shape, depth=depth)
-            if target != Target.ACCUMULATORS:
                 wiring.connect(m, getattr(load, f"write_{target.name.lower()}"),
                                memories[target].write_port(granularity=8))
         stored_accumulators = collision_free[STORED_ACCUMULATORS] = collision_free_memory(
@@ -143,13 +134,9 @@ class Accelerator(wiring.Component):
         channel_read = memories[Target.CHANNELS].read_port()
         wiring.connect(m, store.channel_read, channel_read)
         if self.collision_checks:
-            # The compute unit replaces what its reads return in the cycles it writes with the rows it
-            # forwards; every other read, the load unit's COMBINE reads among them, is kept.
-            kept_reads = {channel_read: store.channel_read_kept,
-                          acc_read: load.acc_read.en | ~compute.acc_write.en}
             for name, storage in collision_free.items():
                 leading = {"the accumulator's write port": acc_write} if storage is stored_accumulators else {}
-                check_collisions(m, storage, name, kept_reads, leading)
+                check_collisions(m, storage, name, {channel_read: store.channel_read_kept}, leading)
 
         # Tokens: up/down counters between neighbouring units.
         def token_counter(name, push, pop):
