@@ -43,8 +43,8 @@ TIMING_EFFORTS = {"normal": (), "compact": ("--placer-heap-alpha", "0.05", "--pl
 
 # The deepest register-to-register paths an ECP5 build report lists (``depth.logic_depth``).
 DEEPEST_PATHS = 5
-# How often a running place and route reports its phase (``nextpnr_phase``): a 4x4 SoC takes 10 minutes,
-# a 16x16 SoC hours.
+# How often a running place and route reports its phase (``nextpnr_phase``): a 4x4 SoC takes about 4 minutes
+# alone on a core, a 16x16 SoC hours.
 PROGRESS_SECONDS = 60
 # nextpnr's log lines that tell how far it is, newest last: the analytic placer's iterations, the
 # annealing refinement's, and router1's table (iterations, arcs ripped up and routed, arcs left).
@@ -241,7 +241,7 @@ def build(design, name: str, board: Board, workdir: Path, *, target_mhz: float |
     small memories in the block RAMs the design leaves spare (``estimate.block_ram_fifos``).
     ``timing_effort`` picks nextpnr's options from ``TIMING_EFFORTS``: "compact" (SoCs: higher Fmax in the same
     time) or "high" (longer runs, higher Fmax). With several placement ``seeds`` the design is placed and
-    routed once per seed (as many at a time as the machine has CPUs, each in ``workdir/seed<N>``) and the
+    routed once per seed (as many at a time as the process may use CPUs, each in ``workdir/seed<N>``) and the
     fastest is kept: one netlist's Fmax moves by up to 8% between seeds. Place and route reports its
     phase (``nextpnr_phase``) through ``progress`` every ``progress_seconds``.
     """

@@ -126,7 +126,7 @@ def main(argv=None) -> int:
                              "LUT RAM (six LUT sites per 16x4 bits however shallow the FIFO)")
     parser.add_argument("--seed", type=int, nargs="+", default=[1], metavar="SEED",
                         help="nextpnr placement seed (default 1); several: place and route once per seed, as many "
-                             "at a time as there are CPUs, and keep the fastest (one netlist's Fmax moves by up to "
+                             "at a time as the process may use CPUs, and keep the fastest (one netlist's Fmax moves by up to "
                              "8%% between seeds)")
     parser.add_argument("--timing-effort", choices=list(TIMING_EFFORTS), default="normal",
                         help="normal: nextpnr's defaults; compact: its heap placer spreads cells less (the "
